@@ -1,0 +1,1 @@
+//! Dictionary loader (arriving).
