@@ -1,2 +1,5 @@
 //! tmp
+pub mod config;
+pub mod directory;
 pub mod proto;
+pub mod store;

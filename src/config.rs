@@ -1,0 +1,557 @@
+//! The TOML configuration: parsed with `deny_unknown_fields`, then validated,
+//! with every error naming the file, line and key at fault.
+//!
+//! `from_toml(&str)` is what tests call; `read_config(path)` reads the file
+//! and resolves `secret_file` paths relative to it.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::directory::{LocalMac, LocalUser, MacAddr, UserCredential};
+use crate::proto::auth::Password;
+
+/// Where the default configuration listens and keeps its state.
+pub const DEFAULT_AUTH_LISTEN: &str = "127.0.0.1:1812";
+pub const DEFAULT_ACCT_LISTEN: &str = "127.0.0.1:1813";
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:1818";
+pub const DEFAULT_STATE_DIR: &str = "./state";
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path}:{line}:{column}: {key}: {message}")]
+    Invalid {
+        path: String,
+        line: usize,
+        column: usize,
+        key: String,
+        message: String,
+    },
+}
+
+/// `require_message_authenticator` and `limit_proxy_state`, with FreeRADIUS
+/// 3.2.5's three settings.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Tristate {
+    #[default]
+    Yes,
+    Auto,
+    No,
+}
+
+#[derive(Debug)]
+pub struct Config {
+    /// The file this came from (`None` for the built-in defaults).
+    pub path: Option<PathBuf>,
+    pub server: ServerConfig,
+    pub admin_listen: SocketAddr,
+    pub clients: Vec<ClientConfig>,
+    pub local_users: Vec<LocalUser>,
+    pub local_macs: Vec<LocalMac>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub auth_listen: Vec<SocketAddr>,
+    pub acct_listen: Vec<SocketAddr>,
+    pub state_dir: PathBuf,
+    /// Dictionary files to load instead of the built-in ones.
+    pub dictionary_dir: Option<PathBuf>,
+    /// How long an answered request's reply is kept for retransmissions
+    /// (RFC 5080 §2.2.2 asks for 5 to 30 seconds).
+    pub response_cache_ttl: Duration,
+    /// Requests being worked on at once; beyond this, new ones are shed.
+    pub max_in_flight: usize,
+}
+
+pub struct ClientConfig {
+    pub name: String,
+    pub network: IpNet,
+    pub secret: Vec<u8>,
+    pub require_message_authenticator: Tristate,
+    pub limit_proxy_state: Tristate,
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("name", &self.name)
+            .field("network", &self.network)
+            .field("secret", &"<redacted>")
+            .field("require_message_authenticator", &self.require_message_authenticator)
+            .field("limit_proxy_state", &self.limit_proxy_state)
+            .finish()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    admin: RawAdmin,
+    #[serde(default)]
+    clients: Vec<RawClient>,
+    #[serde(default)]
+    local: RawLocal,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    auth_listen: Option<Spanned<Vec<SocketAddr>>>,
+    acct_listen: Option<Vec<SocketAddr>>,
+    state_dir: Option<PathBuf>,
+    dictionary_dir: Option<PathBuf>,
+    response_cache_ttl: Option<Spanned<String>>,
+    max_in_flight: Option<Spanned<usize>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: Option<Spanned<SocketAddr>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClient {
+    name: Spanned<String>,
+    address: Spanned<String>,
+    secret: Option<Spanned<String>>,
+    secret_file: Option<Spanned<PathBuf>>,
+    #[serde(default)]
+    require_message_authenticator: Tristate,
+    #[serde(default)]
+    limit_proxy_state: Tristate,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLocal {
+    #[serde(default)]
+    users: Vec<RawUser>,
+    #[serde(default)]
+    macs: Vec<RawMac>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUser {
+    name: Spanned<String>,
+    password: Option<String>,
+    password_hash: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMac {
+    mac: Spanned<String>,
+    description: Option<String>,
+}
+
+/// Reads and validates a config file.
+pub fn read_config(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let mut cfg = parse(&text, path)?;
+    cfg.path = Some(path.to_path_buf());
+    Ok(cfg)
+}
+
+/// Parses config text; `secret_file` paths are taken relative to the
+/// current directory.
+pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+    parse(text, Path::new("<config>"))
+}
+
+/// The configuration `serve` uses without `--config`: loopback only, one
+/// client 127.0.0.1 with secret `testing123` (like FreeRADIUS's localhost
+/// client), state in ./state.
+pub fn defaults() -> Config {
+    Config {
+        path: None,
+        server: ServerConfig {
+            auth_listen: vec![DEFAULT_AUTH_LISTEN.parse().expect("constant")],
+            acct_listen: vec![DEFAULT_ACCT_LISTEN.parse().expect("constant")],
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+            dictionary_dir: None,
+            response_cache_ttl: Duration::from_secs(10),
+            max_in_flight: 4096,
+        },
+        admin_listen: DEFAULT_ADMIN_LISTEN.parse().expect("constant"),
+        clients: vec![ClientConfig {
+            name: "localhost".into(),
+            network: IpNet::from(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            secret: b"testing123".to_vec(),
+            require_message_authenticator: Tristate::Yes,
+            limit_proxy_state: Tristate::Yes,
+        }],
+        local_users: Vec::new(),
+        local_macs: Vec::new(),
+    }
+}
+
+struct Ctx<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Ctx<'_> {
+    fn err(&self, span: Option<Range<usize>>, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        let (line, column) = match span {
+            Some(s) => line_col(self.text, s.start),
+            None => (0, 0),
+        };
+        ConfigError::Invalid {
+            path: self.path.display().to_string(),
+            line,
+            column,
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            return p.to_path_buf();
+        }
+        match self.path.parent() {
+            Some(dir) if self.path.exists() => dir.join(p),
+            _ => p.to_path_buf(),
+        }
+    }
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+    (line, column)
+}
+
+/// The key a TOML syntax or type error points at: the `key =` on the error's
+/// line, or the `[table]` header.
+fn key_at(text: &str, offset: usize) -> String {
+    let offset = offset.min(text.len());
+    let start = text[..offset].rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let end = text[offset..].find('\n').map(|i| offset + i).unwrap_or(text.len());
+    let line = text[start..end].trim();
+    if let Some((k, _)) = line.split_once('=') {
+        return k.trim().to_string();
+    }
+    line.trim_matches(|c| c == '[' || c == ']').trim().to_string()
+}
+
+fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let ctx = Ctx { path, text };
+    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let span = e.span();
+        let key = span.clone().map(|s| key_at(text, s.start)).unwrap_or_default();
+        ctx.err(span, key, e.message().trim().to_string())
+    })?;
+    let d = defaults();
+
+    let auth_listen = match raw.server.auth_listen {
+        Some(l) if l.get_ref().is_empty() => {
+            return Err(ctx.err(Some(l.span()), "server.auth_listen", "needs at least one address"));
+        }
+        Some(l) => l.into_inner(),
+        None => d.server.auth_listen,
+    };
+    let response_cache_ttl = match raw.server.response_cache_ttl {
+        None => d.server.response_cache_ttl,
+        Some(s) => {
+            let ttl = humantime::parse_duration(s.get_ref())
+                .map_err(|e| ctx.err(Some(s.span()), "server.response_cache_ttl", e.to_string()))?;
+            if !(Duration::from_secs(1)..=Duration::from_secs(60)).contains(&ttl) {
+                return Err(ctx.err(
+                    Some(s.span()),
+                    "server.response_cache_ttl",
+                    "must be between 1s and 60s (RFC 5080 suggests 5s to 30s)",
+                ));
+            }
+            ttl
+        }
+    };
+    let max_in_flight = match raw.server.max_in_flight {
+        None => d.server.max_in_flight,
+        Some(n) if *n.get_ref() == 0 => {
+            return Err(ctx.err(Some(n.span()), "server.max_in_flight", "must be at least 1"));
+        }
+        Some(n) => n.into_inner(),
+    };
+    let admin_listen = match raw.admin.listen {
+        None => d.admin_listen,
+        Some(a) if !a.get_ref().ip().is_loopback() => {
+            return Err(ctx.err(
+                Some(a.span()),
+                "admin.listen",
+                "the admin API must listen on a loopback address (127.0.0.0/8 or ::1)",
+            ));
+        }
+        Some(a) => a.into_inner(),
+    };
+
+    let mut clients: Vec<ClientConfig> = Vec::new();
+    for (i, c) in raw.clients.into_iter().enumerate() {
+        let key = |k: &str| format!("clients[{i}].{k}");
+        let name = c.name.get_ref().trim().to_string();
+        if name.is_empty() {
+            return Err(ctx.err(Some(c.name.span()), key("name"), "must not be empty"));
+        }
+        if clients.iter().any(|o| o.name == name) {
+            return Err(ctx.err(Some(c.name.span()), key("name"), format!("client name {name:?} is used twice")));
+        }
+        let addr = c.address.get_ref().trim();
+        let network = match addr.parse::<IpNet>() {
+            Ok(n) => n.trunc(),
+            Err(_) => match addr.parse::<IpAddr>() {
+                Ok(ip) => IpNet::from(ip),
+                Err(_) => {
+                    return Err(ctx.err(
+                        Some(c.address.span()),
+                        key("address"),
+                        format!("{addr:?} is neither an IP address nor a CIDR prefix"),
+                    ));
+                }
+            },
+        };
+        if let Some(o) = clients.iter().find(|o| o.network == network) {
+            return Err(ctx.err(
+                Some(c.address.span()),
+                key("address"),
+                format!("{network} is already the address of client {:?}", o.name),
+            ));
+        }
+        let secret = match (c.secret, c.secret_file) {
+            (Some(s), None) => {
+                if s.get_ref().is_empty() {
+                    return Err(ctx.err(Some(s.span()), key("secret"), "must not be empty"));
+                }
+                s.into_inner().into_bytes()
+            }
+            (None, Some(f)) => {
+                let p = ctx.resolve(f.get_ref());
+                let mut bytes = std::fs::read(&p).map_err(|e| {
+                    ctx.err(Some(f.span()), key("secret_file"), format!("cannot read {}: {e}", p.display()))
+                })?;
+                // Editors and `echo` leave a trailing newline that is not part
+                // of the secret.
+                while matches!(bytes.last(), Some(b'\n' | b'\r')) {
+                    bytes.pop();
+                }
+                if bytes.is_empty() {
+                    return Err(ctx.err(Some(f.span()), key("secret_file"), format!("{} is empty", p.display())));
+                }
+                bytes
+            }
+            (Some(s), Some(_)) => {
+                return Err(ctx.err(Some(s.span()), key("secret"), "give secret or secret_file, not both"));
+            }
+            (None, None) => {
+                return Err(ctx.err(Some(c.name.span()), key("secret"), format!("client {name:?} has no secret or secret_file")));
+            }
+        };
+        clients.push(ClientConfig {
+            name,
+            network,
+            secret,
+            require_message_authenticator: c.require_message_authenticator,
+            limit_proxy_state: c.limit_proxy_state,
+        });
+    }
+
+    let mut local_users: Vec<LocalUser> = Vec::new();
+    for (i, u) in raw.local.users.into_iter().enumerate() {
+        let key = |k: &str| format!("local.users[{i}].{k}");
+        let name = u.name.get_ref().clone();
+        if name.is_empty() {
+            return Err(ctx.err(Some(u.name.span()), key("name"), "must not be empty"));
+        }
+        if local_users.iter().any(|o| o.name.eq_ignore_ascii_case(&name) || o.name.to_lowercase() == name.to_lowercase()) {
+            return Err(ctx.err(Some(u.name.span()), key("name"), format!("user {name:?} is defined twice (names are case-insensitive)")));
+        }
+        let credential = match (u.password, u.password_hash) {
+            (Some(p), None) => UserCredential::Cleartext(Password::new(p.into_bytes())),
+            (None, Some(h)) => {
+                if let Err(e) = argon2::password_hash::phc::PasswordHash::new(h.get_ref()) {
+                    return Err(ctx.err(Some(h.span()), key("password_hash"), format!("not an argon2 PHC string ($argon2id$v=19$...): {e}")));
+                }
+                if !h.get_ref().starts_with("$argon2") {
+                    return Err(ctx.err(Some(h.span()), key("password_hash"), "only argon2 hashes are supported"));
+                }
+                UserCredential::Argon2(h.into_inner())
+            }
+            (Some(_), Some(h)) => {
+                return Err(ctx.err(Some(h.span()), key("password"), "give password or password_hash, not both"));
+            }
+            (None, None) => {
+                return Err(ctx.err(Some(u.name.span()), key("password"), format!("user {name:?} has no password or password_hash")));
+            }
+        };
+        local_users.push(LocalUser { name, credential });
+    }
+
+    let mut local_macs: Vec<LocalMac> = Vec::new();
+    for (i, m) in raw.local.macs.into_iter().enumerate() {
+        let key = format!("local.macs[{i}].mac");
+        let mac = MacAddr::parse(m.mac.get_ref().trim()).map_err(|e| ctx.err(Some(m.mac.span()), &key, e.to_string()))?;
+        if local_macs.iter().any(|o| o.mac == mac) {
+            return Err(ctx.err(Some(m.mac.span()), key, format!("MAC {mac} is listed twice")));
+        }
+        local_macs.push(LocalMac {
+            mac,
+            description: m.description,
+        });
+    }
+
+    Ok(Config {
+        path: None,
+        server: ServerConfig {
+            auth_listen,
+            acct_listen: raw.server.acct_listen.unwrap_or(d.server.acct_listen),
+            state_dir: raw.server.state_dir.unwrap_or(d.server.state_dir),
+            dictionary_dir: raw.server.dictionary_dir.map(|p| ctx.resolve(&p)),
+            response_cache_ttl,
+            max_in_flight,
+        },
+        admin_listen,
+        clients,
+        local_users,
+        local_macs,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        from_toml(text).unwrap_err().to_string()
+    }
+
+    const FULL: &str = r#"
+[server]
+auth_listen = ["127.0.0.1:11812", "[::1]:11812"]
+acct_listen = ["127.0.0.1:11813"]
+state_dir = "/tmp/x"
+response_cache_ttl = "20s"
+
+[admin]
+listen = "127.0.0.1:11818"
+
+[[clients]]
+name = "core"
+address = "10.0.0.0/24"
+secret = "s3cret"
+require_message_authenticator = "auto"
+limit_proxy_state = "no"
+
+[[clients]]
+name = "one"
+address = "10.0.0.7"
+secret = "other"
+
+[[local.users]]
+name = "alice"
+password = "pw"
+
+[[local.macs]]
+mac = "00-11-22-33-44-55"
+description = "printer"
+"#;
+
+    #[test]
+    fn full_example_parses() {
+        let c = from_toml(FULL).unwrap();
+        assert_eq!(c.server.auth_listen.len(), 2);
+        assert_eq!(c.server.response_cache_ttl, Duration::from_secs(20));
+        assert_eq!(c.admin_listen.port(), 11818);
+        assert_eq!(c.clients.len(), 2);
+        assert_eq!(c.clients[0].network.to_string(), "10.0.0.0/24");
+        assert_eq!(c.clients[0].require_message_authenticator, Tristate::Auto);
+        assert_eq!(c.clients[0].limit_proxy_state, Tristate::No);
+        assert_eq!(c.clients[1].network.to_string(), "10.0.0.7/32");
+        assert_eq!(c.clients[1].require_message_authenticator, Tristate::Yes);
+        assert_eq!(c.local_users[0].name, "alice");
+        assert_eq!(c.local_macs[0].mac.to_string(), "00-11-22-33-44-55");
+        assert!(!format!("{:?}", c.clients[0]).contains("s3cret"));
+    }
+
+    #[test]
+    fn empty_file_is_the_defaults() {
+        let c = from_toml("").unwrap();
+        assert_eq!(c.server.auth_listen, vec!["127.0.0.1:1812".parse::<SocketAddr>().unwrap()]);
+        assert!(c.clients.is_empty());
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_key() {
+        let e = err("[server]\nstate_dir = \"x\"\nauth_listn = []\n");
+        assert!(e.starts_with("<config>:3:1: auth_listn: unknown field `auth_listn`"), "{e}");
+    }
+
+    #[test]
+    fn bad_enum_value_names_line_and_key() {
+        let e = err("[[clients]]\nname = \"a\"\naddress = \"1.2.3.4\"\nsecret = \"s\"\nrequire_message_authenticator = \"maybe\"\n");
+        assert!(e.starts_with("<config>:5:"), "{e}");
+        assert!(e.contains("require_message_authenticator"), "{e}");
+        assert!(e.contains("maybe"), "{e}");
+    }
+
+    #[test]
+    fn semantic_errors_name_line_and_key() {
+        let e = err("[[clients]]\nname = \"a\"\naddress = \"10.0.0.300\"\nsecret = \"s\"\n");
+        assert!(e.starts_with("<config>:3:11: clients[0].address:"), "{e}");
+        let e = err("[[clients]]\nname = \"a\"\naddress = \"10.0.0.1\"\n");
+        assert!(e.contains("clients[0].secret: client \"a\" has no secret"), "{e}");
+        let e = err("[[clients]]\nname = \"a\"\naddress = \"10.0.0.1\"\nsecret=\"x\"\n[[clients]]\nname = \"b\"\naddress = \"10.0.0.1/32\"\nsecret=\"y\"\n");
+        assert!(e.starts_with("<config>:7:11: clients[1].address: 10.0.0.1/32 is already the address of client \"a\""), "{e}");
+        let e = err("[[local.macs]]\nmac = \"00-11-22\"\n");
+        assert!(e.starts_with("<config>:2:7: local.macs[0].mac: not a MAC address"), "{e}");
+        let e = err("[[local.users]]\nname = \"a\"\npassword = \"x\"\n[[local.users]]\nname = \"A\"\npassword = \"y\"\n");
+        assert!(e.starts_with("<config>:5:8: local.users[1].name"), "{e}");
+        let e = err("[[local.users]]\nname = \"a\"\npassword_hash = \"plain\"\n");
+        assert!(e.contains("local.users[0].password_hash"), "{e}");
+        let e = err("[admin]\nlisten = \"0.0.0.0:1818\"\n");
+        assert!(e.starts_with("<config>:2:10: admin.listen: the admin API must listen on a loopback"), "{e}");
+        let e = err("[server]\nresponse_cache_ttl = \"2h\"\n");
+        assert!(e.contains("server.response_cache_ttl"), "{e}");
+        let e = err("[server]\nauth_listen = [\"nonsense\"]\n");
+        assert!(e.starts_with("<config>:2:"), "{e}");
+    }
+
+    #[test]
+    fn secret_file_is_read_relative_to_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("nas.secret"), "from-file\n").unwrap();
+        let cfg = dir.path().join("c.toml");
+        std::fs::write(&cfg, "[[clients]]\nname = \"a\"\naddress = \"::1\"\nsecret_file = \"nas.secret\"\n").unwrap();
+        let c = read_config(&cfg).unwrap();
+        assert_eq!(c.clients[0].secret, b"from-file");
+        std::fs::write(&cfg, "[[clients]]\nname = \"a\"\naddress = \"::1\"\nsecret_file = \"missing\"\n").unwrap();
+        let e = read_config(&cfg).unwrap_err().to_string();
+        assert!(e.contains("c.toml:4:15: clients[0].secret_file: cannot read"), "{e}");
+    }
+
+    #[test]
+    fn missing_file_is_named() {
+        let e = read_config(Path::new("/nonexistent/x.toml")).unwrap_err().to_string();
+        assert!(e.starts_with("/nonexistent/x.toml: cannot read"), "{e}");
+    }
+}

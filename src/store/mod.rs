@@ -1,0 +1,289 @@
+//! store: SQLite persistence under the state directory.
+//!
+//! This module owns the one database file `<state_dir>/entra-radius.db`
+//! ([`DB_FILE`]): how it is created and secured (directory 0700, file and its
+//! `-wal`/`-shm` companions 0600), the connection pragmas every user of it
+//! gets, the schema and its forward-only migrations (`migrations.rs`,
+//! [`MIGRATIONS`]), and the RADIUS accounting tables with their merge rules
+//! (`acct.rs`, [`AcctRecord`]).
+//!
+//! Writes of accounting records go through [`AcctWriter`], a single OS thread
+//! that group-commits whatever the async server has queued, so that an
+//! Accounting-Response is only sent once its record is durable (RFC 2866 §2).
+//! Reads ([`Store::session`] and friends) open their own short-lived
+//! connection; WAL mode lets them run alongside the writer.
+
+mod acct;
+mod migrations;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+
+pub use acct::{AcctRecord, AcctStatus, SessionRow, TERMINATE_CAUSE_NAS_REBOOT};
+pub use migrations::{MIGRATIONS, Migration, SCHEMA_VERSION};
+pub use writer::{AcctWriter, MAX_BATCH};
+
+/// File name of the database inside the state directory.
+pub const DB_FILE: &str = "entra-radius.db";
+
+/// How long a connection waits for another one's write lock before failing
+/// with `SQLITE_BUSY`. Long enough to ride out a migration or an admin tool,
+/// short enough that a stuck writer surfaces as an error rather than a hang.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Errors of the store. Every variant that concerns a file names it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The state directory or the database file could not be created.
+    #[error("cannot create {}: {source}", path.display())]
+    Create { path: PathBuf, source: io::Error },
+
+    /// The database could not be opened or configured (not a database,
+    /// unreadable, WAL not available, ...).
+    #[error("cannot open database {}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+
+    /// Reading or tightening the permissions of a file or directory failed.
+    #[error("cannot restrict permissions of {}: {source}", path.display())]
+    Permissions { path: PathBuf, source: io::Error },
+
+    /// A statement on an already open database failed.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+
+    /// Migration `version` failed; it was rolled back and the database keeps
+    /// the previous version.
+    #[error("migration to schema version {version} of {} failed: {source}", path.display())]
+    Migration {
+        path: PathBuf,
+        version: u32,
+        source: rusqlite::Error,
+    },
+
+    /// The database was written by a newer build; it is never downgraded.
+    #[error(
+        "database {} has schema version {found}, but this build supports at most {supported}; \
+         refusing to use it (run a newer entra-radius or restore a matching backup)",
+        path.display()
+    )]
+    NewerSchema {
+        path: PathBuf,
+        found: i64,
+        supported: u32,
+    },
+
+    /// The accounting writer thread could not be started.
+    #[error("cannot start the accounting writer thread: {0}")]
+    Spawn(io::Error),
+
+    /// The accounting writer thread is gone (it panicked, or was never
+    /// reachable), so the record was not written.
+    #[error("the accounting writer thread has stopped")]
+    Closed,
+}
+
+/// Cheap clone handle on the database at `<state_dir>/entra-radius.db`.
+///
+/// Opening creates the state directory (0700) and the file (0600) when
+/// missing, tightens them when they are more open than that, configures WAL
+/// and runs pending migrations. The handle holds no connection itself: each
+/// thread that needs one calls [`Store::connect`].
+#[derive(Debug, Clone)]
+pub struct Store {
+    path: Arc<Path>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database under `state_dir` and brings
+    /// its schema up to [`SCHEMA_VERSION`].
+    ///
+    /// Fails with [`StoreError::NewerSchema`] if the file was migrated by a
+    /// newer build.
+    pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
+        ensure_private_dir(state_dir)?;
+        let path = state_dir.join(DB_FILE);
+        ensure_private_file(&path)?;
+
+        let mut conn = Connection::open_with_flags(&path, open_flags()).map_err(|source| {
+            StoreError::Open {
+                path: path.clone(),
+                source,
+            }
+        })?;
+        configure(&conn).map_err(|source| StoreError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        migrations::migrate(&mut conn, &path, MIGRATIONS)?;
+
+        // SQLite creates these with the database file's mode, but a file left
+        // by an older build or copied in by hand may be more open, and the WAL
+        // holds the same accounting data as the database.
+        for suffix in ["-wal", "-shm"] {
+            let mut companion = path.clone().into_os_string();
+            companion.push(suffix);
+            tighten_if_exists(Path::new(&companion), 0o600)?;
+        }
+
+        Ok(Store { path: path.into() })
+    }
+
+    /// Full path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A fresh connection with the same pragmas (each thread owns its own
+    /// connection; `rusqlite::Connection` is not `Sync`).
+    ///
+    /// Unlike [`Store::open`] this never creates the file: if it vanished
+    /// since opening, that is an error rather than a silent empty database.
+    pub fn connect(&self) -> Result<Connection, StoreError> {
+        let flags = open_flags() - OpenFlags::SQLITE_OPEN_CREATE;
+        let open_err = |source| StoreError::Open {
+            path: self.path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open_with_flags(&self.path, flags).map_err(open_err)?;
+        configure(&conn).map_err(open_err)?;
+        Ok(conn)
+    }
+
+    /// The schema version recorded in the database (`PRAGMA user_version`).
+    pub fn schema_version(&self) -> Result<u32, StoreError> {
+        let conn = self.connect()?;
+        let found = migrations::user_version(&conn)?;
+        u32::try_from(found).map_err(|_| StoreError::NewerSchema {
+            path: self.path.to_path_buf(),
+            found,
+            supported: SCHEMA_VERSION,
+        })
+    }
+
+    /// The accounting session `session_id` of NAS `nas`, if any record of it
+    /// was stored.
+    pub fn session(&self, nas: &str, session_id: &str) -> Result<Option<SessionRow>, StoreError> {
+        let conn = self.connect()?;
+        Ok(acct::load_session(&conn, nas, session_id).optional()?)
+    }
+
+    /// Sessions of `nas` that have no Stop yet (nor were closed by an
+    /// Accounting-On/Off), ordered by session id.
+    pub fn open_sessions(&self, nas: &str) -> Result<Vec<SessionRow>, StoreError> {
+        let conn = self.connect()?;
+        Ok(acct::open_sessions(&conn, nas)?)
+    }
+
+    /// Number of stored sessions, open or closed, over all NASes.
+    pub fn count_sessions(&self) -> Result<u64, StoreError> {
+        let conn = self.connect()?;
+        let n: i64 = conn.query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))?;
+        // count(*) is never negative.
+        Ok(n.unsigned_abs())
+    }
+}
+
+fn open_flags() -> OpenFlags {
+    // NO_MUTEX: a connection is only ever used by the thread that owns it,
+    // so SQLite's own per-connection mutex would be pure overhead.
+    OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+}
+
+/// Per-connection settings. `journal_mode` is persistent in the file, the
+/// others are not, so every connection runs all of them.
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    // First, so that the pragmas below already wait for a busy writer.
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mode: String =
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        // E.g. a filesystem without shared memory support. Without WAL the
+        // durability reasoning below does not hold, so refuse instead of
+        // quietly running in another mode.
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+            Some(format!("journal_mode=WAL was refused (got {mode})")),
+        ));
+    }
+    // In WAL mode, synchronous=NORMAL fsyncs only at checkpoints, not at
+    // every commit. A commit is still in the WAL file (in the OS page cache)
+    // before COMMIT returns, so it survives a crash or restart of the
+    // process, which is the durability a RADIUS server needs before it sends
+    // the Accounting-Response. Only an OS crash or power loss can lose the
+    // last few commits; FULL would cost an fsync per group commit for that.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // Off by default in SQLite, per connection; later tables (account
+    // replica, sync checkpoints) rely on it.
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+fn ensure_private_dir(dir: &Path) -> Result<(), StoreError> {
+    match fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+    {
+        Ok(()) => {}
+        Err(source) => {
+            return Err(StoreError::Create {
+                path: dir.to_path_buf(),
+                source,
+            });
+        }
+    }
+    // `create` leaves an existing directory as it was.
+    tighten_if_exists(dir, 0o700)
+}
+
+fn ensure_private_file(path: &Path) -> Result<(), StoreError> {
+    // Created here rather than by SQLite because SQLite would use 0644
+    // (minus umask), leaving the file readable to others until our chmod.
+    fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|source| StoreError::Create {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    tighten_if_exists(path, 0o600)
+}
+
+/// Removes permission bits outside `allowed` (e.g. group/other) from `path`.
+/// Never adds bits: a deliberately stricter mode is left alone.
+fn tighten_if_exists(path: &Path, allowed: u32) -> Result<(), StoreError> {
+    let perm_err = |source| StoreError::Permissions {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = match fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(perm_err(e)),
+    };
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & !allowed != 0 {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode & allowed)).map_err(perm_err)?;
+    }
+    Ok(())
+}
