@@ -26,7 +26,10 @@ pub const DEFAULT_STATE_DIR: &str = "./state";
 #[non_exhaustive]
 pub enum ConfigError {
     #[error("{path}: cannot read: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}:{line}:{column}: {key}: {message}")]
     Invalid {
         path: String,
@@ -87,7 +90,10 @@ impl std::fmt::Debug for ClientConfig {
             .field("name", &self.name)
             .field("network", &self.network)
             .field("secret", &"<redacted>")
-            .field("require_message_authenticator", &self.require_message_authenticator)
+            .field(
+                "require_message_authenticator",
+                &self.require_message_authenticator,
+            )
             .field("limit_proxy_state", &self.limit_proxy_state)
             .finish()
     }
@@ -210,7 +216,12 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn err(&self, span: Option<Range<usize>>, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    fn err(
+        &self,
+        span: Option<Range<usize>>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
         let (line, column) = match span {
             Some(s) => line_col(self.text, s.start),
             None => (0, 0),
@@ -249,26 +260,38 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 fn key_at(text: &str, offset: usize) -> String {
     let offset = offset.min(text.len());
     let start = text[..offset].rfind('\n').map(|i| i + 1).unwrap_or(0);
-    let end = text[offset..].find('\n').map(|i| offset + i).unwrap_or(text.len());
+    let end = text[offset..]
+        .find('\n')
+        .map(|i| offset + i)
+        .unwrap_or(text.len());
     let line = text[start..end].trim();
     if let Some((k, _)) = line.split_once('=') {
         return k.trim().to_string();
     }
-    line.trim_matches(|c| c == '[' || c == ']').trim().to_string()
+    line.trim_matches(|c| c == '[' || c == ']')
+        .trim()
+        .to_string()
 }
 
 fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let ctx = Ctx { path, text };
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
         let span = e.span();
-        let key = span.clone().map(|s| key_at(text, s.start)).unwrap_or_default();
+        let key = span
+            .clone()
+            .map(|s| key_at(text, s.start))
+            .unwrap_or_default();
         ctx.err(span, key, e.message().trim().to_string())
     })?;
     let d = defaults();
 
     let auth_listen = match raw.server.auth_listen {
         Some(l) if l.get_ref().is_empty() => {
-            return Err(ctx.err(Some(l.span()), "server.auth_listen", "needs at least one address"));
+            return Err(ctx.err(
+                Some(l.span()),
+                "server.auth_listen",
+                "needs at least one address",
+            ));
         }
         Some(l) => l.into_inner(),
         None => d.server.auth_listen,
@@ -315,7 +338,11 @@ fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             return Err(ctx.err(Some(c.name.span()), key("name"), "must not be empty"));
         }
         if clients.iter().any(|o| o.name == name) {
-            return Err(ctx.err(Some(c.name.span()), key("name"), format!("client name {name:?} is used twice")));
+            return Err(ctx.err(
+                Some(c.name.span()),
+                key("name"),
+                format!("client name {name:?} is used twice"),
+            ));
         }
         let addr = c.address.get_ref().trim();
         let network = match addr.parse::<IpNet>() {
@@ -348,7 +375,11 @@ fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             (None, Some(f)) => {
                 let p = ctx.resolve(f.get_ref());
                 let mut bytes = std::fs::read(&p).map_err(|e| {
-                    ctx.err(Some(f.span()), key("secret_file"), format!("cannot read {}: {e}", p.display()))
+                    ctx.err(
+                        Some(f.span()),
+                        key("secret_file"),
+                        format!("cannot read {}: {e}", p.display()),
+                    )
                 })?;
                 // Editors and `echo` leave a trailing newline that is not part
                 // of the secret.
@@ -356,15 +387,27 @@ fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
                     bytes.pop();
                 }
                 if bytes.is_empty() {
-                    return Err(ctx.err(Some(f.span()), key("secret_file"), format!("{} is empty", p.display())));
+                    return Err(ctx.err(
+                        Some(f.span()),
+                        key("secret_file"),
+                        format!("{} is empty", p.display()),
+                    ));
                 }
                 bytes
             }
             (Some(s), Some(_)) => {
-                return Err(ctx.err(Some(s.span()), key("secret"), "give secret or secret_file, not both"));
+                return Err(ctx.err(
+                    Some(s.span()),
+                    key("secret"),
+                    "give secret or secret_file, not both",
+                ));
             }
             (None, None) => {
-                return Err(ctx.err(Some(c.name.span()), key("secret"), format!("client {name:?} has no secret or secret_file")));
+                return Err(ctx.err(
+                    Some(c.name.span()),
+                    key("secret"),
+                    format!("client {name:?} has no secret or secret_file"),
+                ));
             }
         };
         clients.push(ClientConfig {
@@ -383,25 +426,47 @@ fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         if name.is_empty() {
             return Err(ctx.err(Some(u.name.span()), key("name"), "must not be empty"));
         }
-        if local_users.iter().any(|o| o.name.eq_ignore_ascii_case(&name) || o.name.to_lowercase() == name.to_lowercase()) {
-            return Err(ctx.err(Some(u.name.span()), key("name"), format!("user {name:?} is defined twice (names are case-insensitive)")));
+        if local_users.iter().any(|o| {
+            o.name.eq_ignore_ascii_case(&name) || o.name.to_lowercase() == name.to_lowercase()
+        }) {
+            return Err(ctx.err(
+                Some(u.name.span()),
+                key("name"),
+                format!("user {name:?} is defined twice (names are case-insensitive)"),
+            ));
         }
         let credential = match (u.password, u.password_hash) {
             (Some(p), None) => UserCredential::Cleartext(Password::new(p.into_bytes())),
             (None, Some(h)) => {
                 if let Err(e) = argon2::password_hash::phc::PasswordHash::new(h.get_ref()) {
-                    return Err(ctx.err(Some(h.span()), key("password_hash"), format!("not an argon2 PHC string ($argon2id$v=19$...): {e}")));
+                    return Err(ctx.err(
+                        Some(h.span()),
+                        key("password_hash"),
+                        format!("not an argon2 PHC string ($argon2id$v=19$...): {e}"),
+                    ));
                 }
                 if !h.get_ref().starts_with("$argon2") {
-                    return Err(ctx.err(Some(h.span()), key("password_hash"), "only argon2 hashes are supported"));
+                    return Err(ctx.err(
+                        Some(h.span()),
+                        key("password_hash"),
+                        "only argon2 hashes are supported",
+                    ));
                 }
                 UserCredential::Argon2(h.into_inner())
             }
             (Some(_), Some(h)) => {
-                return Err(ctx.err(Some(h.span()), key("password"), "give password or password_hash, not both"));
+                return Err(ctx.err(
+                    Some(h.span()),
+                    key("password"),
+                    "give password or password_hash, not both",
+                ));
             }
             (None, None) => {
-                return Err(ctx.err(Some(u.name.span()), key("password"), format!("user {name:?} has no password or password_hash")));
+                return Err(ctx.err(
+                    Some(u.name.span()),
+                    key("password"),
+                    format!("user {name:?} has no password or password_hash"),
+                ));
             }
         };
         local_users.push(LocalUser { name, credential });
@@ -410,9 +475,14 @@ fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let mut local_macs: Vec<LocalMac> = Vec::new();
     for (i, m) in raw.local.macs.into_iter().enumerate() {
         let key = format!("local.macs[{i}].mac");
-        let mac = MacAddr::parse(m.mac.get_ref().trim()).map_err(|e| ctx.err(Some(m.mac.span()), &key, e.to_string()))?;
+        let mac = MacAddr::parse(m.mac.get_ref().trim())
+            .map_err(|e| ctx.err(Some(m.mac.span()), &key, e.to_string()))?;
         if local_macs.iter().any(|o| o.mac == mac) {
-            return Err(ctx.err(Some(m.mac.span()), key, format!("MAC {mac} is listed twice")));
+            return Err(ctx.err(
+                Some(m.mac.span()),
+                key,
+                format!("MAC {mac} is listed twice"),
+            ));
         }
         local_macs.push(LocalMac {
             mac,
@@ -496,19 +566,27 @@ description = "printer"
     #[test]
     fn empty_file_is_the_defaults() {
         let c = from_toml("").unwrap();
-        assert_eq!(c.server.auth_listen, vec!["127.0.0.1:1812".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(
+            c.server.auth_listen,
+            vec!["127.0.0.1:1812".parse::<SocketAddr>().unwrap()]
+        );
         assert!(c.clients.is_empty());
     }
 
     #[test]
     fn unknown_key_names_line_and_key() {
         let e = err("[server]\nstate_dir = \"x\"\nauth_listn = []\n");
-        assert!(e.starts_with("<config>:3:1: auth_listn: unknown field `auth_listn`"), "{e}");
+        assert!(
+            e.starts_with("<config>:3:1: auth_listn: unknown field `auth_listn`"),
+            "{e}"
+        );
     }
 
     #[test]
     fn bad_enum_value_names_line_and_key() {
-        let e = err("[[clients]]\nname = \"a\"\naddress = \"1.2.3.4\"\nsecret = \"s\"\nrequire_message_authenticator = \"maybe\"\n");
+        let e = err(
+            "[[clients]]\nname = \"a\"\naddress = \"1.2.3.4\"\nsecret = \"s\"\nrequire_message_authenticator = \"maybe\"\n",
+        );
         assert!(e.starts_with("<config>:5:"), "{e}");
         assert!(e.contains("require_message_authenticator"), "{e}");
         assert!(e.contains("maybe"), "{e}");
@@ -519,17 +597,30 @@ description = "printer"
         let e = err("[[clients]]\nname = \"a\"\naddress = \"10.0.0.300\"\nsecret = \"s\"\n");
         assert!(e.starts_with("<config>:3:11: clients[0].address:"), "{e}");
         let e = err("[[clients]]\nname = \"a\"\naddress = \"10.0.0.1\"\n");
-        assert!(e.contains("clients[0].secret: client \"a\" has no secret"), "{e}");
-        let e = err("[[clients]]\nname = \"a\"\naddress = \"10.0.0.1\"\nsecret=\"x\"\n[[clients]]\nname = \"b\"\naddress = \"10.0.0.1/32\"\nsecret=\"y\"\n");
+        assert!(
+            e.contains("clients[0].secret: client \"a\" has no secret"),
+            "{e}"
+        );
+        let e = err(
+            "[[clients]]\nname = \"a\"\naddress = \"10.0.0.1\"\nsecret=\"x\"\n[[clients]]\nname = \"b\"\naddress = \"10.0.0.1/32\"\nsecret=\"y\"\n",
+        );
         assert!(e.starts_with("<config>:7:11: clients[1].address: 10.0.0.1/32 is already the address of client \"a\""), "{e}");
         let e = err("[[local.macs]]\nmac = \"00-11-22\"\n");
-        assert!(e.starts_with("<config>:2:7: local.macs[0].mac: not a MAC address"), "{e}");
-        let e = err("[[local.users]]\nname = \"a\"\npassword = \"x\"\n[[local.users]]\nname = \"A\"\npassword = \"y\"\n");
+        assert!(
+            e.starts_with("<config>:2:7: local.macs[0].mac: not a MAC address"),
+            "{e}"
+        );
+        let e = err(
+            "[[local.users]]\nname = \"a\"\npassword = \"x\"\n[[local.users]]\nname = \"A\"\npassword = \"y\"\n",
+        );
         assert!(e.starts_with("<config>:5:8: local.users[1].name"), "{e}");
         let e = err("[[local.users]]\nname = \"a\"\npassword_hash = \"plain\"\n");
         assert!(e.contains("local.users[0].password_hash"), "{e}");
         let e = err("[admin]\nlisten = \"0.0.0.0:1818\"\n");
-        assert!(e.starts_with("<config>:2:10: admin.listen: the admin API must listen on a loopback"), "{e}");
+        assert!(
+            e.starts_with("<config>:2:10: admin.listen: the admin API must listen on a loopback"),
+            "{e}"
+        );
         let e = err("[server]\nresponse_cache_ttl = \"2h\"\n");
         assert!(e.contains("server.response_cache_ttl"), "{e}");
         let e = err("[server]\nauth_listen = [\"nonsense\"]\n");
@@ -541,17 +632,30 @@ description = "printer"
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("nas.secret"), "from-file\n").unwrap();
         let cfg = dir.path().join("c.toml");
-        std::fs::write(&cfg, "[[clients]]\nname = \"a\"\naddress = \"::1\"\nsecret_file = \"nas.secret\"\n").unwrap();
+        std::fs::write(
+            &cfg,
+            "[[clients]]\nname = \"a\"\naddress = \"::1\"\nsecret_file = \"nas.secret\"\n",
+        )
+        .unwrap();
         let c = read_config(&cfg).unwrap();
         assert_eq!(c.clients[0].secret, b"from-file");
-        std::fs::write(&cfg, "[[clients]]\nname = \"a\"\naddress = \"::1\"\nsecret_file = \"missing\"\n").unwrap();
+        std::fs::write(
+            &cfg,
+            "[[clients]]\nname = \"a\"\naddress = \"::1\"\nsecret_file = \"missing\"\n",
+        )
+        .unwrap();
         let e = read_config(&cfg).unwrap_err().to_string();
-        assert!(e.contains("c.toml:4:15: clients[0].secret_file: cannot read"), "{e}");
+        assert!(
+            e.contains("c.toml:4:15: clients[0].secret_file: cannot read"),
+            "{e}"
+        );
     }
 
     #[test]
     fn missing_file_is_named() {
-        let e = read_config(Path::new("/nonexistent/x.toml")).unwrap_err().to_string();
+        let e = read_config(Path::new("/nonexistent/x.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("/nonexistent/x.toml: cannot read"), "{e}");
     }
 }

@@ -50,7 +50,10 @@ impl LocalDirectory {
     /// config validator refuses such duplicates before this is reached.
     pub fn new(users: Vec<LocalUser>, macs: Vec<LocalMac>) -> LocalDirectory {
         LocalDirectory {
-            users: users.into_iter().map(|u| (u.name.to_lowercase(), u)).collect(),
+            users: users
+                .into_iter()
+                .map(|u| (u.name.to_lowercase(), u))
+                .collect(),
             macs: macs.into_iter().map(|m| (m.mac, m)).collect(),
         }
     }
@@ -98,9 +101,18 @@ mod tests {
     #[test]
     fn macs_match_in_any_notation() {
         let mac = MacAddr::parse("00-11-22-33-44-55").unwrap();
-        let d = LocalDirectory::new(vec![], vec![LocalMac { mac, description: None }]);
+        let d = LocalDirectory::new(
+            vec![],
+            vec![LocalMac {
+                mac,
+                description: None,
+            }],
+        );
         assert!(d.mac(&MacAddr::parse("001122334455").unwrap()).is_some());
         assert!(d.mac(&MacAddr::parse("0011.2233.4455").unwrap()).is_some());
-        assert!(d.mac(&MacAddr::parse("00:11:22:33:44:56").unwrap()).is_none());
+        assert!(
+            d.mac(&MacAddr::parse("00:11:22:33:44:56").unwrap())
+                .is_none()
+        );
     }
 }

@@ -8,7 +8,9 @@ use std::str::FromStr;
 pub struct MacAddr(pub [u8; 6]);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("not a MAC address (expected aabbccddeeff, aa-bb-cc-dd-ee-ff, aa:bb:cc:dd:ee:ff or aabb.ccdd.eeff)")]
+#[error(
+    "not a MAC address (expected aabbccddeeff, aa-bb-cc-dd-ee-ff, aa:bb:cc:dd:ee:ff or aabb.ccdd.eeff)"
+)]
 pub struct MacParseError;
 
 impl MacAddr {
@@ -74,7 +76,11 @@ impl FromStr for MacAddr {
 impl fmt::Display for MacAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let m = self.0;
-        write!(f, "{:02X}-{:02X}-{:02X}-{:02X}-{:02X}-{:02X}", m[0], m[1], m[2], m[3], m[4], m[5])
+        write!(
+            f,
+            "{:02X}-{:02X}-{:02X}-{:02X}-{:02X}-{:02X}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
     }
 }
 

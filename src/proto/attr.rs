@@ -220,7 +220,14 @@ mod tests {
         let v = hex::decode("00000009010561 3d62 020301".replace(' ', "")).unwrap();
         let subs = parse_vsa(&v).unwrap();
         assert_eq!(subs.len(), 2);
-        assert_eq!(subs[0], Vsa { vendor: 9, typ: 1, value: b"a=b" });
+        assert_eq!(
+            subs[0],
+            Vsa {
+                vendor: 9,
+                typ: 1,
+                value: b"a=b"
+            }
+        );
         assert_eq!(subs[1].value, &[1]);
     }
 

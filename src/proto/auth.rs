@@ -103,7 +103,11 @@ pub enum MessageAuth {
 /// authenticator in the digest: the Request Authenticator when checking a
 /// response, sixteen zeros for Accounting-Request, CoA and Disconnect
 /// (RFC 5176 §3.1); `None` for Access-Request and Status-Server.
-pub fn check_message_authenticator(packet: &Packet<'_>, secret: &ClientSecret, header_auth: Option<&[u8; 16]>) -> MessageAuth {
+pub fn check_message_authenticator(
+    packet: &Packet<'_>,
+    secret: &ClientSecret,
+    header_auth: Option<&[u8; 16]>,
+) -> MessageAuth {
     let mut found = None;
     for a in packet.attrs() {
         if a.typ == AttrType::MESSAGE_AUTHENTICATOR {
@@ -149,7 +153,11 @@ pub fn verify_hashed_request(packet: &Packet<'_>, secret: &ClientSecret) -> bool
 }
 
 /// Checks a response's Response Authenticator against the request it answers.
-pub fn verify_response(response: &Packet<'_>, request_auth: &[u8; 16], secret: &ClientSecret) -> bool {
+pub fn verify_response(
+    response: &Packet<'_>,
+    request_auth: &[u8; 16],
+    secret: &ClientSecret,
+) -> bool {
     let bytes = response.bytes();
     let mut h = Md5::new();
     h.update(&bytes[..4]);
@@ -162,7 +170,11 @@ pub fn verify_response(response: &Packet<'_>, request_auth: &[u8; 16], secret: &
 
 /// Recovers a hidden User-Password (RFC 2865 §5.2). `None` when the value
 /// is not 16..=128 octets in 16-octet blocks. Trailing NUL padding is removed.
-pub fn unhide_password(hidden: &[u8], secret: &ClientSecret, request_auth: &[u8; 16]) -> Option<Password> {
+pub fn unhide_password(
+    hidden: &[u8],
+    secret: &ClientSecret,
+    request_auth: &[u8; 16],
+) -> Option<Password> {
     if hidden.is_empty() || hidden.len() > 128 || hidden.len() % 16 != 0 {
         return None;
     }
@@ -182,9 +194,16 @@ pub fn unhide_password(hidden: &[u8], secret: &ClientSecret, request_auth: &[u8;
 }
 
 /// Hides a password for an Access-Request (what a NAS or `test-auth` does).
-pub fn hide_password(password: &[u8], secret: &ClientSecret, request_auth: &[u8; 16]) -> Result<Vec<u8>, EncodeError> {
+pub fn hide_password(
+    password: &[u8],
+    secret: &ClientSecret,
+    request_auth: &[u8; 16],
+) -> Result<Vec<u8>, EncodeError> {
     if password.len() > 128 {
-        return Err(EncodeError::ValueTooLong(AttrType::USER_PASSWORD.0, password.len()));
+        return Err(EncodeError::ValueTooLong(
+            AttrType::USER_PASSWORD.0,
+            password.len(),
+        ));
     }
     let padded_len = password.len().div_ceil(16).max(1) * 16;
     let mut out = Vec::with_capacity(padded_len);
@@ -240,7 +259,12 @@ impl Builder {
     }
 
     /// `reply_to` writing into a recycled buffer.
-    pub fn reply_into(buf: Vec<u8>, code: super::Code, request: &Packet<'_>, with_ma: bool) -> Builder {
+    pub fn reply_into(
+        buf: Vec<u8>,
+        code: super::Code,
+        request: &Packet<'_>,
+        with_ma: bool,
+    ) -> Builder {
         let mut b = Builder::with_buffer(buf, code, request.identifier(), *request.authenticator());
         if with_ma {
             b.push(AttrType::MESSAGE_AUTHENTICATOR, &[0; 16])
@@ -351,7 +375,12 @@ mod tests {
         let secret = ClientSecret::new(b"xyzzy5461");
         let b = h(RFC2865_7_1_REQUEST);
         let p = Packet::decode(&b).unwrap();
-        let pw = unhide_password(p.get(AttrType::USER_PASSWORD).unwrap(), &secret, p.authenticator()).unwrap();
+        let pw = unhide_password(
+            p.get(AttrType::USER_PASSWORD).unwrap(),
+            &secret,
+            p.authenticator(),
+        )
+        .unwrap();
         assert_eq!(pw.as_bytes(), b"arctangent");
         // And hiding it again gives the RFC's bytes.
         let hidden = hide_password(b"arctangent", &secret, p.authenticator()).unwrap();
@@ -366,7 +395,11 @@ mod tests {
         let acc = h(RFC2865_7_1_ACCEPT);
         let acc_p = Packet::decode(&acc).unwrap();
         assert!(verify_response(&acc_p, req.authenticator(), &secret));
-        assert!(!verify_response(&acc_p, req.authenticator(), &ClientSecret::new(b"wrong")));
+        assert!(!verify_response(
+            &acc_p,
+            req.authenticator(),
+            &ClientSecret::new(b"wrong")
+        ));
         // Building the same reply gives the same bytes.
         let mut b = Builder::reply_to(Code::ACCESS_ACCEPT, &req, false);
         b.push_u32(AttrType::SERVICE_TYPE, 1).unwrap();
@@ -386,7 +419,10 @@ mod tests {
             let pw = vec![b'x'; len];
             let hidden = hide_password(&pw, &s, &ra).unwrap();
             assert_eq!(hidden.len(), len.div_ceil(16).max(1) * 16);
-            assert_eq!(unhide_password(&hidden, &s, &ra).unwrap().as_bytes(), &pw[..]);
+            assert_eq!(
+                unhide_password(&hidden, &s, &ra).unwrap().as_bytes(),
+                &pw[..]
+            );
         }
         assert!(hide_password(&[b'x'; 129], &s, &ra).is_err());
     }
@@ -398,25 +434,43 @@ mod tests {
         b.push(AttrType::USER_NAME, b"bob").unwrap();
         let bytes = b.finish_request(&s);
         let p = Packet::decode(&bytes).unwrap();
-        assert_eq!(check_message_authenticator(&p, &s, None), MessageAuth::Valid);
-        assert_eq!(check_message_authenticator(&p, &ClientSecret::new(b"other"), None), MessageAuth::Invalid);
+        assert_eq!(
+            check_message_authenticator(&p, &s, None),
+            MessageAuth::Valid
+        );
+        assert_eq!(
+            check_message_authenticator(&p, &ClientSecret::new(b"other"), None),
+            MessageAuth::Invalid
+        );
         let mut t = bytes.clone();
         *t.last_mut().unwrap() ^= 1;
-        assert_eq!(check_message_authenticator(&Packet::decode(&t).unwrap(), &s, None), MessageAuth::Invalid);
+        assert_eq!(
+            check_message_authenticator(&Packet::decode(&t).unwrap(), &s, None),
+            MessageAuth::Invalid
+        );
         // Two Message-Authenticators are never valid.
         let mut b = Builder::request_with_ma(Code::ACCESS_REQUEST, 3, [5; 16]);
         b.push(AttrType::MESSAGE_AUTHENTICATOR, &[0; 16]).unwrap();
         let bytes = b.finish_request(&s);
-        assert_eq!(check_message_authenticator(&Packet::decode(&bytes).unwrap(), &s, None), MessageAuth::Invalid);
+        assert_eq!(
+            check_message_authenticator(&Packet::decode(&bytes).unwrap(), &s, None),
+            MessageAuth::Invalid
+        );
         // Wrong length.
         let mut b = Builder::new(Code::ACCESS_REQUEST, 3, [5; 16]);
         b.push(AttrType::MESSAGE_AUTHENTICATOR, &[0; 15]).unwrap();
         let bytes = b.finish_request(&s);
-        assert_eq!(check_message_authenticator(&Packet::decode(&bytes).unwrap(), &s, None), MessageAuth::Invalid);
+        assert_eq!(
+            check_message_authenticator(&Packet::decode(&bytes).unwrap(), &s, None),
+            MessageAuth::Invalid
+        );
         let mut b = Builder::new(Code::ACCESS_REQUEST, 3, [5; 16]);
         b.push(AttrType::USER_NAME, b"x").unwrap();
         let bytes = b.finish_request(&s);
-        assert_eq!(check_message_authenticator(&Packet::decode(&bytes).unwrap(), &s, None), MessageAuth::Absent);
+        assert_eq!(
+            check_message_authenticator(&Packet::decode(&bytes).unwrap(), &s, None),
+            MessageAuth::Absent
+        );
     }
 
     /// RFC 3579 §3.2 with an independent computation: HMAC-MD5 over the
@@ -424,7 +478,11 @@ mod tests {
     #[test]
     fn message_authenticator_matches_plain_hmac() {
         let s = ClientSecret::new(b"xyzzy5461");
-        let mut b = Builder::request_with_ma(Code::STATUS_SERVER, 0xda, h("8a54f4686fb394c52866e302185d0623").try_into().unwrap());
+        let mut b = Builder::request_with_ma(
+            Code::STATUS_SERVER,
+            0xda,
+            h("8a54f4686fb394c52866e302185d0623").try_into().unwrap(),
+        );
         b.push(AttrType::NAS_IDENTIFIER, b"nas1").unwrap();
         let bytes = b.finish_request(&s);
         let mut zeroed = bytes.clone();
@@ -446,10 +504,19 @@ mod tests {
         b.push(AttrType::REPLY_MESSAGE, b"no").unwrap();
         let resp = b.finish_response(&s);
         let rp = Packet::decode(&resp).unwrap();
-        assert_eq!(rp.attrs().next().unwrap().typ, AttrType::MESSAGE_AUTHENTICATOR);
+        assert_eq!(
+            rp.attrs().next().unwrap().typ,
+            AttrType::MESSAGE_AUTHENTICATOR
+        );
         assert!(verify_response(&rp, rq.authenticator(), &s));
-        assert_eq!(check_message_authenticator(&rp, &s, Some(rq.authenticator())), MessageAuth::Valid);
-        assert_eq!(check_message_authenticator(&rp, &s, None), MessageAuth::Invalid);
+        assert_eq!(
+            check_message_authenticator(&rp, &s, Some(rq.authenticator())),
+            MessageAuth::Valid
+        );
+        assert_eq!(
+            check_message_authenticator(&rp, &s, None),
+            MessageAuth::Invalid
+        );
     }
 
     #[test]
@@ -473,7 +540,10 @@ mod tests {
         let bytes = b.finish_hashed_request(&s);
         let p = Packet::decode(&bytes).unwrap();
         assert!(verify_hashed_request(&p, &s));
-        assert_eq!(check_message_authenticator(&p, &s, Some(&[0; 16])), MessageAuth::Valid);
+        assert_eq!(
+            check_message_authenticator(&p, &s, Some(&[0; 16])),
+            MessageAuth::Valid
+        );
     }
 
     #[test]

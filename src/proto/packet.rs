@@ -98,7 +98,9 @@ impl<'a> Packet<'a> {
     }
 
     pub fn authenticator(&self) -> &'a [u8; 16] {
-        self.bytes[4..20].try_into().expect("length checked in decode")
+        self.bytes[4..20]
+            .try_into()
+            .expect("length checked in decode")
     }
 
     /// The packet's bytes up to Length.
@@ -238,7 +240,12 @@ impl Builder {
     }
 
     /// Reuses an existing buffer (no allocation on the hot path).
-    pub fn with_buffer(mut buf: Vec<u8>, code: Code, identifier: u8, authenticator: [u8; 16]) -> Builder {
+    pub fn with_buffer(
+        mut buf: Vec<u8>,
+        code: Code,
+        identifier: u8,
+        authenticator: [u8; 16],
+    ) -> Builder {
         buf.clear();
         buf.extend_from_slice(&[code.0, identifier, 0, 0]);
         buf.extend_from_slice(&authenticator);
@@ -274,13 +281,23 @@ impl Builder {
     }
 
     /// A tagged integer (RFC 2868 §3.1): the tag replaces the top octet.
-    pub fn push_tagged_u32(&mut self, typ: AttrType, tag: u8, value: u32) -> Result<&mut Self, EncodeError> {
+    pub fn push_tagged_u32(
+        &mut self,
+        typ: AttrType,
+        tag: u8,
+        value: u32,
+    ) -> Result<&mut Self, EncodeError> {
         let b = value.to_be_bytes();
         self.push(typ, &[tag, b[1], b[2], b[3]])
     }
 
     /// A tagged string (RFC 2868 §3.6): tag octet, then the text.
-    pub fn push_tagged(&mut self, typ: AttrType, tag: u8, value: &[u8]) -> Result<&mut Self, EncodeError> {
+    pub fn push_tagged(
+        &mut self,
+        typ: AttrType,
+        tag: u8,
+        value: &[u8],
+    ) -> Result<&mut Self, EncodeError> {
         let mut v = Vec::with_capacity(value.len() + 1);
         v.push(tag);
         v.extend_from_slice(value);
@@ -288,7 +305,12 @@ impl Builder {
     }
 
     /// One Vendor-Specific attribute holding one sub-attribute.
-    pub fn push_vsa(&mut self, vendor: u32, typ: u8, value: &[u8]) -> Result<&mut Self, EncodeError> {
+    pub fn push_vsa(
+        &mut self,
+        vendor: u32,
+        typ: u8,
+        value: &[u8],
+    ) -> Result<&mut Self, EncodeError> {
         if value.len() > MAX_ATTR_VALUE_LEN - 6 {
             return Err(EncodeError::ValueTooLong(26, value.len()));
         }
@@ -302,7 +324,12 @@ impl Builder {
 
     /// An RFC 6929 extended attribute; on 245/246 values longer than one
     /// attribute are split with the M flag.
-    pub fn push_extended(&mut self, parent: AttrType, ext_type: u8, value: &[u8]) -> Result<&mut Self, EncodeError> {
+    pub fn push_extended(
+        &mut self,
+        parent: AttrType,
+        ext_type: u8,
+        value: &[u8],
+    ) -> Result<&mut Self, EncodeError> {
         if !parent.is_long_extended() {
             if value.len() > MAX_ATTR_VALUE_LEN - 1 {
                 return Err(EncodeError::ValueTooLong(parent.0, value.len()));
@@ -407,29 +434,59 @@ mod tests {
 
     #[test]
     fn header_rules() {
-        assert!(matches!(Packet::decode(&[1; 19]), Err(DecodeError::TooShort(19))));
+        assert!(matches!(
+            Packet::decode(&[1; 19]),
+            Err(DecodeError::TooShort(19))
+        ));
         let mut b = h(RFC2865_7_1_REQUEST);
         b[2..4].copy_from_slice(&19u16.to_be_bytes());
-        assert!(matches!(Packet::decode(&b), Err(DecodeError::BadLength(19))));
+        assert!(matches!(
+            Packet::decode(&b),
+            Err(DecodeError::BadLength(19))
+        ));
         b[2..4].copy_from_slice(&4097u16.to_be_bytes());
-        assert!(matches!(Packet::decode(&b), Err(DecodeError::BadLength(4097))));
+        assert!(matches!(
+            Packet::decode(&b),
+            Err(DecodeError::BadLength(4097))
+        ));
         b[2..4].copy_from_slice(&0x39u16.to_be_bytes());
-        assert!(matches!(Packet::decode(&b), Err(DecodeError::Truncated { length: 0x39, received: 0x38 })));
+        assert!(matches!(
+            Packet::decode(&b),
+            Err(DecodeError::Truncated {
+                length: 0x39,
+                received: 0x38
+            })
+        ));
     }
 
     #[test]
     fn attribute_length_rules() {
         let mut b = h(RFC2865_7_1_REQUEST);
         b[21] = 1; // User-Name with length 1
-        assert!(matches!(Packet::decode(&b), Err(DecodeError::BadAttribute { offset: 20, length: 1 })));
+        assert!(matches!(
+            Packet::decode(&b),
+            Err(DecodeError::BadAttribute {
+                offset: 20,
+                length: 1
+            })
+        ));
         let mut b = h(RFC2865_7_1_REQUEST);
         b[0x38 - 5] = 7; // NAS-Port runs past Length
-        assert!(matches!(Packet::decode(&b), Err(DecodeError::BadAttribute { .. })));
+        assert!(matches!(
+            Packet::decode(&b),
+            Err(DecodeError::BadAttribute { .. })
+        ));
         // A lone trailing octet cannot be an attribute.
         let mut b = h(RFC2865_7_1_REQUEST);
         b.push(5);
         b[2..4].copy_from_slice(&0x39u16.to_be_bytes());
-        assert!(matches!(Packet::decode(&b), Err(DecodeError::BadAttribute { offset: 0x38, length: 1 })));
+        assert!(matches!(
+            Packet::decode(&b),
+            Err(DecodeError::BadAttribute {
+                offset: 0x38,
+                length: 1
+            })
+        ));
     }
 
     #[test]
@@ -445,7 +502,14 @@ mod tests {
         assert_eq!(bytes, again);
         assert_eq!(p.get(AttrType(200)), Some(&b"opaque"[..]));
         let vsas: Vec<_> = p.vsas().collect();
-        assert_eq!(vsas, vec![Vsa { vendor: 311, typ: 16, value: &[1, 2, 3] }]);
+        assert_eq!(
+            vsas,
+            vec![Vsa {
+                vendor: 311,
+                typ: 16,
+                value: &[1, 2, 3]
+            }]
+        );
     }
 
     #[test]
@@ -453,7 +517,8 @@ mod tests {
         let long = vec![0xab; 400];
         let mut b = Builder::new(Code::ACCESS_ACCEPT, 1, [0; 16]);
         b.push_extended(AttrType::EXTENDED_1, 5, b"x").unwrap();
-        b.push_extended(AttrType::LONG_EXTENDED_1, 9, &long).unwrap();
+        b.push_extended(AttrType::LONG_EXTENDED_1, 9, &long)
+            .unwrap();
         b.push(AttrType::EXTENDED_1, &[]).unwrap(); // malformed: no Extended-Type
         b.set_length();
         let bytes = b.into_bytes();
@@ -461,7 +526,14 @@ mod tests {
         assert_eq!(p.count(AttrType::LONG_EXTENDED_1), 2);
         let ext = p.extended();
         assert_eq!(ext.len(), 2);
-        assert_eq!(ext[0], ExtendedAttr { parent: 241, ext_type: 5, value: Cow::Borrowed(b"x") });
+        assert_eq!(
+            ext[0],
+            ExtendedAttr {
+                parent: 241,
+                ext_type: 5,
+                value: Cow::Borrowed(b"x")
+            }
+        );
         assert_eq!(ext[1].parent, 245);
         assert_eq!(ext[1].ext_type, 9);
         assert_eq!(&ext[1].value[..], &long[..]);
@@ -473,18 +545,28 @@ mod tests {
     fn tagged_values() {
         let mut b = Builder::new(Code::ACCESS_ACCEPT, 1, [0; 16]);
         b.push_tagged_u32(AttrType::TUNNEL_TYPE, 1, 13).unwrap();
-        b.push_tagged(AttrType::TUNNEL_PRIVATE_GROUP_ID, 1, b"20").unwrap();
-        assert_eq!(&b.as_bytes()[20..], &h("40 06 01 00 00 0d 51 05 01 32 30")[..]);
+        b.push_tagged(AttrType::TUNNEL_PRIVATE_GROUP_ID, 1, b"20")
+            .unwrap();
+        assert_eq!(
+            &b.as_bytes()[20..],
+            &h("40 06 01 00 00 0d 51 05 01 32 30")[..]
+        );
     }
 
     #[test]
     fn encode_limits() {
         let mut b = Builder::new(Code::ACCESS_ACCEPT, 1, [0; 16]);
-        assert_eq!(b.push(AttrType::REPLY_MESSAGE, &[b'a'; 254]).unwrap_err(), EncodeError::ValueTooLong(18, 254));
+        assert_eq!(
+            b.push(AttrType::REPLY_MESSAGE, &[b'a'; 254]).unwrap_err(),
+            EncodeError::ValueTooLong(18, 254)
+        );
         for _ in 0..15 {
             b.push(AttrType::REPLY_MESSAGE, &[b'a'; 253]).unwrap();
         }
-        assert_eq!(b.push(AttrType::REPLY_MESSAGE, &[b'a'; 253]).unwrap_err(), EncodeError::PacketTooLong);
+        assert_eq!(
+            b.push(AttrType::REPLY_MESSAGE, &[b'a'; 253]).unwrap_err(),
+            EncodeError::PacketTooLong
+        );
     }
 
     #[test]

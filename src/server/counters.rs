@@ -1,0 +1,186 @@
+//! Counters per client (requests, decisions, duplicates, drops by reason),
+//! kept in memory for the admin API and logged at shutdown. They survive a
+//! reload of the client table: they are kept by client name.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Why a packet got no answer.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum DropReason {
+    /// Not a well-formed RADIUS packet.
+    Malformed,
+    /// Larger than RFC 2865's 4096 bytes.
+    Oversize,
+    /// A code this port does not serve.
+    UnexpectedCode,
+    /// Accounting-Request whose Request Authenticator does not verify.
+    BadAuthenticator,
+    /// Message-Authenticator present but wrong.
+    BadMessageAuthenticator,
+    /// Required (by config, by `auto`, by EAP or by Status-Server) and absent.
+    MissingMessageAuthenticator,
+    /// `limit_proxy_state`: Proxy-State without Message-Authenticator.
+    ProxyStateWithoutMessageAuthenticator,
+    /// More requests in progress than `max_in_flight`.
+    Overloaded,
+    /// The accounting record could not be stored; the NAS will retry.
+    StoreFailed,
+    /// The reply could not be encoded (too large).
+    EncodeFailed,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 10] = [
+        DropReason::Malformed,
+        DropReason::Oversize,
+        DropReason::UnexpectedCode,
+        DropReason::BadAuthenticator,
+        DropReason::BadMessageAuthenticator,
+        DropReason::MissingMessageAuthenticator,
+        DropReason::ProxyStateWithoutMessageAuthenticator,
+        DropReason::Overloaded,
+        DropReason::StoreFailed,
+        DropReason::EncodeFailed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Malformed => "malformed",
+            DropReason::Oversize => "oversize",
+            DropReason::UnexpectedCode => "unexpected_code",
+            DropReason::BadAuthenticator => "bad_authenticator",
+            DropReason::BadMessageAuthenticator => "bad_message_authenticator",
+            DropReason::MissingMessageAuthenticator => "missing_message_authenticator",
+            DropReason::ProxyStateWithoutMessageAuthenticator => {
+                "proxy_state_without_message_authenticator"
+            }
+            DropReason::Overloaded => "overloaded",
+            DropReason::StoreFailed => "store_failed",
+            DropReason::EncodeFailed => "encode_failed",
+        }
+    }
+}
+
+/// One client's counters. Relaxed atomics: these are statistics, nothing
+/// synchronises on them.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub access_requests: AtomicU64,
+    pub accepts: AtomicU64,
+    pub rejects: AtomicU64,
+    pub accounting_requests: AtomicU64,
+    pub accounting_responses: AtomicU64,
+    pub status_server: AtomicU64,
+    /// Retransmissions answered from the response cache.
+    pub duplicates_resent: AtomicU64,
+    /// Retransmissions of a request still being worked on: ignored.
+    pub duplicates_in_progress: AtomicU64,
+    drops: [AtomicU64; DropReason::ALL.len()],
+}
+
+impl Counters {
+    pub fn count_drop(&self, reason: DropReason) {
+        self.drops[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        self.drops[reason as usize].load(Ordering::Relaxed)
+    }
+
+    pub fn snapshot(&self) -> CounterSnapshot {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        CounterSnapshot {
+            access_requests: l(&self.access_requests),
+            accepts: l(&self.accepts),
+            rejects: l(&self.rejects),
+            accounting_requests: l(&self.accounting_requests),
+            accounting_responses: l(&self.accounting_responses),
+            status_server: l(&self.status_server),
+            duplicates_resent: l(&self.duplicates_resent),
+            duplicates_in_progress: l(&self.duplicates_in_progress),
+            drops: DropReason::ALL
+                .iter()
+                .map(|r| (r.as_str(), self.drops(*r)))
+                .filter(|(_, n)| *n > 0)
+                .collect(),
+        }
+    }
+}
+
+pub fn inc(a: &AtomicU64) {
+    a.fetch_add(1, Ordering::Relaxed);
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CounterSnapshot {
+    pub access_requests: u64,
+    pub accepts: u64,
+    pub rejects: u64,
+    pub accounting_requests: u64,
+    pub accounting_responses: u64,
+    pub status_server: u64,
+    pub duplicates_resent: u64,
+    pub duplicates_in_progress: u64,
+    pub drops: BTreeMap<&'static str, u64>,
+}
+
+impl fmt::Display for CounterSnapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "access_requests={} accepts={} rejects={} accounting_requests={} accounting_responses={} status_server={} duplicates_resent={} duplicates_in_progress={}",
+            self.access_requests,
+            self.accepts,
+            self.rejects,
+            self.accounting_requests,
+            self.accounting_responses,
+            self.status_server,
+            self.duplicates_resent,
+            self.duplicates_in_progress
+        )?;
+        for (k, v) in &self.drops {
+            write!(f, " drop.{k}={v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Counters by client name, plus the ones for packets from no known client.
+#[derive(Debug, Default)]
+pub struct CounterRegistry {
+    clients: Mutex<BTreeMap<String, Arc<Counters>>>,
+    /// Packets from addresses no client covers.
+    pub unknown_client: AtomicU64,
+}
+
+impl CounterRegistry {
+    pub fn for_client(&self, name: &str) -> Arc<Counters> {
+        let mut m = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        m.entry(name.to_string()).or_default().clone()
+    }
+
+    pub fn snapshot(&self) -> Vec<(String, CounterSnapshot)> {
+        let m = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        m.iter().map(|(k, v)| (k.clone(), v.snapshot())).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_survive_by_name() {
+        let r = CounterRegistry::default();
+        inc(&r.for_client("a").accepts);
+        r.for_client("a").count_drop(DropReason::Overloaded);
+        let s = r.snapshot();
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].1.accepts, 1);
+        assert_eq!(s[0].1.drops.get("overloaded"), Some(&1));
+        assert!(s[0].1.to_string().contains("drop.overloaded=1"));
+    }
+}

@@ -1,0 +1,604 @@
+//! The transport: UDP listeners for authentication and accounting, the
+//! client table, the RFC 5080 response cache, bounded concurrency and
+//! shutdown. Everything that can be decided from the packet alone (client,
+//! framing, authenticators, BlastRADIUS rules, duplicates) is decided in the
+//! task reading the socket; only verified, new requests become tasks.
+
+pub mod acct;
+pub mod clients;
+pub mod counters;
+pub mod dedup;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use moka::sync::Cache;
+use tokio::net::UdpSocket;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, error, info, warn};
+
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::directory::LocalDirectory;
+use crate::proto::auth::{MessageAuth, check_message_authenticator, verify_hashed_request};
+use crate::proto::dictionary::Dictionary;
+use crate::proto::packet::MAX_PACKET_LEN;
+use crate::proto::{AttrType, Builder, Code, Packet};
+use crate::store::{AcctWriter, Store, StoreError};
+use clients::{Client, ClientTable, MaVerdict};
+use counters::{CounterRegistry, DropReason, inc};
+use dedup::{DedupKey, ResponseCache, Seen};
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Which service a socket offers.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Port {
+    Auth,
+    Acct,
+}
+
+struct Listener {
+    socket: Arc<UdpSocket>,
+    port: Port,
+    /// Part of the duplicate-detection key (RFC 5080 keys on the receiving socket).
+    index: u16,
+}
+
+/// What the listener tasks and request tasks share.
+struct Shared {
+    /// Swapped whole on SIGHUP; a packet in progress keeps the table it began with.
+    clients: ArcSwap<ClientTable>,
+    counters: Arc<CounterRegistry>,
+    authenticator: Authenticator,
+    acct: AcctWriter,
+    responses: ResponseCache,
+    /// Bounds the requests being worked on; when it is exhausted new
+    /// requests are shed (and counted) instead of queueing without bound.
+    in_flight: Arc<Semaphore>,
+    /// One warning per source and reason per minute, so a misconfigured or
+    /// hostile sender cannot flood the log.
+    log_limit: Cache<(IpAddr, &'static str), ()>,
+    dictionary: Arc<Dictionary>,
+}
+
+/// A bound server, ready to run.
+pub struct Server {
+    shared: Arc<Shared>,
+    listeners: Vec<Listener>,
+}
+
+/// A handle for reloading and reading counters while the server runs.
+#[derive(Clone)]
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+}
+
+impl ServerHandle {
+    /// Replaces the client table and local accounts. Listen addresses and
+    /// the state directory need a restart; a change to them is reported.
+    pub fn reload(&self, cfg: &Config) {
+        let table = ClientTable::new(&cfg.clients, &self.shared.counters);
+        let n = table.len();
+        self.shared.clients.store(Arc::new(table));
+        self.shared.authenticator.replace_local(LocalDirectory::new(
+            clone_users(cfg),
+            cfg.local_macs.clone(),
+        ));
+        info!(
+            clients = n,
+            users = cfg.local_users.len(),
+            macs = cfg.local_macs.len(),
+            "reloaded clients and local accounts"
+        );
+    }
+
+    pub fn counters(&self) -> Arc<CounterRegistry> {
+        self.shared.counters.clone()
+    }
+}
+
+fn clone_users(cfg: &Config) -> Vec<crate::directory::LocalUser> {
+    use crate::directory::{LocalUser, UserCredential};
+    use crate::proto::auth::Password;
+    cfg.local_users
+        .iter()
+        .map(|u| LocalUser {
+            name: u.name.clone(),
+            credential: match &u.credential {
+                UserCredential::Cleartext(p) => {
+                    UserCredential::Cleartext(Password::new(p.as_bytes().to_vec()))
+                }
+                UserCredential::Argon2(h) => UserCredential::Argon2(h.clone()),
+            },
+        })
+        .collect()
+}
+
+/// Binds a UDP socket. IPv6 sockets are v6-only so that `0.0.0.0` and `[::]`
+/// can both be listed; the receive buffer is raised to ride out bursts
+/// (the kernel caps it at net.core.rmem_max).
+fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    let _ = s.set_recv_buffer_size(8 << 20);
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    UdpSocket::from_std(s.into())
+}
+
+impl Server {
+    /// Opens the state store and binds every listener. Must be called inside
+    /// a tokio runtime.
+    pub fn bind(cfg: &Config, dictionary: Arc<Dictionary>) -> Result<Server, ServerError> {
+        let store = Store::open(&cfg.server.state_dir)?;
+        let (acct, _writer_thread) = AcctWriter::spawn(&store, 4096)?;
+        let counters = Arc::new(CounterRegistry::default());
+        let shared = Arc::new(Shared {
+            clients: ArcSwap::from_pointee(ClientTable::new(&cfg.clients, &counters)),
+            counters,
+            authenticator: Authenticator::new(LocalDirectory::new(
+                clone_users(cfg),
+                cfg.local_macs.clone(),
+            )),
+            acct,
+            responses: ResponseCache::new(cfg.server.response_cache_ttl, 1 << 18),
+            in_flight: Arc::new(Semaphore::new(cfg.server.max_in_flight)),
+            log_limit: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(60))
+                .build(),
+            dictionary,
+        });
+        let mut listeners = Vec::new();
+        let all = cfg
+            .server
+            .auth_listen
+            .iter()
+            .map(|a| (*a, Port::Auth))
+            .chain(cfg.server.acct_listen.iter().map(|a| (*a, Port::Acct)));
+        for (i, (addr, port)) in all.enumerate() {
+            let socket = bind_udp(addr).map_err(|source| ServerError::Bind { addr, source })?;
+            listeners.push(Listener {
+                socket: Arc::new(socket),
+                port,
+                index: i as u16,
+            });
+        }
+        Ok(Server { shared, listeners })
+    }
+
+    pub fn local_addrs(&self, port: Port) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter(|l| l.port == port)
+            .filter_map(|l| l.socket.local_addr().ok())
+            .collect()
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Serves until `shutdown` is cancelled, then stops reading, lets every
+    /// request in progress finish (up to `drain`), and returns.
+    pub async fn run(self, shutdown: CancellationToken, drain: Duration) {
+        let tracker = TaskTracker::new();
+        let mut listeners = JoinSet::new();
+        for l in self.listeners {
+            listeners.spawn(listen(
+                self.shared.clone(),
+                l,
+                tracker.clone(),
+                shutdown.clone(),
+            ));
+        }
+        while listeners.join_next().await.is_some() {}
+        tracker.close();
+        info!(
+            in_flight = tracker.len(),
+            "stopped reading; finishing requests in progress"
+        );
+        if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
+            warn!(
+                abandoned = tracker.len(),
+                "requests still in progress after {drain:?}; exiting without them"
+            );
+        }
+        for (name, c) in self.shared.counters.snapshot() {
+            info!(client = %name, "counters: {c}");
+        }
+        let unknown = self
+            .shared
+            .counters
+            .unknown_client
+            .load(std::sync::atomic::Ordering::Relaxed);
+        info!(unknown_client = unknown, "server stopped");
+    }
+}
+
+async fn listen(
+    shared: Arc<Shared>,
+    l: Listener,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+) {
+    // One byte more than the largest legal packet, to tell oversize apart.
+    let mut buf = vec![0u8; MAX_PACKET_LEN + 1];
+    loop {
+        let (n, src) = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            r = l.socket.recv_from(&mut buf) => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // ICMP errors from earlier sends surface here on some
+                    // systems; they say nothing about the next packet.
+                    debug!(error = %e, "recv_from failed");
+                    continue;
+                }
+            },
+        };
+        shared.on_datagram(&l, &buf[..n], src, &tracker);
+    }
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Shared {
+    fn log_allowed(&self, ip: IpAddr, what: &'static str) -> bool {
+        let key = (ip, what);
+        if self.log_limit.contains_key(&key) {
+            return false;
+        }
+        self.log_limit.insert(key, ());
+        true
+    }
+
+    fn drop_packet(
+        &self,
+        client: &Client,
+        src: SocketAddr,
+        reason: DropReason,
+        detail: &dyn std::fmt::Display,
+    ) {
+        client.counters.count_drop(reason);
+        if self.log_allowed(src.ip(), reason.as_str()) {
+            warn!(client = %client.name, source = %src, reason = reason.as_str(), "dropped packet: {detail} (further drops for this reason from this source are not logged for 60s)");
+        }
+    }
+
+    fn on_datagram(
+        self: &Arc<Self>,
+        l: &Listener,
+        data: &[u8],
+        src: SocketAddr,
+        tracker: &TaskTracker,
+    ) {
+        let table = self.clients.load();
+        let Some(client) = table.lookup(src.ip()) else {
+            inc(&self.counters.unknown_client);
+            if self.log_allowed(src.ip(), "unknown_client") {
+                warn!(source = %src, "dropped packet from unknown client (no [[clients]] entry covers this address; not logged again for 60s)");
+            }
+            return;
+        };
+        if data.len() > MAX_PACKET_LEN {
+            self.drop_packet(
+                client,
+                src,
+                DropReason::Oversize,
+                &format_args!("datagram larger than {MAX_PACKET_LEN} bytes"),
+            );
+            return;
+        }
+        let packet = match Packet::decode(data) {
+            Ok(p) => p,
+            Err(e) => {
+                self.drop_packet(client, src, DropReason::Malformed, &e);
+                return;
+            }
+        };
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            debug!(client = %client.name, source = %src, code = %packet.code(), id = packet.identifier(), "received: {}", crate::proto::dictionary::describe(&self.dictionary, &packet).join(", "));
+        }
+        match (l.port, packet.code()) {
+            (Port::Auth, Code::ACCESS_REQUEST) => {
+                self.on_access_request(l, client, &packet, src, tracker)
+            }
+            (_, Code::STATUS_SERVER) => self.on_status_server(l, client, &packet, src),
+            (Port::Acct, Code::ACCOUNTING_REQUEST) => {
+                self.on_accounting_request(l, client, &packet, src, tracker)
+            }
+            (port, code) => self.drop_packet(
+                client,
+                src,
+                DropReason::UnexpectedCode,
+                &format_args!("{code} is not served on the {port:?} port"),
+            ),
+        }
+    }
+
+    /// Duplicate check and admission; `None` when the packet is already dealt with.
+    fn admit(
+        &self,
+        l: &Listener,
+        client: &Client,
+        packet: &Packet<'_>,
+        src: SocketAddr,
+    ) -> Option<(Arc<dedup::Entry>, tokio::sync::OwnedSemaphorePermit)> {
+        let key = DedupKey {
+            listener: l.index,
+            source: src,
+            identifier: packet.identifier(),
+        };
+        let entry = match self.responses.check(key, packet.authenticator()) {
+            Seen::New(e) => e,
+            Seen::Answered(bytes) => {
+                inc(&client.counters.duplicates_resent);
+                // Never wait in the reading task: if the socket cannot take
+                // it now, the NAS will retransmit again.
+                let _ = l.socket.try_send_to(&bytes, src);
+                return None;
+            }
+            Seen::InProgress => {
+                inc(&client.counters.duplicates_in_progress);
+                return None;
+            }
+        };
+        match self.in_flight.clone().try_acquire_owned() {
+            Ok(permit) => Some((entry, permit)),
+            Err(_) => {
+                entry.finish(None);
+                self.drop_packet(
+                    client,
+                    src,
+                    DropReason::Overloaded,
+                    &"too many requests in progress (server.max_in_flight)",
+                );
+                None
+            }
+        }
+    }
+
+    fn on_access_request(
+        self: &Arc<Self>,
+        l: &Listener,
+        client: &Arc<Client>,
+        packet: &Packet<'_>,
+        src: SocketAddr,
+        tracker: &TaskTracker,
+    ) {
+        inc(&client.counters.access_requests);
+        let has_ma = match check_message_authenticator(packet, &client.secret, None) {
+            MessageAuth::Valid => true,
+            MessageAuth::Absent => false,
+            MessageAuth::Invalid => {
+                self.drop_packet(
+                    client,
+                    src,
+                    DropReason::BadMessageAuthenticator,
+                    &"Message-Authenticator does not verify (wrong shared secret?)",
+                );
+                return;
+            }
+        };
+        if !has_ma && packet.has(AttrType::EAP_MESSAGE) {
+            self.drop_packet(
+                client,
+                src,
+                DropReason::MissingMessageAuthenticator,
+                &"EAP-Message without Message-Authenticator (RFC 3579 §3.2)",
+            );
+            return;
+        }
+        let (verdict, learned) =
+            client.check_blast_radius(has_ma, packet.has(AttrType::PROXY_STATE));
+        if learned {
+            info!(client = %client.name, "auto: client {}", client.learned_description());
+        }
+        match verdict {
+            MaVerdict::Allow => {}
+            MaVerdict::MissingMessageAuthenticator => {
+                self.drop_packet(
+                    client,
+                    src,
+                    DropReason::MissingMessageAuthenticator,
+                    &"Access-Request without Message-Authenticator (require_message_authenticator)",
+                );
+                return;
+            }
+            MaVerdict::ProxyStateWithoutMessageAuthenticator => {
+                self.drop_packet(
+                    client,
+                    src,
+                    DropReason::ProxyStateWithoutMessageAuthenticator,
+                    &"Proxy-State without Message-Authenticator (limit_proxy_state)",
+                );
+                return;
+            }
+        }
+        let Some((entry, permit)) = self.admit(l, client, packet, src) else {
+            return;
+        };
+        let shared = self.clone();
+        let client = client.clone();
+        let socket = l.socket.clone();
+        let bytes = packet.bytes().to_vec();
+        tracker.spawn(async move {
+            let _permit = permit;
+            let packet = Packet::decode(&bytes).expect("decoded before");
+            let d = shared.authenticator.decide(&packet, &client.secret).await;
+            let code = if d.accept { Code::ACCESS_ACCEPT } else { Code::ACCESS_REJECT };
+            let reply = build_reply(code, &packet, &client, true);
+            let directory = d.directory.map(|k| k.as_str()).unwrap_or("-");
+            let result = if d.accept { "accept" } else { "reject" };
+            info!(client = %client.name, identity = ?d.identity, method = d.method.as_str(), directory, result, reason = %d.reason, "access decision");
+            inc(if d.accept { &client.counters.accepts } else { &client.counters.rejects });
+            shared.send_reply(&socket, &client, src, &entry, reply).await;
+        });
+    }
+
+    fn on_status_server(
+        &self,
+        l: &Listener,
+        client: &Client,
+        packet: &Packet<'_>,
+        src: SocketAddr,
+    ) {
+        inc(&client.counters.status_server);
+        // RFC 5997 §3: Status-Server must carry a valid Message-Authenticator.
+        match check_message_authenticator(packet, &client.secret, None) {
+            MessageAuth::Valid => {}
+            MessageAuth::Absent => {
+                self.drop_packet(
+                    client,
+                    src,
+                    DropReason::MissingMessageAuthenticator,
+                    &"Status-Server without Message-Authenticator (RFC 5997)",
+                );
+                return;
+            }
+            MessageAuth::Invalid => {
+                self.drop_packet(
+                    client,
+                    src,
+                    DropReason::BadMessageAuthenticator,
+                    &"Status-Server Message-Authenticator does not verify",
+                );
+                return;
+            }
+        }
+        let code = match l.port {
+            Port::Auth => Code::ACCESS_ACCEPT,
+            Port::Acct => Code::ACCOUNTING_RESPONSE,
+        };
+        // Status-Server is answered directly, not through the response cache:
+        // it is idempotent and cheap (RFC 5997 §3).
+        if let Some(bytes) = build_reply(code, packet, client, true) {
+            let _ = l.socket.try_send_to(&bytes, src);
+        } else {
+            client.counters.count_drop(DropReason::EncodeFailed);
+        }
+    }
+
+    fn on_accounting_request(
+        self: &Arc<Self>,
+        l: &Listener,
+        client: &Arc<Client>,
+        packet: &Packet<'_>,
+        src: SocketAddr,
+        tracker: &TaskTracker,
+    ) {
+        inc(&client.counters.accounting_requests);
+        if !verify_hashed_request(packet, &client.secret) {
+            self.drop_packet(
+                client,
+                src,
+                DropReason::BadAuthenticator,
+                &"Accounting-Request authenticator does not verify (wrong shared secret?)",
+            );
+            return;
+        }
+        if check_message_authenticator(packet, &client.secret, Some(&[0; 16]))
+            == MessageAuth::Invalid
+        {
+            self.drop_packet(
+                client,
+                src,
+                DropReason::BadMessageAuthenticator,
+                &"Message-Authenticator does not verify",
+            );
+            return;
+        }
+        let Some((entry, permit)) = self.admit(l, client, packet, src) else {
+            return;
+        };
+        let record = acct::record_from_packet(packet, src.ip(), &client.name, now_unix());
+        let shared = self.clone();
+        let client = client.clone();
+        let socket = l.socket.clone();
+        let bytes = packet.bytes().to_vec();
+        tracker.spawn(async move {
+            let _permit = permit;
+            let packet = Packet::decode(&bytes).expect("decoded before");
+            let status = record.status;
+            let session = record.session_id.clone();
+            // RFC 2866 §4.1: answer only once the record is safely stored.
+            match shared.acct.record(record).await {
+                Ok(()) => {
+                    debug!(client = %client.name, ?status, session = ?session, "accounting stored");
+                    let reply = build_reply(Code::ACCOUNTING_RESPONSE, &packet, &client, false);
+                    inc(&client.counters.accounting_responses);
+                    shared.send_reply(&socket, &client, src, &entry, reply).await;
+                }
+                Err(e) => {
+                    entry.finish(None);
+                    client.counters.count_drop(DropReason::StoreFailed);
+                    error!(client = %client.name, session = ?session, error = %e, "accounting record not stored; no response sent, the NAS will retry");
+                }
+            }
+        });
+    }
+
+    async fn send_reply(
+        &self,
+        socket: &UdpSocket,
+        client: &Client,
+        src: SocketAddr,
+        entry: &dedup::Entry,
+        reply: Option<Vec<u8>>,
+    ) {
+        let Some(reply) = reply else {
+            entry.finish(None);
+            client.counters.count_drop(DropReason::EncodeFailed);
+            error!(client = %client.name, "reply too large to encode; none sent");
+            return;
+        };
+        let reply: Arc<[u8]> = reply.into();
+        entry.finish(Some(reply.clone()));
+        if let Err(e) = socket.send_to(&reply, src).await {
+            warn!(client = %client.name, destination = %src, error = %e, "sending reply failed");
+        }
+    }
+}
+
+/// A reply with Proxy-State copied in order (RFC 2865 §5.33) and, where
+/// asked, Message-Authenticator first.
+fn build_reply(
+    code: Code,
+    request: &Packet<'_>,
+    client: &Client,
+    with_ma: bool,
+) -> Option<Vec<u8>> {
+    let mut b = Builder::reply_to(code, request, with_ma);
+    for ps in request.get_all(AttrType::PROXY_STATE) {
+        b.push(AttrType::PROXY_STATE, ps).ok()?;
+    }
+    Some(b.finish_response(&client.secret))
+}
