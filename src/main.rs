@@ -47,7 +47,7 @@ enum Command {
         config: Option<PathBuf>,
     },
     /// Send one Access-Request (PAP, CHAP or MAB) and print the reply, like radtest.
-    TestAuth(TestAuthArgs),
+    TestAuth(Box<TestAuthArgs>),
 }
 
 #[derive(Args)]
@@ -98,7 +98,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve { config, demo } => serve(config.as_deref(), demo),
         Command::CheckConfig { config } => check_config(config.as_deref()),
-        Command::TestAuth(args) => match test_auth_cmd(args) {
+        Command::TestAuth(args) => match test_auth_cmd(*args) {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("entra-radius: {e:#}");

@@ -175,7 +175,7 @@ pub fn unhide_password(
     secret: &ClientSecret,
     request_auth: &[u8; 16],
 ) -> Option<Password> {
-    if hidden.is_empty() || hidden.len() > 128 || hidden.len() % 16 != 0 {
+    if hidden.is_empty() || hidden.len() > 128 || !hidden.len().is_multiple_of(16) {
         return None;
     }
     let mut out = Vec::with_capacity(hidden.len());

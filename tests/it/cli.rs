@@ -1,0 +1,166 @@
+//! check-config and test-auth as an administrator uses them.
+
+use std::process::Command;
+
+use crate::harness::*;
+
+#[test]
+fn check_config_accepts_a_good_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ok.toml");
+    std::fs::write(&path, format!("{}{USERS}", localhost_client(""))).unwrap();
+    let o = run_cli(
+        &["check-config", "--config", path.to_str().unwrap()],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("OK: 1 clients, 1 local users, 1 local MACs"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn check_config_names_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[[clients]]\nname = \"sw\"\naddress = \"10.0.0.1\"\nsecret = \"s\"\nrequire_message_authenticator = \"sometimes\"\n").unwrap();
+    let o = run_cli(
+        &["check-config", "--config", path.to_str().unwrap()],
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&format!("{}:5:", path.display())), "{err}");
+    assert!(err.contains("require_message_authenticator"), "{err}");
+
+    std::fs::write(&path, "[[local.macs]]\nmac = \"zz-11-22-33-44-55\"\n").unwrap();
+    let o = run_cli(
+        &["check-config", "--config", path.to_str().unwrap()],
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!(
+            "{}:2:7: local.macs[0].mac: not a MAC address",
+            path.display()
+        )),
+        "{err}"
+    );
+
+    let o = run_cli(
+        &["check-config", "--config", "/nonexistent/entra.toml"],
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/entra.toml: cannot read"));
+}
+
+#[test]
+fn serve_refuses_a_bad_config_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[server]\nauth_listen = \"not-a-list\"\n").unwrap();
+    let o = run_cli(&["serve", "--config", path.to_str().unwrap()], dir.path());
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("bad.toml:2:"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn test_auth_reports_accept_reject_and_mab() {
+    let s = TestServer::start(&format!("{}{USERS}", localhost_client("")));
+    let server = s.auth.to_string();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "test-auth",
+            "--server",
+            &server,
+            "--timeout",
+            "1",
+            "--attempts",
+            "2",
+        ];
+        args.extend_from_slice(extra);
+        Command::new(bin()).args(&args).output().unwrap()
+    };
+    let o = run(&["--user", "alice", "--password", "wonderland"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(stdout(&o).contains("Received Access-Accept"));
+    assert!(
+        stdout(&o).contains("Message-Authenticator = 0x"),
+        "attributes are named from the dictionary:\n{}",
+        stdout(&o)
+    );
+    let o = run(&["--user", "alice", "--password", "wonderland", "--chap"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let o = run(&["--user", "alice", "--password", "nope"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("Received Access-Reject"));
+    for mac in ["02:00:00:00:00:01", "0200.0000.0001"] {
+        let o = run(&["--mab", mac]);
+        assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    }
+    let o = run(&["--mab", "02-00-00-00-00-01", "--call-check"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    // A wrong secret: the server stays silent and test-auth says so.
+    let o = run(&[
+        "--user",
+        "alice",
+        "--password",
+        "wonderland",
+        "--secret",
+        "wrong",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("no reply from"), "{}", stdout(&o));
+}
+
+#[test]
+fn serve_demo_answers_the_commands_it_prints() {
+    // --demo binds the default ports; run it on a private copy of the
+    // defaults so that tests can run in parallel with a real server.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("demo.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nauth_listen = [\"127.0.0.1:0\"]\nacct_listen = [\"127.0.0.1:0\"]\nstate_dir = {:?}\n{}",
+            dir.path().join("state").display().to_string(),
+            localhost_client("")
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(bin())
+        .args(["serve", "--demo", "--config", path.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut commands = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.trim().strip_prefix("cargo run --release -- ") {
+            commands.push(rest.split('#').next().unwrap().trim().to_string());
+        }
+        if line.contains("radclient") {
+            break;
+        }
+    }
+    assert!(commands.len() >= 4, "{commands:?}");
+    for c in &commands {
+        let args: Vec<&str> = c.split_whitespace().collect();
+        let o = Command::new(bin()).args(&args).output().unwrap();
+        let expect_accept = !c.contains("wrong") && !c.contains("0009");
+        assert_eq!(o.status.success(), expect_accept, "{c}: {}", stdout(&o));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}

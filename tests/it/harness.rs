@@ -1,0 +1,235 @@
+//! Starting the server binary, talking to it over UDP, running radclient.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const SECRET: &str = "testing123";
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_entra-radius")
+}
+
+/// A running server with its own state directory.
+pub struct TestServer {
+    child: Option<Child>,
+    pub auth: SocketAddr,
+    pub acct: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    logs: Arc<Mutex<String>>,
+}
+
+impl TestServer {
+    /// Starts the server with `body` appended to a config that listens on
+    /// 127.0.0.1 port 0 and keeps state in a temporary directory.
+    pub fn start(body: &str) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config_path = dir.path().join("entra-radius.toml");
+        let state = dir.path().join("state");
+        let config = format!(
+            "[server]\nauth_listen = [\"127.0.0.1:0\"]\nacct_listen = [\"127.0.0.1:0\"]\nstate_dir = {:?}\n\n{body}",
+            state.display().to_string()
+        );
+        std::fs::write(&config_path, config).expect("write config");
+        let mut child = Command::new(bin())
+            .args(["serve", "--config"])
+            .arg(&config_path)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start entra-radius");
+        let logs = Arc::new(Mutex::new(String::new()));
+        let mut stderr = child.stderr.take().expect("stderr");
+        let l = logs.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                l.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.strip_prefix("entra-radius ready: ") {
+                    let _ = tx.send(rest.to_string());
+                }
+            }
+        });
+        let ready = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(r) => r,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "server did not become ready; its log:\n{}",
+                    logs.lock().unwrap()
+                );
+            }
+        };
+        // "auth 127.0.0.1:port acct 127.0.0.1:port"
+        let words: Vec<&str> = ready.split_whitespace().collect();
+        let auth = words[1].trim_end_matches(',').parse().expect("auth addr");
+        let acct = words[3].trim_end_matches(',').parse().expect("acct addr");
+        TestServer {
+            child: Some(child),
+            auth,
+            acct,
+            dir,
+            config_path,
+            logs,
+        }
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Waits until the log contains `needle`.
+    pub fn wait_for_log(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.logs().contains(needle) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("log never showed {needle:?}:\n{}", self.logs());
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("running").id();
+        let st = Command::new("kill")
+            .args([&format!("-{sig}"), &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(st.success());
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn stop(mut self) -> (ExitStatus, String) {
+        self.signal("TERM");
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(st) = child.try_wait().expect("wait") {
+                // Let the stderr reader drain.
+                std::thread::sleep(Duration::from_millis(50));
+                return (st, self.logs());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("server did not exit after SIGTERM:\n{}", self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The `[[clients]]` entry for 127.0.0.1 that most tests use.
+pub fn localhost_client(extra: &str) -> String {
+    format!("[[clients]]\nname = \"lo\"\naddress = \"127.0.0.1\"\nsecret = \"{SECRET}\"\n{extra}\n")
+}
+
+pub const USERS: &str = r#"
+[[local.users]]
+name = "alice"
+password = "wonderland"
+
+[[local.macs]]
+mac = "02-00-00-00-00-01"
+"#;
+
+/// Sends one datagram from `from` and waits for one reply.
+pub fn exchange_from(from: &str, to: SocketAddr, bytes: &[u8], wait: Duration) -> Option<Vec<u8>> {
+    let s = UdpSocket::bind(from).expect("bind");
+    s.set_read_timeout(Some(wait)).unwrap();
+    s.send_to(bytes, to).expect("send");
+    let mut buf = [0u8; 8192];
+    match s.recv_from(&mut buf) {
+        Ok((n, _)) => Some(buf[..n].to_vec()),
+        Err(_) => None,
+    }
+}
+
+pub fn exchange(to: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
+    exchange_from("127.0.0.1:0", to, bytes, Duration::from_secs(2))
+}
+
+/// Runs radclient with the given attribute list on stdin.
+pub fn radclient(server: SocketAddr, kind: &str, secret: &str, attrs: &str) -> Output {
+    let mut child = Command::new("radclient")
+        .args(["-x", "-r", "1", "-t", "2"])
+        .arg(server.to_string())
+        .args([kind, secret])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("radclient not found: run ./scripts/test, which installs freeradius-utils");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(attrs.as_bytes())
+        .unwrap();
+    child.wait_with_output().expect("radclient")
+}
+
+pub fn stdout(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Asserts that radclient got the named reply.
+pub fn assert_reply(o: &Output, code: &str) {
+    let out = stdout(o);
+    assert!(
+        out.contains(&format!("Received {code}")),
+        "expected {code}:\n{out}"
+    );
+}
+
+pub fn assert_no_reply(o: &Output) {
+    let out = stdout(o);
+    assert!(!out.contains("Received"), "expected no reply:\n{out}");
+    assert!(
+        out.contains("No reply"),
+        "expected radclient to time out:\n{out}"
+    );
+}
+
+pub fn run_cli(args: &[&str], cwd: &Path) -> Output {
+    Command::new(bin())
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("run entra-radius")
+}

@@ -1,0 +1,10 @@
+//! Integration tests: the real `entra-radius` binary on free loopback ports,
+//! driven by real clients (radclient from freeradius-utils, the `radius`
+//! crate) and by raw UDP for what no client will send.
+
+mod blastradius;
+mod cli;
+mod harness;
+mod interop;
+mod radclient;
+mod robustness;

@@ -1,0 +1,202 @@
+//! Bad input, retransmissions, unknown clients, reload and shutdown.
+
+use std::net::UdpSocket;
+use std::time::Duration;
+
+use entra_radius::proto::auth::hide_password;
+use entra_radius::proto::{AttrType, Builder, ClientSecret, Code};
+
+use crate::harness::*;
+
+fn pap(id: u8, ra: [u8; 16], user: &str, pw: &str) -> Vec<u8> {
+    let secret = ClientSecret::new(SECRET.as_bytes());
+    let mut b = Builder::request_with_ma(Code::ACCESS_REQUEST, id, ra);
+    b.push(AttrType::USER_NAME, user.as_bytes()).unwrap();
+    b.push(
+        AttrType::USER_PASSWORD,
+        &hide_password(pw.as_bytes(), &secret, &ra).unwrap(),
+    )
+    .unwrap();
+    b.finish_request(&secret)
+}
+
+fn server() -> TestServer {
+    TestServer::start(&format!("{}{USERS}", localhost_client("")))
+}
+
+#[test]
+fn retransmissions_get_the_identical_reply() {
+    let s = server();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut buf = [0u8; 4096];
+    let mut recv = || {
+        let (n, _) = sock.recv_from(&mut buf).expect("reply");
+        buf[..n].to_vec()
+    };
+    let req = pap(9, [1; 16], "alice", "wonderland");
+    sock.send_to(&req, s.auth).unwrap();
+    let first = recv();
+    sock.send_to(&req, s.auth).unwrap();
+    let second = recv();
+    assert_eq!(first, second);
+    assert_eq!(first[0], 2);
+    // Same identifier and port, new authenticator: a new request, decided afresh.
+    sock.send_to(&pap(9, [2; 16], "alice", "bad"), s.auth)
+        .unwrap();
+    assert_eq!(recv()[0], 3);
+    let (status, logs) = s.stop();
+    assert!(status.success());
+    assert!(logs.contains("duplicates_resent=1"), "{logs}");
+    // Only two decisions were made for three requests.
+    assert_eq!(logs.matches("access decision").count(), 2, "{logs}");
+}
+
+#[test]
+fn unknown_clients_get_nothing() {
+    // Only 127.0.0.1 is a client; 127.0.0.2 is not.
+    let s = server();
+    let req = pap(1, [3; 16], "alice", "wonderland");
+    assert!(exchange_from("127.0.0.2:0", s.auth, &req, Duration::from_secs(1)).is_none());
+    assert!(exchange_from("127.0.0.1:0", s.auth, &req, Duration::from_secs(2)).is_some());
+    s.wait_for_log("dropped packet from unknown client");
+    let (_, logs) = s.stop();
+    assert!(logs.contains("unknown_client=1"), "{logs}");
+}
+
+#[test]
+fn prefix_clients_match_the_most_specific_entry() {
+    let body = format!(
+        "[[clients]]\nname = \"wide\"\naddress = \"127.0.0.0/8\"\nsecret = \"wide-secret\"\n\n[[clients]]\nname = \"narrow\"\naddress = \"127.0.0.5/32\"\nsecret = \"{SECRET}\"\n{USERS}"
+    );
+    let s = TestServer::start(&body);
+    let req = pap(1, [4; 16], "alice", "wonderland");
+    // From 127.0.0.5 our secret is right; from 127.0.0.6 the /8 applies and it is wrong.
+    assert!(exchange_from("127.0.0.5:0", s.auth, &req, Duration::from_secs(2)).is_some());
+    assert!(exchange_from("127.0.0.6:0", s.auth, &req, Duration::from_secs(1)).is_none());
+    s.wait_for_log("client=wide");
+}
+
+#[test]
+fn bytes_past_length_are_ignored() {
+    let s = server();
+    let mut req = pap(1, [5; 16], "alice", "wonderland");
+    req.extend_from_slice(&[0xee; 100]);
+    let reply = exchange(s.auth, &req).expect("a padded request is still answered");
+    assert_eq!(reply[0], 2);
+}
+
+#[test]
+fn malformed_packets_are_dropped_and_the_server_keeps_answering() {
+    let s = server();
+    let good = pap(1, [6; 16], "alice", "wonderland");
+    let mut bad_attr = good.clone();
+    bad_attr[21] = 0; // first attribute's length 0
+    let mut truncated = good.clone();
+    truncated.truncate(good.len() - 3); // Length says more than was sent
+    let mut short_length = good.clone();
+    short_length[2..4].copy_from_slice(&10u16.to_be_bytes());
+    let mut huge_length = good.clone();
+    huge_length[2..4].copy_from_slice(&5000u16.to_be_bytes());
+    let oversize = vec![1u8; 5000];
+    let mut overrun = good.clone();
+    let n = overrun.len();
+    overrun[n - 17] = 40; // last attribute runs past Length
+    let garbage: Vec<Vec<u8>> = vec![
+        vec![],
+        vec![1],
+        vec![1; 19],
+        bad_attr,
+        truncated,
+        short_length,
+        huge_length,
+        oversize,
+        overrun,
+        b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+    ];
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for g in &garbage {
+        sock.send_to(g, s.auth).unwrap();
+        sock.send_to(g, s.acct).unwrap();
+    }
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    assert!(
+        sock.recv_from(&mut buf).is_err(),
+        "malformed input must get no reply"
+    );
+    let reply = exchange(s.auth, &good).expect("still answering");
+    assert_eq!(reply[0], 2);
+    let (status, logs) = s.stop();
+    assert!(status.success());
+    assert!(logs.contains("drop.malformed="), "{logs}");
+    assert!(logs.contains("drop.oversize=2"), "{logs}");
+    assert!(!logs.contains("panicked"), "{logs}");
+}
+
+#[test]
+fn wrong_codes_on_a_port_are_dropped() {
+    let s = server();
+    // An Access-Request to the accounting port, an Accounting-Request to the auth port.
+    assert!(exchange(s.acct, &pap(1, [7; 16], "alice", "wonderland")).is_none());
+    let secret = ClientSecret::new(SECRET.as_bytes());
+    let mut b = Builder::new(Code::ACCOUNTING_REQUEST, 2, [0; 16]);
+    b.push_u32(AttrType::ACCT_STATUS_TYPE, 1).unwrap();
+    b.push(AttrType::ACCT_SESSION_ID, b"x").unwrap();
+    assert!(exchange(s.auth, &b.finish_hashed_request(&secret)).is_none());
+    s.wait_for_log("reason=\"unexpected_code\"");
+}
+
+#[test]
+fn sighup_reloads_clients_and_local_accounts() {
+    let s = server();
+    let req = pap(1, [8; 16], "carol", "pw-carol");
+    assert_eq!(exchange(s.auth, &req).expect("reply")[0], 3);
+    let mut text = std::fs::read_to_string(&s.config_path).unwrap();
+    text.push_str("\n[[local.users]]\nname = \"carol\"\npassword = \"pw-carol\"\n");
+    std::fs::write(&s.config_path, &text).unwrap();
+    s.signal("HUP");
+    s.wait_for_log("reloaded clients and local accounts");
+    assert_eq!(
+        exchange(s.auth, &pap(2, [9; 16], "carol", "pw-carol")).expect("reply")[0],
+        2
+    );
+    // A broken file is refused and the running configuration stays.
+    std::fs::write(&s.config_path, format!("{text}\n[[clients]]\nname = 1\n")).unwrap();
+    s.signal("HUP");
+    s.wait_for_log("SIGHUP: keeping the running configuration");
+    assert_eq!(
+        exchange(s.auth, &pap(3, [10; 16], "carol", "pw-carol")).expect("reply")[0],
+        2
+    );
+}
+
+#[test]
+fn sigterm_stops_cleanly() {
+    let s = server();
+    assert!(exchange(s.auth, &pap(1, [11; 16], "alice", "wonderland")).is_some());
+    let (status, logs) = s.stop();
+    assert_eq!(status.code(), Some(0), "{logs}");
+    assert!(logs.contains("SIGTERM: shutting down"), "{logs}");
+    assert!(logs.contains("server stopped"), "{logs}");
+    assert!(logs.contains("accepts=1"), "{logs}");
+}
+
+#[test]
+fn state_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = server();
+    let dir = std::fs::metadata(s.state_dir())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    let db = std::fs::metadata(s.state_dir().join("entra-radius.db"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(dir, 0o700);
+    assert_eq!(db, 0o600);
+}
