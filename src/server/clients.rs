@@ -216,7 +216,7 @@ mod tests {
     }
 
     fn client(ma: Tristate, ps: Tristate) -> Client {
-        Client::new(&cfg("c", "10.0.0.1", ma, ps), Arc::default())
+        Client::new(&cfg("c", "10.0.0.1/32", ma, ps), Arc::default())
     }
 
     #[test]

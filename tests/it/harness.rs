@@ -27,18 +27,32 @@ impl TestServer {
     /// Starts the server with `body` appended to a config that listens on
     /// 127.0.0.1 port 0 and keeps state in a temporary directory.
     pub fn start(body: &str) -> TestServer {
+        TestServer::start_logging(body, "info")
+    }
+
+    /// `start` with another RUST_LOG filter.
+    pub fn start_logging(body: &str, filter: &str) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config_path = dir.path().join("entra-radius.toml");
         let state = dir.path().join("state");
         let config = format!(
             "[server]\nauth_listen = [\"127.0.0.1:0\"]\nacct_listen = [\"127.0.0.1:0\"]\nstate_dir = {:?}\n\n{body}",
             state.display().to_string()
         );
+        TestServer::spawn(&config, dir, filter)
+    }
+
+    /// Starts the server on exactly this config text, kept in `dir`.
+    pub fn start_raw(config: &str, dir: tempfile::TempDir) -> TestServer {
+        TestServer::spawn(config, dir, "info")
+    }
+
+    fn spawn(config: &str, dir: tempfile::TempDir, filter: &str) -> TestServer {
+        let config_path = dir.path().join("entra-radius.toml");
         std::fs::write(&config_path, config).expect("write config");
         let mut child = Command::new(bin())
             .args(["serve", "--config"])
             .arg(&config_path)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", filter)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -101,14 +115,19 @@ impl TestServer {
 
     /// Waits until the log contains `needle`.
     pub fn wait_for_log(&self, needle: &str) {
+        self.wait_for_log_count(needle, 1);
+    }
+
+    /// Waits until the log contains `needle` at least `n` times.
+    pub fn wait_for_log_count(&self, needle: &str, n: usize) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if self.logs().contains(needle) {
+            if self.logs().matches(needle).count() >= n {
                 return;
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(5));
         }
-        panic!("log never showed {needle:?}:\n{}", self.logs());
+        panic!("log never showed {needle:?} {n} times:\n{}", self.logs());
     }
 
     pub fn signal(&self, sig: &str) {

@@ -200,3 +200,73 @@ fn state_files_are_private() {
     assert_eq!(dir, 0o700);
     assert_eq!(db, 0o600);
 }
+
+#[test]
+fn ipv6_listeners_and_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_raw(
+        &format!(
+            "[server]\nauth_listen = [\"[::1]:0\"]\nacct_listen = [\"[::1]:0\"]\nstate_dir = {:?}\n[[clients]]\nname = \"v6\"\naddress = \"::1/128\"\nsecret = \"{SECRET}\"\n{USERS}",
+            dir.path().join("state").display().to_string()
+        ),
+        dir,
+    );
+    assert!(s.auth.is_ipv6());
+    let reply = exchange_from(
+        "[::1]:0",
+        s.auth,
+        &pap(1, [12; 16], "alice", "wonderland"),
+        Duration::from_secs(2),
+    )
+    .expect("reply over IPv6");
+    assert_eq!(reply[0], 2);
+    assert_reply(
+        &radclient(s.auth, "status", SECRET, "Message-Authenticator = 0x00"),
+        "Access-Accept",
+    );
+}
+
+#[test]
+fn shutdown_answers_requests_already_in_progress() {
+    use argon2::password_hash::PasswordHasher;
+    // argon2 checks take tens of milliseconds each and run off the reading
+    // threads: twenty of them are still in progress when SIGTERM arrives.
+    let hash = argon2::Argon2::default()
+        .hash_password(b"slow-pw")
+        .unwrap()
+        .to_string();
+    let s = TestServer::start_logging(
+        &format!(
+            "{}[[local.users]]\nname = \"slow\"\npassword_hash = \"{hash}\"\n",
+            localhost_client("")
+        ),
+        "info,entra_radius::server=debug",
+    );
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..20u8 {
+        sock.send_to(&pap(i, [100 + i; 16], "slow", "slow-pw"), s.auth)
+            .unwrap();
+    }
+    // Every request has been read and handed to a task once it is logged.
+    s.wait_for_log_count("received:", 20);
+    let (status, logs) = s.stop();
+    assert_eq!(status.code(), Some(0), "{logs}");
+    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut buf = [0u8; 4096];
+    let mut answered = 0;
+    while let Ok((n, _)) = sock.recv_from(&mut buf) {
+        assert_eq!(buf[0], 2, "{:?}", &buf[..n]);
+        answered += 1;
+    }
+    assert_eq!(answered, 20, "{logs}");
+    let in_flight: usize = logs
+        .split("finishing requests in progress in_flight=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("drain line in the log");
+    assert!(
+        in_flight > 0,
+        "nothing was in progress at SIGTERM, so this proves nothing:\n{logs}"
+    );
+}
