@@ -12,6 +12,27 @@
 //!   counters and shutdown.
 //! - [`store`]: SQLite persistence under the state directory.
 //! - [`test_auth`]: the small RADIUS client behind `entra-radius test-auth`.
+//!
+//! # Example
+//!
+//! Building an Access-Request as a NAS would, and reading it back:
+//!
+//! ```
+//! use entra_radius::proto::auth::{MessageAuth, check_message_authenticator, hide_password, unhide_password};
+//! use entra_radius::proto::{AttrType, Builder, ClientSecret, Code, Packet};
+//!
+//! let secret = ClientSecret::new(b"testing123");
+//! let authenticator = [7u8; 16];
+//! let mut b = Builder::request_with_ma(Code::ACCESS_REQUEST, 1, authenticator);
+//! b.push(AttrType::USER_NAME, b"alice").unwrap();
+//! b.push(AttrType::USER_PASSWORD, &hide_password(b"wonderland", &secret, &authenticator).unwrap()).unwrap();
+//! let bytes = b.finish_request(&secret);
+//!
+//! let p = Packet::decode(&bytes).unwrap();
+//! assert_eq!(check_message_authenticator(&p, &secret, None), MessageAuth::Valid);
+//! let pw = unhide_password(p.get(AttrType::USER_PASSWORD).unwrap(), &secret, p.authenticator()).unwrap();
+//! assert_eq!(pw.as_bytes(), b"wonderland");
+//! ```
 
 pub mod auth;
 pub mod config;
