@@ -21,10 +21,16 @@ pub struct Migration {
 }
 
 /// Every migration, in ascending contiguous version order starting at 1.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sql: MIGRATION_1_ACCOUNTING,
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: MIGRATION_1_ACCOUNTING,
+    },
+    Migration {
+        version: 2,
+        sql: MIGRATION_2_REPLICA,
+    },
+];
 
 /// The schema version this build creates and understands.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS[MIGRATIONS.len() - 1].version;
@@ -62,6 +68,27 @@ CREATE TABLE sessions (
 ) WITHOUT ROWID;
 
 CREATE INDEX sessions_open_by_nas ON sessions (nas) WHERE stopped_at IS NULL;
+";
+
+/// The Entra ID replica and the sync checkpoints that go with it.
+///
+/// Objects are kept as opaque serialised blobs keyed by object id: the
+/// directory layer owns their shape, the store only guarantees that a batch
+/// of objects and the checkpoint that says how far the sync got commit
+/// together. `kind` is there for counting without decoding every blob.
+const MIGRATION_2_REPLICA: &str = "
+CREATE TABLE replica_objects (
+    object_id  TEXT    NOT NULL PRIMARY KEY CHECK (length(object_id) > 0),
+    kind       TEXT    NOT NULL,
+    data       BLOB    NOT NULL,
+    updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE sync_checkpoints (
+    name       TEXT    NOT NULL PRIMARY KEY,
+    value      TEXT    NOT NULL,
+    updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
 ";
 
 /// Raw `PRAGMA user_version`; SQLite stores it as a signed 32-bit value.

@@ -15,6 +15,7 @@
 
 mod acct;
 mod migrations;
+pub mod replica;
 mod writer;
 
 #[cfg(test)]
