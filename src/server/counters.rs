@@ -168,8 +168,123 @@ impl CounterRegistry {
     }
 }
 
+impl CounterRegistry {
+    /// The counters in the Prometheus text exposition format (version 0.0.4).
+    pub fn render_prometheus(&self, out: &mut String) {
+        use std::fmt::Write;
+        let snap = self.snapshot();
+        let series: [(&str, &str, fn(&CounterSnapshot) -> u64); 8] = [
+            (
+                "entra_radius_access_requests_total",
+                "Access-Requests received from the client",
+                |c| c.access_requests,
+            ),
+            (
+                "entra_radius_access_accepts_total",
+                "Access-Accepts sent",
+                |c| c.accepts,
+            ),
+            (
+                "entra_radius_access_rejects_total",
+                "Access-Rejects sent",
+                |c| c.rejects,
+            ),
+            (
+                "entra_radius_accounting_requests_total",
+                "Accounting-Requests received",
+                |c| c.accounting_requests,
+            ),
+            (
+                "entra_radius_accounting_responses_total",
+                "Accounting-Responses sent",
+                |c| c.accounting_responses,
+            ),
+            (
+                "entra_radius_status_server_total",
+                "Status-Server requests received",
+                |c| c.status_server,
+            ),
+            (
+                "entra_radius_duplicates_resent_total",
+                "Retransmissions answered from the response cache",
+                |c| c.duplicates_resent,
+            ),
+            (
+                "entra_radius_duplicates_in_progress_total",
+                "Retransmissions ignored while the original was in progress",
+                |c| c.duplicates_in_progress,
+            ),
+        ];
+        for (name, help, get) in series {
+            let _ = writeln!(out, "# HELP {name} {help}.\n# TYPE {name} counter");
+            for (client, c) in &snap {
+                let _ = writeln!(
+                    out,
+                    "{name}{{client=\"{}\"}} {}",
+                    escape_label(client),
+                    get(c)
+                );
+            }
+        }
+        let name = "entra_radius_dropped_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Packets dropped without a reply, by reason.\n# TYPE {name} counter"
+        );
+        for (client, c) in &snap {
+            for r in DropReason::ALL {
+                let n = c.drops.get(r.as_str()).copied().unwrap_or(0);
+                let _ = writeln!(
+                    out,
+                    "{name}{{client=\"{}\",reason=\"{}\"}} {n}",
+                    escape_label(client),
+                    r.as_str()
+                );
+            }
+        }
+        let name = "entra_radius_unknown_client_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Packets from addresses no client covers.\n# TYPE {name} counter\n{name} {}",
+            self.unknown_client.load(Ordering::Relaxed)
+        );
+    }
+}
+
+/// Prometheus label values escape backslash, quote and newline.
+fn escape_label(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn prometheus_text() {
+        let r = CounterRegistry::default();
+        inc(&r.for_client("core \"sw\"").accepts);
+        r.for_client("core \"sw\"")
+            .count_drop(DropReason::Malformed);
+        let mut out = String::new();
+        r.render_prometheus(&mut out);
+        assert!(
+            out.contains("# TYPE entra_radius_access_accepts_total counter"),
+            "{out}"
+        );
+        assert!(
+            out.contains("entra_radius_access_accepts_total{client=\"core \\\"sw\\\"\"} 1"),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "entra_radius_dropped_total{client=\"core \\\"sw\\\"\",reason=\"malformed\"} 1"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("entra_radius_unknown_client_total 0"), "{out}");
+    }
+
     use super::*;
 
     #[test]
