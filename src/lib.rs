@@ -3,6 +3,8 @@
 //!
 //! # Layout
 //!
+//! - [`admin`]: the admin HTTP API (loopback, bearer token) and the client
+//!   the CLI uses.
 //! - [`proto`]: the RADIUS wire format (packets, attributes, authenticators,
 //!   dictionaries). No sockets, no clock, no tokio.
 //! - [`config`]: the TOML configuration, parsed and validated.
@@ -34,6 +36,7 @@
 //! assert_eq!(pw.as_bytes(), b"wonderland");
 //! ```
 
+pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod directory;

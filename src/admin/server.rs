@@ -1,0 +1,302 @@
+//! The admin API server: an axum router behind a Host check and a bearer token, on loopback only.
+
+use std::future::IntoFuture;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use super::AdminError;
+
+/// The largest request body the API reads. No endpoint needs a body today; the limit keeps a
+/// local client from making the server buffer without bound.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Prometheus' text exposition format, version 0.0.4.
+const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// After shutdown is asked for, how long open connections may take to finish before `run`
+/// returns anyway: a stalled client must not hold up the server's exit.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// What the API asks of the rest of the server. Implemented by the lead in the real crate.
+///
+/// The methods are synchronous; the API calls each on tokio's blocking pool, so an
+/// implementation may read files or take locks without stalling the runtime.
+pub trait AdminBackend: Send + Sync + 'static {
+    /// Explain how an identity is decided: JSON for the API (the lead serialises the real Explanation).
+    fn lookup(&self, identity: &str) -> serde_json::Value;
+    /// Server status summary (uptime, listeners, replica counts, ...): JSON.
+    fn status(&self) -> serde_json::Value;
+    /// Per-client RADIUS counters etc. as Prometheus text exposition format (the lead renders it).
+    fn metrics(&self) -> String;
+    /// Reload the config (like SIGHUP). Ok(summary) or Err(message naming the file/line).
+    fn reload(&self) -> Result<serde_json::Value, String>;
+}
+
+/// The admin API, bound and ready to serve. Binding is a step of its own so that the caller
+/// (and tests binding port 0) learns the address before serving starts.
+pub struct AdminServer {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    router: Router,
+}
+
+impl AdminServer {
+    /// Binds `addr`, refusing any address that is not loopback: the API is plain HTTP and
+    /// must not be reachable from the network.
+    pub async fn bind(
+        addr: SocketAddr,
+        token: String,
+        backend: Arc<dyn AdminBackend>,
+    ) -> Result<AdminServer, AdminError> {
+        if !addr.ip().is_loopback() {
+            return Err(AdminError::NotLoopback(addr));
+        }
+        let bind_error = |source| AdminError::Bind { addr, source };
+        let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+        let local_addr = listener.local_addr().map_err(bind_error)?;
+        Ok(AdminServer {
+            listener,
+            local_addr,
+            router: router(token, backend),
+        })
+    }
+
+    /// The address actually bound (the real port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` is cancelled, then lets requests in flight finish (at most
+    /// a few seconds) and returns.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), AdminError> {
+        tracing::info!(addr = %self.local_addr, "admin API listening");
+        let serve = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let grace_over = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        };
+        tokio::select! {
+            served = serve.into_future() => served.map_err(AdminError::Serve),
+            () = grace_over => {
+                tracing::warn!(
+                    "admin API: connections still open {} s after shutdown; closing anyway",
+                    SHUTDOWN_GRACE.as_secs()
+                );
+                Ok(())
+            }
+        }
+    }
+}
+
+#[derive(Clone)]
+struct ApiState {
+    token: Arc<str>,
+    backend: Arc<dyn AdminBackend>,
+}
+
+/// The API's router, every route and the fallback behind the Host check and the token. Public
+/// so that tests can serve it in-process.
+pub fn router(token: String, backend: Arc<dyn AdminBackend>) -> Router {
+    let state = ApiState {
+        token: token.into(),
+        backend,
+    };
+    Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/accounts/{identity}", get(lookup))
+        .route("/v1/reload", post(reload))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        // `layer` (not `route_layer`) so that the fallbacks are guarded too: without the token
+        // nobody learns which paths exist.
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
+        .with_state(state)
+}
+
+/// Host check, then token check, then the body limit; only then the handler.
+async fn guard(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    if !request_host_is_loopback(&request) {
+        tracing::info!(
+            method = %request.method(),
+            path = request.uri().path(),
+            "admin API: refused a request whose Host is not loopback"
+        );
+        return error_response(
+            StatusCode::FORBIDDEN,
+            "the Host header must name a loopback address (localhost, 127.0.0.1 or [::1])",
+        );
+    }
+    if !bearer_matches(request.headers(), &state.token) {
+        // The header itself is never logged: a wrong token may be a right one for elsewhere.
+        tracing::warn!(
+            method = %request.method(),
+            path = request.uri().path(),
+            "admin API: refused a request with a missing or wrong bearer token"
+        );
+        let mut response =
+            error_response(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return response;
+    }
+    // Reading the whole (small) body here enforces the limit for every endpoint at once,
+    // whether or not its handler reads the body.
+    let (parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            return error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!(
+                    "the request body is over {} KiB or could not be read",
+                    MAX_BODY_BYTES / 1024
+                ),
+            );
+        }
+    };
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
+}
+
+/// The Host header (or, without one, the URI's authority) must name loopback. A browser sends
+/// the name it resolved, so a page on evil.example whose DNS now answers 127.0.0.1 is refused.
+fn request_host_is_loopback(request: &Request) -> bool {
+    match request.headers().get(header::HOST) {
+        Some(value) => value.to_str().is_ok_and(host_is_loopback),
+        None => request
+            .uri()
+            .authority()
+            .is_some_and(|authority| host_is_loopback(authority.as_str())),
+    }
+}
+
+/// `localhost`, a 127.0.0.0/8 address or `[::1]`, each with an optional port.
+pub(super) fn host_is_loopback(host: &str) -> bool {
+    if let Some(rest) = host.strip_prefix('[') {
+        let Some((inside, after)) = rest.split_once(']') else {
+            return false;
+        };
+        let port_ok = after.is_empty() || after.strip_prefix(':').is_some_and(is_port);
+        return port_ok && inside.parse::<Ipv6Addr>().is_ok_and(|ip| ip.is_loopback());
+    }
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if is_port(port) => name,
+        Some(_) => return false,
+        None => host,
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name.eq_ignore_ascii_case("localhost.")
+        || name.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+fn is_port(text: &str) -> bool {
+    !text.is_empty() && text.len() <= 5 && text.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// `Authorization: Bearer <token>`, the scheme case-insensitive (RFC 7235), the token compared
+/// in constant time so that response timing does not reveal how much of a guess was right.
+fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let Some((scheme, presented)) = value.split_once(' ') else {
+        return false;
+    };
+    let presented = presented.trim();
+    // An empty token never matches, even if the server were somehow given an empty one.
+    scheme.eq_ignore_ascii_case("bearer")
+        && !presented.is_empty()
+        && bool::from(presented.as_bytes().ct_eq(token.as_bytes()))
+}
+
+fn error_response(status: StatusCode, message: &str) -> Response {
+    (status, Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+/// Runs a backend call on the blocking pool; a panic in it becomes a 500, not a dropped
+/// connection.
+async fn call_backend<T, F>(call: F) -> Result<T, Response>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    tokio::task::spawn_blocking(call).await.map_err(|e| {
+        tracing::error!("admin API: the backend failed while answering: {e}");
+        error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the server failed while answering; see its log",
+        )
+    })
+}
+
+async fn status(State(state): State<ApiState>) -> Response {
+    match call_backend(move || state.backend.status()).await {
+        Ok(value) => Json(value).into_response(),
+        Err(response) => response,
+    }
+}
+
+async fn lookup(
+    State(state): State<ApiState>,
+    identity: Result<Path<String>, PathRejection>,
+) -> Response {
+    // axum has already percent-decoded the segment: `CONTOSO%5Calice` arrives as `CONTOSO\alice`.
+    let Path(identity) = match identity {
+        Ok(identity) => identity,
+        Err(rejection) => {
+            return error_response(StatusCode::BAD_REQUEST, &rejection.body_text());
+        }
+    };
+    match call_backend(move || state.backend.lookup(&identity)).await {
+        Ok(value) => Json(value).into_response(),
+        Err(response) => response,
+    }
+}
+
+async fn reload(State(state): State<ApiState>) -> Response {
+    tracing::info!("admin API: config reload requested");
+    match call_backend(move || state.backend.reload()).await {
+        Ok(Ok(summary)) => Json(summary).into_response(),
+        Ok(Err(message)) => error_response(StatusCode::UNPROCESSABLE_ENTITY, &message),
+        Err(response) => response,
+    }
+}
+
+async fn metrics(State(state): State<ApiState>) -> Response {
+    match call_backend(move || state.backend.metrics()).await {
+        Ok(text) => ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], text).into_response(),
+        Err(response) => response,
+    }
+}
+
+async fn not_found(uri: Uri) -> Response {
+    error_response(
+        StatusCode::NOT_FOUND,
+        &format!("no such endpoint: {}", uri.path()),
+    )
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &format!("{method} is not allowed on {}", uri.path()),
+    )
+}
