@@ -9,20 +9,13 @@ use criterion::{Criterion, criterion_group, criterion_main};
 
 use entra_radius::auth::Authenticator;
 use entra_radius::directory::{LocalDirectory, LocalMac, LocalUser, MacAddr, UserCredential};
-use entra_radius::proto::auth::{
-    MessageAuth, Password, check_message_authenticator, hide_password, unhide_password,
-};
+use entra_radius::proto::auth::{MessageAuth, Password, check_message_authenticator, hide_password, unhide_password};
 use entra_radius::proto::{AttrType, Builder, ClientSecret, Code, Packet};
 
 const RA: [u8; 16] = [0x3c; 16];
 
 /// An Access-Request as a switch sends it for PAP or MAB.
-fn access_request(
-    secret: &ClientSecret,
-    user: &str,
-    pw: &str,
-    calling_station_id: &str,
-) -> Vec<u8> {
+fn access_request(secret: &ClientSecret, user: &str, pw: &str, calling_station_id: &str) -> Vec<u8> {
     let mut b = Builder::request_with_ma(Code::ACCESS_REQUEST, 42, RA);
     b.push(AttrType::USER_NAME, user.as_bytes()).unwrap();
     b.push(
@@ -35,10 +28,8 @@ fn access_request(
     b.push_u32(AttrType::NAS_PORT_TYPE, 15).unwrap();
     b.push(AttrType::CALLING_STATION_ID, calling_station_id.as_bytes())
         .unwrap();
-    b.push(AttrType::CALLED_STATION_ID, b"AA-BB-CC-DD-EE-FF")
-        .unwrap();
-    b.push(AttrType::NAS_IDENTIFIER, b"access-switch-17")
-        .unwrap();
+    b.push(AttrType::CALLED_STATION_ID, b"AA-BB-CC-DD-EE-FF").unwrap();
+    b.push(AttrType::NAS_IDENTIFIER, b"access-switch-17").unwrap();
     b.finish_request(secret)
 }
 
@@ -49,24 +40,13 @@ fn codec(c: &mut Criterion) {
         let mut buf = Vec::with_capacity(256);
         b.iter(|| {
             let p = Packet::decode(black_box(&req)).unwrap();
-            assert_eq!(
-                check_message_authenticator(&p, &secret, None),
-                MessageAuth::Valid
-            );
-            let pw = unhide_password(
-                p.get(AttrType::USER_PASSWORD).unwrap(),
-                &secret,
-                p.authenticator(),
-            )
-            .unwrap();
+            assert_eq!(check_message_authenticator(&p, &secret, None), MessageAuth::Valid);
+            let pw = unhide_password(p.get(AttrType::USER_PASSWORD).unwrap(), &secret, p.authenticator()).unwrap();
             black_box(pw.as_bytes());
-            let mut r =
-                Builder::reply_into(std::mem::take(&mut buf), Code::ACCESS_ACCEPT, &p, true);
+            let mut r = Builder::reply_into(std::mem::take(&mut buf), Code::ACCESS_ACCEPT, &p, true);
             r.push_tagged_u32(AttrType::TUNNEL_TYPE, 1, 13).unwrap();
-            r.push_tagged_u32(AttrType::TUNNEL_MEDIUM_TYPE, 1, 6)
-                .unwrap();
-            r.push_tagged(AttrType::TUNNEL_PRIVATE_GROUP_ID, 1, b"20")
-                .unwrap();
+            r.push_tagged_u32(AttrType::TUNNEL_MEDIUM_TYPE, 1, 6).unwrap();
+            r.push_tagged(AttrType::TUNNEL_PRIVATE_GROUP_ID, 1, b"20").unwrap();
             buf = r.finish_response(&secret);
             black_box(&buf);
         })
@@ -91,9 +71,7 @@ fn pap_end_to_end(c: &mut Criterion) {
         })
         .collect();
     let authn = Authenticator::new(LocalDirectory::new(users, macs));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let accept = access_request(&secret, "user04242", "pw-04242", "00-11-22-33-44-55");
     let reject = access_request(&secret, "user04242", "wrong", "00-11-22-33-44-55");
     let mab = access_request(&secret, "020000001092", "020000001092", "02-00-00-00-10-92");
@@ -105,10 +83,7 @@ fn pap_end_to_end(c: &mut Criterion) {
         c.bench_function(&format!("{name}, in-process, 100k users"), |b| {
             b.iter(|| {
                 let p = Packet::decode(black_box(req)).unwrap();
-                assert_eq!(
-                    check_message_authenticator(&p, &secret, None),
-                    MessageAuth::Valid
-                );
+                assert_eq!(check_message_authenticator(&p, &secret, None), MessageAuth::Valid);
                 let d = rt.block_on(authn.decide(&p, &secret));
                 assert_eq!(d.accept, want);
                 let code = if d.accept {

@@ -13,7 +13,8 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::directory::{LocalMac, LocalUser, MacAddr, UserCredential};
+use crate::directory::policy::{self, PolicyRule};
+use crate::directory::{DirectoryKind, LocalMac, LocalUser, MacAddr, UserCredential};
 use crate::proto::auth::Password;
 
 /// Where the default configuration listens and keeps its state.
@@ -26,10 +27,7 @@ pub const DEFAULT_STATE_DIR: &str = "./state";
 #[non_exhaustive]
 pub enum ConfigError {
     #[error("{path}: cannot read: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("{path}:{line}:{column}: {key}: {message}")]
     Invalid {
         path: String,
@@ -60,7 +58,17 @@ pub struct Config {
     pub clients: Vec<ClientConfig>,
     pub local_users: Vec<LocalUser>,
     pub local_macs: Vec<LocalMac>,
+    /// Directory precedence, highest first.
+    pub directory_order: Vec<DirectoryKind>,
+    pub policy: Vec<PolicyRule>,
 }
+
+/// Entra ID first, then Active Directory, then local accounts.
+pub const DEFAULT_DIRECTORY_ORDER: [DirectoryKind; 3] = [
+    DirectoryKind::Entra,
+    DirectoryKind::ActiveDirectory,
+    DirectoryKind::Local,
+];
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -90,10 +98,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("name", &self.name)
             .field("network", &self.network)
             .field("secret", &"<redacted>")
-            .field(
-                "require_message_authenticator",
-                &self.require_message_authenticator,
-            )
+            .field("require_message_authenticator", &self.require_message_authenticator)
             .field("limit_proxy_state", &self.limit_proxy_state)
             .finish()
     }
@@ -110,6 +115,16 @@ struct RawConfig {
     clients: Vec<RawClient>,
     #[serde(default)]
     local: RawLocal,
+    #[serde(default)]
+    directory: RawDirectory,
+    #[serde(default)]
+    policy: Vec<Spanned<PolicyRule>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDirectory {
+    order: Option<Spanned<Vec<DirectoryKind>>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -207,6 +222,8 @@ pub fn defaults() -> Config {
         }],
         local_users: Vec::new(),
         local_macs: Vec::new(),
+        directory_order: DEFAULT_DIRECTORY_ORDER.to_vec(),
+        policy: Vec::new(),
     }
 }
 
@@ -216,12 +233,7 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn err(
-        &self,
-        span: Option<Range<usize>>,
-        key: impl Into<String>,
-        message: impl Into<String>,
-    ) -> ConfigError {
+    fn err(&self, span: Option<Range<usize>>, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
         let (line, column) = match span {
             Some(s) => line_col(self.text, s.start),
             None => (0, 0),
@@ -260,38 +272,26 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 fn key_at(text: &str, offset: usize) -> String {
     let offset = offset.min(text.len());
     let start = text[..offset].rfind('\n').map(|i| i + 1).unwrap_or(0);
-    let end = text[offset..]
-        .find('\n')
-        .map(|i| offset + i)
-        .unwrap_or(text.len());
+    let end = text[offset..].find('\n').map(|i| offset + i).unwrap_or(text.len());
     let line = text[start..end].trim();
     if let Some((k, _)) = line.split_once('=') {
         return k.trim().to_string();
     }
-    line.trim_matches(|c| c == '[' || c == ']')
-        .trim()
-        .to_string()
+    line.trim_matches(|c| c == '[' || c == ']').trim().to_string()
 }
 
 fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let ctx = Ctx { path, text };
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
         let span = e.span();
-        let key = span
-            .clone()
-            .map(|s| key_at(text, s.start))
-            .unwrap_or_default();
+        let key = span.clone().map(|s| key_at(text, s.start)).unwrap_or_default();
         ctx.err(span, key, e.message().trim().to_string())
     })?;
     let d = defaults();
 
     let auth_listen = match raw.server.auth_listen {
         Some(l) if l.get_ref().is_empty() => {
-            return Err(ctx.err(
-                Some(l.span()),
-                "server.auth_listen",
-                "needs at least one address",
-            ));
+            return Err(ctx.err(Some(l.span()), "server.auth_listen", "needs at least one address"));
         }
         Some(l) => l.into_inner(),
         None => d.server.auth_listen,
@@ -387,20 +387,12 @@ fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
                     bytes.pop();
                 }
                 if bytes.is_empty() {
-                    return Err(ctx.err(
-                        Some(f.span()),
-                        key("secret_file"),
-                        format!("{} is empty", p.display()),
-                    ));
+                    return Err(ctx.err(Some(f.span()), key("secret_file"), format!("{} is empty", p.display())));
                 }
                 bytes
             }
             (Some(s), Some(_)) => {
-                return Err(ctx.err(
-                    Some(s.span()),
-                    key("secret"),
-                    "give secret or secret_file, not both",
-                ));
+                return Err(ctx.err(Some(s.span()), key("secret"), "give secret or secret_file, not both"));
             }
             (None, None) => {
                 return Err(ctx.err(
@@ -426,9 +418,17 @@ fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         if name.is_empty() {
             return Err(ctx.err(Some(u.name.span()), key("name"), "must not be empty"));
         }
-        if local_users.iter().any(|o| {
-            o.name.eq_ignore_ascii_case(&name) || o.name.to_lowercase() == name.to_lowercase()
-        }) {
+        if MacAddr::parse(&name).is_ok() {
+            return Err(ctx.err(
+                Some(u.name.span()),
+                key("name"),
+                format!("{name:?} is a MAC address: list devices under [[local.macs]], MAB finds them there"),
+            ));
+        }
+        if local_users
+            .iter()
+            .any(|o| o.name.eq_ignore_ascii_case(&name) || o.name.to_lowercase() == name.to_lowercase())
+        {
             return Err(ctx.err(
                 Some(u.name.span()),
                 key("name"),
@@ -446,11 +446,7 @@ fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
                     ));
                 }
                 if !h.get_ref().starts_with("$argon2") {
-                    return Err(ctx.err(
-                        Some(h.span()),
-                        key("password_hash"),
-                        "only argon2 hashes are supported",
-                    ));
+                    return Err(ctx.err(Some(h.span()), key("password_hash"), "only argon2 hashes are supported"));
                 }
                 UserCredential::Argon2(h.into_inner())
             }
@@ -475,19 +471,39 @@ fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let mut local_macs: Vec<LocalMac> = Vec::new();
     for (i, m) in raw.local.macs.into_iter().enumerate() {
         let key = format!("local.macs[{i}].mac");
-        let mac = MacAddr::parse(m.mac.get_ref().trim())
-            .map_err(|e| ctx.err(Some(m.mac.span()), &key, e.to_string()))?;
+        let mac =
+            MacAddr::parse(m.mac.get_ref().trim()).map_err(|e| ctx.err(Some(m.mac.span()), &key, e.to_string()))?;
         if local_macs.iter().any(|o| o.mac == mac) {
-            return Err(ctx.err(
-                Some(m.mac.span()),
-                key,
-                format!("MAC {mac} is listed twice"),
-            ));
+            return Err(ctx.err(Some(m.mac.span()), key, format!("MAC {mac} is listed twice")));
         }
         local_macs.push(LocalMac {
             mac,
             description: m.description,
         });
+    }
+
+    let directory_order = match raw.directory.order {
+        None => d.directory_order,
+        Some(o) => {
+            let list = o.get_ref();
+            if list.is_empty() {
+                return Err(ctx.err(Some(o.span()), "directory.order", "needs at least one directory"));
+            }
+            if let Some(dup) = list
+                .iter()
+                .enumerate()
+                .find(|(i, k)| list[..*i].contains(k))
+                .map(|(_, k)| k)
+            {
+                return Err(ctx.err(Some(o.span()), "directory.order", format!("{dup} is listed twice")));
+            }
+            o.into_inner()
+        }
+    };
+    let spans: Vec<_> = raw.policy.iter().map(|p| p.span()).collect();
+    let policy: Vec<PolicyRule> = raw.policy.into_iter().map(|p| p.into_inner()).collect();
+    if let Err((i, message)) = policy::validate(&policy) {
+        return Err(ctx.err(spans.get(i).cloned(), format!("policy[{i}]"), message));
     }
 
     Ok(Config {
@@ -504,6 +520,8 @@ fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         clients,
         local_users,
         local_macs,
+        directory_order,
+        policy,
     })
 }
 
@@ -597,22 +615,21 @@ description = "printer"
         let e = err("[[clients]]\nname = \"a\"\naddress = \"10.0.0.300\"\nsecret = \"s\"\n");
         assert!(e.starts_with("<config>:3:11: clients[0].address:"), "{e}");
         let e = err("[[clients]]\nname = \"a\"\naddress = \"10.0.0.1\"\n");
-        assert!(
-            e.contains("clients[0].secret: client \"a\" has no secret"),
-            "{e}"
-        );
+        assert!(e.contains("clients[0].secret: client \"a\" has no secret"), "{e}");
         let e = err(
             "[[clients]]\nname = \"a\"\naddress = \"10.0.0.1\"\nsecret=\"x\"\n[[clients]]\nname = \"b\"\naddress = \"10.0.0.1/32\"\nsecret=\"y\"\n",
         );
-        assert!(e.starts_with("<config>:7:11: clients[1].address: 10.0.0.1/32 is already the address of client \"a\""), "{e}");
+        assert!(
+            e.starts_with("<config>:7:11: clients[1].address: 10.0.0.1/32 is already the address of client \"a\""),
+            "{e}"
+        );
         let e = err("[[local.macs]]\nmac = \"00-11-22\"\n");
         assert!(
             e.starts_with("<config>:2:7: local.macs[0].mac: not a MAC address"),
             "{e}"
         );
-        let e = err(
-            "[[local.users]]\nname = \"a\"\npassword = \"x\"\n[[local.users]]\nname = \"A\"\npassword = \"y\"\n",
-        );
+        let e =
+            err("[[local.users]]\nname = \"a\"\npassword = \"x\"\n[[local.users]]\nname = \"A\"\npassword = \"y\"\n");
         assert!(e.starts_with("<config>:5:8: local.users[1].name"), "{e}");
         let e = err("[[local.users]]\nname = \"a\"\npassword_hash = \"plain\"\n");
         assert!(e.contains("local.users[0].password_hash"), "{e}");
@@ -624,6 +641,24 @@ description = "printer"
         let e = err("[server]\nresponse_cache_ttl = \"2h\"\n");
         assert!(e.contains("server.response_cache_ttl"), "{e}");
         let e = err("[server]\nauth_listen = [\"nonsense\"]\n");
+        assert!(e.starts_with("<config>:2:"), "{e}");
+    }
+
+    #[test]
+    fn policy_and_directory_order() {
+        let c = from_toml("[directory]\norder = [\"local\", \"entra\"]\n\n[[policy]]\ngroup = \"Engineering\"\nvlan = \"20\"\n\n[[policy]]\nkind = \"device\"\nvlan = \"30\"\nfilter_id = \"iot\"\n").unwrap();
+        assert_eq!(c.directory_order, vec![DirectoryKind::Local, DirectoryKind::Entra]);
+        assert_eq!(c.policy.len(), 2);
+        assert_eq!(c.policy[0].vlan.as_deref(), Some("20"));
+        assert_eq!(from_toml("").unwrap().directory_order, DEFAULT_DIRECTORY_ORDER.to_vec());
+        let e = err("[[policy]]\ngroup = \"x\"\nvlan = \"20\"\n\n[[policy]]\ngroup = \"y\"\nvlan = \"99999\"\n");
+        assert!(e.starts_with("<config>:5:"), "{e}");
+        assert!(e.contains("policy[1]"), "{e}");
+        let e = err("[[policy]]\ngroup = \"x\"\nvlan = \"20\"\ncolour = \"red\"\n");
+        assert!(e.starts_with("<config>:4:1: colour: unknown field"), "{e}");
+        let e = err("[directory]\norder = [\"entra\", \"entra\"]\n");
+        assert!(e.contains("directory.order: entra is listed twice"), "{e}");
+        let e = err("[directory]\norder = [\"ldap\"]\n");
         assert!(e.starts_with("<config>:2:"), "{e}");
     }
 
@@ -645,17 +680,12 @@ description = "printer"
         )
         .unwrap();
         let e = read_config(&cfg).unwrap_err().to_string();
-        assert!(
-            e.contains("c.toml:4:15: clients[0].secret_file: cannot read"),
-            "{e}"
-        );
+        assert!(e.contains("c.toml:4:15: clients[0].secret_file: cannot read"), "{e}");
     }
 
     #[test]
     fn missing_file_is_named() {
-        let e = read_config(Path::new("/nonexistent/x.toml"))
-            .unwrap_err()
-            .to_string();
+        let e = read_config(Path::new("/nonexistent/x.toml")).unwrap_err().to_string();
         assert!(e.starts_with("/nonexistent/x.toml: cannot read"), "{e}");
     }
 }

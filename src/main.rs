@@ -149,11 +149,7 @@ fn check_config(path: Option<&Path>) -> ExitCode {
 }
 
 fn list(addrs: &[SocketAddr]) -> String {
-    addrs
-        .iter()
-        .map(|a| a.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
+    addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
 }
 
 /// Accounts that `serve --demo` adds: a PAP/CHAP user, a PAP-only user kept
@@ -201,9 +197,7 @@ fn print_demo(auth: SocketAddr) {
 
 fn serve(path: Option<&Path>, demo: bool) -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -222,10 +216,7 @@ fn serve(path: Option<&Path>, demo: bool) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("entra-radius: cannot start the runtime: {e}");
@@ -253,11 +244,7 @@ fn serve(path: Option<&Path>, demo: bool) -> ExitCode {
         );
         // Scripts and tests wait for this line; it carries the real ports
         // when the config asked for port 0.
-        println!(
-            "entra-radius ready: auth {} acct {}",
-            list(&auth),
-            list(&acct)
-        );
+        println!("entra-radius ready: auth {} acct {}", list(&auth), list(&acct));
         if demo && let Some(a) = auth.first() {
             print_demo(*a);
         }
@@ -270,11 +257,7 @@ fn serve(path: Option<&Path>, demo: bool) -> ExitCode {
 
 /// SIGTERM and SIGINT stop the server; SIGHUP reloads clients and local
 /// accounts from the config file.
-async fn signals(
-    shutdown: CancellationToken,
-    handle: entra_radius::server::ServerHandle,
-    path: Option<PathBuf>,
-) {
+async fn signals(shutdown: CancellationToken, handle: entra_radius::server::ServerHandle, path: Option<PathBuf>) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -329,11 +312,7 @@ fn test_auth_cmd(a: TestAuthArgs) -> anyhow::Result<ExitCode> {
             server: a.server,
             user: a.user.clone().unwrap_or_default(),
             password: a.password.clone(),
-            credentials: if a.chap {
-                Credentials::Chap
-            } else {
-                Credentials::Pap
-            },
+            credentials: if a.chap { Credentials::Chap } else { Credentials::Pap },
             calling_station_id: None,
             nas_identifier: None,
             message_authenticator: true,
@@ -353,9 +332,7 @@ fn test_auth_cmd(a: TestAuthArgs) -> anyhow::Result<ExitCode> {
         Credentials::Chap => "CHAP",
         Credentials::CallCheck => "Call-Check",
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     println!(
         "Sending Access-Request to {} ({method}, User-Name {:?})",
         req.server, req.user

@@ -11,9 +11,7 @@ use tokio::net::UdpSocket;
 
 use crate::directory::MacAddr;
 use crate::proto::attr::service_type;
-use crate::proto::auth::{
-    MessageAuth, chap_response, check_message_authenticator, hide_password, verify_response,
-};
+use crate::proto::auth::{MessageAuth, chap_response, check_message_authenticator, hide_password, verify_response};
 use crate::proto::{AttrType, Builder, ClientSecret, Code, Packet};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,13 +138,9 @@ pub fn build(
 /// Sends the request and waits for a reply that authenticates; replies that
 /// do not (wrong id, wrong authenticator) are ignored and counted.
 pub async fn send(req: &Request, secret: &ClientSecret) -> Result<Reply, TestAuthError> {
-    let bind: SocketAddr = if req.server.is_ipv6() {
-        "[::]:0"
-    } else {
-        "0.0.0.0:0"
-    }
-    .parse()
-    .expect("constant");
+    let bind: SocketAddr = if req.server.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }
+        .parse()
+        .expect("constant");
     let socket = UdpSocket::bind(bind).await?;
     socket.connect(req.server).await?;
     let mut rng = rand::rng();
@@ -165,10 +159,7 @@ pub async fn send(req: &Request, secret: &ClientSecret) -> Result<Reply, TestAut
                 Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                     return Err(std::io::Error::new(
                         e.kind(),
-                        format!(
-                            "{}: connection refused (nothing listening there?)",
-                            req.server
-                        ),
+                        format!("{}: connection refused (nothing listening there?)", req.server),
                     )
                     .into());
                 }

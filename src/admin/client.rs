@@ -79,11 +79,7 @@ impl AdminClient {
     }
 
     /// POST `body` as JSON to `path` and parse the JSON answer.
-    pub async fn post_json(
-        &self,
-        path: &str,
-        body: &serde_json::Value,
-    ) -> Result<serde_json::Value, AdminError> {
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> Result<serde_json::Value, AdminError> {
         let response = self.send(self.http.post(self.url(path)).json(body)).await?;
         response.json().await.map_err(|e| self.map_error(e))
     }
@@ -106,10 +102,7 @@ impl AdminClient {
     }
 
     /// Sends with the token and turns refusals and error statuses into [`AdminError`]s.
-    async fn send(
-        &self,
-        request: reqwest::RequestBuilder,
-    ) -> Result<reqwest::Response, AdminError> {
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, AdminError> {
         // bearer_auth marks the header sensitive, so reqwest's own Debug output hides it.
         let response = request
             .bearer_auth(&self.token)
@@ -157,10 +150,7 @@ fn error_message(status: StatusCode, body: &str) -> String {
     }
     let first_line = body.lines().next().unwrap_or("").trim();
     if first_line.is_empty() {
-        return status
-            .canonical_reason()
-            .unwrap_or("no explanation given")
-            .to_owned();
+        return status.canonical_reason().unwrap_or("no explanation given").to_owned();
     }
     let mut end = first_line.len().min(MAX_ERROR_TEXT);
     while !first_line.is_char_boundary(end) {

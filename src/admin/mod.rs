@@ -67,9 +67,7 @@ pub enum AdminError {
         source: std::io::Error,
     },
     /// The admin listen address is not a loopback address.
-    #[error(
-        "the admin API listens on loopback only (127.0.0.0/8 or ::1), not {0}: change [admin] listen"
-    )]
+    #[error("the admin API listens on loopback only (127.0.0.0/8 or ::1), not {0}: change [admin] listen")]
     NotLoopback(SocketAddr),
     /// The admin listen address could not be bound.
     #[error("cannot listen for the admin API on {addr}: {source}")]
@@ -82,9 +80,7 @@ pub enum AdminError {
     #[error("the admin API server failed: {0}")]
     Serve(#[source] std::io::Error),
     /// Nothing listens on the admin address.
-    #[error(
-        "no entra-radius server answers on {addr}: start one with `entra-radius serve --config FILE`"
-    )]
+    #[error("no entra-radius server answers on {addr}: start one with `entra-radius serve --config FILE`")]
     ServerNotRunning { addr: SocketAddr },
     /// The server answered 401.
     #[error(

@@ -82,8 +82,7 @@ impl AdminServer {
     /// a few seconds) and returns.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), AdminError> {
         tracing::info!(addr = %self.local_addr, "admin API listening");
-        let serve = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let serve = axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let grace_over = async {
             shutdown.cancelled().await;
             tokio::time::sleep(SHUTDOWN_GRACE).await;
@@ -147,8 +146,7 @@ async fn guard(State(state): State<ApiState>, request: Request, next: Next) -> R
             path = request.uri().path(),
             "admin API: refused a request with a missing or wrong bearer token"
         );
-        let mut response =
-            error_response(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+        let mut response = error_response(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
         response
             .headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -211,10 +209,7 @@ fn is_port(text: &str) -> bool {
 /// `Authorization: Bearer <token>`, the scheme case-insensitive (RFC 7235), the token compared
 /// in constant time so that response timing does not reveal how much of a guess was right.
 fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
-    let Some(value) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    else {
+    let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
         return false;
     };
     let Some((scheme, presented)) = value.split_once(' ') else {
@@ -254,10 +249,7 @@ async fn status(State(state): State<ApiState>) -> Response {
     }
 }
 
-async fn lookup(
-    State(state): State<ApiState>,
-    identity: Result<Path<String>, PathRejection>,
-) -> Response {
+async fn lookup(State(state): State<ApiState>, identity: Result<Path<String>, PathRejection>) -> Response {
     // axum has already percent-decoded the segment: `CONTOSO%5Calice` arrives as `CONTOSO\alice`.
     let Path(identity) = match identity {
         Ok(identity) => identity,
@@ -288,10 +280,7 @@ async fn metrics(State(state): State<ApiState>) -> Response {
 }
 
 async fn not_found(uri: Uri) -> Response {
-    error_response(
-        StatusCode::NOT_FOUND,
-        &format!("no such endpoint: {}", uri.path()),
-    )
+    error_response(StatusCode::NOT_FOUND, &format!("no such endpoint: {}", uri.path()))
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> Response {

@@ -63,11 +63,7 @@ async fn start(backend: Arc<FakeBackend>) -> Running {
     let addr = server.local_addr();
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(server.run(shutdown.clone()));
-    Running {
-        addr,
-        shutdown,
-        task,
-    }
+    Running { addr, shutdown, task }
 }
 
 async fn stop(running: Running) {
@@ -111,10 +107,7 @@ fn token_is_created_0600_and_stable() {
 fn tokens_differ_between_state_dirs() {
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
-    assert_ne!(
-        ensure_token(a.path()).unwrap(),
-        ensure_token(b.path()).unwrap()
-    );
+    assert_ne!(ensure_token(a.path()).unwrap(), ensure_token(b.path()).unwrap());
 }
 
 #[test]
@@ -140,12 +133,7 @@ fn read_token_never_creates() {
 fn empty_or_short_token_file_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(TOKEN_FILE);
-    for text in [
-        "",
-        "\n",
-        "short\n",
-        "has a space in it but is long enough to pass\n",
-    ] {
+    for text in ["", "\n", "short\n", "has a space in it but is long enough to pass\n"] {
         std::fs::write(&path, text).unwrap();
         let err = ensure_token(dir.path()).unwrap_err();
         assert!(matches!(err, AdminError::Token { .. }), "{err}");
@@ -202,14 +190,8 @@ fn host_check_accepts_loopback_only() {
 #[test]
 fn path_segment_encoding() {
     assert_eq!(encode_path_segment("CONTOSO\\alice"), "CONTOSO%5Calice");
-    assert_eq!(
-        encode_path_segment("aa:bb:cc:dd:ee:ff"),
-        "aa%3Abb%3Acc%3Add%3Aee%3Aff"
-    );
-    assert_eq!(
-        encode_path_segment("alice@contoso.com"),
-        "alice%40contoso.com"
-    );
+    assert_eq!(encode_path_segment("aa:bb:cc:dd:ee:ff"), "aa%3Abb%3Acc%3Add%3Aee%3Aff");
+    assert_eq!(encode_path_segment("alice@contoso.com"), "alice%40contoso.com");
     assert_eq!(encode_path_segment("a/b c%?#"), "a%2Fb%20c%25%3F%23");
     assert_eq!(encode_path_segment("jö"), "j%C3%B6");
 }
@@ -264,10 +246,7 @@ async fn metrics_are_prometheus_text() {
         .unwrap();
     assert_eq!(response.status(), 200);
     let content_type = response.headers()["content-type"].to_str().unwrap();
-    assert!(
-        content_type.starts_with("text/plain; version=0.0.4"),
-        "{content_type}"
-    );
+    assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
     stop(running).await;
 }
 
@@ -326,12 +305,10 @@ async fn missing_token_is_401_with_www_authenticate() {
         http.get(format!("{base}/metrics")),
         // Unknown paths too: nobody without the token learns which paths exist.
         http.get(format!("{base}/v1/nothing-here")),
-        http.get(format!("{base}/v1/status"))
-            .header("authorization", "Bearer "),
+        http.get(format!("{base}/v1/status")).header("authorization", "Bearer "),
         http.get(format!("{base}/v1/status"))
             .header("authorization", format!("Basic {TOKEN}")),
-        http.get(format!("{base}/v1/status"))
-            .bearer_auth(&TOKEN[..63]),
+        http.get(format!("{base}/v1/status")).bearer_auth(&TOKEN[..63]),
     ] {
         let response = request.send().await.unwrap();
         assert_eq!(response.status(), 401);
@@ -355,10 +332,7 @@ async fn unknown_path_is_404_json_and_wrong_method_405() {
     let running = start(FakeBackend::new(Ok(json!({})))).await;
     let client = AdminClient::new(running.addr, TOKEN.to_owned()).unwrap();
     match client.get_json("/v1/nothing-here").await {
-        Err(AdminError::Api {
-            status: 404,
-            message,
-        }) => {
+        Err(AdminError::Api { status: 404, message }) => {
             assert_eq!(message, "no such endpoint: /v1/nothing-here")
         }
         other => panic!("expected Api 404, got {other:?}"),
@@ -369,10 +343,7 @@ async fn unknown_path_is_404_json_and_wrong_method_405() {
         Err(AdminError::Api { status: 404, .. })
     ));
     match client.post_json("/v1/status", &json!({})).await {
-        Err(AdminError::Api {
-            status: 405,
-            message,
-        }) => {
+        Err(AdminError::Api { status: 405, message }) => {
             assert_eq!(message, "POST is not allowed on /v1/status")
         }
         other => panic!("expected Api 405, got {other:?}"),
@@ -393,9 +364,7 @@ async fn no_server_is_server_not_running() {
     }
     assert_eq!(
         err.to_string(),
-        format!(
-            "no entra-radius server answers on {addr}: start one with `entra-radius serve --config FILE`"
-        )
+        format!("no entra-radius server answers on {addr}: start one with `entra-radius serve --config FILE`")
     );
 }
 
@@ -403,8 +372,7 @@ async fn no_server_is_server_not_running() {
 async fn non_loopback_addresses_are_refused() {
     for addr in ["0.0.0.0:0", "[::]:0", "192.0.2.1:1818"] {
         let addr: SocketAddr = addr.parse().unwrap();
-        let result =
-            AdminServer::bind(addr, TOKEN.to_owned(), FakeBackend::new(Ok(json!({})))).await;
+        let result = AdminServer::bind(addr, TOKEN.to_owned(), FakeBackend::new(Ok(json!({})))).await;
         match result {
             Err(AdminError::NotLoopback(got)) => assert_eq!(got, addr),
             Err(other) => panic!("expected NotLoopback, got {other}"),
@@ -434,10 +402,7 @@ async fn ipv6_loopback_works_where_available() {
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(server.run(shutdown.clone()));
     let client = AdminClient::new(addr, TOKEN.to_owned()).unwrap();
-    assert_eq!(
-        client.get_json("/v1/status").await.unwrap()["uptime_secs"],
-        42
-    );
+    assert_eq!(client.get_json("/v1/status").await.unwrap()["uptime_secs"], 42);
     shutdown.cancel();
     task.await.unwrap().unwrap();
 }

@@ -61,9 +61,7 @@ pub fn ensure_token(state_dir: &Path) -> Result<String, AdminError> {
             Ok(token)
         }
         // Another process created the token between our read and our link: use theirs.
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            read_valid(&path).map_err(token_error)
-        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => read_valid(&path).map_err(token_error),
         Err(e) => Err(token_error(e)),
     }
 }
@@ -75,20 +73,14 @@ pub fn read_token(state_dir: &Path) -> Result<String, AdminError> {
     match read_valid(&path) {
         Ok(token) => Ok(token),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Err(AdminError::TokenMissing { path }),
-        Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-            Err(AdminError::Token { path, source: e })
-        }
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => Err(AdminError::Token { path, source: e }),
         Err(source) => Err(AdminError::TokenUnreadable { path, source }),
     }
 }
 
 /// Creates `path` exclusively with mode 0600 and writes the token to disk.
 fn write_new(path: &Path, token: &str) -> io::Result<()> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
+    let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
     file.write_all(token.as_bytes())?;
     file.write_all(b"\n")?;
     file.sync_all()

@@ -1,6 +1,8 @@
 //! One Access-Request in, one decision out. This module works out the
-//! method (PAP, CHAP, MAB, EAP), the identity, and checks the credentials
-//! against the directory; it knows nothing about sockets. The server calls
+//! method (PAP, CHAP, MAB, EAP) and the identity, finds the account through
+//! the directory precedence chain, checks the credentials the owning
+//! directory can check, and picks the reply policy; it knows nothing about
+//! sockets. The server calls
 //! [`Authenticator::decide`] and turns the [`Decision`] into a reply.
 
 use std::borrow::Cow;
@@ -8,9 +10,13 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::directory::{DirectoryKind, LocalDirectory, MacAddr, UserCredential};
+use crate::directory::policy::{self, PolicyRule, ReplyPlan};
+use crate::directory::{
+    Account, Directory, DirectoryKind, EntraDirectory, Explanation, Identity, LocalDirectory, MacAddr, Resolution,
+    Resolver, UserCredential,
+};
 use crate::proto::attr::service_type;
-use crate::proto::auth::{Password, chap_challenge, chap_matches, unhide_password};
+use crate::proto::auth::{chap_challenge, chap_matches, unhide_password};
 use crate::proto::{AttrType, ClientSecret, Packet};
 
 /// How the request asked to be authenticated.
@@ -46,7 +52,8 @@ impl Method {
     }
 }
 
-/// The outcome of one Access-Request, with what the log line needs.
+/// The outcome of one Access-Request, with what the log line and the reply
+/// need.
 #[derive(Debug)]
 pub struct Decision {
     pub accept: bool,
@@ -56,6 +63,8 @@ pub struct Decision {
     /// The directory that decided, if any knew the identity.
     pub directory: Option<DirectoryKind>,
     pub reason: Cow<'static, str>,
+    /// Reply attributes from the first matching `[[policy]]` rule (accepts only).
+    pub reply: Option<ReplyPlan>,
 }
 
 impl Decision {
@@ -71,51 +80,59 @@ impl Decision {
             identity: identity.into(),
             directory,
             reason: reason.into(),
-        }
-    }
-
-    fn accept(
-        method: Method,
-        identity: impl Into<String>,
-        directory: DirectoryKind,
-        reason: impl Into<Cow<'static, str>>,
-    ) -> Decision {
-        Decision {
-            accept: true,
-            method,
-            identity: identity.into(),
-            directory: Some(directory),
-            reason: reason.into(),
+            reply: None,
         }
     }
 }
 
-/// Decides Access-Requests against the local directory. The directory is
-/// swapped whole on reload; a decision in progress keeps the one it started
-/// with.
+/// The parts of a decision that a reload replaces together.
+struct State {
+    local: Arc<LocalDirectory>,
+    resolver: Resolver,
+    policy: Vec<PolicyRule>,
+}
+
+/// Decides Access-Requests: finds the account through the precedence chain,
+/// checks the credentials the owning directory can check, and picks the
+/// reply policy. The chain, local accounts and policy are swapped whole on
+/// reload; a decision in progress keeps the ones it started with.
 pub struct Authenticator {
-    local: ArcSwap<LocalDirectory>,
+    entra: Option<Arc<EntraDirectory>>,
+    state: ArcSwap<State>,
+}
+
+/// What a reload can change.
+pub struct AuthConfig {
+    pub order: Vec<DirectoryKind>,
+    pub local: LocalDirectory,
+    pub policy: Vec<PolicyRule>,
 }
 
 impl Authenticator {
-    pub fn new(local: LocalDirectory) -> Authenticator {
-        Authenticator {
-            local: ArcSwap::from_pointee(local),
-        }
+    /// `entra` is the long-lived Entra directory (the sync worker keeps it
+    /// current); `None` leaves Entra ID out of the chain.
+    pub fn new(entra: Option<Arc<EntraDirectory>>, cfg: AuthConfig) -> Authenticator {
+        let state = ArcSwap::from_pointee(build_state(entra.as_ref(), cfg));
+        Authenticator { entra, state }
     }
 
-    pub fn replace_local(&self, local: LocalDirectory) {
-        self.local.store(Arc::new(local));
+    pub fn reload(&self, cfg: AuthConfig) {
+        self.state.store(Arc::new(build_state(self.entra.as_ref(), cfg)));
+    }
+
+    /// Why `identity` would be decided the way it is (`accounts lookup`).
+    pub fn explain(&self, identity: &Identity) -> Explanation {
+        self.state.load().resolver.explain(identity)
     }
 
     pub fn local(&self) -> Arc<LocalDirectory> {
-        self.local.load_full()
+        self.state.load().local.clone()
     }
 
     /// Decides one Access-Request whose authenticators the server has
     /// already verified.
     pub async fn decide(&self, packet: &Packet<'_>, secret: &ClientSecret) -> Decision {
-        let local = self.local.load_full();
+        let state = self.state.load_full();
         let Some(raw_name) = packet.get(AttrType::USER_NAME) else {
             return Decision::reject(Method::None, "", None, "no User-Name");
         };
@@ -125,28 +142,16 @@ impl Authenticator {
         let call_check = packet.get_u32(AttrType::SERVICE_TYPE) == Some(service_type::CALL_CHECK);
 
         if packet.has(AttrType::EAP_MESSAGE) {
-            return Decision::reject(
-                Method::Eap,
-                name,
-                None,
-                "EAP is not supported by this server yet",
-            );
+            return Decision::reject(Method::Eap, name, None, "EAP is not supported by this server yet");
         }
         if pap.is_some() && chap.is_some() {
-            return Decision::reject(
-                Method::None,
-                name,
-                None,
-                "both User-Password and CHAP-Password present",
-            );
+            return Decision::reject(Method::None, name, None, "both User-Password and CHAP-Password present");
         }
 
         let password = match pap {
             Some(hidden) => match unhide_password(hidden, secret, packet.authenticator()) {
                 Some(p) => Some(p),
-                None => {
-                    return Decision::reject(Method::Pap, name, None, "malformed User-Password");
-                }
+                None => return Decision::reject(Method::Pap, name, None, "malformed User-Password"),
             },
             None => None,
         };
@@ -168,7 +173,7 @@ impl Authenticator {
                 None
             };
             if let Some(via) = via {
-                return mab(&local, packet, mac, via);
+                return mab(&state, packet, mac, via);
             }
         } else if call_check {
             return Decision::reject(
@@ -179,48 +184,117 @@ impl Authenticator {
             );
         }
 
-        match (password, chap) {
-            (Some(pw), _) => self.pap(&local, name.into_owned(), pw).await,
-            (None, Some(c)) => chap_user(&local, name.into_owned(), c, chap_challenge(packet)),
-            (None, None) => Decision::reject(
-                Method::None,
-                name,
-                None,
-                "no credentials (no User-Password, CHAP-Password or Service-Type Call-Check)",
-            ),
-        }
-    }
-
-    async fn pap(&self, local: &LocalDirectory, name: String, password: Password) -> Decision {
-        let Some(user) = local.user(&name) else {
-            return Decision::reject(Method::Pap, name, None, "unknown user");
+        let method = match (&password, chap) {
+            (Some(_), _) => Method::Pap,
+            (None, Some(_)) => Method::Chap,
+            (None, None) => {
+                return Decision::reject(
+                    Method::None,
+                    name,
+                    None,
+                    "no credentials (no User-Password, CHAP-Password or Service-Type Call-Check)",
+                );
+            }
         };
-        let ok = match &user.credential {
-            UserCredential::Cleartext(expected) => password.ct_eq(expected.as_bytes()),
-            UserCredential::Argon2(hash) => {
+        let identity = Identity::parse(&name);
+        let (directory, account) = match state.resolver.resolve(&identity) {
+            Resolution::Found { directory, account } => (directory, account),
+            Resolution::NotFound => return Decision::reject(method, name, None, "unknown user"),
+            Resolution::Unavailable { directory, reason } => {
+                return Decision::reject(
+                    method,
+                    name,
+                    Some(directory),
+                    format!("{directory} is unavailable ({reason}); lower directories are not consulted"),
+                );
+            }
+        };
+        let label = account.label();
+        if !account.enabled() {
+            return Decision::reject(
+                method,
+                label,
+                Some(directory),
+                format!("account disabled in {directory}"),
+            );
+        }
+        if directory != DirectoryKind::Local {
+            let why = match method {
+                Method::Chap => format!("CHAP cannot be checked against {directory}: it exposes no passwords"),
+                _ => format!("password checks against {directory} are not available in this version"),
+            };
+            return Decision::reject(method, label, Some(directory), why);
+        }
+        let Some(credential) = state.local.credential(&account) else {
+            return Decision::reject(method, label, Some(directory), "local account without a credential");
+        };
+        let ok = match (password, chap, credential) {
+            (Some(pw), _, UserCredential::Cleartext(expected)) => pw.ct_eq(expected.as_bytes()),
+            (Some(pw), _, UserCredential::Argon2(hash)) => {
                 // Argon2 is deliberately slow; keep it off the threads that
                 // receive packets.
                 let hash = hash.clone();
-                tokio::task::spawn_blocking(move || verify_argon2(&hash, password.as_bytes()))
+                tokio::task::spawn_blocking(move || verify_argon2(&hash, pw.as_bytes()))
                     .await
                     .unwrap_or(false)
             }
+            (None, Some(c), UserCredential::Cleartext(pw)) => chap_matches(c, chap_challenge(packet), pw.as_bytes()),
+            (None, Some(_), UserCredential::Argon2(_)) => {
+                return Decision::reject(
+                    method,
+                    label,
+                    Some(directory),
+                    "CHAP needs a cleartext password; this user has only password_hash",
+                );
+            }
+            (None, None, _) => false,
         };
         if ok {
-            Decision::accept(
-                Method::Pap,
-                user.name.clone(),
-                DirectoryKind::Local,
-                "password matches",
-            )
+            accept(&state, method, label, directory, &account, "password matches")
         } else {
-            Decision::reject(
-                Method::Pap,
-                user.name.clone(),
-                Some(DirectoryKind::Local),
-                "wrong password",
-            )
+            Decision::reject(method, label, Some(directory), "wrong password")
         }
+    }
+}
+
+fn build_state(entra: Option<&Arc<EntraDirectory>>, cfg: AuthConfig) -> State {
+    let local = Arc::new(cfg.local);
+    let mut chain: Vec<Arc<dyn Directory>> = Vec::new();
+    for kind in cfg.order {
+        match kind {
+            DirectoryKind::Entra => {
+                if let Some(e) = entra {
+                    chain.push(e.clone());
+                }
+            }
+            // No Active Directory connector yet: it knows nobody.
+            DirectoryKind::ActiveDirectory => {}
+            DirectoryKind::Local => chain.push(local.clone()),
+        }
+    }
+    State {
+        local,
+        resolver: Resolver::new(chain),
+        policy: cfg.policy,
+    }
+}
+
+fn accept(
+    state: &State,
+    method: Method,
+    identity: String,
+    directory: DirectoryKind,
+    account: &Account,
+    reason: &'static str,
+) -> Decision {
+    let rule = policy::select(&state.policy, account);
+    Decision {
+        accept: true,
+        method,
+        identity,
+        directory: Some(directory),
+        reason: reason.into(),
+        reply: rule.map(|r| r.plan()),
     }
 }
 
@@ -228,45 +302,12 @@ fn verify_argon2(hash: &str, password: &[u8]) -> bool {
     use argon2::password_hash::PasswordVerifier;
     use argon2::password_hash::phc::PasswordHash;
     match PasswordHash::new(hash) {
-        Ok(parsed) => argon2::Argon2::default()
-            .verify_password(password, &parsed)
-            .is_ok(),
+        Ok(parsed) => argon2::Argon2::default().verify_password(password, &parsed).is_ok(),
         Err(_) => false,
     }
 }
 
-fn chap_user(local: &LocalDirectory, name: String, chap: &[u8], challenge: &[u8]) -> Decision {
-    let Some(user) = local.user(&name) else {
-        return Decision::reject(Method::Chap, name, None, "unknown user");
-    };
-    match &user.credential {
-        UserCredential::Cleartext(pw) => {
-            if chap_matches(chap, challenge, pw.as_bytes()) {
-                Decision::accept(
-                    Method::Chap,
-                    user.name.clone(),
-                    DirectoryKind::Local,
-                    "CHAP response matches",
-                )
-            } else {
-                Decision::reject(
-                    Method::Chap,
-                    user.name.clone(),
-                    Some(DirectoryKind::Local),
-                    "wrong password",
-                )
-            }
-        }
-        UserCredential::Argon2(_) => Decision::reject(
-            Method::Chap,
-            user.name.clone(),
-            Some(DirectoryKind::Local),
-            "CHAP needs a cleartext password; this user has only password_hash",
-        ),
-    }
-}
-
-fn mab(local: &LocalDirectory, packet: &Packet<'_>, mac: MacAddr, via: MabVia) -> Decision {
+fn mab(state: &State, packet: &Packet<'_>, mac: MacAddr, via: MabVia) -> Decision {
     let method = Method::Mab(via);
     // The switch reports the device's MAC in Calling-Station-Id too; a
     // different one there means User-Name was forged or mangled.
@@ -283,32 +324,44 @@ fn mab(local: &LocalDirectory, packet: &Packet<'_>, mac: MacAddr, via: MabVia) -
                 );
             }
             Err(_) => {
-                return Decision::reject(
-                    method,
-                    mac.to_string(),
-                    None,
-                    "Calling-Station-Id is not a MAC address",
-                );
+                return Decision::reject(method, mac.to_string(), None, "Calling-Station-Id is not a MAC address");
             }
         }
     }
-    match local.mac(&mac) {
-        Some(_) => Decision::accept(method, mac.to_string(), DirectoryKind::Local, "known MAC"),
-        None => Decision::reject(method, mac.to_string(), None, "unknown MAC"),
+    match state.resolver.resolve(&Identity::Mac(mac)) {
+        Resolution::Found { directory, account } => {
+            if account.enabled() {
+                accept(state, method, mac.to_string(), directory, &account, "known MAC")
+            } else {
+                Decision::reject(
+                    method,
+                    mac.to_string(),
+                    Some(directory),
+                    format!("device disabled in {directory}"),
+                )
+            }
+        }
+        Resolution::NotFound => Decision::reject(method, mac.to_string(), None, "unknown MAC"),
+        Resolution::Unavailable { directory, reason } => Decision::reject(
+            method,
+            mac.to_string(),
+            Some(directory),
+            format!("{directory} is unavailable ({reason}); lower directories are not consulted"),
+        ),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::directory::{LocalMac, LocalUser};
-    use crate::proto::auth::{chap_response, hide_password};
+    use crate::directory::{AccountData, AccountKind, Change, EntraReplica, GroupRef, LocalMac, LocalUser};
+    use crate::proto::auth::{Password, chap_response, hide_password};
     use crate::proto::{Builder, Code};
 
     const SECRET: &[u8] = b"testing123";
     const RA: [u8; 16] = [0x5a; 16];
 
-    fn authn() -> Authenticator {
+    fn local() -> LocalDirectory {
         let hash = {
             use argon2::password_hash::PasswordHasher;
             argon2::Argon2::default()
@@ -316,7 +369,7 @@ mod tests {
                 .unwrap()
                 .to_string()
         };
-        Authenticator::new(LocalDirectory::new(
+        LocalDirectory::new(
             vec![
                 LocalUser {
                     name: "alice".into(),
@@ -331,7 +384,30 @@ mod tests {
                 mac: MacAddr::parse("02:00:00:00:00:01").unwrap(),
                 description: None,
             }],
-        ))
+        )
+    }
+
+    fn authn() -> Authenticator {
+        authn_with(
+            EntraReplica::new(),
+            &[
+                DirectoryKind::Entra,
+                DirectoryKind::ActiveDirectory,
+                DirectoryKind::Local,
+            ],
+            vec![],
+        )
+    }
+
+    fn authn_with(replica: EntraReplica, order: &[DirectoryKind], policy: Vec<PolicyRule>) -> Authenticator {
+        Authenticator::new(
+            Some(Arc::new(EntraDirectory::new(replica))),
+            AuthConfig {
+                order: order.to_vec(),
+                local: local(),
+                policy,
+            },
+        )
     }
 
     fn request(build: impl FnOnce(&mut Builder, &ClientSecret)) -> Vec<u8> {
@@ -350,11 +426,8 @@ mod tests {
     fn pap(user: &str, pw: &str) -> Vec<u8> {
         request(|b, s| {
             b.push(AttrType::USER_NAME, user.as_bytes()).unwrap();
-            b.push(
-                AttrType::USER_PASSWORD,
-                &hide_password(pw.as_bytes(), s, &RA).unwrap(),
-            )
-            .unwrap();
+            b.push(AttrType::USER_PASSWORD, &hide_password(pw.as_bytes(), s, &RA).unwrap())
+                .unwrap();
         })
     }
 
@@ -375,10 +448,7 @@ mod tests {
     async fn pap_users() {
         let d = decide(&pap("alice", "wonderland")).await;
         assert!(d.accept, "{d:?}");
-        assert_eq!(
-            (d.method, d.directory),
-            (Method::Pap, Some(DirectoryKind::Local))
-        );
+        assert_eq!((d.method, d.directory), (Method::Pap, Some(DirectoryKind::Local)));
         let d = decide(&pap("ALICE", "wonderland")).await;
         assert!(d.accept);
         assert_eq!(d.identity, "alice");
@@ -394,11 +464,7 @@ mod tests {
     #[tokio::test]
     async fn chap_users() {
         assert!(decide(&chap("alice", "wonderland", None)).await.accept);
-        assert!(
-            decide(&chap("alice", "wonderland", Some(&[1; 16])))
-                .await
-                .accept
-        );
+        assert!(decide(&chap("alice", "wonderland", Some(&[1; 16]))).await.accept);
         // The challenge in CHAP-Challenge must be the one used.
         let mut bad = chap("alice", "wonderland", Some(&[1; 16]));
         let n = bad.len();
@@ -430,11 +496,7 @@ mod tests {
             assert_eq!(d.method, Method::Mab(MabVia::Chap));
         }
         // Password in another notation than User-Name is still the same MAC.
-        assert!(
-            decide(&pap("020000000001", "02:00:00:00:00:01"))
-                .await
-                .accept
-        );
+        assert!(decide(&pap("020000000001", "02:00:00:00:00:01")).await.accept);
         let d = decide(&pap("020000000002", "020000000002")).await;
         assert_eq!((d.accept, d.reason.as_ref()), (false, "unknown MAC"));
     }
@@ -444,8 +506,7 @@ mod tests {
         let cc = |csi: Option<&str>| {
             request(|b, _| {
                 b.push(AttrType::USER_NAME, b"020000000001").unwrap();
-                b.push_u32(AttrType::SERVICE_TYPE, service_type::CALL_CHECK)
-                    .unwrap();
+                b.push_u32(AttrType::SERVICE_TYPE, service_type::CALL_CHECK).unwrap();
                 if let Some(c) = csi {
                     b.push(AttrType::CALLING_STATION_ID, c.as_bytes()).unwrap();
                 }
@@ -461,8 +522,7 @@ mod tests {
         assert!(!decide(&cc(Some("not-a-mac"))).await.accept);
         let d = decide(&request(|b, _| {
             b.push(AttrType::USER_NAME, b"alice").unwrap();
-            b.push_u32(AttrType::SERVICE_TYPE, service_type::CALL_CHECK)
-                .unwrap();
+            b.push_u32(AttrType::SERVICE_TYPE, service_type::CALL_CHECK).unwrap();
         }))
         .await;
         assert!(!d.accept);
@@ -492,5 +552,149 @@ mod tests {
         }))
         .await;
         assert_eq!(d.reason, "malformed User-Password");
+    }
+
+    fn entra_account(kind: AccountKind, id: &str, enabled: bool, build: impl FnOnce(&mut AccountData)) -> Change {
+        let mut a = AccountData::new(DirectoryKind::Entra, kind, id);
+        a.enabled = enabled;
+        build(&mut a);
+        Change::Upsert(a.into())
+    }
+
+    fn replica() -> EntraReplica {
+        let r = EntraReplica::new();
+        r.apply(vec![
+            // alice exists in Entra ID too: Entra decides, local is shadowed.
+            entra_account(AccountKind::User, "u-alice", true, |a| {
+                a.upn = Some("alice@contoso.com".into());
+                a.sam_account_name = Some("alice".into());
+                a.netbios_domain = Some("CONTOSO".into());
+            }),
+            // The local MAC 02-..-01 is also an Entra device, disabled there.
+            entra_account(AccountKind::Device, "d-1", false, |a| {
+                a.macs = vec![MacAddr::parse("02-00-00-00-00-01").unwrap()];
+            }),
+            entra_account(AccountKind::Device, "d-2", true, |a| {
+                a.macs = vec![MacAddr::parse("02-00-00-00-00-02").unwrap()];
+                a.groups = vec![GroupRef {
+                    id: "g-cams".into(),
+                    name: "Cameras".into(),
+                }];
+            }),
+        ]);
+        r
+    }
+
+    fn rule(group: Option<&str>, kind: Option<AccountKind>, vlan: &str) -> PolicyRule {
+        PolicyRule {
+            group: group.map(String::from),
+            kind,
+            vlan: Some(vlan.into()),
+            filter_id: None,
+            session_timeout: None,
+            reply_message: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn entra_decides_before_local_even_when_disabled() {
+        let order = [
+            DirectoryKind::Entra,
+            DirectoryKind::ActiveDirectory,
+            DirectoryKind::Local,
+        ];
+        let a = authn_with(replica(), &order, vec![]);
+        let s = ClientSecret::new(SECRET);
+        // The Entra device is disabled: reject, although local knows the MAC.
+        let d = a
+            .decide(&Packet::decode(&pap("020000000001", "020000000001")).unwrap(), &s)
+            .await;
+        assert!(!d.accept);
+        assert_eq!(d.directory, Some(DirectoryKind::Entra));
+        assert_eq!(d.reason, "device disabled in entra");
+        // alice@contoso.com is Entra's: its password cannot be checked here yet.
+        let d = a
+            .decide(&Packet::decode(&pap("alice", "wonderland")).unwrap(), &s)
+            .await;
+        assert!(!d.accept);
+        assert_eq!(d.directory, Some(DirectoryKind::Entra));
+        assert!(d.reason.contains("not available"), "{d:?}");
+        let d = a
+            .decide(
+                &Packet::decode(&chap("CONTOSO\\alice", "wonderland", None)).unwrap(),
+                &s,
+            )
+            .await;
+        assert_eq!(d.directory, Some(DirectoryKind::Entra));
+        assert!(d.reason.contains("CHAP cannot be checked against entra"), "{d:?}");
+        // With local first, the local account decides.
+        let order = [DirectoryKind::Local, DirectoryKind::Entra];
+        let a = authn_with(replica(), &order, vec![]);
+        let d = a
+            .decide(&Packet::decode(&pap("alice", "wonderland")).unwrap(), &s)
+            .await;
+        assert!(d.accept);
+        assert_eq!(d.directory, Some(DirectoryKind::Local));
+    }
+
+    #[tokio::test]
+    async fn an_unavailable_higher_directory_rejects() {
+        let a = authn_with(replica(), &[DirectoryKind::Entra, DirectoryKind::Local], vec![]);
+        a.entra
+            .as_ref()
+            .unwrap()
+            .set_unavailable(Some("replica failed to load".into()));
+        let d = a
+            .decide(
+                &Packet::decode(&pap("hashy", "hashed-pw")).unwrap(),
+                &ClientSecret::new(SECRET),
+            )
+            .await;
+        assert!(!d.accept);
+        assert!(
+            d.reason.contains("entra is unavailable (replica failed to load)"),
+            "{d:?}"
+        );
+        // Disabling the integration takes Entra out of decisions instead.
+        a.entra.as_ref().unwrap().set_unavailable(None);
+        a.entra.as_ref().unwrap().set_enabled(false);
+        let d = a
+            .decide(
+                &Packet::decode(&pap("020000000001", "020000000001")).unwrap(),
+                &ClientSecret::new(SECRET),
+            )
+            .await;
+        assert!(d.accept);
+        assert_eq!(d.directory, Some(DirectoryKind::Local));
+    }
+
+    #[tokio::test]
+    async fn policy_picks_the_first_matching_rule() {
+        let policy = vec![
+            rule(Some("cameras"), None, "40"),
+            rule(None, Some(AccountKind::Device), "30"),
+            rule(None, None, "10"),
+        ];
+        let a = authn_with(replica(), &[DirectoryKind::Entra, DirectoryKind::Local], policy);
+        let s = ClientSecret::new(SECRET);
+        let d = a
+            .decide(&Packet::decode(&pap("020000000002", "020000000002")).unwrap(), &s)
+            .await;
+        assert!(d.accept);
+        assert_eq!(d.reply.unwrap().vlan.as_deref(), Some("40"));
+        a.entra.as_ref().unwrap().set_enabled(false);
+        // The local MAC is a device without groups: the kind rule.
+        let d = a
+            .decide(&Packet::decode(&pap("020000000001", "020000000001")).unwrap(), &s)
+            .await;
+        assert_eq!(d.reply.unwrap().vlan.as_deref(), Some("30"));
+        // A local user: the default rule.
+        let d = a
+            .decide(&Packet::decode(&pap("alice", "wonderland")).unwrap(), &s)
+            .await;
+        assert_eq!(d.reply.unwrap().vlan.as_deref(), Some("10"));
+        // Rejects carry no policy.
+        let d = a.decide(&Packet::decode(&pap("alice", "nope")).unwrap(), &s).await;
+        assert!(d.reply.is_none());
     }
 }

@@ -8,9 +8,7 @@ use std::str::FromStr;
 pub struct MacAddr(pub [u8; 6]);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "not a MAC address (expected aabbccddeeff, aa-bb-cc-dd-ee-ff, aa:bb:cc:dd:ee:ff or aabb.ccdd.eeff)"
-)]
+#[error("not a MAC address (expected aabbccddeeff, aa-bb-cc-dd-ee-ff, aa:bb:cc:dd:ee:ff or aabb.ccdd.eeff)")]
 pub struct MacParseError;
 
 impl MacAddr {

@@ -1,18 +1,38 @@
-//! Accounts and the directories that own them. For now the one directory is
-//! the local one from the config file; Entra ID and Active Directory join it
-//! with lookup-time precedence in later work.
+//! Accounts and the directories that own them: the account model, the
+//! in-memory Entra ID replica, lookup-time precedence across directories
+//! (Entra ID, then Active Directory, then local accounts) and group-based
+//! reply policy.
 
+pub mod account;
+mod hashindex;
+pub mod identity;
 pub mod local;
 pub mod mac;
+pub mod persist;
+pub mod policy;
+pub mod replica;
+pub mod resolver;
 
+pub use account::{Account, AccountData, AccountKind, AccountPatch, GroupRef};
+pub use identity::Identity;
 pub use local::{LocalDirectory, LocalMac, LocalUser, UserCredential};
 pub use mac::MacAddr;
+pub use policy::{PolicyRule, ReplyPlan};
+pub use replica::{Change, EntraReplica, ReplicaCounts, ShadowReplica};
+pub use resolver::{
+    AccountSummary, Answer, Decision, Directory, EntraDirectory, Explanation, Lookup, LowerAnswer, Resolution, Resolver,
+};
+
+use serde::{Deserialize, Serialize};
 
 /// The directory an account belongs to. An account belongs to exactly one.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
 pub enum DirectoryKind {
+    #[serde(rename = "entra")]
     Entra,
+    #[serde(rename = "ad")]
     ActiveDirectory,
+    #[serde(rename = "local")]
     Local,
 }
 

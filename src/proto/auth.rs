@@ -153,11 +153,7 @@ pub fn verify_hashed_request(packet: &Packet<'_>, secret: &ClientSecret) -> bool
 }
 
 /// Checks a response's Response Authenticator against the request it answers.
-pub fn verify_response(
-    response: &Packet<'_>,
-    request_auth: &[u8; 16],
-    secret: &ClientSecret,
-) -> bool {
+pub fn verify_response(response: &Packet<'_>, request_auth: &[u8; 16], secret: &ClientSecret) -> bool {
     let bytes = response.bytes();
     let mut h = Md5::new();
     h.update(&bytes[..4]);
@@ -170,11 +166,7 @@ pub fn verify_response(
 
 /// Recovers a hidden User-Password (RFC 2865 §5.2). `None` when the value
 /// is not 16..=128 octets in 16-octet blocks. Trailing NUL padding is removed.
-pub fn unhide_password(
-    hidden: &[u8],
-    secret: &ClientSecret,
-    request_auth: &[u8; 16],
-) -> Option<Password> {
+pub fn unhide_password(hidden: &[u8], secret: &ClientSecret, request_auth: &[u8; 16]) -> Option<Password> {
     if hidden.is_empty() || hidden.len() > 128 || !hidden.len().is_multiple_of(16) {
         return None;
     }
@@ -194,16 +186,9 @@ pub fn unhide_password(
 }
 
 /// Hides a password for an Access-Request (what a NAS or `test-auth` does).
-pub fn hide_password(
-    password: &[u8],
-    secret: &ClientSecret,
-    request_auth: &[u8; 16],
-) -> Result<Vec<u8>, EncodeError> {
+pub fn hide_password(password: &[u8], secret: &ClientSecret, request_auth: &[u8; 16]) -> Result<Vec<u8>, EncodeError> {
     if password.len() > 128 {
-        return Err(EncodeError::ValueTooLong(
-            AttrType::USER_PASSWORD.0,
-            password.len(),
-        ));
+        return Err(EncodeError::ValueTooLong(AttrType::USER_PASSWORD.0, password.len()));
     }
     let padded_len = password.len().div_ceil(16).max(1) * 16;
     let mut out = Vec::with_capacity(padded_len);
@@ -244,9 +229,7 @@ pub fn chap_matches(chap_password: &[u8], challenge: &[u8], cleartext: &[u8]) ->
 
 /// The challenge a CHAP check must use for this request.
 pub fn chap_challenge<'a>(packet: &Packet<'a>) -> &'a [u8] {
-    packet
-        .get(AttrType::CHAP_CHALLENGE)
-        .unwrap_or(packet.authenticator())
+    packet.get(AttrType::CHAP_CHALLENGE).unwrap_or(packet.authenticator())
 }
 
 impl Builder {
@@ -259,12 +242,7 @@ impl Builder {
     }
 
     /// `reply_to` writing into a recycled buffer.
-    pub fn reply_into(
-        buf: Vec<u8>,
-        code: super::Code,
-        request: &Packet<'_>,
-        with_ma: bool,
-    ) -> Builder {
+    pub fn reply_into(buf: Vec<u8>, code: super::Code, request: &Packet<'_>, with_ma: bool) -> Builder {
         let mut b = Builder::with_buffer(buf, code, request.identifier(), *request.authenticator());
         if with_ma {
             b.push(AttrType::MESSAGE_AUTHENTICATOR, &[0; 16])
@@ -375,12 +353,7 @@ mod tests {
         let secret = ClientSecret::new(b"xyzzy5461");
         let b = h(RFC2865_7_1_REQUEST);
         let p = Packet::decode(&b).unwrap();
-        let pw = unhide_password(
-            p.get(AttrType::USER_PASSWORD).unwrap(),
-            &secret,
-            p.authenticator(),
-        )
-        .unwrap();
+        let pw = unhide_password(p.get(AttrType::USER_PASSWORD).unwrap(), &secret, p.authenticator()).unwrap();
         assert_eq!(pw.as_bytes(), b"arctangent");
         // And hiding it again gives the RFC's bytes.
         let hidden = hide_password(b"arctangent", &secret, p.authenticator()).unwrap();
@@ -419,10 +392,7 @@ mod tests {
             let pw = vec![b'x'; len];
             let hidden = hide_password(&pw, &s, &ra).unwrap();
             assert_eq!(hidden.len(), len.div_ceil(16).max(1) * 16);
-            assert_eq!(
-                unhide_password(&hidden, &s, &ra).unwrap().as_bytes(),
-                &pw[..]
-            );
+            assert_eq!(unhide_password(&hidden, &s, &ra).unwrap().as_bytes(), &pw[..]);
         }
         assert!(hide_password(&[b'x'; 129], &s, &ra).is_err());
     }
@@ -434,10 +404,7 @@ mod tests {
         b.push(AttrType::USER_NAME, b"bob").unwrap();
         let bytes = b.finish_request(&s);
         let p = Packet::decode(&bytes).unwrap();
-        assert_eq!(
-            check_message_authenticator(&p, &s, None),
-            MessageAuth::Valid
-        );
+        assert_eq!(check_message_authenticator(&p, &s, None), MessageAuth::Valid);
         assert_eq!(
             check_message_authenticator(&p, &ClientSecret::new(b"other"), None),
             MessageAuth::Invalid
@@ -504,19 +471,13 @@ mod tests {
         b.push(AttrType::REPLY_MESSAGE, b"no").unwrap();
         let resp = b.finish_response(&s);
         let rp = Packet::decode(&resp).unwrap();
-        assert_eq!(
-            rp.attrs().next().unwrap().typ,
-            AttrType::MESSAGE_AUTHENTICATOR
-        );
+        assert_eq!(rp.attrs().next().unwrap().typ, AttrType::MESSAGE_AUTHENTICATOR);
         assert!(verify_response(&rp, rq.authenticator(), &s));
         assert_eq!(
             check_message_authenticator(&rp, &s, Some(rq.authenticator())),
             MessageAuth::Valid
         );
-        assert_eq!(
-            check_message_authenticator(&rp, &s, None),
-            MessageAuth::Invalid
-        );
+        assert_eq!(check_message_authenticator(&rp, &s, None), MessageAuth::Invalid);
     }
 
     #[test]
@@ -540,10 +501,7 @@ mod tests {
         let bytes = b.finish_hashed_request(&s);
         let p = Packet::decode(&bytes).unwrap();
         assert!(verify_hashed_request(&p, &s));
-        assert_eq!(
-            check_message_authenticator(&p, &s, Some(&[0; 16])),
-            MessageAuth::Valid
-        );
+        assert_eq!(check_message_authenticator(&p, &s, Some(&[0; 16])), MessageAuth::Valid);
     }
 
     #[test]

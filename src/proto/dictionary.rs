@@ -129,9 +129,7 @@ impl DataType {
 
     /// Parses a dictionary type keyword, ignoring ASCII case.
     pub fn from_keyword(word: &str) -> Option<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|ty| ty.keyword().eq_ignore_ascii_case(word))
+        Self::ALL.into_iter().find(|ty| ty.keyword().eq_ignore_ascii_case(word))
     }
 
     /// Wire size of one value for fixed-size types; `None` for variable-length ones.
@@ -217,10 +215,7 @@ impl Default for VendorFormat {
 #[non_exhaustive]
 pub enum DictionaryError {
     #[error("cannot read dictionary {}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("{}:{line}: {message}", path.display())]
     Parse {
         path: PathBuf,
@@ -346,20 +341,12 @@ impl Dictionary {
 
     /// The VALUE name for `value` of attribute `key`.
     pub fn value_name(&self, key: AttrKey, value: u64) -> Option<&str> {
-        self.values
-            .get(&key)?
-            .by_number
-            .get(&value)
-            .map(String::as_str)
+        self.values.get(&key)?.by_number.get(&value).map(String::as_str)
     }
 
     /// The number behind a VALUE name of attribute `key`, ignoring ASCII case.
     pub fn value_by_name(&self, key: AttrKey, name: &str) -> Option<u64> {
-        self.values
-            .get(&key)?
-            .by_name
-            .get(&name.to_ascii_lowercase())
-            .copied()
+        self.values.get(&key)?.by_name.get(&name.to_ascii_lowercase()).copied()
     }
 
     pub fn vendor_name(&self, id: u32) -> Option<&str> {
@@ -467,11 +454,7 @@ impl Dictionary {
                 }
             }
             (DataType::IpAddr | DataType::ComboIp, 4) => {
-                let _ = write!(
-                    out,
-                    "{}",
-                    Ipv4Addr::new(value[0], value[1], value[2], value[3])
-                );
+                let _ = write!(out, "{}", Ipv4Addr::new(value[0], value[1], value[2], value[3]));
             }
             (DataType::Ipv6Addr | DataType::ComboIp, 16) => {
                 let _ = write!(out, "{}", ipv6_from(value));
@@ -532,10 +515,7 @@ enum Tagged<'v> {
 }
 
 fn split_tag<'v>(def: &AttrDef, value: &'v [u8]) -> Tagged<'v> {
-    let untagged = Tagged::Bytes {
-        tag: None,
-        body: value,
-    };
+    let untagged = Tagged::Bytes { tag: None, body: value };
     if !def.has_tag {
         return untagged;
     }
@@ -673,10 +653,7 @@ impl Loader<'_> {
         // part of the first keyword.
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         for (index, raw) in text.lines().enumerate() {
-            let pos = Pos {
-                path,
-                line: index + 1,
-            };
+            let pos = Pos { path, line: index + 1 };
             let content = raw.split('#').next().unwrap_or_default();
             let fields: Vec<&str> = content.split_whitespace().collect();
             let Some((&keyword, args)) = fields.split_first() else {
@@ -697,11 +674,7 @@ impl Loader<'_> {
             }
         }
         if let Some(open) = block {
-            return Err(Pos {
-                path,
-                line: open.line,
-            }
-            .error(format!(
+            return Err(Pos { path, line: open.line }.error(format!(
                 "BEGIN-VENDOR {} is not closed by END-VENDOR {} before the end of the file",
                 open.name, open.name
             )));
@@ -709,12 +682,7 @@ impl Loader<'_> {
         Ok(())
     }
 
-    fn attribute(
-        &mut self,
-        pos: Pos<'_>,
-        args: &[&str],
-        block: Option<&VendorBlock>,
-    ) -> Result<(), DictionaryError> {
+    fn attribute(&mut self, pos: Pos<'_>, args: &[&str], block: Option<&VendorBlock>) -> Result<(), DictionaryError> {
         let [name, number, type_word, rest @ ..] = args else {
             return Err(pos.error("ATTRIBUTE needs a name, a number and a type"));
         };
@@ -726,8 +694,7 @@ impl Loader<'_> {
             Some(block) => self.vendor_key(pos, number, block)?,
             None => parse_attr_number(pos, number)?,
         };
-        let ty = DataType::from_keyword(type_word)
-            .ok_or_else(|| pos.error(format!("unknown type `{type_word}`")))?;
+        let ty = DataType::from_keyword(type_word).ok_or_else(|| pos.error(format!("unknown type `{type_word}`")))?;
         check_type_fits_key(pos, ty, key)?;
         let mut def = AttrDef {
             name: (*name).to_string(),
@@ -744,20 +711,14 @@ impl Loader<'_> {
         self.define(pos, def)
     }
 
-    fn vendor_key(
-        &self,
-        pos: Pos<'_>,
-        number: &str,
-        block: &VendorBlock,
-    ) -> Result<AttrKey, DictionaryError> {
+    fn vendor_key(&self, pos: Pos<'_>, number: &str, block: &VendorBlock) -> Result<AttrKey, DictionaryError> {
         if number.contains('.') {
             return Err(pos.error(format!(
                 "dotted number `{number}` is not allowed inside BEGIN-VENDOR {}",
                 block.name
             )));
         }
-        let typ = parse_number(number)
-            .ok_or_else(|| pos.error(format!("bad attribute number `{number}`")))?;
+        let typ = parse_number(number).ok_or_else(|| pos.error(format!("bad attribute number `{number}`")))?;
         let format = self.dict.vendor_format(block.id).unwrap_or_default();
         let limit: u64 = match format.type_size {
             1 => 0xff,
@@ -765,10 +726,7 @@ impl Loader<'_> {
             _ => u64::from(u32::MAX),
         };
         match u32::try_from(typ) {
-            Ok(typ) if u64::from(typ) <= limit => Ok(AttrKey::Vendor {
-                vendor: block.id,
-                typ,
-            }),
+            Ok(typ) if u64::from(typ) <= limit => Ok(AttrKey::Vendor { vendor: block.id, typ }),
             _ => Err(pos.error(format!(
                 "vendor attribute number {typ} is out of range for {} (at most {limit})",
                 block.name
@@ -778,12 +736,7 @@ impl Loader<'_> {
 
     fn define(&mut self, pos: Pos<'_>, def: AttrDef) -> Result<(), DictionaryError> {
         let lname = def.name.to_ascii_lowercase();
-        if let Some(existing) = self
-            .dict
-            .names
-            .get(&lname)
-            .and_then(|key| self.dict.attrs.get(key))
-        {
+        if let Some(existing) = self.dict.names.get(&lname).and_then(|key| self.dict.attrs.get(key)) {
             if existing.key != def.key {
                 return Err(pos.error(format!(
                     "attribute {} is already defined with number {}",
@@ -819,8 +772,7 @@ impl Loader<'_> {
             return Err(pos.error("VALUE needs an attribute name, a value name and a number"));
         };
         check_name(pos, name, "value")?;
-        let number = parse_number(number)
-            .ok_or_else(|| pos.error(format!("bad value number `{number}`")))?;
+        let number = parse_number(number).ok_or_else(|| pos.error(format!("bad value number `{number}`")))?;
         self.pending_values.push(PendingValue {
             path: pos.path.to_path_buf(),
             line: pos.line,
@@ -870,10 +822,7 @@ impl Loader<'_> {
                 )));
             }
             table.by_name.insert(lname, pending.number);
-            table
-                .by_number
-                .entry(pending.number)
-                .or_insert(pending.name);
+            table.by_number.entry(pending.number).or_insert(pending.name);
         }
         Ok(())
     }
@@ -891,11 +840,7 @@ impl Loader<'_> {
         let id = parse_number(number)
             .and_then(|n| u32::try_from(n).ok())
             .filter(|n| (1..=0x00ff_ffff).contains(n))
-            .ok_or_else(|| {
-                pos.error(format!(
-                    "bad vendor number `{number}` (must be 1..16777215)"
-                ))
-            })?;
+            .ok_or_else(|| pos.error(format!("bad vendor number `{number}` (must be 1..16777215)")))?;
         let format = match rest.first() {
             Some(option) => parse_vendor_format(pos, option)?,
             None => VendorFormat::default(),
@@ -904,21 +849,14 @@ impl Loader<'_> {
         if let Some(&existing) = self.dict.vendor_names.get(&lname)
             && existing != id
         {
-            return Err(pos.error(format!(
-                "vendor {name} is already defined with number {existing}"
-            )));
+            return Err(pos.error(format!("vendor {name} is already defined with number {existing}")));
         }
         if let Some(existing) = self.dict.vendors.get(&id) {
             if !existing.name.eq_ignore_ascii_case(name) {
-                return Err(pos.error(format!(
-                    "vendor number {id} is already used by {}",
-                    existing.name
-                )));
+                return Err(pos.error(format!("vendor number {id} is already used by {}", existing.name)));
             }
             if existing.format != format {
-                return Err(pos.error(format!(
-                    "vendor {name} is redefined with a different format"
-                )));
+                return Err(pos.error(format!("vendor {name} is redefined with a different format")));
             }
             return Ok(());
         }
@@ -963,13 +901,7 @@ impl Loader<'_> {
         })
     }
 
-    fn include(
-        &mut self,
-        pos: Pos<'_>,
-        args: &[&str],
-        depth: usize,
-        optional: bool,
-    ) -> Result<(), DictionaryError> {
+    fn include(&mut self, pos: Pos<'_>, args: &[&str], depth: usize, optional: bool) -> Result<(), DictionaryError> {
         let [target] = args else {
             return Err(pos.error("$INCLUDE needs exactly one file name"));
         };
@@ -1013,11 +945,7 @@ impl Loader<'_> {
     }
 }
 
-fn end_vendor(
-    pos: Pos<'_>,
-    args: &[&str],
-    open: Option<&VendorBlock>,
-) -> Result<(), DictionaryError> {
+fn end_vendor(pos: Pos<'_>, args: &[&str], open: Option<&VendorBlock>) -> Result<(), DictionaryError> {
     let [name] = args else {
         return Err(pos.error("END-VENDOR needs exactly one vendor name"));
     };
@@ -1066,9 +994,10 @@ fn parse_attr_number(pos: Pos<'_>, text: &str) -> Result<AttrKey, DictionaryErro
                         "dotted number `{text}`: only the extended attributes 241..246 have sub-types"
                     ))
                 })?;
-            let ext = u8::try_from(ext).ok().filter(|&e| e != 0).ok_or_else(|| {
-                pos.error(format!("dotted number `{text}`: extended type must be 1..255"))
-            })?;
+            let ext = u8::try_from(ext)
+                .ok()
+                .filter(|&e| e != 0)
+                .ok_or_else(|| pos.error(format!("dotted number `{text}`: extended type must be 1..255")))?;
             Ok(AttrKey::Extended { parent, ext })
         }
         _ => Err(pos.error(format!(
@@ -1090,9 +1019,7 @@ fn check_type_fits_key(pos: Pos<'_>, ty: DataType, key: AttrKey) -> Result<(), D
     if ok {
         Ok(())
     } else {
-        Err(pos.error(format!(
-            "type {ty} cannot be used for attribute number {key}"
-        )))
+        Err(pos.error(format!("type {ty} cannot be used for attribute number {key}")))
     }
 }
 
@@ -1110,9 +1037,7 @@ fn parse_flags(pos: Pos<'_>, flags: &str, def: &mut AttrDef) -> Result<(), Dicti
                     .parse::<u8>()
                     .ok()
                     .filter(|m| *m <= 3)
-                    .ok_or_else(|| {
-                        pos.error(format!("bad encryption method `{method}` (must be 0..3)"))
-                    })?;
+                    .ok_or_else(|| pos.error(format!("bad encryption method `{method}` (must be 0..3)")))?;
             }
         }
     }
@@ -1124,9 +1049,7 @@ fn parse_flags(pos: Pos<'_>, flags: &str, def: &mut AttrDef) -> Result<(), Dicti
         return Err(pos.error(format!("encrypt cannot be used with type {ty}")));
     }
     if def.array && (ty.fixed_size().is_none() || def.has_tag) {
-        return Err(pos.error(format!(
-            "array needs a fixed-size type without has_tag, not {ty}"
-        )));
+        return Err(pos.error(format!("array needs a fixed-size type without has_tag, not {ty}")));
     }
     if def.concat && (ty != DataType::Octets || def.has_tag || def.array || def.encrypt != 0) {
         return Err(pos.error("concat can only be used alone, on an octets attribute"));
@@ -1160,10 +1083,7 @@ fn parse_vendor_format(pos: Pos<'_>, option: &str) -> Result<VendorFormat, Dicti
         "2" => 2,
         _ => return Err(bad()),
     };
-    Ok(VendorFormat {
-        type_size,
-        len_size,
-    })
+    Ok(VendorFormat { type_size, len_size })
 }
 
 /// Names may only use characters that cannot be confused with the syntax around them,
@@ -1175,9 +1095,7 @@ fn check_name(pos: Pos<'_>, name: &str, what: &str) -> Result<(), DictionaryErro
     if ok {
         Ok(())
     } else {
-        Err(pos.error(format!(
-            "bad {what} name `{name}` (letters, digits and - _ . / only)"
-        )))
+        Err(pos.error(format!("bad {what} name `{name}` (letters, digits and - _ . / only)")))
     }
 }
 
@@ -1221,10 +1139,7 @@ const BUILTIN: &[(&str, &str)] = &[
         "dictionary.microsoft",
         include_str!("../../dictionaries/dictionary.microsoft"),
     ),
-    (
-        "dictionary.cisco",
-        include_str!("../../dictionaries/dictionary.cisco"),
-    ),
+    ("dictionary.cisco", include_str!("../../dictionaries/dictionary.cisco")),
 ];
 
 impl Dictionary {
@@ -1270,13 +1185,7 @@ pub fn describe(dict: &Dictionary, packet: &super::Packet<'_>) -> Vec<String> {
             && !a.typ.is_long_extended()
             && let Some((&ext, rest)) = a.value.split_first()
         {
-            out.push(dict.format(
-                AttrKey::Extended {
-                    parent: a.typ.0,
-                    ext,
-                },
-                rest,
-            ));
+            out.push(dict.format(AttrKey::Extended { parent: a.typ.0, ext }, rest));
             continue;
         }
         out.push(dict.format(AttrKey::Std(a.typ.0), a.value));
@@ -1289,10 +1198,9 @@ mod tests {
     #[test]
     fn builtin_matches_the_files() {
         let b = super::Dictionary::builtin().unwrap();
-        let f = super::Dictionary::load(
-            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dictionaries/dictionary"),
-        )
-        .unwrap();
+        let f =
+            super::Dictionary::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dictionaries/dictionary"))
+                .unwrap();
         assert_eq!(b.len(), f.len());
         assert!(b.len() > 100);
     }
@@ -1398,10 +1306,7 @@ END-VENDOR Wide
         assert!(dict.attr(AttrKey::Std(79)).expect("EAP-Message").concat);
         assert!(dict.attr(AttrKey::Std(156)).expect("Some-Addrs").array);
 
-        let key = AttrKey::Vendor {
-            vendor: 311,
-            typ: 16,
-        };
+        let key = AttrKey::Vendor { vendor: 311, typ: 16 };
         let send_key = dict.attr(key).expect("MS-MPPE-Send-Key");
         assert_eq!(send_key.name, "MS-MPPE-Send-Key");
         assert_eq!(send_key.encrypt, 2);
@@ -1424,17 +1329,8 @@ END-VENDOR Wide
         );
 
         let frag = dict.attr_by_name("Frag-Status").expect("Frag-Status");
-        assert_eq!(
-            frag.key,
-            AttrKey::Extended {
-                parent: 241,
-                ext: 1
-            }
-        );
-        assert_eq!(
-            dict.attr(AttrKey::Std(245)).map(|d| d.ty),
-            Some(DataType::LongExtended)
-        );
+        assert_eq!(frag.key, AttrKey::Extended { parent: 241, ext: 1 });
+        assert_eq!(dict.attr(AttrKey::Std(245)).map(|d| d.ty), Some(DataType::LongExtended));
         assert_eq!(dict.len(), dict.attrs().count());
         assert!(!dict.is_empty());
         assert!(Dictionary::new().is_empty());
@@ -1443,10 +1339,7 @@ END-VENDOR Wide
     #[test]
     fn lookups_ignore_case() {
         let dict = parsed(SAMPLE);
-        assert_eq!(
-            dict.attr_by_name("uSeR-nAmE").map(|d| d.key),
-            Some(AttrKey::Std(1))
-        );
+        assert_eq!(dict.attr_by_name("uSeR-nAmE").map(|d| d.key), Some(AttrKey::Std(1)));
         assert_eq!(dict.value_by_name(AttrKey::Std(6), "FRAMED-USER"), Some(2));
         assert_eq!(dict.vendor_id("MICROSOFT"), Some(311));
         assert!(dict.attr_by_name("No-Such-Attribute").is_none());
@@ -1458,10 +1351,7 @@ END-VENDOR Wide
     #[test]
     fn keywords_and_types_are_case_insensitive() {
         let dict = parsed("attribute Foo 200 Integer\nvalue Foo Bar 1\n");
-        assert_eq!(
-            dict.attr(AttrKey::Std(200)).map(|d| d.ty),
-            Some(DataType::Integer)
-        );
+        assert_eq!(dict.attr(AttrKey::Std(200)).map(|d| d.ty), Some(DataType::Integer));
         assert_eq!(dict.value_name(AttrKey::Std(200), 1), Some("Bar"));
     }
 
@@ -1494,10 +1384,7 @@ END-VENDOR Wide
              VENDOR Acme 999\nVENDOR Acme 999\n",
         );
         assert_eq!(dict.len(), 1);
-        assert_eq!(
-            dict.attr_by_name("Foo-Alias").map(|d| d.name.as_str()),
-            Some("Foo")
-        );
+        assert_eq!(dict.attr_by_name("Foo-Alias").map(|d| d.name.as_str()), Some("Foo"));
         assert_eq!(dict.vendor_id("Acme"), Some(999));
     }
 
@@ -1517,10 +1404,7 @@ END-VENDOR Wide
     #[test]
     fn failed_parse_leaves_dictionary_unchanged() {
         let mut dict = parsed("ATTRIBUTE Keep 1 string\n");
-        let result = dict.parse_str(
-            Path::new("bad.dict"),
-            "ATTRIBUTE Added 2 string\nVALUE Nope X 1\n",
-        );
+        let result = dict.parse_str(Path::new("bad.dict"), "ATTRIBUTE Added 2 string\nVALUE Nope X 1\n");
         assert!(result.is_err());
         assert_eq!(dict.len(), 1);
         assert!(dict.attr_by_name("Added").is_none());
@@ -1546,11 +1430,7 @@ END-VENDOR Wide
 
     #[test]
     fn error_bad_attribute_numbers() {
-        assert_parse_error(
-            "\nATTRIBUTE A one string\n",
-            2,
-            "bad attribute number `one`",
-        );
+        assert_parse_error("\nATTRIBUTE A one string\n", 2, "bad attribute number `one`");
         assert_parse_error("ATTRIBUTE A -1 string\n", 1, "bad attribute number");
         assert_parse_error("ATTRIBUTE A 0 string\n", 1, "outside 1..255");
         assert_parse_error("ATTRIBUTE A 256 string\n", 1, "outside 1..255");
@@ -1564,21 +1444,9 @@ END-VENDOR Wide
 
     #[test]
     fn error_bad_dotted_numbers() {
-        assert_parse_error(
-            "ATTRIBUTE A 240.1 integer\n",
-            1,
-            "only the extended attributes",
-        );
-        assert_parse_error(
-            "ATTRIBUTE A 241.0 integer\n",
-            1,
-            "extended type must be 1..255",
-        );
-        assert_parse_error(
-            "ATTRIBUTE A 241.256 integer\n",
-            1,
-            "extended type must be 1..255",
-        );
+        assert_parse_error("ATTRIBUTE A 240.1 integer\n", 1, "only the extended attributes");
+        assert_parse_error("ATTRIBUTE A 241.0 integer\n", 1, "extended type must be 1..255");
+        assert_parse_error("ATTRIBUTE A 241.256 integer\n", 1, "extended type must be 1..255");
         assert_parse_error("ATTRIBUTE A 241.26.9.1 integer\n", 1, "more than two parts");
         assert_parse_error("ATTRIBUTE A 241. integer\n", 1, "bad attribute number");
         assert_parse_error(
@@ -1610,31 +1478,19 @@ END-VENDOR Wide
     #[test]
     fn error_missing_or_extra_fields() {
         assert_parse_error("ATTRIBUTE A 1\n", 1, "needs a name, a number and a type");
-        assert_parse_error(
-            "ATTRIBUTE A 1 string has_tag extra\n",
-            1,
-            "unexpected field `extra`",
-        );
+        assert_parse_error("ATTRIBUTE A 1 string has_tag extra\n", 1, "unexpected field `extra`");
         assert_parse_error("VALUE A B\n", 1, "VALUE needs");
         assert_parse_error("VENDOR V\n", 1, "VENDOR needs");
         assert_parse_error("VENDOR V 9 format=1,1 x\n", 1, "unexpected field `x`");
         assert_parse_error("BEGIN-VENDOR\n", 1, "needs a vendor name");
-        assert_parse_error(
-            "VENDOR V 9\nBEGIN-VENDOR V\nEND-VENDOR\n",
-            3,
-            "exactly one vendor name",
-        );
+        assert_parse_error("VENDOR V 9\nBEGIN-VENDOR V\nEND-VENDOR\n", 3, "exactly one vendor name");
         assert_parse_error("$INCLUDE\n", 1, "exactly one file name");
     }
 
     #[test]
     fn error_bad_names() {
         assert_parse_error("ATTRIBUTE Bad:Name 1 string\n", 1, "bad attribute name");
-        assert_parse_error(
-            "ATTRIBUTE A 1 integer\nVALUE A Bad=Name 1\n",
-            2,
-            "bad value name",
-        );
+        assert_parse_error("ATTRIBUTE A 1 integer\nVALUE A Bad=Name 1\n", 2, "bad value name");
         assert_parse_error("VENDOR Bad\"Name 9\n", 1, "bad vendor name");
     }
 
@@ -1649,31 +1505,19 @@ END-VENDOR Wide
 
     #[test]
     fn error_value_bad_number() {
-        assert_parse_error(
-            "ATTRIBUTE A 1 integer\nVALUE A X many\n",
-            2,
-            "bad value number `many`",
-        );
+        assert_parse_error("ATTRIBUTE A 1 integer\nVALUE A X many\n", 2, "bad value number `many`");
     }
 
     #[test]
     fn error_value_on_non_numeric_type() {
-        assert_parse_error(
-            "ATTRIBUTE A 1 string\nVALUE A X 1\n",
-            2,
-            "cannot have named values",
-        );
+        assert_parse_error("ATTRIBUTE A 1 string\nVALUE A X 1\n", 2, "cannot have named values");
     }
 
     #[test]
     fn error_value_out_of_range() {
         assert_parse_error("ATTRIBUTE A 1 byte\nVALUE A X 256\n", 2, "does not fit");
         assert_parse_error("ATTRIBUTE A 1 short\nVALUE A X 65536\n", 2, "does not fit");
-        assert_parse_error(
-            "ATTRIBUTE A 1 integer\nVALUE A X 4294967296\n",
-            2,
-            "does not fit",
-        );
+        assert_parse_error("ATTRIBUTE A 1 integer\nVALUE A X 4294967296\n", 2, "does not fit");
         // Tagged integers have only 24 bits left for the value.
         assert_parse_error(
             "ATTRIBUTE A 64 integer has_tag\nVALUE A X 16777216\n",
@@ -1703,64 +1547,32 @@ END-VENDOR Wide
 
     #[test]
     fn error_attribute_redefined_with_other_type() {
-        assert_parse_error(
-            "ATTRIBUTE A 1 string\nATTRIBUTE A 1 octets\n",
-            2,
-            "different type",
-        );
+        assert_parse_error("ATTRIBUTE A 1 string\nATTRIBUTE A 1 octets\n", 2, "different type");
         assert_parse_error(
             "ATTRIBUTE A 1 string\nATTRIBUTE A 1 string has_tag\n",
             2,
             "different type or flags",
         );
-        assert_parse_error(
-            "ATTRIBUTE A 1 string\nATTRIBUTE B 1 integer\n",
-            2,
-            "already used by A",
-        );
+        assert_parse_error("ATTRIBUTE A 1 string\nATTRIBUTE B 1 integer\n", 2, "already used by A");
     }
 
     #[test]
     fn error_bad_flags() {
         assert_parse_error("ATTRIBUTE A 1 string secret\n", 1, "unknown flag `secret`");
-        assert_parse_error(
-            "ATTRIBUTE A 1 string encrypt=9\n",
-            1,
-            "bad encryption method",
-        );
-        assert_parse_error(
-            "ATTRIBUTE A 1 string encrypt=x\n",
-            1,
-            "bad encryption method",
-        );
+        assert_parse_error("ATTRIBUTE A 1 string encrypt=9\n", 1, "bad encryption method");
+        assert_parse_error("ATTRIBUTE A 1 string encrypt=x\n", 1, "bad encryption method");
         assert_parse_error("ATTRIBUTE A 1 string has_tag,\n", 1, "unknown flag ``");
-        assert_parse_error(
-            "ATTRIBUTE A 1 ipaddr has_tag\n",
-            1,
-            "has_tag cannot be used",
-        );
-        assert_parse_error(
-            "ATTRIBUTE A 1 integer encrypt=1\n",
-            1,
-            "encrypt cannot be used",
-        );
+        assert_parse_error("ATTRIBUTE A 1 ipaddr has_tag\n", 1, "has_tag cannot be used");
+        assert_parse_error("ATTRIBUTE A 1 integer encrypt=1\n", 1, "encrypt cannot be used");
         assert_parse_error("ATTRIBUTE A 1 string array\n", 1, "array needs");
         assert_parse_error("ATTRIBUTE A 1 string concat\n", 1, "concat can only");
-        assert_parse_error(
-            "ATTRIBUTE A 1 octets concat,encrypt=1\n",
-            1,
-            "concat can only",
-        );
+        assert_parse_error("ATTRIBUTE A 1 octets concat,encrypt=1\n", 1, "concat can only");
     }
 
     #[test]
     fn error_container_type_on_wrong_number() {
         assert_parse_error("ATTRIBUTE A 1 vsa\n", 1, "type vsa cannot be used");
-        assert_parse_error(
-            "ATTRIBUTE A 245 extended\n",
-            1,
-            "type extended cannot be used",
-        );
+        assert_parse_error("ATTRIBUTE A 245 extended\n", 1, "type extended cannot be used");
         assert_parse_error("ATTRIBUTE A 241 long-extended\n", 1, "long-extended cannot");
         assert_parse_error(
             "ATTRIBUTE A 241.1 evs\n",
@@ -1779,11 +1591,7 @@ END-VENDOR Wide
         assert_parse_error("VENDOR V 9 style=1,1\n", 1, "bad VENDOR option");
         assert_parse_error("VENDOR V 9 format=2,2,c\n", 1, "bad VENDOR option");
         parsed("VENDOR WiMAX 24757 format=1,1,c\n");
-        assert_parse_error(
-            "VENDOR V 9\nVENDOR V 10\n",
-            2,
-            "already defined with number 9",
-        );
+        assert_parse_error("VENDOR V 9\nVENDOR V 10\n", 2, "already defined with number 9");
         assert_parse_error("VENDOR V 9\nVENDOR W 9\n", 2, "already used by V");
         assert_parse_error("VENDOR V 9\nVENDOR V 9 format=2,2\n", 2, "different format");
     }
@@ -1810,11 +1618,7 @@ END-VENDOR Wide
             3,
             "still open BEGIN-VENDOR A from line 2",
         );
-        assert_parse_error(
-            "VENDOR A 1\nBEGIN-VENDOR A\nATTRIBUTE X 1 string\n",
-            2,
-            "is not closed",
-        );
+        assert_parse_error("VENDOR A 1\nBEGIN-VENDOR A\nATTRIBUTE X 1 string\n", 2, "is not closed");
         assert_parse_error(
             "VENDOR A 1\nBEGIN-VENDOR A format=Extended-Vendor-Specific-1\n",
             2,
@@ -1827,11 +1631,7 @@ END-VENDOR Wide
     #[test]
     fn include_is_relative_to_the_including_file() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let top = write(
-            dir.path(),
-            "top/dictionary",
-            "$INCLUDE sub/dictionary.one\n",
-        );
+        let top = write(dir.path(), "top/dictionary", "$INCLUDE sub/dictionary.one\n");
         write(
             dir.path(),
             "top/sub/dictionary.one",
@@ -1867,11 +1667,7 @@ END-VENDOR Wide
             "$INCLUDE dictionary.values\n$INCLUDE dictionary.attrs\n",
         );
         write(dir.path(), "dictionary.values", "VALUE Later Named 5\n");
-        write(
-            dir.path(),
-            "dictionary.attrs",
-            "ATTRIBUTE Later 200 integer\n",
-        );
+        write(dir.path(), "dictionary.attrs", "ATTRIBUTE Later 200 integer\n");
         let dict = Dictionary::load(&top).expect("load");
         assert_eq!(dict.value_name(AttrKey::Std(200), 5), Some("Named"));
     }
@@ -1879,16 +1675,9 @@ END-VENDOR Wide
     #[test]
     fn error_include_missing_file() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let top = write(
-            dir.path(),
-            "dictionary",
-            "# header\n$INCLUDE dictionary.absent\n",
-        );
+        let top = write(dir.path(), "dictionary", "# header\n$INCLUDE dictionary.absent\n");
         let err = Dictionary::load(&top).expect_err("missing include");
-        assert!(
-            matches!(err, DictionaryError::Include { line: 2, .. }),
-            "{err:?}"
-        );
+        assert!(matches!(err, DictionaryError::Include { line: 2, .. }), "{err:?}");
         assert_eq!(err.path(), top.as_path());
         let shown = err.to_string();
         assert!(shown.contains(":2: cannot read $INCLUDE file"), "{shown}");
@@ -1911,11 +1700,7 @@ END-VENDOR Wide
         let dir = tempfile::tempdir().expect("tempdir");
         // d0 includes d1 ... d9: nine levels of nesting below the top file.
         for i in 0..10 {
-            write(
-                dir.path(),
-                &format!("d{i}"),
-                &format!("\n$INCLUDE d{}\n", i + 1),
-            );
+            write(dir.path(), &format!("d{i}"), &format!("\n$INCLUDE d{}\n", i + 1));
         }
         write(dir.path(), "d10", "ATTRIBUTE A 1 string\n");
         let err = Dictionary::load(&dir.path().join("d0")).expect_err("too deep");
@@ -1931,38 +1716,23 @@ END-VENDOR Wide
 
         // Exactly MAX_INCLUDE_DEPTH levels is still fine.
         write(dir.path(), "d8", "ATTRIBUTE A 1 string\n");
-        assert_eq!(
-            Dictionary::load(&dir.path().join("d0"))
-                .expect("8 levels")
-                .len(),
-            1
-        );
+        assert_eq!(Dictionary::load(&dir.path().join("d0")).expect("8 levels").len(), 1);
     }
 
     #[test]
     fn error_include_loop() {
         let dir = tempfile::tempdir().expect("tempdir");
         let a = write(dir.path(), "a", "$INCLUDE b\n");
-        let b = write(
-            dir.path(),
-            "b",
-            "ATTRIBUTE B 2 string\n\n$INCLUDE ./sub/../a\n",
-        );
+        let b = write(dir.path(), "b", "ATTRIBUTE B 2 string\n\n$INCLUDE ./sub/../a\n");
         fs::create_dir_all(dir.path().join("sub")).expect("mkdir");
         let err = Dictionary::load(&a).expect_err("loop");
-        assert!(
-            matches!(err, DictionaryError::IncludeLoop { line: 3, .. }),
-            "{err:?}"
-        );
+        assert!(matches!(err, DictionaryError::IncludeLoop { line: 3, .. }), "{err:?}");
         assert_eq!(err.path(), b.as_path());
         assert!(err.to_string().contains("loops back"), "{err}");
 
         let selfish = write(dir.path(), "self", "$INCLUDE self\n");
         let err = Dictionary::load(&selfish).expect_err("self loop");
-        assert!(
-            matches!(err, DictionaryError::IncludeLoop { line: 1, .. }),
-            "{err:?}"
-        );
+        assert!(matches!(err, DictionaryError::IncludeLoop { line: 1, .. }), "{err:?}");
     }
 
     #[test]
@@ -1977,10 +1747,7 @@ END-VENDOR Wide
         let err = Dictionary::load(&top).expect_err("bad value");
         assert_eq!(err.path(), bad.as_path());
         assert_eq!(err.line(), Some(2));
-        assert!(
-            err.to_string()
-                .starts_with(&format!("{}:2: ", bad.display()))
-        );
+        assert!(err.to_string().starts_with(&format!("{}:2: ", bad.display())));
     }
 
     #[test]
@@ -1993,10 +1760,7 @@ END-VENDOR Wide
         );
         write(dir.path(), "plain", "ATTRIBUTE Plain 1 string\n");
         let dict = Dictionary::load(&top).expect("load");
-        assert_eq!(
-            dict.attr_by_name("Plain").map(|d| d.key),
-            Some(AttrKey::Std(1))
-        );
+        assert_eq!(dict.attr_by_name("Plain").map(|d| d.key), Some(AttrKey::Std(1)));
         assert_eq!(
             dict.attr_by_name("In-Block").map(|d| d.key),
             Some(AttrKey::Vendor { vendor: 9, typ: 1 })
@@ -2020,29 +1784,14 @@ END-VENDOR Wide
         let dict = parsed(SAMPLE);
         assert_eq!(dict.format(AttrKey::Std(200), &[1, 2]), "Attr-200 = 0x0102");
         assert_eq!(
-            dict.format(
-                AttrKey::Vendor {
-                    vendor: 311,
-                    typ: 99
-                },
-                &[1, 2]
-            ),
+            dict.format(AttrKey::Vendor { vendor: 311, typ: 99 }, &[1, 2]),
             "Attr-26.311.99 = 0x0102"
         );
         assert_eq!(
-            dict.format(
-                AttrKey::Extended {
-                    parent: 241,
-                    ext: 9
-                },
-                &[0xab]
-            ),
+            dict.format(AttrKey::Extended { parent: 241, ext: 9 }, &[0xab]),
             "Attr-241.9 = 0xab"
         );
-        assert_eq!(
-            Dictionary::new().format(AttrKey::Std(1), &[]),
-            "Attr-1 = 0x"
-        );
+        assert_eq!(Dictionary::new().format(AttrKey::Std(1), &[]), "Attr-1 = 0x");
     }
 
     #[test]
@@ -2052,21 +1801,12 @@ END-VENDOR Wide
             dict.format(AttrKey::Std(6), &[0, 0, 0, 2]),
             "Service-Type = Framed-User"
         );
-        assert_eq!(
-            dict.format(AttrKey::Std(6), &[0, 0, 1, 0]),
-            "Service-Type = 256"
-        );
-        assert_eq!(
-            dict.format(AttrKey::Std(6), &[0, 0, 2]),
-            "Service-Type = 0x000002"
-        );
+        assert_eq!(dict.format(AttrKey::Std(6), &[0, 0, 1, 0]), "Service-Type = 256");
+        assert_eq!(dict.format(AttrKey::Std(6), &[0, 0, 2]), "Service-Type = 0x000002");
         assert_eq!(dict.format(AttrKey::Std(6), &[]), "Service-Type = 0x");
         assert_eq!(dict.format(AttrKey::Std(152), &[7]), "Some-Byte = Small");
         assert_eq!(dict.format(AttrKey::Std(152), &[8]), "Some-Byte = 8");
-        assert_eq!(
-            dict.format(AttrKey::Std(153), &[1, 44]),
-            "Some-Short = Medium"
-        );
+        assert_eq!(dict.format(AttrKey::Std(153), &[1, 44]), "Some-Short = Medium");
         assert_eq!(
             dict.format(AttrKey::Std(154), &[0, 0, 0, 1, 0, 0, 0, 0]),
             "Some-Counter = 4294967296"
@@ -2076,13 +1816,7 @@ END-VENDOR Wide
             "Some-Signed = -2"
         );
         assert_eq!(
-            dict.format(
-                AttrKey::Extended {
-                    parent: 241,
-                    ext: 1
-                },
-                &[0, 0, 0, 3]
-            ),
+            dict.format(AttrKey::Extended { parent: 241, ext: 1 }, &[0, 0, 0, 3]),
             "Frag-Status = 3"
         );
     }
@@ -2090,10 +1824,7 @@ END-VENDOR Wide
     #[test]
     fn format_vendor_attributes() {
         let dict = parsed(SAMPLE);
-        let policy = AttrKey::Vendor {
-            vendor: 311,
-            typ: 7,
-        };
+        let policy = AttrKey::Vendor { vendor: 311, typ: 7 };
         assert_eq!(
             dict.format(policy, &[0, 0, 0, 2]),
             "MS-MPPE-Encryption-Policy = Encryption-Required"
@@ -2108,10 +1839,7 @@ END-VENDOR Wide
     #[test]
     fn format_encrypted_attributes_as_hex() {
         let dict = parsed(SAMPLE);
-        let send_key = AttrKey::Vendor {
-            vendor: 311,
-            typ: 16,
-        };
+        let send_key = AttrKey::Vendor { vendor: 311, typ: 16 };
         assert_eq!(
             dict.format(send_key, &[0x80, 0x01, 0x41]),
             "MS-MPPE-Send-Key = 0x800141"
@@ -2126,28 +1854,16 @@ END-VENDOR Wide
     #[test]
     fn format_tagged_integers() {
         let dict = parsed(SAMPLE);
-        assert_eq!(
-            dict.format(AttrKey::Std(64), &[1, 0, 0, 13]),
-            "Tunnel-Type:1 = VLAN"
-        );
-        assert_eq!(
-            dict.format(AttrKey::Std(64), &[0x1f, 0, 0, 3]),
-            "Tunnel-Type:31 = 3"
-        );
+        assert_eq!(dict.format(AttrKey::Std(64), &[1, 0, 0, 13]), "Tunnel-Type:1 = VLAN");
+        assert_eq!(dict.format(AttrKey::Std(64), &[0x1f, 0, 0, 3]), "Tunnel-Type:31 = 3");
         // A zero first octet is simply the top of an untagged 32-bit value.
-        assert_eq!(
-            dict.format(AttrKey::Std(64), &[0, 0, 0, 13]),
-            "Tunnel-Type = VLAN"
-        );
+        assert_eq!(dict.format(AttrKey::Std(64), &[0, 0, 0, 13]), "Tunnel-Type = VLAN");
         // Above 0x1F it cannot be a tag, so the whole 32 bits are the value.
         assert_eq!(
             dict.format(AttrKey::Std(64), &[0x20, 0, 0, 13]),
             "Tunnel-Type = 536870925"
         );
-        assert_eq!(
-            dict.format(AttrKey::Std(64), &[1, 0, 13]),
-            "Tunnel-Type = 0x01000d"
-        );
+        assert_eq!(dict.format(AttrKey::Std(64), &[1, 0, 13]), "Tunnel-Type = 0x01000d");
         assert_eq!(dict.format(AttrKey::Std(64), &[]), "Tunnel-Type = 0x");
     }
 
@@ -2155,22 +1871,10 @@ END-VENDOR Wide
     fn format_tagged_strings() {
         let dict = parsed(SAMPLE);
         let group = AttrKey::Std(81);
-        assert_eq!(
-            dict.format(group, b"\x01100"),
-            "Tunnel-Private-Group-Id:1 = \"100\""
-        );
-        assert_eq!(
-            dict.format(group, b"\x00100"),
-            "Tunnel-Private-Group-Id = \"100\""
-        );
-        assert_eq!(
-            dict.format(group, b"100"),
-            "Tunnel-Private-Group-Id = \"100\""
-        );
-        assert_eq!(
-            dict.format(group, b"\x05"),
-            "Tunnel-Private-Group-Id:5 = \"\""
-        );
+        assert_eq!(dict.format(group, b"\x01100"), "Tunnel-Private-Group-Id:1 = \"100\"");
+        assert_eq!(dict.format(group, b"\x00100"), "Tunnel-Private-Group-Id = \"100\"");
+        assert_eq!(dict.format(group, b"100"), "Tunnel-Private-Group-Id = \"100\"");
+        assert_eq!(dict.format(group, b"\x05"), "Tunnel-Private-Group-Id:5 = \"\"");
         assert_eq!(dict.format(group, b""), "Tunnel-Private-Group-Id = \"\"");
     }
 
@@ -2181,20 +1885,14 @@ END-VENDOR Wide
             dict.format(AttrKey::Std(4), &[192, 0, 2, 1]),
             "NAS-IP-Address = 192.0.2.1"
         );
-        assert_eq!(
-            dict.format(AttrKey::Std(4), &[192, 0, 2]),
-            "NAS-IP-Address = 0xc00002"
-        );
+        assert_eq!(dict.format(AttrKey::Std(4), &[192, 0, 2]), "NAS-IP-Address = 0xc00002");
         let mut v6 = [0u8; 16];
         v6[0] = 0x20;
         v6[1] = 0x01;
         v6[2] = 0x0d;
         v6[3] = 0xb8;
         v6[15] = 1;
-        assert_eq!(
-            dict.format(AttrKey::Std(95), &v6),
-            "NAS-IPv6-Address = 2001:db8::1"
-        );
+        assert_eq!(dict.format(AttrKey::Std(95), &v6), "NAS-IPv6-Address = 2001:db8::1");
         assert_eq!(
             dict.format(AttrKey::Std(95), &v6[..15]).len(),
             "NAS-IPv6-Address = 0x".len() + 30
@@ -2203,18 +1901,9 @@ END-VENDOR Wide
             dict.format(AttrKey::Std(97), &[0, 64, 0x20, 0x01, 0x0d, 0xb8]),
             "Framed-IPv6-Prefix = 2001:db8::/64"
         );
-        assert_eq!(
-            dict.format(AttrKey::Std(97), &[0, 0]),
-            "Framed-IPv6-Prefix = ::/0"
-        );
-        assert_eq!(
-            dict.format(AttrKey::Std(97), &[0, 129]),
-            "Framed-IPv6-Prefix = 0x0081"
-        );
-        assert_eq!(
-            dict.format(AttrKey::Std(97), &[0]),
-            "Framed-IPv6-Prefix = 0x00"
-        );
+        assert_eq!(dict.format(AttrKey::Std(97), &[0, 0]), "Framed-IPv6-Prefix = ::/0");
+        assert_eq!(dict.format(AttrKey::Std(97), &[0, 129]), "Framed-IPv6-Prefix = 0x0081");
+        assert_eq!(dict.format(AttrKey::Std(97), &[0]), "Framed-IPv6-Prefix = 0x00");
         assert_eq!(
             dict.format(AttrKey::Std(150), &[0, 24, 10, 1, 2, 0]),
             "Framed-IPv4-Prefix = 10.1.2.0/24"
@@ -2224,28 +1913,16 @@ END-VENDOR Wide
             "Framed-IPv4-Prefix = 0x00210a010200"
         );
         assert_eq!(
-            dict.format(
-                AttrKey::Std(96),
-                &[0x02, 0x11, 0x22, 0xff, 0xfe, 0x33, 0x44, 0x55]
-            ),
+            dict.format(AttrKey::Std(96), &[0x02, 0x11, 0x22, 0xff, 0xfe, 0x33, 0x44, 0x55]),
             "Framed-Interface-Id = 0211:22ff:fe33:4455"
         );
         assert_eq!(
             dict.format(AttrKey::Std(151), &[0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff]),
             "Chaddr = aa:bb:cc:dd:ee:ff"
         );
-        assert_eq!(
-            dict.format(AttrKey::Std(157), &[10, 0, 0, 1]),
-            "Some-Combo = 10.0.0.1"
-        );
-        assert_eq!(
-            dict.format(AttrKey::Std(157), &v6),
-            "Some-Combo = 2001:db8::1"
-        );
-        assert_eq!(
-            dict.format(AttrKey::Std(157), &[1, 2]),
-            "Some-Combo = 0x0102"
-        );
+        assert_eq!(dict.format(AttrKey::Std(157), &[10, 0, 0, 1]), "Some-Combo = 10.0.0.1");
+        assert_eq!(dict.format(AttrKey::Std(157), &v6), "Some-Combo = 2001:db8::1");
+        assert_eq!(dict.format(AttrKey::Std(157), &[1, 2]), "Some-Combo = 0x0102");
     }
 
     #[test]
@@ -2255,10 +1932,7 @@ END-VENDOR Wide
             dict.format(AttrKey::Std(156), &[10, 0, 0, 1, 10, 0, 0, 2]),
             "Some-Addrs = 10.0.0.1, 10.0.0.2"
         );
-        assert_eq!(
-            dict.format(AttrKey::Std(156), &[10, 0, 0, 1]),
-            "Some-Addrs = 10.0.0.1"
-        );
+        assert_eq!(dict.format(AttrKey::Std(156), &[10, 0, 0, 1]), "Some-Addrs = 10.0.0.1");
         assert_eq!(
             dict.format(AttrKey::Std(156), &[10, 0, 0, 1, 9]),
             "Some-Addrs = 0x0a00000109"
@@ -2272,19 +1946,10 @@ END-VENDOR Wide
             dict.format(AttrKey::Std(55), &[0x65, 0x53, 0xf1, 0x00]),
             "Event-Timestamp = 1700000000"
         );
-        assert_eq!(
-            dict.format(AttrKey::Std(24), &[0xde, 0xad]),
-            "State = 0xdead"
-        );
+        assert_eq!(dict.format(AttrKey::Std(24), &[0xde, 0xad]), "State = 0xdead");
         assert_eq!(dict.format(AttrKey::Std(24), &[]), "State = 0x");
-        assert_eq!(
-            dict.format(AttrKey::Std(79), &[2, 1]),
-            "EAP-Message = 0x0201"
-        );
-        assert_eq!(
-            dict.format(AttrKey::Std(241), &[1, 0]),
-            "Extended-Attribute-1 = 0x0100"
-        );
+        assert_eq!(dict.format(AttrKey::Std(79), &[2, 1]), "EAP-Message = 0x0201");
+        assert_eq!(dict.format(AttrKey::Std(241), &[1, 0]), "Extended-Attribute-1 = 0x0100");
     }
 
     #[test]
@@ -2299,10 +1964,7 @@ END-VENDOR Wide
             dict.format(user, "jürgen 名前".as_bytes()),
             "User-Name = \"jürgen 名前\""
         );
-        assert_eq!(
-            dict.format(user, b"a\nb\x1b[31m"),
-            "User-Name = \"a\\x0ab\\x1b[31m\""
-        );
+        assert_eq!(dict.format(user, b"a\nb\x1b[31m"), "User-Name = \"a\\x0ab\\x1b[31m\"");
         assert_eq!(
             dict.format(user, b"\xff\xfeok\xc3"),
             "User-Name = \"\\xff\\xfeok\\xc3\""
@@ -2369,9 +2031,7 @@ END-VENDOR Wide
     }
 
     fn key_of(dict: &Dictionary, name: &str) -> AttrKey {
-        dict.attr_by_name(name)
-            .unwrap_or_else(|| panic!("{name} missing"))
-            .key
+        dict.attr_by_name(name).unwrap_or_else(|| panic!("{name} missing")).key
     }
 
     #[test]
@@ -2380,68 +2040,36 @@ END-VENDOR Wide
         assert!(dict.len() >= 140, "only {} attributes", dict.len());
 
         let user = dict.attr(AttrKey::Std(1)).expect("User-Name");
-        assert_eq!(
-            (user.name.as_str(), user.ty),
-            ("User-Name", DataType::String)
-        );
+        assert_eq!((user.name.as_str(), user.ty), ("User-Name", DataType::String));
         assert_eq!(dict.attr(AttrKey::Std(2)).map(|d| d.encrypt), Some(1));
 
         let msg_auth = dict
             .attr_by_name("Message-Authenticator")
             .expect("Message-Authenticator");
-        assert_eq!(
-            (msg_auth.key, msg_auth.ty),
-            (AttrKey::Std(80), DataType::Octets)
-        );
-        assert!(
-            dict.attr_by_name("EAP-Message")
-                .expect("EAP-Message")
-                .concat
-        );
+        assert_eq!((msg_auth.key, msg_auth.ty), (AttrKey::Std(80), DataType::Octets));
+        assert!(dict.attr_by_name("EAP-Message").expect("EAP-Message").concat);
 
         let tunnel_type = dict.attr_by_name("Tunnel-Type").expect("Tunnel-Type");
         assert_eq!(tunnel_type.key, AttrKey::Std(64));
         assert!(tunnel_type.has_tag);
         assert_eq!(dict.value_by_name(AttrKey::Std(64), "VLAN"), Some(13));
         assert_eq!(dict.value_by_name(AttrKey::Std(65), "IEEE-802"), Some(6));
-        let tunnel_password = dict
-            .attr_by_name("Tunnel-Password")
-            .expect("Tunnel-Password");
-        assert_eq!(
-            (tunnel_password.key, tunnel_password.encrypt),
-            (AttrKey::Std(69), 2)
-        );
+        let tunnel_password = dict.attr_by_name("Tunnel-Password").expect("Tunnel-Password");
+        assert_eq!((tunnel_password.key, tunnel_password.encrypt), (AttrKey::Std(69), 2));
         assert!(tunnel_password.has_tag);
         assert_eq!(key_of(&dict, "Tunnel-Private-Group-Id"), AttrKey::Std(81));
-        assert_eq!(
-            dict.format(AttrKey::Std(64), &[1, 0, 0, 13]),
-            "Tunnel-Type:1 = VLAN"
-        );
+        assert_eq!(dict.format(AttrKey::Std(64), &[1, 0, 0, 13]), "Tunnel-Type:1 = VLAN");
 
-        let send_key = dict
-            .attr_by_name("MS-MPPE-Send-Key")
-            .expect("MS-MPPE-Send-Key");
-        assert_eq!(
-            send_key.key,
-            AttrKey::Vendor {
-                vendor: 311,
-                typ: 16
-            }
-        );
+        let send_key = dict.attr_by_name("MS-MPPE-Send-Key").expect("MS-MPPE-Send-Key");
+        assert_eq!(send_key.key, AttrKey::Vendor { vendor: 311, typ: 16 });
         assert_eq!(send_key.encrypt, 2);
         assert_eq!(
             key_of(&dict, "MS-MPPE-Recv-Key"),
-            AttrKey::Vendor {
-                vendor: 311,
-                typ: 17
-            }
+            AttrKey::Vendor { vendor: 311, typ: 17 }
         );
         assert_eq!(
             key_of(&dict, "MS-CHAP2-Success"),
-            AttrKey::Vendor {
-                vendor: 311,
-                typ: 26
-            }
+            AttrKey::Vendor { vendor: 311, typ: 26 }
         );
         assert_eq!(dict.vendor_id("Microsoft"), Some(311));
 
@@ -2458,63 +2086,31 @@ END-VENDOR Wide
             dict.value_name(error_cause, 201),
             Some("Residual-Session-Context-Removed")
         );
-        assert_eq!(
-            dict.value_name(error_cause, 503),
-            Some("Session-Context-Not-Found")
-        );
+        assert_eq!(dict.value_name(error_cause, 503), Some("Session-Context-Not-Found"));
         assert_eq!(
             dict.value_name(error_cause, 508),
             Some("Multiple-Session-Selection-Unsupported")
         );
 
-        assert_eq!(
-            dict.value_by_name(AttrKey::Std(40), "Interim-Update"),
-            Some(3)
-        );
-        assert_eq!(
-            dict.value_by_name(AttrKey::Std(40), "Accounting-Off"),
-            Some(8)
-        );
+        assert_eq!(dict.value_by_name(AttrKey::Std(40), "Interim-Update"), Some(3));
+        assert_eq!(dict.value_by_name(AttrKey::Std(40), "Accounting-Off"), Some(8));
         assert_eq!(dict.value_name(AttrKey::Std(49), 18), Some("Host-Request"));
         assert_eq!(
             dict.value_name(AttrKey::Std(49), 22),
             Some("Port-Administratively-Disabled")
         );
 
-        let ext1 = dict
-            .attr_by_name("Extended-Attribute-1")
-            .expect("Extended-Attribute-1");
+        let ext1 = dict.attr_by_name("Extended-Attribute-1").expect("Extended-Attribute-1");
         assert_eq!((ext1.key, ext1.ty), (AttrKey::Std(241), DataType::Extended));
-        assert_eq!(
-            dict.attr(AttrKey::Std(246)).map(|d| d.ty),
-            Some(DataType::LongExtended)
-        );
-        assert_eq!(
-            key_of(&dict, "Frag-Status"),
-            AttrKey::Extended {
-                parent: 241,
-                ext: 1
-            }
-        );
+        assert_eq!(dict.attr(AttrKey::Std(246)).map(|d| d.ty), Some(DataType::LongExtended));
+        assert_eq!(key_of(&dict, "Frag-Status"), AttrKey::Extended { parent: 241, ext: 1 });
 
-        assert_eq!(
-            dict.value_by_name(AttrKey::Std(61), "Wireless-802.11"),
-            Some(19)
-        );
+        assert_eq!(dict.value_by_name(AttrKey::Std(61), "Wireless-802.11"), Some(19));
         assert_eq!(dict.value_by_name(AttrKey::Std(61), "Ethernet"), Some(15));
         assert_eq!(dict.value_name(AttrKey::Std(6), 17), Some("Authorize-Only"));
-        assert_eq!(
-            dict.attr(AttrKey::Std(55)).map(|d| d.ty),
-            Some(DataType::Date)
-        );
-        assert_eq!(
-            dict.attr(AttrKey::Std(96)).map(|d| d.ty),
-            Some(DataType::IfId)
-        );
-        assert_eq!(
-            dict.attr(AttrKey::Std(97)).map(|d| d.ty),
-            Some(DataType::Ipv6Prefix)
-        );
+        assert_eq!(dict.attr(AttrKey::Std(55)).map(|d| d.ty), Some(DataType::Date));
+        assert_eq!(dict.attr(AttrKey::Std(96)).map(|d| d.ty), Some(DataType::IfId));
+        assert_eq!(dict.attr(AttrKey::Std(97)).map(|d| d.ty), Some(DataType::Ipv6Prefix));
         assert_eq!(key_of(&dict, "NAS-Port-Id"), AttrKey::Std(87));
         assert_eq!(key_of(&dict, "Acct-Interim-Interval"), AttrKey::Std(85));
     }
@@ -2527,17 +2123,11 @@ END-VENDOR Wide
             if n == 17 || n == 21 {
                 assert!(dict.attr(AttrKey::Std(n)).is_none());
             } else {
-                assert!(
-                    dict.attr(AttrKey::Std(n)).is_some(),
-                    "attribute {n} missing"
-                );
+                assert!(dict.attr(AttrKey::Std(n)).is_some(), "attribute {n} missing");
             }
         }
         for n in 40..=53 {
-            assert!(
-                dict.attr(AttrKey::Std(n)).is_some(),
-                "attribute {n} missing"
-            );
+            assert!(dict.attr(AttrKey::Std(n)).is_some(), "attribute {n} missing");
         }
     }
 }

@@ -79,10 +79,7 @@ impl<'a> Packet<'a> {
                 remaining
             };
             if alen < 2 || alen > remaining {
-                return Err(DecodeError::BadAttribute {
-                    offset,
-                    length: alen,
-                });
+                return Err(DecodeError::BadAttribute { offset, length: alen });
             }
             offset += alen;
         }
@@ -98,9 +95,7 @@ impl<'a> Packet<'a> {
     }
 
     pub fn authenticator(&self) -> &'a [u8; 16] {
-        self.bytes[4..20]
-            .try_into()
-            .expect("length checked in decode")
+        self.bytes[4..20].try_into().expect("length checked in decode")
     }
 
     /// The packet's bytes up to Length.
@@ -148,9 +143,7 @@ impl<'a> Packet<'a> {
     /// Every sub-attribute of every Vendor-Specific attribute that follows the
     /// recommended format.
     pub fn vsas(&self) -> impl Iterator<Item = Vsa<'a>> + use<'a> {
-        self.get_all(AttrType::VENDOR_SPECIFIC)
-            .filter_map(parse_vsa)
-            .flatten()
+        self.get_all(AttrType::VENDOR_SPECIFIC).filter_map(parse_vsa).flatten()
     }
 
     /// RFC 6929 extended attributes, with long-extended fragments (M flag)
@@ -240,12 +233,7 @@ impl Builder {
     }
 
     /// Reuses an existing buffer (no allocation on the hot path).
-    pub fn with_buffer(
-        mut buf: Vec<u8>,
-        code: Code,
-        identifier: u8,
-        authenticator: [u8; 16],
-    ) -> Builder {
+    pub fn with_buffer(mut buf: Vec<u8>, code: Code, identifier: u8, authenticator: [u8; 16]) -> Builder {
         buf.clear();
         buf.extend_from_slice(&[code.0, identifier, 0, 0]);
         buf.extend_from_slice(&authenticator);
@@ -281,23 +269,13 @@ impl Builder {
     }
 
     /// A tagged integer (RFC 2868 §3.1): the tag replaces the top octet.
-    pub fn push_tagged_u32(
-        &mut self,
-        typ: AttrType,
-        tag: u8,
-        value: u32,
-    ) -> Result<&mut Self, EncodeError> {
+    pub fn push_tagged_u32(&mut self, typ: AttrType, tag: u8, value: u32) -> Result<&mut Self, EncodeError> {
         let b = value.to_be_bytes();
         self.push(typ, &[tag, b[1], b[2], b[3]])
     }
 
     /// A tagged string (RFC 2868 §3.6): tag octet, then the text.
-    pub fn push_tagged(
-        &mut self,
-        typ: AttrType,
-        tag: u8,
-        value: &[u8],
-    ) -> Result<&mut Self, EncodeError> {
+    pub fn push_tagged(&mut self, typ: AttrType, tag: u8, value: &[u8]) -> Result<&mut Self, EncodeError> {
         let mut v = Vec::with_capacity(value.len() + 1);
         v.push(tag);
         v.extend_from_slice(value);
@@ -305,12 +283,7 @@ impl Builder {
     }
 
     /// One Vendor-Specific attribute holding one sub-attribute.
-    pub fn push_vsa(
-        &mut self,
-        vendor: u32,
-        typ: u8,
-        value: &[u8],
-    ) -> Result<&mut Self, EncodeError> {
+    pub fn push_vsa(&mut self, vendor: u32, typ: u8, value: &[u8]) -> Result<&mut Self, EncodeError> {
         if value.len() > MAX_ATTR_VALUE_LEN - 6 {
             return Err(EncodeError::ValueTooLong(26, value.len()));
         }
@@ -324,12 +297,7 @@ impl Builder {
 
     /// An RFC 6929 extended attribute; on 245/246 values longer than one
     /// attribute are split with the M flag.
-    pub fn push_extended(
-        &mut self,
-        parent: AttrType,
-        ext_type: u8,
-        value: &[u8],
-    ) -> Result<&mut Self, EncodeError> {
+    pub fn push_extended(&mut self, parent: AttrType, ext_type: u8, value: &[u8]) -> Result<&mut Self, EncodeError> {
         if !parent.is_long_extended() {
             if value.len() > MAX_ATTR_VALUE_LEN - 1 {
                 return Err(EncodeError::ValueTooLong(parent.0, value.len()));
@@ -434,21 +402,12 @@ mod tests {
 
     #[test]
     fn header_rules() {
-        assert!(matches!(
-            Packet::decode(&[1; 19]),
-            Err(DecodeError::TooShort(19))
-        ));
+        assert!(matches!(Packet::decode(&[1; 19]), Err(DecodeError::TooShort(19))));
         let mut b = h(RFC2865_7_1_REQUEST);
         b[2..4].copy_from_slice(&19u16.to_be_bytes());
-        assert!(matches!(
-            Packet::decode(&b),
-            Err(DecodeError::BadLength(19))
-        ));
+        assert!(matches!(Packet::decode(&b), Err(DecodeError::BadLength(19))));
         b[2..4].copy_from_slice(&4097u16.to_be_bytes());
-        assert!(matches!(
-            Packet::decode(&b),
-            Err(DecodeError::BadLength(4097))
-        ));
+        assert!(matches!(Packet::decode(&b), Err(DecodeError::BadLength(4097))));
         b[2..4].copy_from_slice(&0x39u16.to_be_bytes());
         assert!(matches!(
             Packet::decode(&b),
@@ -465,17 +424,11 @@ mod tests {
         b[21] = 1; // User-Name with length 1
         assert!(matches!(
             Packet::decode(&b),
-            Err(DecodeError::BadAttribute {
-                offset: 20,
-                length: 1
-            })
+            Err(DecodeError::BadAttribute { offset: 20, length: 1 })
         ));
         let mut b = h(RFC2865_7_1_REQUEST);
         b[0x38 - 5] = 7; // NAS-Port runs past Length
-        assert!(matches!(
-            Packet::decode(&b),
-            Err(DecodeError::BadAttribute { .. })
-        ));
+        assert!(matches!(Packet::decode(&b), Err(DecodeError::BadAttribute { .. })));
         // A lone trailing octet cannot be an attribute.
         let mut b = h(RFC2865_7_1_REQUEST);
         b.push(5);
@@ -517,8 +470,7 @@ mod tests {
         let long = vec![0xab; 400];
         let mut b = Builder::new(Code::ACCESS_ACCEPT, 1, [0; 16]);
         b.push_extended(AttrType::EXTENDED_1, 5, b"x").unwrap();
-        b.push_extended(AttrType::LONG_EXTENDED_1, 9, &long)
-            .unwrap();
+        b.push_extended(AttrType::LONG_EXTENDED_1, 9, &long).unwrap();
         b.push(AttrType::EXTENDED_1, &[]).unwrap(); // malformed: no Extended-Type
         b.set_length();
         let bytes = b.into_bytes();
@@ -545,12 +497,8 @@ mod tests {
     fn tagged_values() {
         let mut b = Builder::new(Code::ACCESS_ACCEPT, 1, [0; 16]);
         b.push_tagged_u32(AttrType::TUNNEL_TYPE, 1, 13).unwrap();
-        b.push_tagged(AttrType::TUNNEL_PRIVATE_GROUP_ID, 1, b"20")
-            .unwrap();
-        assert_eq!(
-            &b.as_bytes()[20..],
-            &h("40 06 01 00 00 0d 51 05 01 32 30")[..]
-        );
+        b.push_tagged(AttrType::TUNNEL_PRIVATE_GROUP_ID, 1, b"20").unwrap();
+        assert_eq!(&b.as_bytes()[20..], &h("40 06 01 00 00 0d 51 05 01 32 30")[..]);
     }
 
     #[test]

@@ -7,17 +7,8 @@ use crate::proto::{AttrType, Packet};
 use crate::store::{AcctRecord, AcctStatus};
 
 /// `now` is the receive time in unix seconds; the caller reads the clock.
-pub fn record_from_packet(
-    packet: &Packet<'_>,
-    source: IpAddr,
-    client_name: &str,
-    now: i64,
-) -> AcctRecord {
-    let text = |t: AttrType| {
-        packet
-            .get(t)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-    };
+pub fn record_from_packet(packet: &Packet<'_>, source: IpAddr, client_name: &str, now: i64) -> AcctRecord {
+    let text = |t: AttrType| packet.get(t).map(|v| String::from_utf8_lossy(v).into_owned());
     let u32_of = |t: AttrType| packet.get(t).and_then(as_u32);
     // RFC 2866 §5.3: the NAS's identity is NAS-IP-Address or NAS-Identifier;
     // the source address is the last resort (it changes behind NAT).
@@ -57,10 +48,7 @@ pub fn record_from_packet(
         nas_port_id: text(AttrType::NAS_PORT_ID),
         session_time: u32_of(AttrType::ACCT_SESSION_TIME),
         input_octets: octets(AttrType::ACCT_INPUT_OCTETS, AttrType::ACCT_INPUT_GIGAWORDS),
-        output_octets: octets(
-            AttrType::ACCT_OUTPUT_OCTETS,
-            AttrType::ACCT_OUTPUT_GIGAWORDS,
-        ),
+        output_octets: octets(AttrType::ACCT_OUTPUT_OCTETS, AttrType::ACCT_OUTPUT_GIGAWORDS),
         input_packets: u32_of(AttrType::ACCT_INPUT_PACKETS),
         output_packets: u32_of(AttrType::ACCT_OUTPUT_PACKETS),
         terminate_cause: u32_of(AttrType::ACCT_TERMINATE_CAUSE),
@@ -83,12 +71,7 @@ mod tests {
         b.push_u32(AttrType::ACCT_INPUT_GIGAWORDS, 2).unwrap();
         b.push_u32(AttrType::ACCT_DELAY_TIME, 10).unwrap();
         let bytes = b.finish_hashed_request(&ClientSecret::new(b"s"));
-        let r = record_from_packet(
-            &Packet::decode(&bytes).unwrap(),
-            "10.0.0.1".parse().unwrap(),
-            "c",
-            1000,
-        );
+        let r = record_from_packet(&Packet::decode(&bytes).unwrap(), "10.0.0.1".parse().unwrap(), "c", 1000);
         assert_eq!(r.nas, "sw1");
         assert_eq!(r.status, AcctStatus::InterimUpdate);
         assert_eq!(r.session_id, "sess-1");

@@ -64,8 +64,7 @@ impl Client {
     /// be valid. Returns the verdict and whether this packet taught `auto`
     /// something (so the caller can log it once).
     pub fn check_blast_radius(&self, has_ma: bool, has_proxy_state: bool) -> (MaVerdict, bool) {
-        let auto = self.require_message_authenticator == Tristate::Auto
-            || self.limit_proxy_state == Tristate::Auto;
+        let auto = self.require_message_authenticator == Tristate::Auto || self.limit_proxy_state == Tristate::Auto;
         let mut learned_now = false;
         let mut learned = self.learned.load(Ordering::Relaxed);
         if auto && learned == LEARNED_NOTHING {
@@ -74,12 +73,10 @@ impl Client {
                 (false, false) => LEARNED_NO_MA,
                 (false, true) => LEARNED_NO_MA_PROXY,
             };
-            learned = match self.learned.compare_exchange(
-                LEARNED_NOTHING,
-                value,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
+            learned = match self
+                .learned
+                .compare_exchange(LEARNED_NOTHING, value, Ordering::Relaxed, Ordering::Relaxed)
+            {
                 Ok(_) => {
                     learned_now = true;
                     value
@@ -106,10 +103,7 @@ impl Client {
             Tristate::Auto => learned != LEARNED_NO_MA_PROXY,
         };
         if limit && has_proxy_state {
-            return (
-                MaVerdict::ProxyStateWithoutMessageAuthenticator,
-                learned_now,
-            );
+            return (MaVerdict::ProxyStateWithoutMessageAuthenticator, learned_now);
         }
         (MaVerdict::Allow, learned_now)
     }
@@ -148,8 +142,7 @@ impl ClientTable {
                 t.prefixes.push(client);
             }
         }
-        t.prefixes
-            .sort_by_key(|c| std::cmp::Reverse(c.network.prefix_len()));
+        t.prefixes.sort_by_key(|c| std::cmp::Reverse(c.network.prefix_len()));
         t
     }
 
@@ -249,10 +242,7 @@ mod tests {
 
         let c = client(Tristate::Auto, Tristate::Yes);
         assert_eq!(c.check_blast_radius(false, false), (MaVerdict::Allow, true));
-        assert_eq!(
-            c.check_blast_radius(false, false),
-            (MaVerdict::Allow, false)
-        );
+        assert_eq!(c.check_blast_radius(false, false), (MaVerdict::Allow, false));
         assert_eq!(
             c.check_blast_radius(false, true).0,
             MaVerdict::ProxyStateWithoutMessageAuthenticator

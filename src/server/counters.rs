@@ -54,9 +54,7 @@ impl DropReason {
             DropReason::BadAuthenticator => "bad_authenticator",
             DropReason::BadMessageAuthenticator => "bad_message_authenticator",
             DropReason::MissingMessageAuthenticator => "missing_message_authenticator",
-            DropReason::ProxyStateWithoutMessageAuthenticator => {
-                "proxy_state_without_message_authenticator"
-            }
+            DropReason::ProxyStateWithoutMessageAuthenticator => "proxy_state_without_message_authenticator",
             DropReason::Overloaded => "overloaded",
             DropReason::StoreFailed => "store_failed",
             DropReason::EncodeFailed => "encode_failed",
@@ -179,16 +177,12 @@ impl CounterRegistry {
                 "Access-Requests received from the client",
                 |c| c.access_requests,
             ),
-            (
-                "entra_radius_access_accepts_total",
-                "Access-Accepts sent",
-                |c| c.accepts,
-            ),
-            (
-                "entra_radius_access_rejects_total",
-                "Access-Rejects sent",
-                |c| c.rejects,
-            ),
+            ("entra_radius_access_accepts_total", "Access-Accepts sent", |c| {
+                c.accepts
+            }),
+            ("entra_radius_access_rejects_total", "Access-Rejects sent", |c| {
+                c.rejects
+            }),
             (
                 "entra_radius_accounting_requests_total",
                 "Accounting-Requests received",
@@ -218,12 +212,7 @@ impl CounterRegistry {
         for (name, help, get) in series {
             let _ = writeln!(out, "# HELP {name} {help}.\n# TYPE {name} counter");
             for (client, c) in &snap {
-                let _ = writeln!(
-                    out,
-                    "{name}{{client=\"{}\"}} {}",
-                    escape_label(client),
-                    get(c)
-                );
+                let _ = writeln!(out, "{name}{{client=\"{}\"}} {}", escape_label(client), get(c));
             }
         }
         let name = "entra_radius_dropped_total";
@@ -253,9 +242,7 @@ impl CounterRegistry {
 
 /// Prometheus label values escape backslash, quote and newline.
 fn escape_label(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -264,8 +251,7 @@ mod tests {
     fn prometheus_text() {
         let r = CounterRegistry::default();
         inc(&r.for_client("core \"sw\"").accepts);
-        r.for_client("core \"sw\"")
-            .count_drop(DropReason::Malformed);
+        r.for_client("core \"sw\"").count_drop(DropReason::Malformed);
         let mut out = String::new();
         r.render_prometheus(&mut out);
         assert!(
@@ -277,9 +263,7 @@ mod tests {
             "{out}"
         );
         assert!(
-            out.contains(
-                "entra_radius_dropped_total{client=\"core \\\"sw\\\"\",reason=\"malformed\"} 1"
-            ),
+            out.contains("entra_radius_dropped_total{client=\"core \\\"sw\\\"\",reason=\"malformed\"} 1"),
             "{out}"
         );
         assert!(out.contains("entra_radius_unknown_client_total 0"), "{out}");

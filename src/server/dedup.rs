@@ -54,10 +54,7 @@ impl ResponseCache {
     /// go, which costs only duplicate detection for them.
     pub fn new(ttl: Duration, capacity: u64) -> ResponseCache {
         ResponseCache {
-            cache: Cache::builder()
-                .max_capacity(capacity)
-                .time_to_live(ttl)
-                .build(),
+            cache: Cache::builder().max_capacity(capacity).time_to_live(ttl).build(),
         }
     }
 

@@ -22,9 +22,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
-use crate::auth::Authenticator;
+use crate::auth::{AuthConfig, Authenticator};
 use crate::config::Config;
-use crate::directory::LocalDirectory;
+use crate::directory::persist::{self, LoadReport};
+use crate::directory::policy::ReplyPlan;
+use crate::directory::{EntraDirectory, EntraReplica, Explanation, Identity, LocalDirectory};
+use crate::proto::attr::tunnel;
 use crate::proto::auth::{MessageAuth, check_message_authenticator, verify_hashed_request};
 use crate::proto::dictionary::Dictionary;
 use crate::proto::packet::MAX_PACKET_LEN;
@@ -38,10 +41,7 @@ use dedup::{DedupKey, ResponseCache, Seen};
 #[non_exhaustive]
 pub enum ServerError {
     #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -75,6 +75,13 @@ struct Shared {
     /// hostile sender cannot flood the log.
     log_limit: Cache<(IpAddr, &'static str), ()>,
     dictionary: Arc<Dictionary>,
+    /// The Entra replica as a directory; the sync worker and the admin API
+    /// share it with the resolver.
+    entra: Arc<EntraDirectory>,
+    replica_load: LoadReport,
+    config_path: Option<std::path::PathBuf>,
+    started: std::time::Instant,
+    listen_addrs: Vec<(Port, SocketAddr)>,
 }
 
 /// A bound server, ready to run.
@@ -96,16 +103,66 @@ impl ServerHandle {
         let table = ClientTable::new(&cfg.clients, &self.shared.counters);
         let n = table.len();
         self.shared.clients.store(Arc::new(table));
-        self.shared.authenticator.replace_local(LocalDirectory::new(
-            clone_users(cfg),
-            cfg.local_macs.clone(),
-        ));
+        self.shared.authenticator.reload(auth_config(cfg));
         info!(
             clients = n,
             users = cfg.local_users.len(),
             macs = cfg.local_macs.len(),
-            "reloaded clients and local accounts"
+            policy_rules = cfg.policy.len(),
+            "reloaded clients, local accounts, policy and directory order"
         );
+    }
+
+    /// Re-reads the config file the server was started with and applies it;
+    /// the error names the file, line and key. SIGHUP and the admin API both
+    /// come here.
+    pub fn reload_from_file(&self) -> Result<String, String> {
+        let Some(path) = &self.shared.config_path else {
+            return Err("running on built-in defaults: there is no config file to reload".into());
+        };
+        let cfg = crate::config::read_config(path).map_err(|e| e.to_string())?;
+        self.reload(&cfg);
+        Ok(format!(
+            "reloaded {}: {} clients, {} local users, {} local MACs, {} policy rules",
+            path.display(),
+            cfg.clients.len(),
+            cfg.local_users.len(),
+            cfg.local_macs.len(),
+            cfg.policy.len()
+        ))
+    }
+
+    /// How an identity is decided, for `accounts lookup`.
+    pub fn explain(&self, identity: &str) -> Explanation {
+        self.shared.authenticator.explain(&Identity::parse(identity))
+    }
+
+    /// The Entra directory and its replica.
+    pub fn entra(&self) -> &Arc<EntraDirectory> {
+        &self.shared.entra
+    }
+
+    pub fn started(&self) -> std::time::Instant {
+        self.shared.started
+    }
+
+    /// Local users and MACs in force.
+    pub fn local_counts(&self) -> (usize, usize) {
+        let l = self.shared.authenticator.local();
+        (l.user_count(), l.mac_count())
+    }
+
+    pub fn client_count(&self) -> usize {
+        self.shared.clients.load().len()
+    }
+
+    pub fn listeners(&self) -> &[(Port, SocketAddr)] {
+        &self.shared.listen_addrs
+    }
+
+    /// What loading the replica at startup found.
+    pub fn replica_load(&self) -> &LoadReport {
+        &self.shared.replica_load
     }
 
     pub fn counters(&self) -> Arc<CounterRegistry> {
@@ -113,21 +170,12 @@ impl ServerHandle {
     }
 }
 
-fn clone_users(cfg: &Config) -> Vec<crate::directory::LocalUser> {
-    use crate::directory::{LocalUser, UserCredential};
-    use crate::proto::auth::Password;
-    cfg.local_users
-        .iter()
-        .map(|u| LocalUser {
-            name: u.name.clone(),
-            credential: match &u.credential {
-                UserCredential::Cleartext(p) => {
-                    UserCredential::Cleartext(Password::new(p.as_bytes().to_vec()))
-                }
-                UserCredential::Argon2(h) => UserCredential::Argon2(h.clone()),
-            },
-        })
-        .collect()
+fn auth_config(cfg: &Config) -> AuthConfig {
+    AuthConfig {
+        order: cfg.directory_order.clone(),
+        local: LocalDirectory::new(cfg.local_users.clone(), cfg.local_macs.clone()),
+        policy: cfg.policy.clone(),
+    }
 }
 
 /// Binds a UDP socket. IPv6 sockets are v6-only so that `0.0.0.0` and `[::]`
@@ -150,24 +198,19 @@ impl Server {
     /// a tokio runtime.
     pub fn bind(cfg: &Config, dictionary: Arc<Dictionary>) -> Result<Server, ServerError> {
         let store = Store::open(&cfg.server.state_dir)?;
+        // The last synced state is loaded before the first packet is read, so
+        // a restart while Graph is unreachable answers as before the restart.
+        let replica = EntraReplica::new();
+        let replica_load = persist::load_replica(&store, &replica)?;
+        info!(
+            objects = replica_load.loaded,
+            skipped = replica_load.skipped,
+            ms = replica_load.elapsed.as_millis() as u64,
+            "loaded the Entra ID replica from the store"
+        );
+        let entra = Arc::new(EntraDirectory::new(replica));
         let (acct, _writer_thread) = AcctWriter::spawn(&store, 4096)?;
         let counters = Arc::new(CounterRegistry::default());
-        let shared = Arc::new(Shared {
-            clients: ArcSwap::from_pointee(ClientTable::new(&cfg.clients, &counters)),
-            counters,
-            authenticator: Authenticator::new(LocalDirectory::new(
-                clone_users(cfg),
-                cfg.local_macs.clone(),
-            )),
-            acct,
-            responses: ResponseCache::new(cfg.server.response_cache_ttl, 1 << 18),
-            in_flight: Arc::new(Semaphore::new(cfg.server.max_in_flight)),
-            log_limit: Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(Duration::from_secs(60))
-                .build(),
-            dictionary,
-        });
         let mut listeners = Vec::new();
         let all = cfg
             .server
@@ -183,6 +226,28 @@ impl Server {
                 index: i as u16,
             });
         }
+        let listen_addrs = listeners
+            .iter()
+            .filter_map(|l| l.socket.local_addr().ok().map(|a| (l.port, a)))
+            .collect();
+        let shared = Arc::new(Shared {
+            clients: ArcSwap::from_pointee(ClientTable::new(&cfg.clients, &counters)),
+            counters,
+            authenticator: Authenticator::new(Some(entra.clone()), auth_config(cfg)),
+            acct,
+            responses: ResponseCache::new(cfg.server.response_cache_ttl, 1 << 18),
+            in_flight: Arc::new(Semaphore::new(cfg.server.max_in_flight)),
+            log_limit: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(60))
+                .build(),
+            dictionary,
+            entra,
+            replica_load,
+            config_path: cfg.path.clone(),
+            started: std::time::Instant::now(),
+            listen_addrs,
+        });
         Ok(Server { shared, listeners })
     }
 
@@ -206,12 +271,7 @@ impl Server {
         let tracker = TaskTracker::new();
         let mut listeners = JoinSet::new();
         for l in self.listeners {
-            listeners.spawn(listen(
-                self.shared.clone(),
-                l,
-                tracker.clone(),
-                shutdown.clone(),
-            ));
+            listeners.spawn(listen(self.shared.clone(), l, tracker.clone(), shutdown.clone()));
         }
         while listeners.join_next().await.is_some() {}
         tracker.close();
@@ -237,12 +297,7 @@ impl Server {
     }
 }
 
-async fn listen(
-    shared: Arc<Shared>,
-    l: Listener,
-    tracker: TaskTracker,
-    shutdown: CancellationToken,
-) {
+async fn listen(shared: Arc<Shared>, l: Listener, tracker: TaskTracker, shutdown: CancellationToken) {
     // One byte more than the largest legal packet, to tell oversize apart.
     let mut buf = vec![0u8; MAX_PACKET_LEN + 1];
     loop {
@@ -280,26 +335,14 @@ impl Shared {
         true
     }
 
-    fn drop_packet(
-        &self,
-        client: &Client,
-        src: SocketAddr,
-        reason: DropReason,
-        detail: &dyn std::fmt::Display,
-    ) {
+    fn drop_packet(&self, client: &Client, src: SocketAddr, reason: DropReason, detail: &dyn std::fmt::Display) {
         client.counters.count_drop(reason);
         if self.log_allowed(src.ip(), reason.as_str()) {
             warn!(client = %client.name, source = %src, reason = reason.as_str(), "dropped packet: {detail} (further drops for this reason from this source are not logged for 60s)");
         }
     }
 
-    fn on_datagram(
-        self: &Arc<Self>,
-        l: &Listener,
-        data: &[u8],
-        src: SocketAddr,
-        tracker: &TaskTracker,
-    ) {
+    fn on_datagram(self: &Arc<Self>, l: &Listener, data: &[u8], src: SocketAddr, tracker: &TaskTracker) {
         let table = self.clients.load();
         let Some(client) = table.lookup(src.ip()) else {
             inc(&self.counters.unknown_client);
@@ -328,13 +371,9 @@ impl Shared {
             debug!(client = %client.name, source = %src, code = %packet.code(), id = packet.identifier(), "received: {}", crate::proto::dictionary::describe(&self.dictionary, &packet).join(", "));
         }
         match (l.port, packet.code()) {
-            (Port::Auth, Code::ACCESS_REQUEST) => {
-                self.on_access_request(l, client, &packet, src, tracker)
-            }
+            (Port::Auth, Code::ACCESS_REQUEST) => self.on_access_request(l, client, &packet, src, tracker),
             (_, Code::STATUS_SERVER) => self.on_status_server(l, client, &packet, src),
-            (Port::Acct, Code::ACCOUNTING_REQUEST) => {
-                self.on_accounting_request(l, client, &packet, src, tracker)
-            }
+            (Port::Acct, Code::ACCOUNTING_REQUEST) => self.on_accounting_request(l, client, &packet, src, tracker),
             (port, code) => self.drop_packet(
                 client,
                 src,
@@ -417,8 +456,7 @@ impl Shared {
             );
             return;
         }
-        let (verdict, learned) =
-            client.check_blast_radius(has_ma, packet.has(AttrType::PROXY_STATE));
+        let (verdict, learned) = client.check_blast_radius(has_ma, packet.has(AttrType::PROXY_STATE));
         if learned {
             info!(client = %client.name, "auto: client {}", client.learned_description());
         }
@@ -455,7 +493,7 @@ impl Shared {
             let packet = Packet::decode(&bytes).expect("decoded before");
             let d = shared.authenticator.decide(&packet, &client.secret).await;
             let code = if d.accept { Code::ACCESS_ACCEPT } else { Code::ACCESS_REJECT };
-            let reply = build_reply(code, &packet, &client, true);
+            let reply = build_reply_with(code, &packet, &client, true, d.reply.as_ref());
             let directory = d.directory.map(|k| k.as_str()).unwrap_or("-");
             let result = if d.accept { "accept" } else { "reject" };
             info!(client = %client.name, identity = ?d.identity, method = d.method.as_str(), directory, result, reason = %d.reason, "access decision");
@@ -464,13 +502,7 @@ impl Shared {
         });
     }
 
-    fn on_status_server(
-        &self,
-        l: &Listener,
-        client: &Client,
-        packet: &Packet<'_>,
-        src: SocketAddr,
-    ) {
+    fn on_status_server(&self, l: &Listener, client: &Client, packet: &Packet<'_>, src: SocketAddr) {
         inc(&client.counters.status_server);
         // RFC 5997 §3: Status-Server must carry a valid Message-Authenticator.
         match check_message_authenticator(packet, &client.secret, None) {
@@ -525,9 +557,7 @@ impl Shared {
             );
             return;
         }
-        if check_message_authenticator(packet, &client.secret, Some(&[0; 16]))
-            == MessageAuth::Invalid
-        {
+        if check_message_authenticator(packet, &client.secret, Some(&[0; 16])) == MessageAuth::Invalid {
             self.drop_packet(
                 client,
                 src,
@@ -590,13 +620,39 @@ impl Shared {
 
 /// A reply with Proxy-State copied in order (RFC 2865 §5.33) and, where
 /// asked, Message-Authenticator first.
-fn build_reply(
+fn build_reply(code: Code, request: &Packet<'_>, client: &Client, with_ma: bool) -> Option<Vec<u8>> {
+    build_reply_with(code, request, client, with_ma, None)
+}
+
+/// `build_reply` plus the attributes of a policy rule: the VLAN as the three
+/// RFC 3580 tunnel attributes sharing tag 1, Filter-Id, Session-Timeout and
+/// Reply-Message.
+fn build_reply_with(
     code: Code,
     request: &Packet<'_>,
     client: &Client,
     with_ma: bool,
+    plan: Option<&ReplyPlan>,
 ) -> Option<Vec<u8>> {
     let mut b = Builder::reply_to(code, request, with_ma);
+    if let Some(p) = plan {
+        if let Some(vlan) = &p.vlan {
+            b.push_tagged_u32(AttrType::TUNNEL_TYPE, 1, tunnel::TYPE_VLAN).ok()?;
+            b.push_tagged_u32(AttrType::TUNNEL_MEDIUM_TYPE, 1, tunnel::MEDIUM_IEEE_802)
+                .ok()?;
+            b.push_tagged(AttrType::TUNNEL_PRIVATE_GROUP_ID, 1, vlan.as_bytes())
+                .ok()?;
+        }
+        if let Some(f) = &p.filter_id {
+            b.push(AttrType::FILTER_ID, f.as_bytes()).ok()?;
+        }
+        if let Some(t) = p.session_timeout {
+            b.push_u32(AttrType::SESSION_TIMEOUT, t).ok()?;
+        }
+        if let Some(m) = &p.reply_message {
+            b.push(AttrType::REPLY_MESSAGE, m.as_bytes()).ok()?;
+        }
+    }
     for ps in request.get_all(AttrType::PROXY_STATE) {
         b.push(AttrType::PROXY_STATE, ps).ok()?;
     }

@@ -303,9 +303,8 @@ fn octets_to_sql(v: Option<u64>) -> Option<i64> {
 fn octets_from_sql(row: &Row<'_>, idx: &str) -> rusqlite::Result<Option<u64>> {
     let v: Option<i64> = row.get(idx)?;
     v.map(|v| {
-        u64::try_from(v).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Integer, e.into())
-        })
+        u64::try_from(v)
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Integer, e.into()))
     })
     .transpose()
 }
@@ -398,11 +397,7 @@ fn session_from_row(r: &Row<'_>) -> rusqlite::Result<SessionRow> {
 }
 
 /// `Err(QueryReturnedNoRows)` when absent (use `.optional()`).
-pub(crate) fn load_session(
-    conn: &Connection,
-    nas: &str,
-    session_id: &str,
-) -> rusqlite::Result<SessionRow> {
+pub(crate) fn load_session(conn: &Connection, nas: &str, session_id: &str) -> rusqlite::Result<SessionRow> {
     conn.prepare_cached(&format!(
         "SELECT {SESSION_COLUMNS} FROM sessions WHERE nas = ?1 AND session_id = ?2"
     ))?

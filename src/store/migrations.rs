@@ -101,11 +101,7 @@ pub(crate) fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
 ///
 /// `migrations` is a parameter (rather than always [`MIGRATIONS`]) so that
 /// tests can exercise failure and upgrade paths with their own lists.
-pub(crate) fn migrate(
-    conn: &mut Connection,
-    path: &Path,
-    migrations: &[Migration],
-) -> Result<u32, StoreError> {
+pub(crate) fn migrate(conn: &mut Connection, path: &Path, migrations: &[Migration]) -> Result<u32, StoreError> {
     let supported = migrations.last().map_or(0, |m| m.version);
     loop {
         // The version is read inside the write transaction: another process
@@ -141,8 +137,7 @@ pub(crate) fn migrate(
             source,
         };
         tx.execute_batch(next.sql).map_err(mig_err)?;
-        tx.pragma_update(None, "user_version", version)
-            .map_err(mig_err)?;
+        tx.pragma_update(None, "user_version", version).map_err(mig_err)?;
         tx.commit().map_err(mig_err)?;
         tracing::info!(path = %path.display(), version, "applied schema migration");
     }

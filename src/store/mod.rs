@@ -53,10 +53,7 @@ pub enum StoreError {
     /// The database could not be opened or configured (not a database,
     /// unreadable, WAL not available, ...).
     #[error("cannot open database {}: {source}", path.display())]
-    Open {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
+    Open { path: PathBuf, source: rusqlite::Error },
 
     /// Reading or tightening the permissions of a file or directory failed.
     #[error("cannot restrict permissions of {}: {source}", path.display())]
@@ -81,11 +78,7 @@ pub enum StoreError {
          refusing to use it (run a newer entra-radius or restore a matching backup)",
         path.display()
     )]
-    NewerSchema {
-        path: PathBuf,
-        found: i64,
-        supported: u32,
-    },
+    NewerSchema { path: PathBuf, found: i64, supported: u32 },
 
     /// The accounting writer thread could not be started.
     #[error("cannot start the accounting writer thread: {0}")]
@@ -119,11 +112,9 @@ impl Store {
         let path = state_dir.join(DB_FILE);
         ensure_private_file(&path)?;
 
-        let mut conn = Connection::open_with_flags(&path, open_flags()).map_err(|source| {
-            StoreError::Open {
-                path: path.clone(),
-                source,
-            }
+        let mut conn = Connection::open_with_flags(&path, open_flags()).map_err(|source| StoreError::Open {
+            path: path.clone(),
+            source,
         })?;
         configure(&conn).map_err(|source| StoreError::Open {
             path: path.clone(),
@@ -201,9 +192,7 @@ impl Store {
 fn open_flags() -> OpenFlags {
     // NO_MUTEX: a connection is only ever used by the thread that owns it,
     // so SQLite's own per-connection mutex would be pure overhead.
-    OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_CREATE
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
 }
 
 /// Per-connection settings. `journal_mode` is persistent in the file, the
@@ -211,8 +200,7 @@ fn open_flags() -> OpenFlags {
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
     // First, so that the pragmas below already wait for a busy writer.
     conn.busy_timeout(BUSY_TIMEOUT)?;
-    let mode: String =
-        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         // E.g. a filesystem without shared memory support. Without WAL the
         // durability reasoning below does not hold, so refuse instead of
@@ -236,11 +224,7 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 fn ensure_private_dir(dir: &Path) -> Result<(), StoreError> {
-    match fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-    {
+    match fs::DirBuilder::new().recursive(true).mode(0o700).create(dir) {
         Ok(()) => {}
         Err(source) => {
             return Err(StoreError::Create {

@@ -27,11 +27,7 @@ pub enum ObjectOp<'a> {
 /// removes the checkpoint (a sync round that must start over).
 pub type Checkpoint<'a> = (&'a str, &'a str);
 
-fn write_checkpoints(
-    tx: &Connection,
-    checkpoints: &[Checkpoint<'_>],
-    now: i64,
-) -> rusqlite::Result<()> {
+fn write_checkpoints(tx: &Connection, checkpoints: &[Checkpoint<'_>], now: i64) -> rusqlite::Result<()> {
     let mut upsert = tx.prepare_cached(
         "INSERT INTO sync_checkpoints (name, value, updated_at) VALUES (?1, ?2, ?3)
          ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
@@ -63,11 +59,7 @@ pub fn apply(
         let mut del = tx.prepare_cached("DELETE FROM replica_objects WHERE object_id = ?1")?;
         for op in ops {
             match op {
-                ObjectOp::Put {
-                    object_id,
-                    kind,
-                    data,
-                } => {
+                ObjectOp::Put { object_id, kind, data } => {
                     put.execute(params![object_id, kind, data, now])?;
                 }
                 ObjectOp::Delete { object_id } => {
@@ -93,7 +85,9 @@ pub fn replace_all<'a>(
     let mut n = 0u64;
     {
         tx.execute("DELETE FROM replica_objects", [])?;
-        let mut put = tx.prepare_cached("INSERT OR REPLACE INTO replica_objects (object_id, kind, data, updated_at) VALUES (?1, ?2, ?3, ?4)")?;
+        let mut put = tx.prepare_cached(
+            "INSERT OR REPLACE INTO replica_objects (object_id, kind, data, updated_at) VALUES (?1, ?2, ?3, ?4)",
+        )?;
         for (object_id, kind, data) in objects {
             put.execute(params![object_id, kind, data, now])?;
             n += 1;
@@ -107,10 +101,7 @@ pub fn replace_all<'a>(
 /// Calls `f(object_id, kind, data)` for every stored object, inside one read
 /// transaction (a consistent snapshot even while a writer runs). Returns how
 /// many were visited.
-pub fn load_all(
-    conn: &mut Connection,
-    mut f: impl FnMut(&str, &str, &[u8]),
-) -> Result<u64, StoreError> {
+pub fn load_all(conn: &mut Connection, mut f: impl FnMut(&str, &str, &[u8])) -> Result<u64, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
     let mut n = 0u64;
     {
@@ -130,8 +121,7 @@ pub fn load_all(
 
 /// Every checkpoint as `(name, value, updated_at)`, by name.
 pub fn checkpoints(conn: &Connection) -> Result<Vec<(String, String, i64)>, StoreError> {
-    let mut stmt =
-        conn.prepare("SELECT name, value, updated_at FROM sync_checkpoints ORDER BY name")?;
+    let mut stmt = conn.prepare("SELECT name, value, updated_at FROM sync_checkpoints ORDER BY name")?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
@@ -139,21 +129,16 @@ pub fn checkpoints(conn: &Connection) -> Result<Vec<(String, String, i64)>, Stor
 pub fn checkpoint(conn: &Connection, name: &str) -> Result<Option<String>, StoreError> {
     use rusqlite::OptionalExtension;
     Ok(conn
-        .query_row(
-            "SELECT value FROM sync_checkpoints WHERE name = ?1",
-            [name],
-            |r| r.get(0),
-        )
+        .query_row("SELECT value FROM sync_checkpoints WHERE name = ?1", [name], |r| {
+            r.get(0)
+        })
         .optional()?)
 }
 
 /// Stored objects per kind.
 pub fn count_by_kind(conn: &Connection) -> Result<Vec<(String, u64)>, StoreError> {
-    let mut stmt =
-        conn.prepare("SELECT kind, count(*) FROM replica_objects GROUP BY kind ORDER BY kind")?;
-    let rows = stmt.query_map([], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.unsigned_abs()))
-    })?;
+    let mut stmt = conn.prepare("SELECT kind, count(*) FROM replica_objects GROUP BY kind ORDER BY kind")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.unsigned_abs())))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
@@ -170,10 +155,7 @@ mod tests {
 
     fn all(conn: &mut Connection) -> Vec<(String, String, Vec<u8>)> {
         let mut v = Vec::new();
-        load_all(conn, |a, b, c| {
-            v.push((a.to_string(), b.to_string(), c.to_vec()))
-        })
-        .unwrap();
+        load_all(conn, |a, b, c| v.push((a.to_string(), b.to_string(), c.to_vec()))).unwrap();
         v.sort();
         v
     }
@@ -215,14 +197,8 @@ mod tests {
             11,
         )
         .unwrap();
-        assert_eq!(
-            all(&mut c),
-            vec![("a".into(), "user".into(), b"1b".to_vec())]
-        );
-        assert_eq!(
-            checkpoint(&c, "users.delta").unwrap().as_deref(),
-            Some("link-2")
-        );
+        assert_eq!(all(&mut c), vec![("a".into(), "user".into(), b"1b".to_vec())]);
+        assert_eq!(checkpoint(&c, "users.delta").unwrap().as_deref(), Some("link-2"));
         assert_eq!(checkpoints(&c).unwrap().len(), 2);
         apply(&mut c, &[], &[("devices.delta", "")], 12).unwrap();
         assert_eq!(checkpoint(&c, "devices.delta").unwrap(), None);

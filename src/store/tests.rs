@@ -72,21 +72,13 @@ fn open_creates_private_dir_and_file() {
     assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
 
     let conn = store.connect().unwrap();
-    let journal: String = conn
-        .pragma_query_value(None, "journal_mode", |r| r.get(0))
-        .unwrap();
+    let journal: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
     assert_eq!(journal, "wal");
-    let sync: i64 = conn
-        .pragma_query_value(None, "synchronous", |r| r.get(0))
-        .unwrap();
+    let sync: i64 = conn.pragma_query_value(None, "synchronous", |r| r.get(0)).unwrap();
     assert_eq!(sync, 1, "synchronous=NORMAL");
-    let fk: i64 = conn
-        .pragma_query_value(None, "foreign_keys", |r| r.get(0))
-        .unwrap();
+    let fk: i64 = conn.pragma_query_value(None, "foreign_keys", |r| r.get(0)).unwrap();
     assert_eq!(fk, 1);
-    let busy: i64 = conn
-        .pragma_query_value(None, "busy_timeout", |r| r.get(0))
-        .unwrap();
+    let busy: i64 = conn.pragma_query_value(None, "busy_timeout", |r| r.get(0)).unwrap();
     assert_eq!(busy, 5000);
 }
 
@@ -152,11 +144,7 @@ fn newer_schema_is_refused() {
 
     let err = Store::open(tmp.path()).unwrap_err();
     match &err {
-        StoreError::NewerSchema {
-            path,
-            found,
-            supported,
-        } => {
+        StoreError::NewerSchema { path, found, supported } => {
             assert_eq!(path, &tmp.path().join(DB_FILE));
             assert_eq!(*found, i64::from(SCHEMA_VERSION + 1));
             assert_eq!(*supported, SCHEMA_VERSION);
@@ -166,10 +154,7 @@ fn newer_schema_is_refused() {
     assert!(err.to_string().contains(DB_FILE), "{err}");
     // Refusing must not have touched the version.
     let conn = Connection::open(tmp.path().join(DB_FILE)).unwrap();
-    assert_eq!(
-        migrations::user_version(&conn).unwrap(),
-        i64::from(SCHEMA_VERSION + 1)
-    );
+    assert_eq!(migrations::user_version(&conn).unwrap(), i64::from(SCHEMA_VERSION + 1));
 }
 
 #[test]
@@ -205,18 +190,11 @@ fn failed_migration_rolls_back_and_later_one_applies() {
         },
     ];
     let err = migrations::migrate(&mut conn, &path, &broken).unwrap_err();
-    assert!(
-        matches!(err, StoreError::Migration { version: 2, .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, StoreError::Migration { version: 2, .. }), "{err:?}");
     assert!(err.to_string().contains("m.db"), "{err}");
     assert_eq!(migrations::user_version(&conn).unwrap(), 1);
     let b_exists: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM sqlite_schema WHERE name = 'b'",
-            [],
-            |r| r.get(0),
-        )
+        .query_row("SELECT count(*) FROM sqlite_schema WHERE name = 'b'", [], |r| r.get(0))
         .unwrap();
     assert_eq!(b_exists, 0, "half-applied migration 2 must be rolled back");
 
@@ -432,11 +410,7 @@ fn accounting_on_closes_only_that_nas() {
     for sid in ["a1", "a2"] {
         let row = get(&store, a, sid);
         assert_eq!(row.stopped_at, Some(2000), "{sid}");
-        assert_eq!(
-            row.terminate_cause,
-            Some(TERMINATE_CAUSE_NAS_REBOOT),
-            "{sid}"
-        );
+        assert_eq!(row.terminate_cause, Some(TERMINATE_CAUSE_NAS_REBOOT), "{sid}");
         assert_eq!(row.updated_at, 2000, "{sid}");
     }
     let row = get(&store, a, "a-stopped");
@@ -512,20 +486,12 @@ fn batch_falls_back_to_per_record_writes() {
     let good1 = rec("10.0.0.1", "s1", AcctStatus::Start, 1000);
     // RFC 2866 requires Acct-Session-Id in a Start; the schema rejects it.
     let bad = rec("10.0.0.1", "", AcctStatus::Start, 1000);
-    let good2 = with_counters(
-        rec("10.0.0.2", "s2", AcctStatus::InterimUpdate, 1100),
-        10,
-        5,
-    );
+    let good2 = with_counters(rec("10.0.0.2", "s2", AcctStatus::InterimUpdate, 1100), 10, 5);
 
     let results = write_batch(&mut conn, &[&good1, &bad, &good2]);
     assert_eq!(results.len(), 3);
     assert!(results[0].is_ok(), "{:?}", results[0]);
-    assert!(
-        matches!(results[1], Err(StoreError::Sqlite(_))),
-        "{:?}",
-        results[1]
-    );
+    assert!(matches!(results[1], Err(StoreError::Sqlite(_))), "{:?}", results[1]);
     assert!(results[2].is_ok(), "{:?}", results[2]);
     assert_eq!(store.count_sessions().unwrap(), 2);
     // Redone once, not applied twice: the failed batch was rolled back.
@@ -573,16 +539,8 @@ async fn writer_returns_each_record_its_own_result() {
         .map(|i| {
             let writer = writer.clone();
             // Every tenth record lacks its Acct-Session-Id.
-            let sid = if i % 10 == 0 {
-                String::new()
-            } else {
-                format!("s{i}")
-            };
-            tokio::spawn(async move {
-                writer
-                    .record(rec("10.0.0.1", &sid, AcctStatus::Start, 1000))
-                    .await
-            })
+            let sid = if i % 10 == 0 { String::new() } else { format!("s{i}") };
+            tokio::spawn(async move { writer.record(rec("10.0.0.1", &sid, AcctStatus::Start, 1000)).await })
         })
         .collect();
     let mut failed = 0;

@@ -58,10 +58,7 @@ impl AcctWriter {
     /// waiting for queue space, the record is not written.
     pub async fn record(&self, rec: AcctRecord) -> Result<(), StoreError> {
         let (done, answer) = oneshot::channel();
-        self.tx
-            .send(Job { rec, done })
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        self.tx.send(Job { rec, done }).await.map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 }
@@ -91,10 +88,7 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>) {
 /// Writes `recs` in one transaction; if that fails, writes each in its own
 /// transaction so that one bad record does not fail the others. Returns one
 /// result per record, in order.
-pub(crate) fn write_batch(
-    conn: &mut Connection,
-    recs: &[&AcctRecord],
-) -> Vec<Result<(), StoreError>> {
+pub(crate) fn write_batch(conn: &mut Connection, recs: &[&AcctRecord]) -> Vec<Result<(), StoreError>> {
     match write_in_one_tx(conn, recs) {
         Ok(()) => recs.iter().map(|_| Ok(())).collect(),
         Err(e) if recs.len() == 1 => vec![Err(e.into())],

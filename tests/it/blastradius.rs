@@ -39,10 +39,7 @@ fn code_of(reply: &Option<Vec<u8>>) -> Option<u8> {
 /// server's code: first attribute, over the reply with the Request
 /// Authenticator in place and the MA value zeroed.
 fn assert_ma_first_and_valid(reply: &[u8], request_auth: &[u8]) {
-    assert_eq!(
-        reply[20], 80,
-        "Message-Authenticator is not the first attribute"
-    );
+    assert_eq!(reply[20], 80, "Message-Authenticator is not the first attribute");
     assert_eq!(reply[21], 18);
     let mut zeroed = reply.to_vec();
     zeroed[4..20].copy_from_slice(request_auth);
@@ -83,11 +80,8 @@ fn rejects_carry_message_authenticator_first_too() {
     let ra = [7u8; 16];
     let mut b = Builder::new(Code::ACCESS_REQUEST, 7, ra);
     b.push(AttrType::USER_NAME, b"alice").unwrap();
-    b.push(
-        AttrType::USER_PASSWORD,
-        &hide_password(b"nope", &secret, &ra).unwrap(),
-    )
-    .unwrap();
+    b.push(AttrType::USER_PASSWORD, &hide_password(b"nope", &secret, &ra).unwrap())
+        .unwrap();
     let reply = exchange(s.auth, &b.finish_request(&secret)).expect("a reply");
     assert_eq!(reply[0], 3);
     assert_ma_first_and_valid(&reply, &ra);
@@ -103,14 +97,8 @@ fn limit_proxy_state_yes_drops_proxy_state_without_ma() {
         "{}{USERS}",
         localhost_client("require_message_authenticator = \"no\"\nlimit_proxy_state = \"yes\"")
     ));
-    assert_eq!(
-        code_of(&exchange(s.auth, &request(1, false, Some(b"ps1")))),
-        None
-    );
-    assert_eq!(
-        code_of(&exchange(s.auth, &request(2, false, None))),
-        Some(2)
-    );
+    assert_eq!(code_of(&exchange(s.auth, &request(1, false, Some(b"ps1")))), None);
+    assert_eq!(code_of(&exchange(s.auth, &request(2, false, None))), Some(2));
     // With a valid Message-Authenticator, Proxy-State is fine and comes back.
     let reply = exchange(s.auth, &request(3, true, Some(b"ps3"))).expect("reply");
     assert_eq!(
@@ -149,19 +137,10 @@ fn auto_tolerates_a_client_that_never_sends_ma_but_limits_proxy_state() {
         "{}{USERS}",
         localhost_client("require_message_authenticator = \"auto\"\nlimit_proxy_state = \"auto\"")
     ));
-    assert_eq!(
-        code_of(&exchange(s.auth, &request(1, false, None))),
-        Some(2)
-    );
+    assert_eq!(code_of(&exchange(s.auth, &request(1, false, None))), Some(2));
     s.wait_for_log("sends no Message-Authenticator");
-    assert_eq!(
-        code_of(&exchange(s.auth, &request(2, false, None))),
-        Some(2)
-    );
-    assert_eq!(
-        code_of(&exchange(s.auth, &request(3, false, Some(b"x")))),
-        None
-    );
+    assert_eq!(code_of(&exchange(s.auth, &request(2, false, None))), Some(2));
+    assert_eq!(code_of(&exchange(s.auth, &request(3, false, Some(b"x")))), None);
 }
 
 #[test]
@@ -185,11 +164,8 @@ fn eap_without_ma_is_dropped_even_when_ma_is_optional() {
     let secret = ClientSecret::new(SECRET.as_bytes());
     let mut b = Builder::new(Code::ACCESS_REQUEST, 1, [1; 16]);
     b.push(AttrType::USER_NAME, b"alice").unwrap();
-    b.push(
-        AttrType::EAP_MESSAGE,
-        &[2, 1, 0, 10, 1, b'a', b'l', b'i', b'c', b'e'],
-    )
-    .unwrap();
+    b.push(AttrType::EAP_MESSAGE, &[2, 1, 0, 10, 1, b'a', b'l', b'i', b'c', b'e'])
+        .unwrap();
     assert_eq!(code_of(&exchange(s.auth, &b.finish_request(&secret))), None);
     s.wait_for_log("EAP-Message without Message-Authenticator");
 }

@@ -9,10 +9,7 @@ fn check_config_accepts_a_good_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ok.toml");
     std::fs::write(&path, format!("{}{USERS}", localhost_client(""))).unwrap();
-    let o = run_cli(
-        &["check-config", "--config", path.to_str().unwrap()],
-        dir.path(),
-    );
+    let o = run_cli(&["check-config", "--config", path.to_str().unwrap()], dir.path());
     assert!(o.status.success(), "{}", stdout(&o));
     assert!(
         stdout(&o).contains("OK: 1 clients, 1 local users, 1 local MACs"),
@@ -26,34 +23,22 @@ fn check_config_names_file_line_and_key() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
     std::fs::write(&path, "[[clients]]\nname = \"sw\"\naddress = \"10.0.0.1\"\nsecret = \"s\"\nrequire_message_authenticator = \"sometimes\"\n").unwrap();
-    let o = run_cli(
-        &["check-config", "--config", path.to_str().unwrap()],
-        dir.path(),
-    );
+    let o = run_cli(&["check-config", "--config", path.to_str().unwrap()], dir.path());
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains(&format!("{}:5:", path.display())), "{err}");
     assert!(err.contains("require_message_authenticator"), "{err}");
 
     std::fs::write(&path, "[[local.macs]]\nmac = \"zz-11-22-33-44-55\"\n").unwrap();
-    let o = run_cli(
-        &["check-config", "--config", path.to_str().unwrap()],
-        dir.path(),
-    );
+    let o = run_cli(&["check-config", "--config", path.to_str().unwrap()], dir.path());
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains(&format!(
-            "{}:2:7: local.macs[0].mac: not a MAC address",
-            path.display()
-        )),
+        err.contains(&format!("{}:2:7: local.macs[0].mac: not a MAC address", path.display())),
         "{err}"
     );
 
-    let o = run_cli(
-        &["check-config", "--config", "/nonexistent/entra.toml"],
-        dir.path(),
-    );
+    let o = run_cli(&["check-config", "--config", "/nonexistent/entra.toml"], dir.path());
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/entra.toml: cannot read"));
 }
@@ -77,15 +62,7 @@ fn test_auth_reports_accept_reject_and_mab() {
     let s = TestServer::start(&format!("{}{USERS}", localhost_client("")));
     let server = s.auth.to_string();
     let run = |extra: &[&str]| {
-        let mut args = vec![
-            "test-auth",
-            "--server",
-            &server,
-            "--timeout",
-            "1",
-            "--attempts",
-            "2",
-        ];
+        let mut args = vec!["test-auth", "--server", &server, "--timeout", "1", "--attempts", "2"];
         args.extend_from_slice(extra);
         Command::new(bin()).args(&args).output().unwrap()
     };
@@ -109,14 +86,7 @@ fn test_auth_reports_accept_reject_and_mab() {
     let o = run(&["--mab", "02-00-00-00-00-01", "--call-check"]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     // A wrong secret: the server stays silent and test-auth says so.
-    let o = run(&[
-        "--user",
-        "alice",
-        "--password",
-        "wonderland",
-        "--secret",
-        "wrong",
-    ]);
+    let o = run(&["--user", "alice", "--password", "wonderland", "--secret", "wrong"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stdout(&o).contains("no reply from"), "{}", stdout(&o));
 }

@@ -66,9 +66,7 @@ impl TestServer {
                 if n == 0 {
                     break;
                 }
-                l.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+                l.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
         let stdout = child.stdout.take().expect("stdout");
@@ -85,10 +83,7 @@ impl TestServer {
             Ok(r) => r,
             Err(_) => {
                 let _ = child.kill();
-                panic!(
-                    "server did not become ready; its log:\n{}",
-                    logs.lock().unwrap()
-                );
+                panic!("server did not become ready; its log:\n{}", logs.lock().unwrap());
             }
         };
         // "auth 127.0.0.1:port acct 127.0.0.1:port"
@@ -210,12 +205,7 @@ pub fn radclient(server: SocketAddr, kind: &str, secret: &str, attrs: &str) -> O
         .spawn()
         .expect("radclient not found: run ./scripts/test, which installs freeradius-utils");
     use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(attrs.as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(attrs.as_bytes()).unwrap();
     child.wait_with_output().expect("radclient")
 }
 
@@ -230,19 +220,13 @@ pub fn stdout(o: &Output) -> String {
 /// Asserts that radclient got the named reply.
 pub fn assert_reply(o: &Output, code: &str) {
     let out = stdout(o);
-    assert!(
-        out.contains(&format!("Received {code}")),
-        "expected {code}:\n{out}"
-    );
+    assert!(out.contains(&format!("Received {code}")), "expected {code}:\n{out}");
 }
 
 pub fn assert_no_reply(o: &Output) {
     let out = stdout(o);
     assert!(!out.contains("Received"), "expected no reply:\n{out}");
-    assert!(
-        out.contains("No reply"),
-        "expected radclient to time out:\n{out}"
-    );
+    assert!(out.contains("No reply"), "expected radclient to time out:\n{out}");
 }
 
 pub fn run_cli(args: &[&str], cwd: &Path) -> Output {

@@ -77,10 +77,7 @@ fn radius_rs_without_message_authenticator_needs_require_no() {
 fn radius_rs_accounting() {
     let s = TestServer::start(&localhost_client(""));
     let mut p = RPacket::new(RCode::AccountingRequest, SECRET.as_bytes());
-    radius::core::rfc2866::add_acct_status_type(
-        &mut p,
-        radius::core::rfc2866::ACCT_STATUS_TYPE_START,
-    );
+    radius::core::rfc2866::add_acct_status_type(&mut p, radius::core::rfc2866::ACCT_STATUS_TYPE_START);
     radius::core::rfc2866::add_acct_session_id(&mut p, "rs-1");
     rfc2865::add_nas_identifier(&mut p, "sw-rs");
     let reply = send(s.acct, &p.encode().unwrap()).expect("a reply");

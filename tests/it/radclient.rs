@@ -43,14 +43,8 @@ fn pap_accept_and_reject() {
         logs.contains("identity=\"alice\" method=\"pap\" directory=\"local\" result=\"accept\""),
         "{logs}"
     );
-    assert!(
-        !logs.contains("wonderland"),
-        "password leaked into the log:\n{logs}"
-    );
-    assert!(
-        !logs.contains(SECRET),
-        "secret leaked into the log:\n{logs}"
-    );
+    assert!(!logs.contains("wonderland"), "password leaked into the log:\n{logs}");
+    assert!(!logs.contains(SECRET), "secret leaked into the log:\n{logs}");
 }
 
 #[test]
@@ -123,36 +117,20 @@ fn mab_in_every_mac_format() {
 fn status_server_on_both_ports() {
     let s = server();
     assert_reply(&radclient(s.auth, "status", SECRET, MA), "Access-Accept");
-    assert_reply(
-        &radclient(s.acct, "status", SECRET, MA),
-        "Accounting-Response",
-    );
+    assert_reply(&radclient(s.acct, "status", SECRET, MA), "Accounting-Response");
     // RFC 5997: Status-Server without Message-Authenticator is discarded.
-    assert_no_reply(&radclient(
-        s.auth,
-        "status",
-        SECRET,
-        "NAS-Identifier = \"x\"",
-    ));
+    assert_no_reply(&radclient(s.auth, "status", SECRET, "NAS-Identifier = \"x\""));
 }
 
 #[test]
 fn accounting_is_stored_before_it_is_answered() {
     let s = server();
     let base = "Acct-Session-Id = \"sess-42\", User-Name = \"alice\", NAS-IP-Address = 192.0.2.7, Calling-Station-Id = \"02-00-00-00-00-01\"";
-    let o = radclient(
-        s.acct,
-        "acct",
-        SECRET,
-        &format!("Acct-Status-Type = Start, {base}"),
-    );
+    let o = radclient(s.acct, "acct", SECRET, &format!("Acct-Status-Type = Start, {base}"));
     assert_reply(&o, "Accounting-Response");
     // The response means the row is committed: read it with a fresh connection.
     let store = Store::open(&s.state_dir()).unwrap();
-    let row = store
-        .session("192.0.2.7", "sess-42")
-        .unwrap()
-        .expect("session stored");
+    let row = store.session("192.0.2.7", "sess-42").unwrap().expect("session stored");
     assert_eq!(row.user_name.as_deref(), Some("alice"));
     assert!(row.started_at.is_some());
     assert!(row.stopped_at.is_none());
@@ -175,9 +153,7 @@ fn accounting_is_stored_before_it_is_answered() {
         s.acct,
         "acct",
         SECRET,
-        &format!(
-            "Acct-Status-Type = Stop, Acct-Session-Time = 120, Acct-Terminate-Cause = User-Request, {base}"
-        ),
+        &format!("Acct-Status-Type = Stop, Acct-Session-Time = 120, Acct-Terminate-Cause = User-Request, {base}"),
     );
     assert_reply(&o, "Accounting-Response");
     let row = store.session("192.0.2.7", "sess-42").unwrap().unwrap();

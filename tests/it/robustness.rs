@@ -42,8 +42,7 @@ fn retransmissions_get_the_identical_reply() {
     assert_eq!(first, second);
     assert_eq!(first[0], 2);
     // Same identifier and port, new authenticator: a new request, decided afresh.
-    sock.send_to(&pap(9, [2; 16], "alice", "bad"), s.auth)
-        .unwrap();
+    sock.send_to(&pap(9, [2; 16], "alice", "bad"), s.auth).unwrap();
     assert_eq!(recv()[0], 3);
     let (status, logs) = s.stop();
     assert!(status.success());
@@ -119,13 +118,9 @@ fn malformed_packets_are_dropped_and_the_server_keeps_answering() {
         sock.send_to(g, s.auth).unwrap();
         sock.send_to(g, s.acct).unwrap();
     }
-    sock.set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
     let mut buf = [0u8; 4096];
-    assert!(
-        sock.recv_from(&mut buf).is_err(),
-        "malformed input must get no reply"
-    );
+    assert!(sock.recv_from(&mut buf).is_err(), "malformed input must get no reply");
     let reply = exchange(s.auth, &good).expect("still answering");
     assert_eq!(reply[0], 2);
     let (status, logs) = s.stop();
@@ -187,11 +182,7 @@ fn sigterm_stops_cleanly() {
 fn state_files_are_private() {
     use std::os::unix::fs::PermissionsExt;
     let s = server();
-    let dir = std::fs::metadata(s.state_dir())
-        .unwrap()
-        .permissions()
-        .mode()
-        & 0o777;
+    let dir = std::fs::metadata(s.state_dir()).unwrap().permissions().mode() & 0o777;
     let db = std::fs::metadata(s.state_dir().join("entra-radius.db"))
         .unwrap()
         .permissions()
@@ -231,10 +222,7 @@ fn shutdown_answers_requests_already_in_progress() {
     use argon2::password_hash::PasswordHasher;
     // argon2 checks take tens of milliseconds each and run off the reading
     // threads: twenty of them are still in progress when SIGTERM arrives.
-    let hash = argon2::Argon2::default()
-        .hash_password(b"slow-pw")
-        .unwrap()
-        .to_string();
+    let hash = argon2::Argon2::default().hash_password(b"slow-pw").unwrap().to_string();
     let s = TestServer::start_logging(
         &format!(
             "{}[[local.users]]\nname = \"slow\"\npassword_hash = \"{hash}\"\n",
@@ -244,8 +232,7 @@ fn shutdown_answers_requests_already_in_progress() {
     );
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     for i in 0..20u8 {
-        sock.send_to(&pap(i, [100 + i; 16], "slow", "slow-pw"), s.auth)
-            .unwrap();
+        sock.send_to(&pap(i, [100 + i; 16], "slow", "slow-pw"), s.auth).unwrap();
     }
     // Every request has been read and handed to a task once it is logged.
     s.wait_for_log_count("received:", 20);
