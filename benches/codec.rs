@@ -7,7 +7,12 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 
-use entra_radius::auth::Authenticator;
+use std::sync::Arc;
+
+use entra_radius::auth::{AuthConfig, Authenticator};
+use entra_radius::config::DEFAULT_DIRECTORY_ORDER;
+use entra_radius::directory::policy::PolicyRule;
+use entra_radius::directory::{EntraDirectory, EntraReplica};
 use entra_radius::directory::{LocalDirectory, LocalMac, LocalUser, MacAddr, UserCredential};
 use entra_radius::proto::auth::{MessageAuth, Password, check_message_authenticator, hide_password, unhide_password};
 use entra_radius::proto::{AttrType, Builder, ClientSecret, Code, Packet};
@@ -70,7 +75,23 @@ fn pap_end_to_end(c: &mut Criterion) {
             description: None,
         })
         .collect();
-    let authn = Authenticator::new(LocalDirectory::new(users, macs));
+    // The production chain: an (empty) Entra replica is asked first, then
+    // the local accounts; a default policy rule adds a VLAN.
+    let authn = Authenticator::new(
+        Some(Arc::new(EntraDirectory::new(EntraReplica::new()))),
+        AuthConfig {
+            order: DEFAULT_DIRECTORY_ORDER.to_vec(),
+            local: LocalDirectory::new(users, macs),
+            policy: vec![PolicyRule {
+                group: None,
+                kind: None,
+                vlan: Some("20".into()),
+                filter_id: None,
+                session_timeout: None,
+                reply_message: None,
+            }],
+        },
+    );
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let accept = access_request(&secret, "user04242", "pw-04242", "00-11-22-33-44-55");
     let reject = access_request(&secret, "user04242", "wrong", "00-11-22-33-44-55");

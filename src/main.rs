@@ -12,11 +12,13 @@ use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use entra_radius::admin;
 use entra_radius::config::{self, Config};
 use entra_radius::directory::{LocalMac, LocalUser, MacAddr, UserCredential};
 use entra_radius::proto::auth::{MessageAuth, Password};
 use entra_radius::proto::dictionary::{Dictionary, describe};
 use entra_radius::proto::{ClientSecret, Code};
+use entra_radius::server::admin_backend::{Backend, freshness_line};
 use entra_radius::server::{Port, Server};
 use entra_radius::test_auth::{self, Credentials};
 
@@ -48,6 +50,26 @@ enum Command {
     },
     /// Send one Access-Request (PAP, CHAP or MAB) and print the reply, like radtest.
     TestAuth(Box<TestAuthArgs>),
+    /// Accounts as the running server sees them.
+    Accounts {
+        #[command(subcommand)]
+        command: AccountsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountsCommand {
+    /// Which directory decides for a user name, UPN, DOMAIN\user, MAC (any
+    /// notation) or device id, what it knows, and which lower directories it
+    /// shadows.
+    Lookup {
+        identity: String,
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Print the server's JSON answer instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -98,6 +120,9 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve { config, demo } => serve(config.as_deref(), demo),
         Command::CheckConfig { config } => check_config(config.as_deref()),
+        Command::Accounts {
+            command: AccountsCommand::Lookup { identity, config, json },
+        } => accounts_lookup(config.as_deref(), &identity, json),
         Command::TestAuth(args) => match test_auth_cmd(*args) {
             Ok(code) => code,
             Err(e) => {
@@ -234,6 +259,15 @@ fn serve(path: Option<&Path>, demo: bool) -> ExitCode {
         };
         let auth = server.local_addrs(Port::Auth);
         let acct = server.local_addrs(Port::Acct);
+        let shutdown = CancellationToken::new();
+        let admin = match start_admin(&cfg, &server, shutdown.clone()).await {
+            Ok(a) => a,
+            Err(e) => {
+                error!("{e:#}");
+                eprintln!("entra-radius: {e:#}");
+                return ExitCode::from(1);
+            }
+        };
         info!(
             clients = cfg.clients.len(),
             users = cfg.local_users.len(),
@@ -244,20 +278,108 @@ fn serve(path: Option<&Path>, demo: bool) -> ExitCode {
         );
         // Scripts and tests wait for this line; it carries the real ports
         // when the config asked for port 0.
-        println!("entra-radius ready: auth {} acct {}", list(&auth), list(&acct));
+        println!(
+            "entra-radius ready: auth {} acct {} admin {}",
+            list(&auth),
+            list(&acct),
+            admin.0
+        );
         if demo && let Some(a) = auth.first() {
             print_demo(*a);
         }
-        let shutdown = CancellationToken::new();
-        tokio::spawn(signals(shutdown.clone(), server.handle(), cfg.path.clone()));
+        tokio::spawn(signals(shutdown.clone(), server.handle()));
         server.run(shutdown, Duration::from_secs(10)).await;
+        match admin.1.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!("admin API: {e}"),
+            Err(e) => warn!("admin API task: {e}"),
+        }
         ExitCode::SUCCESS
     })
 }
 
-/// SIGTERM and SIGINT stop the server; SIGHUP reloads clients and local
-/// accounts from the config file.
-async fn signals(shutdown: CancellationToken, handle: entra_radius::server::ServerHandle, path: Option<PathBuf>) {
+/// File in the state directory holding the admin API's bound address, so
+/// that admin commands find a server whose config asked for port 0.
+const ADMIN_ADDR_FILE: &str = "admin.addr";
+
+/// Starts the admin API on its loopback address with the token from the
+/// state directory (created on first start, mode 0600).
+async fn start_admin(
+    cfg: &Config,
+    server: &Server,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<Result<(), admin::AdminError>>)> {
+    let token = admin::ensure_token(&cfg.server.state_dir)?;
+    let backend = Arc::new(Backend::new(server.handle()));
+    let api = admin::AdminServer::bind(cfg.admin_listen, token, backend).await?;
+    let addr = api.local_addr();
+    let path = cfg.server.state_dir.join(ADMIN_ADDR_FILE);
+    write_private(&path, format!("{addr}\n").as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    info!(address = %addr, "admin API listening");
+    Ok((addr, tokio::spawn(api.run(shutdown))))
+}
+
+/// Writes a file readable by the owner only (created 0600, never wider).
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.write_all(bytes)
+}
+
+/// Where the admin API of the server using this config listens: the
+/// configured address, or the one the server recorded when it asked for
+/// port 0.
+fn admin_address(cfg: &Config) -> SocketAddr {
+    if cfg.admin_listen.port() == 0
+        && let Ok(text) = std::fs::read_to_string(cfg.server.state_dir.join(ADMIN_ADDR_FILE))
+        && let Ok(addr) = text.trim().parse()
+    {
+        return addr;
+    }
+    cfg.admin_listen
+}
+
+fn accounts_lookup(path: Option<&Path>, identity: &str, json: bool) -> ExitCode {
+    let cfg = match load_config(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let run = async {
+        let client = admin::AdminClient::from_state_dir(admin_address(&cfg), &cfg.server.state_dir)?;
+        client.lookup(identity).await
+    };
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(run).map_err(anyhow::Error::from));
+    match result {
+        Ok(v) if json => {
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Ok(v) => {
+            print!("{}", v["text"].as_str().unwrap_or("(the server sent no text)\n"));
+            println!("{}", freshness_line(&v["entra"]));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("entra-radius: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// SIGTERM and SIGINT stop the server; SIGHUP reloads clients, local
+/// accounts and policy from the config file.
+async fn signals(shutdown: CancellationToken, handle: entra_radius::server::ServerHandle) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -271,13 +393,11 @@ async fn signals(shutdown: CancellationToken, handle: entra_radius::server::Serv
         tokio::select! {
             _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
             _ = int.recv() => { info!("SIGINT: shutting down"); break; }
-            _ = hup.recv() => match &path {
-                None => warn!("SIGHUP: running on built-in defaults, nothing to reload"),
-                Some(p) => match config::read_config(p) {
-                    Ok(cfg) => handle.reload(&cfg),
-                    Err(e) => error!("SIGHUP: keeping the running configuration: {e}"),
-                },
-            },
+            _ = hup.recv() => {
+                if let Err(e) = handle.reload_from_file() {
+                    error!("SIGHUP: keeping the running configuration: {e}");
+                }
+            }
         }
     }
     shutdown.cancel();

@@ -119,7 +119,7 @@ mod tests {
             format!("00000000-0000-0000-0000-{i:012}"),
         );
         a.upn = Some(format!("user{i}@contoso.com"));
-        a.enabled = i % 2 == 0;
+        a.enabled = i.is_multiple_of(2);
         a.groups = vec![GroupRef {
             id: "g1".into(),
             name: "Engineering".into(),

@@ -166,12 +166,15 @@ impl CounterRegistry {
     }
 }
 
+/// A counter series: metric name, help text, and how to read it.
+type Series = (&'static str, &'static str, fn(&CounterSnapshot) -> u64);
+
 impl CounterRegistry {
     /// The counters in the Prometheus text exposition format (version 0.0.4).
     pub fn render_prometheus(&self, out: &mut String) {
         use std::fmt::Write;
         let snap = self.snapshot();
-        let series: [(&str, &str, fn(&CounterSnapshot) -> u64); 8] = [
+        let series: [Series; 8] = [
             (
                 "entra_radius_access_requests_total",
                 "Access-Requests received from the client",

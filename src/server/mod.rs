@@ -5,6 +5,7 @@
 //! task reading the socket; only verified, new requests become tasks.
 
 pub mod acct;
+pub mod admin_backend;
 pub mod clients;
 pub mod counters;
 pub mod dedup;
@@ -79,6 +80,7 @@ struct Shared {
     /// share it with the resolver.
     entra: Arc<EntraDirectory>,
     replica_load: LoadReport,
+    store: Store,
     config_path: Option<std::path::PathBuf>,
     started: std::time::Instant,
     listen_addrs: Vec<(Port, SocketAddr)>,
@@ -158,6 +160,11 @@ impl ServerHandle {
 
     pub fn listeners(&self) -> &[(Port, SocketAddr)] {
         &self.shared.listen_addrs
+    }
+
+    /// The state store.
+    pub fn store(&self) -> &Store {
+        &self.shared.store
     }
 
     /// What loading the replica at startup found.
@@ -244,6 +251,7 @@ impl Server {
             dictionary,
             entra,
             replica_load,
+            store,
             config_path: cfg.path.clone(),
             started: std::time::Instant::now(),
             listen_addrs,

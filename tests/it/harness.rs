@@ -18,6 +18,7 @@ pub struct TestServer {
     child: Option<Child>,
     pub auth: SocketAddr,
     pub acct: SocketAddr,
+    pub admin: SocketAddr,
     pub dir: tempfile::TempDir,
     pub config_path: PathBuf,
     logs: Arc<Mutex<String>>,
@@ -35,10 +36,23 @@ impl TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = dir.path().join("state");
         let config = format!(
-            "[server]\nauth_listen = [\"127.0.0.1:0\"]\nacct_listen = [\"127.0.0.1:0\"]\nstate_dir = {:?}\n\n{body}",
+            "[server]\nauth_listen = [\"127.0.0.1:0\"]\nacct_listen = [\"127.0.0.1:0\"]\nstate_dir = {:?}\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n{body}",
             state.display().to_string()
         );
         TestServer::spawn(&config, dir, filter)
+    }
+
+    /// `start`, after `seed` has prepared the state directory (for example
+    /// written Entra accounts into the store, as a sync would have).
+    pub fn start_seeded(body: &str, seed: impl FnOnce(&Path)) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path().join("state");
+        seed(&state);
+        let config = format!(
+            "[server]\nauth_listen = [\"127.0.0.1:0\"]\nacct_listen = [\"127.0.0.1:0\"]\nstate_dir = {:?}\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n{body}",
+            state.display().to_string()
+        );
+        TestServer::spawn(&config, dir, "info")
     }
 
     /// Starts the server on exactly this config text, kept in `dir`.
@@ -86,14 +100,16 @@ impl TestServer {
                 panic!("server did not become ready; its log:\n{}", logs.lock().unwrap());
             }
         };
-        // "auth 127.0.0.1:port acct 127.0.0.1:port"
+        // "auth 127.0.0.1:port acct 127.0.0.1:port admin 127.0.0.1:port"
         let words: Vec<&str> = ready.split_whitespace().collect();
         let auth = words[1].trim_end_matches(',').parse().expect("auth addr");
         let acct = words[3].trim_end_matches(',').parse().expect("acct addr");
+        let admin = words[5].parse().expect("admin addr");
         TestServer {
             child: Some(child),
             auth,
             acct,
+            admin,
             dir,
             config_path,
             logs,
@@ -227,6 +243,16 @@ pub fn assert_no_reply(o: &Output) {
     let out = stdout(o);
     assert!(!out.contains("Received"), "expected no reply:\n{out}");
     assert!(out.contains("No reply"), "expected radclient to time out:\n{out}");
+}
+
+/// Runs an admin command against this server's config.
+impl TestServer {
+    pub fn cli(&self, args: &[&str]) -> Output {
+        let mut all: Vec<&str> = args.to_vec();
+        let cfg = self.config_path.to_str().expect("utf-8 path");
+        all.extend_from_slice(&["--config", cfg]);
+        Command::new(bin()).args(&all).output().expect("run entra-radius")
+    }
 }
 
 pub fn run_cli(args: &[&str], cwd: &Path) -> Output {

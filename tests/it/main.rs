@@ -4,6 +4,8 @@
 
 mod blastradius;
 mod cli;
+mod crash;
+mod directory;
 mod harness;
 mod interop;
 mod radclient;

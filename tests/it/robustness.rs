@@ -152,7 +152,7 @@ fn sighup_reloads_clients_and_local_accounts() {
     text.push_str("\n[[local.users]]\nname = \"carol\"\npassword = \"pw-carol\"\n");
     std::fs::write(&s.config_path, &text).unwrap();
     s.signal("HUP");
-    s.wait_for_log("reloaded clients and local accounts");
+    s.wait_for_log("reloaded clients, local accounts, policy and directory order");
     assert_eq!(
         exchange(s.auth, &pap(2, [9; 16], "carol", "pw-carol")).expect("reply")[0],
         2
@@ -197,7 +197,7 @@ fn ipv6_listeners_and_clients() {
     let dir = tempfile::tempdir().unwrap();
     let s = TestServer::start_raw(
         &format!(
-            "[server]\nauth_listen = [\"[::1]:0\"]\nacct_listen = [\"[::1]:0\"]\nstate_dir = {:?}\n[[clients]]\nname = \"v6\"\naddress = \"::1/128\"\nsecret = \"{SECRET}\"\n{USERS}",
+            "[server]\nauth_listen = [\"[::1]:0\"]\nacct_listen = [\"[::1]:0\"]\nstate_dir = {:?}\n[admin]\nlisten = \"[::1]:0\"\n[[clients]]\nname = \"v6\"\naddress = \"::1/128\"\nsecret = \"{SECRET}\"\n{USERS}",
             dir.path().join("state").display().to_string()
         ),
         dir,
