@@ -2,6 +2,12 @@
 //! time it took and the process's memory before and after.
 //!
 //! `cargo run --release --example replica_memory [COUNT]`
+//!
+//! With `STORE=DIR`, it first writes the accounts into a store under DIR
+//! (unless one is already there) in a separate run, then measures what
+//! `serve` does at startup: `persist::load_replica` from SQLite (read, JSON
+//! decode, index build). Run it twice with the same DIR: the first run
+//! writes, the second measures a fresh process.
 
 use std::time::Instant;
 
@@ -26,6 +32,10 @@ fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
+    if let Some(dir) = std::env::var_os("STORE") {
+        from_store(std::path::Path::new(&dir), n);
+        return;
+    }
     let (rss0, hwm0) = (status("VmRSS:"), status("VmHWM:"));
     println!("before: VmRSS {rss0} kB, VmHWM {hwm0} kB");
     // Generating the accounts up front measures `load` alone but leaves the
@@ -61,6 +71,38 @@ fn main() {
         (rss1 - rss0) as f64 * 1024.0 / n as f64,
         (hwm1.saturating_sub(hwm0)) as f64 * 1024.0 / n as f64
     );
+    println!("counts: {:?}", replica.counts());
+    assert!(replica.lookup(&Identity::parse("user7@contoso.com")).is_some());
+}
+
+fn from_store(dir: &std::path::Path, n: usize) {
+    use entra_radius::directory::persist;
+    use entra_radius::store::Store;
+    let fresh = !dir.join(entra_radius::store::DB_FILE).exists();
+    let store = Store::open(dir).expect("open store");
+    if fresh {
+        let t = Instant::now();
+        let mut conn = store.connect().expect("connect");
+        let all: Vec<AccountData> = synthetic(n).collect();
+        for chunk in all.chunks(50_000) {
+            persist::save(&mut conn, chunk, &[], &[("users.delta", "synthetic")], 1).expect("save");
+        }
+        println!(
+            "wrote {n} accounts to {} in {:.2?}; run again to measure the load",
+            dir.display(),
+            t.elapsed()
+        );
+        return;
+    }
+    let (rss0, hwm0) = (status("VmRSS:"), status("VmHWM:"));
+    let replica = EntraReplica::new();
+    let report = persist::load_replica(&store, &replica).expect("load");
+    let (rss1, hwm1) = (status("VmRSS:"), status("VmHWM:"));
+    println!(
+        "startup load from SQLite: {} accounts ({} skipped) in {:.2?}",
+        report.loaded, report.skipped, report.elapsed
+    );
+    println!("before: VmRSS {rss0} kB, VmHWM {hwm0} kB; after: VmRSS {rss1} kB, VmHWM {hwm1} kB");
     println!("counts: {:?}", replica.counts());
     assert!(replica.lookup(&Identity::parse("user7@contoso.com")).is_some());
 }
