@@ -8,54 +8,19 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use entra_radius::directory::{
-    Account, AccountData, AccountKind, Directory, DirectoryKind, EntraDirectory, EntraReplica, GroupRef, Identity,
-    Lookup, MacAddr, Resolver,
+    Account, Directory, DirectoryKind, EntraDirectory, EntraReplica, Identity, Lookup, Resolver,
 };
+
+#[path = "support/synthetic.rs"]
+mod synthetic;
+use synthetic::{guid, mac, synthetic};
 
 const USERS: usize = 900_000;
 const DEVICES: usize = 100_000;
 
-fn guid(i: usize) -> String {
-    format!("{:08x}-0000-4000-8000-{:012x}", i as u32, i)
-}
-
-fn mac(i: usize) -> MacAddr {
-    let b = (i as u64).to_be_bytes();
-    MacAddr([0x02, 0x00, b[4], b[5], b[6], b[7]])
-}
-
+/// The same synthetic tenant as the memory probe: 90 % users, 10 % devices.
 fn accounts() -> impl Iterator<Item = Account> {
-    let groups: Vec<GroupRef> = (0..200)
-        .map(|g| GroupRef {
-            id: guid(0xffff_0000 + g),
-            name: format!("Group {g}"),
-        })
-        .collect();
-    (0..USERS + DEVICES).map(move |i| {
-        let d = if i < USERS {
-            let mut d = AccountData::new(DirectoryKind::Entra, AccountKind::User, guid(i));
-            d.display_name = Some(format!("User {i}"));
-            d.upn = Some(format!("user{i}@contoso.com"));
-            d.sam_account_name = Some(format!("user{i}"));
-            d.netbios_domain = Some("CONTOSO".into());
-            d.dns_domain = Some("contoso.local".into());
-            d.enabled = true;
-            d.groups = vec![groups[i % 200].clone(), groups[(i / 200) % 200].clone()];
-            d.last_change = Some(1_700_000_000);
-            d
-        } else {
-            let j = i - USERS;
-            let mut d = AccountData::new(DirectoryKind::Entra, AccountKind::Device, guid(i));
-            d.device_id = Some(guid(0x1000_0000 + j));
-            d.macs = vec![mac(2 * j)];
-            if j.is_multiple_of(2) {
-                d.macs.push(mac(2 * j + 1));
-            }
-            d.enabled = true;
-            d
-        };
-        Account::from(d)
-    })
+    synthetic(USERS + DEVICES).map(Account::from)
 }
 
 /// Stands in for the local directory: never reached on an Entra hit.
