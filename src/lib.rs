@@ -13,6 +13,8 @@
 //! - [`server`]: UDP transport, client table, duplicate cache, accounting,
 //!   counters and shutdown.
 //! - [`store`]: SQLite persistence under the state directory.
+//! - [`sync`]: from Microsoft Graph to the Entra replica (Graph items to
+//!   replica changes, nested group expansion).
 //! - [`test_auth`]: the small RADIUS client behind `entra-radius test-auth`.
 //!
 //! # Example
@@ -43,4 +45,5 @@ pub mod directory;
 pub mod proto;
 pub mod server;
 pub mod store;
+pub mod sync;
 pub mod test_auth;
