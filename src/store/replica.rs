@@ -119,6 +119,14 @@ pub fn load_all(conn: &mut Connection, mut f: impl FnMut(&str, &str, &[u8])) -> 
     Ok(n)
 }
 
+/// Object ids of `kind` last written before `before` (unix seconds): what a
+/// full resync that started at `before` did not see again.
+pub fn ids_written_before(conn: &Connection, kind: &str, before: i64) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare("SELECT object_id FROM replica_objects WHERE kind = ?1 AND updated_at < ?2")?;
+    let rows = stmt.query_map(params![kind, before], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// Every checkpoint as `(name, value, updated_at)`, by name.
 pub fn checkpoints(conn: &Connection) -> Result<Vec<(String, String, i64)>, StoreError> {
     let mut stmt = conn.prepare("SELECT name, value, updated_at FROM sync_checkpoints ORDER BY name")?;
@@ -241,6 +249,47 @@ mod tests {
         assert!(err.is_err());
         assert_eq!(all(&mut c).len(), 1);
         assert_eq!(checkpoint(&c, "cp").unwrap().as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn ids_written_before_a_time() {
+        let (_d, s) = store();
+        let mut c = s.connect().unwrap();
+        apply(
+            &mut c,
+            &[ObjectOp::Put {
+                object_id: "old",
+                kind: "user",
+                data: b"x",
+            }],
+            &[],
+            5,
+        )
+        .unwrap();
+        apply(
+            &mut c,
+            &[ObjectOp::Put {
+                object_id: "dev",
+                kind: "device",
+                data: b"x",
+            }],
+            &[],
+            5,
+        )
+        .unwrap();
+        apply(
+            &mut c,
+            &[ObjectOp::Put {
+                object_id: "new",
+                kind: "user",
+                data: b"x",
+            }],
+            &[],
+            10,
+        )
+        .unwrap();
+        assert_eq!(ids_written_before(&c, "user", 10).unwrap(), vec!["old".to_string()]);
+        assert!(ids_written_before(&c, "user", 5).unwrap().is_empty());
     }
 
     #[test]

@@ -1,0 +1,501 @@
+//! One sync round per object type: follow pages from where the last round
+//! (or the interrupted one) stopped, turn items into replica changes, apply
+//! them to the live replica and store them with the checkpoint of the page,
+//! in one transaction. A restart resumes at the last stored page.
+//!
+//! A full resync (first run, or Graph saying the delta token is gone) does
+//! not empty anything: every object of the fresh enumeration is applied as it
+//! arrives (it is current data), and when the enumeration ends, the objects
+//! of that type it did not see again are removed in one batch. Lookups keep
+//! answering throughout, from a replica that is at every moment a mix of
+//! last-round and fresh objects, all of them valid data. The store's write
+//! time of each object makes the sweep survive a restart in the middle.
+
+use std::future::Future;
+
+use serde_json::Value;
+
+use super::mapping::{self, MappingError};
+use crate::directory::persist;
+use crate::directory::{AccountData, AccountKind, Change, EntraReplica};
+use crate::store::replica as stored;
+use crate::store::{Store, StoreError};
+
+/// One page of a Graph collection.
+#[derive(Debug, Clone, Default)]
+pub struct PageData {
+    pub items: Vec<Value>,
+    pub next_link: Option<String>,
+    pub delta_link: Option<String>,
+}
+
+/// Why a page could not be fetched.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchError {
+    /// The delta token is no longer valid (410 Gone, syncStateNotFound,
+    /// resyncRequired): start over with a full enumeration.
+    #[error("Graph requires a full resync (delta token expired)")]
+    DeltaExpired,
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Where pages come from: Microsoft Graph, or a scripted source in tests.
+pub trait PageSource: Send + Sync {
+    fn fetch(&self, url: &str) -> impl Future<Output = Result<PageData, FetchError>> + Send;
+}
+
+/// The object types synced by delta.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ObjectType {
+    Users,
+    Devices,
+}
+
+impl ObjectType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectType::Users => "users",
+            ObjectType::Devices => "devices",
+        }
+    }
+
+    fn kind(self) -> AccountKind {
+        match self {
+            ObjectType::Users => AccountKind::User,
+            ObjectType::Devices => AccountKind::Device,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SyncError {
+    #[error("{object}: {source}")]
+    Fetch { object: &'static str, source: FetchError },
+    #[error("{object}: a page with neither @odata.nextLink nor @odata.deltaLink")]
+    NoLink { object: &'static str },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What one round of one object type did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoundReport {
+    pub pages: u64,
+    pub items: u64,
+    /// Items that could not be used (no id); logged and skipped.
+    pub bad_items: u64,
+    /// Objects removed by the sweep at the end of a full enumeration.
+    pub swept: u64,
+    pub full: bool,
+    pub resumed: bool,
+}
+
+/// The checkpoint names of one object type.
+fn cp(object: ObjectType, what: &str) -> String {
+    format!("{}.{what}", object.as_str())
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Runs sync rounds for one tenant against one replica and store.
+pub struct Syncer<S> {
+    pub source: S,
+    pub replica: EntraReplica,
+    pub store: Store,
+    /// UPN suffixes in scope.
+    pub selected_domains: Vec<String>,
+    /// First-round URLs (with `$select`), per object type.
+    pub initial_urls: Vec<(ObjectType, String)>,
+}
+
+impl<S: PageSource> Syncer<S> {
+    fn initial_url(&self, object: ObjectType) -> Option<&str> {
+        self.initial_urls
+            .iter()
+            .find(|(o, _)| *o == object)
+            .map(|(_, u)| u.as_str())
+    }
+
+    /// One round of `object`: resumes an interrupted round, else a delta
+    /// round from the stored delta link, else a full enumeration. On
+    /// `DeltaExpired` it starts a full enumeration at once.
+    pub async fn round(&self, object: ObjectType) -> Result<RoundReport, SyncError> {
+        let mut conn = self.store.connect()?;
+        let next = stored::checkpoint(&conn, &cp(object, "next"))?;
+        let delta = stored::checkpoint(&conn, &cp(object, "delta"))?;
+        let mut report = RoundReport::default();
+        let mut url = match (next, delta) {
+            (Some(n), _) => {
+                report.resumed = true;
+                n
+            }
+            (None, Some(d)) => d,
+            (None, None) => self.start_full(&mut conn, object, &mut report)?,
+        };
+        report.full |= stored::checkpoint(&conn, &cp(object, "resync_since"))?.is_some();
+        loop {
+            let page = match self.source.fetch(&url).await {
+                Ok(p) => p,
+                Err(FetchError::DeltaExpired) if !report.full => {
+                    tracing::warn!(
+                        object = object.as_str(),
+                        "delta token expired: full resync, the replica keeps serving meanwhile"
+                    );
+                    url = self.start_full(&mut conn, object, &mut report)?;
+                    continue;
+                }
+                Err(source) => {
+                    return Err(SyncError::Fetch {
+                        object: object.as_str(),
+                        source,
+                    });
+                }
+            };
+            report.pages += 1;
+            self.apply_page(&mut conn, object, &page, &mut report)?;
+            if page.delta_link.is_some() {
+                break;
+            }
+            url = page.next_link.ok_or(SyncError::NoLink {
+                object: object.as_str(),
+            })?;
+        }
+        Ok(report)
+    }
+
+    /// Clears the round's checkpoints and records when the full
+    /// enumeration began (for the sweep). Returns the first URL.
+    fn start_full(
+        &self,
+        conn: &mut rusqlite::Connection,
+        object: ObjectType,
+        report: &mut RoundReport,
+    ) -> Result<String, SyncError> {
+        let since = now_unix().to_string();
+        let resync = cp(object, "resync_since");
+        let existing = stored::checkpoint(conn, &resync)?;
+        let since = existing.unwrap_or(since);
+        stored::apply(
+            conn,
+            &[],
+            &[(&cp(object, "delta"), ""), (&cp(object, "next"), ""), (&resync, &since)],
+            now_unix(),
+        )?;
+        report.full = true;
+        Ok(self.initial_url(object).unwrap_or_default().to_string())
+    }
+
+    fn apply_page(
+        &self,
+        conn: &mut rusqlite::Connection,
+        object: ObjectType,
+        page: &PageData,
+        report: &mut RoundReport,
+    ) -> Result<(), SyncError> {
+        let now = now_unix();
+        let mut changes = Vec::with_capacity(page.items.len());
+        for item in &page.items {
+            report.items += 1;
+            let change: Result<Change, MappingError> = match object {
+                ObjectType::Users => mapping::user_change(item, &self.selected_domains, now),
+                ObjectType::Devices => {
+                    let existing = item
+                        .get("id")
+                        .and_then(Value::as_str)
+                        .and_then(|id| self.replica.get(id))
+                        .map(|a| a.attributes().clone());
+                    mapping::device_change(item, existing.as_ref(), now)
+                }
+            };
+            match change {
+                Ok(c) => changes.push(c),
+                Err(e) => {
+                    report.bad_items += 1;
+                    tracing::warn!(object = object.as_str(), error = %e, "skipped a Graph item");
+                }
+            }
+        }
+        let touched: Vec<String> = changes.iter().map(|c| change_id(c).to_string()).collect();
+        self.replica.apply(changes);
+        // What to store: the replica's resulting state of every touched object.
+        let mut puts: Vec<AccountData> = Vec::new();
+        let mut gone: Vec<&str> = Vec::new();
+        for id in &touched {
+            match self.replica.get(id) {
+                Some(a) => puts.push(a.to_data()),
+                None => gone.push(id),
+            }
+        }
+        let mut checkpoints: Vec<(String, String)> = Vec::new();
+        let mut swept_ids: Vec<String> = Vec::new();
+        match (&page.next_link, &page.delta_link) {
+            (_, Some(d)) => {
+                checkpoints.push((cp(object, "delta"), d.clone()));
+                checkpoints.push((cp(object, "next"), String::new()));
+                if let Some(since) = stored::checkpoint(conn, &cp(object, "resync_since"))? {
+                    let since: i64 = since.parse().unwrap_or(i64::MAX);
+                    swept_ids = stored::ids_written_before(conn, object.kind().as_str(), since)?;
+                    swept_ids.retain(|id| !touched.contains(id));
+                    checkpoints.push((cp(object, "resync_since"), String::new()));
+                }
+            }
+            (Some(n), None) => checkpoints.push((cp(object, "next"), n.clone())),
+            (None, None) => {}
+        }
+        gone.extend(swept_ids.iter().map(String::as_str));
+        let cps: Vec<(&str, &str)> = checkpoints.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        persist::save(conn, &puts, &gone, &cps, now)?;
+        if !swept_ids.is_empty() {
+            report.swept = swept_ids.len() as u64;
+            self.replica.apply(
+                swept_ids
+                    .into_iter()
+                    .map(|object_id| Change::HardDelete { object_id })
+                    .collect(),
+            );
+        }
+        Ok(())
+    }
+}
+
+fn change_id(c: &Change) -> &str {
+    match c {
+        Change::Upsert(a) => a.object_id(),
+        Change::Merge { object_id, .. }
+        | Change::SoftDelete { object_id }
+        | Change::Restore { object_id }
+        | Change::HardDelete { object_id } => object_id,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{HashMap, HashSet};
+    use std::sync::Mutex;
+
+    use serde_json::json;
+
+    use std::time::Duration;
+
+    use super::*;
+    use crate::directory::Identity;
+
+    /// Pages by URL; URLs in `fail` fail once; everything fetched is logged.
+    #[derive(Default)]
+    struct Scripted {
+        pages: Mutex<HashMap<String, Result<PageData, &'static str>>>,
+        fail: Mutex<HashSet<String>>,
+        fetched: Mutex<Vec<String>>,
+    }
+
+    impl Scripted {
+        fn page(&self, url: &str, items: Vec<Value>, next: Option<&str>, delta: Option<&str>) {
+            let p = PageData {
+                items,
+                next_link: next.map(String::from),
+                delta_link: delta.map(String::from),
+            };
+            self.pages.lock().unwrap().insert(url.into(), Ok(p));
+        }
+        fn expired(&self, url: &str) {
+            self.pages.lock().unwrap().insert(url.into(), Err("expired"));
+        }
+        fn fetched(&self) -> Vec<String> {
+            std::mem::take(&mut *self.fetched.lock().unwrap())
+        }
+    }
+
+    impl PageSource for Scripted {
+        async fn fetch(&self, url: &str) -> Result<PageData, FetchError> {
+            self.fetched.lock().unwrap().push(url.to_string());
+            if self.fail.lock().unwrap().remove(url) {
+                return Err(FetchError::Other("connection reset".into()));
+            }
+            match self.pages.lock().unwrap().get(url) {
+                Some(Ok(p)) => Ok(p.clone()),
+                Some(Err(_)) => Err(FetchError::DeltaExpired),
+                None => Err(FetchError::Other(format!("no page {url}"))),
+            }
+        }
+    }
+
+    fn user(id: &str, upn: &str, enabled: bool) -> Value {
+        json!({"id": id, "userPrincipalName": upn, "accountEnabled": enabled, "displayName": id})
+    }
+
+    fn syncer(dir: &std::path::Path) -> Syncer<Scripted> {
+        Syncer {
+            source: Scripted::default(),
+            replica: EntraReplica::new(),
+            store: Store::open(dir).unwrap(),
+            selected_domains: vec!["contoso.com".into()],
+            initial_urls: vec![
+                (ObjectType::Users, "start".into()),
+                (ObjectType::Devices, "dev-start".into()),
+            ],
+        }
+    }
+
+    fn enabled(s: &Syncer<Scripted>, upn: &str) -> Option<bool> {
+        s.replica.lookup(&Identity::parse(upn)).map(|a| a.enabled())
+    }
+
+    /// The store alone, loaded into a fresh replica, as after a restart.
+    fn reloaded(s: &Syncer<Scripted>) -> EntraReplica {
+        let r = EntraReplica::new();
+        persist::load_replica(&s.store, &r).unwrap();
+        r
+    }
+
+    #[tokio::test]
+    async fn full_enumeration_then_delta_rounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = syncer(dir.path());
+        s.source.page(
+            "start",
+            vec![user("u1", "a@contoso.com", true), user("u2", "b@contoso.com", true)],
+            Some("p2"),
+            None,
+        );
+        // A replay of u1 on the next page, and a user outside the selection.
+        s.source.page(
+            "p2",
+            vec![user("u1", "a@contoso.com", true), user("u3", "c@fabrikam.com", true)],
+            None,
+            Some("d1"),
+        );
+        let r = s.round(ObjectType::Users).await.unwrap();
+        assert_eq!((r.pages, r.items, r.full, r.resumed), (2, 4, true, false));
+        assert_eq!(s.replica.counts().users, 2);
+        assert_eq!(enabled(&s, "a@contoso.com"), Some(true));
+        assert!(s.replica.lookup(&Identity::parse("c@fabrikam.com")).is_none());
+        assert_eq!(s.source.fetched(), vec!["start", "p2"]);
+
+        // A delta round: u1 disabled (only that property), u2 soft-deleted.
+        s.source.page(
+            "d1",
+            vec![
+                json!({"id": "u1", "accountEnabled": false}),
+                json!({"id": "u2", "@removed": {"reason": "changed"}}),
+            ],
+            None,
+            Some("d2"),
+        );
+        let r = s.round(ObjectType::Users).await.unwrap();
+        assert!(!r.full);
+        let a = s.replica.lookup(&Identity::parse("a@contoso.com")).unwrap();
+        assert!(!a.enabled());
+        assert_eq!(
+            a.display_name(),
+            Some("u1"),
+            "a partial item keeps what it did not carry"
+        );
+        assert!(s.replica.lookup(&Identity::parse("b@contoso.com")).is_none());
+        // The store says the same after a restart.
+        let r2 = reloaded(&s);
+        assert_eq!(
+            r2.lookup(&Identity::parse("a@contoso.com")).map(|a| a.enabled()),
+            Some(false)
+        );
+        assert!(r2.lookup(&Identity::parse("b@contoso.com")).is_none());
+
+        // Restored: reappears in full without annotation.
+        s.source
+            .page("d2", vec![user("u2", "b@contoso.com", true)], None, Some("d3"));
+        s.round(ObjectType::Users).await.unwrap();
+        assert_eq!(enabled(&s, "b@contoso.com"), Some(true));
+        assert_eq!(s.source.fetched(), vec!["d1", "d2"]);
+    }
+
+    #[tokio::test]
+    async fn an_interrupted_round_resumes_at_the_stored_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = syncer(dir.path());
+        s.source
+            .page("start", vec![user("u1", "a@contoso.com", true)], Some("p2"), None);
+        s.source
+            .page("p2", vec![user("u2", "b@contoso.com", true)], Some("p3"), None);
+        s.source
+            .page("p3", vec![user("u3", "c@contoso.com", true)], None, Some("d1"));
+        s.source.fail.lock().unwrap().insert("p3".into());
+        assert!(matches!(s.round(ObjectType::Users).await, Err(SyncError::Fetch { .. })));
+        assert_eq!(s.replica.counts().users, 2);
+        // A new process: the store has two users and the position.
+        let s2 = Syncer {
+            replica: reloaded(&s),
+            ..syncer(dir.path())
+        };
+        s2.source
+            .page("p3", vec![user("u3", "c@contoso.com", true)], None, Some("d1"));
+        let r = s2.round(ObjectType::Users).await.unwrap();
+        assert!(r.resumed);
+        assert!(r.full);
+        assert_eq!(s2.source.fetched(), vec!["p3"], "nothing started from scratch");
+        assert_eq!(s2.replica.counts().users, 3);
+    }
+
+    #[tokio::test]
+    async fn an_expired_delta_token_resyncs_and_sweeps_what_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = syncer(dir.path());
+        s.source.page(
+            "start",
+            vec![user("u1", "a@contoso.com", true), user("u2", "b@contoso.com", true)],
+            None,
+            Some("d1"),
+        );
+        s.round(ObjectType::Users).await.unwrap();
+        // A second later the token has expired and u2 is gone from the tenant.
+        std::thread::sleep(Duration::from_millis(1100));
+        s.source.expired("d1");
+        s.source
+            .page("start", vec![user("u1", "a@contoso.com", false)], None, Some("d9"));
+        let r = s.round(ObjectType::Users).await.unwrap();
+        assert!(r.full);
+        assert_eq!(r.swept, 1);
+        assert_eq!(s.source.fetched(), vec!["start", "d1", "start"]);
+        assert_eq!(enabled(&s, "a@contoso.com"), Some(false));
+        assert!(s.replica.lookup(&Identity::parse("b@contoso.com")).is_none());
+        let r2 = reloaded(&s);
+        assert_eq!(r2.counts().users, 1);
+    }
+
+    #[tokio::test]
+    async fn devices_keep_their_attributes_across_partial_items() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = syncer(dir.path());
+        s.source.page(
+            "dev-start",
+            vec![json!({"id": "d1", "deviceId": "AAAA", "accountEnabled": true, "operatingSystem": "Windows", "isCompliant": true})],
+            None,
+            Some("dd1"),
+        );
+        s.round(ObjectType::Devices).await.unwrap();
+        s.source.page(
+            "dd1",
+            vec![json!({"id": "d1", "isCompliant": false})],
+            None,
+            Some("dd2"),
+        );
+        s.round(ObjectType::Devices).await.unwrap();
+        let d = s
+            .replica
+            .lookup(&Identity::parse("aaaa"))
+            .or_else(|| s.replica.get("d1"))
+            .unwrap();
+        assert_eq!(
+            d.attributes().get("operatingSystem").map(String::as_str),
+            Some("Windows")
+        );
+        assert_eq!(d.attributes().get("isCompliant").map(String::as_str), Some("false"));
+        assert!(d.enabled());
+    }
+}
