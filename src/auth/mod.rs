@@ -5,6 +5,8 @@
 //! sockets. The server calls
 //! [`Authenticator::decide`] and turns the [`Decision`] into a reply.
 
+pub mod entra_password;
+
 use std::borrow::Cow;
 use std::sync::Arc;
 
@@ -16,7 +18,9 @@ use crate::directory::{
     Resolver, UserCredential,
 };
 use crate::proto::attr::service_type;
-use crate::proto::auth::{chap_challenge, chap_matches, unhide_password};
+use entra_password::PasswordVerdict;
+
+use crate::proto::auth::{Password, chap_challenge, chap_matches, unhide_password};
 use crate::proto::{AttrType, ClientSecret, Packet};
 
 /// How the request asked to be authenticated.
@@ -99,6 +103,36 @@ struct State {
 pub struct Authenticator {
     entra: Option<Arc<EntraDirectory>>,
     state: ArcSwap<State>,
+    /// PAP against Entra ID; absent until the integration is configured.
+    entra_passwords: arc_swap::ArcSwapOption<EntraPasswords>,
+}
+
+/// How PAP is checked for Entra ID users: the live check, its cache, the
+/// local failure limit, and the domains whose passwords Entra ID does not
+/// hold (federated).
+pub struct EntraPasswords {
+    pub checker: Arc<dyn entra_password::PasswordChecker>,
+    pub cache: entra_password::PasswordCache,
+    pub limiter: entra_password::FailureLimiter,
+    pub federated_domains: ArcSwap<Vec<String>>,
+}
+
+impl EntraPasswords {
+    /// Defaults: successful checks cached 8 hours, at most 5 failures per
+    /// user per 15 minutes (Entra ID's smart lockout starts at 10).
+    pub fn new(checker: Arc<dyn entra_password::PasswordChecker>) -> EntraPasswords {
+        EntraPasswords {
+            checker,
+            cache: entra_password::PasswordCache::new(std::time::Duration::from_secs(8 * 3600), 1_000_000),
+            limiter: entra_password::FailureLimiter::new(5, std::time::Duration::from_secs(15 * 60)),
+            federated_domains: ArcSwap::from_pointee(Vec::new()),
+        }
+    }
+
+    fn is_federated(&self, upn: &str) -> bool {
+        upn.rsplit_once('@')
+            .is_some_and(|(_, d)| self.federated_domains.load().iter().any(|f| f.eq_ignore_ascii_case(d)))
+    }
 }
 
 /// What a reload can change.
@@ -113,7 +147,16 @@ impl Authenticator {
     /// current); `None` leaves Entra ID out of the chain.
     pub fn new(entra: Option<Arc<EntraDirectory>>, cfg: AuthConfig) -> Authenticator {
         let state = ArcSwap::from_pointee(build_state(entra.as_ref(), cfg));
-        Authenticator { entra, state }
+        Authenticator {
+            entra,
+            state,
+            entra_passwords: arc_swap::ArcSwapOption::empty(),
+        }
+    }
+
+    /// Turns on PAP for Entra ID users (or off, with `None`).
+    pub fn set_entra_passwords(&self, p: Option<Arc<EntraPasswords>>) {
+        self.entra_passwords.store(p);
     }
 
     pub fn reload(&self, cfg: AuthConfig) {
@@ -218,6 +261,11 @@ impl Authenticator {
                 format!("account disabled in {directory}"),
             );
         }
+        if directory == DirectoryKind::Entra
+            && let (Some(pw), Some(checker)) = (&password, self.entra_passwords.load_full())
+        {
+            return entra_pap(&state, &checker, &account, label, pw).await;
+        }
         if directory != DirectoryKind::Local {
             let why = match method {
                 Method::Chap => format!("CHAP cannot be checked against {directory}: it exposes no passwords"),
@@ -254,6 +302,67 @@ impl Authenticator {
         } else {
             Decision::reject(method, label, Some(directory), "wrong password")
         }
+    }
+}
+
+/// PAP for an enabled Entra ID account.
+async fn entra_pap(state: &State, p: &EntraPasswords, account: &Account, label: String, pw: &Password) -> Decision {
+    let (method, dir) = (Method::Pap, Some(DirectoryKind::Entra));
+    let Some(upn) = account.upn() else {
+        return Decision::reject(method, label, dir, "Entra ID account without a user principal name");
+    };
+    if p.is_federated(upn) {
+        return Decision::reject(
+            method,
+            label,
+            dir,
+            "the user's domain is federated: Entra ID does not hold its passwords, so PAP cannot be checked",
+        );
+    }
+    let id = account.object_id();
+    if !p.limiter.allowed(id) {
+        return Decision::reject(
+            method,
+            label,
+            dir,
+            "too many failed password checks for this user recently; Entra ID was not asked (protects the account from smart lockout)",
+        );
+    }
+    if p.cache.matches(id, account.last_password_change(), pw.as_bytes()).await {
+        return accept(
+            state,
+            method,
+            label,
+            DirectoryKind::Entra,
+            account,
+            "password matches a recent check by Entra ID",
+        );
+    }
+    match p.checker.check(upn, pw.as_bytes()).await {
+        PasswordVerdict::Accepted => {
+            p.limiter.clear(id);
+            p.cache
+                .remember(id, account.last_password_change(), pw.as_bytes())
+                .await;
+            accept(
+                state,
+                method,
+                label,
+                DirectoryKind::Entra,
+                account,
+                "password accepted by Entra ID",
+            )
+        }
+        PasswordVerdict::Rejected(reason) => {
+            p.limiter.record_failure(id);
+            Decision::reject(method, label, dir, format!("Entra ID refused the password: {reason}"))
+        }
+        PasswordVerdict::Unavailable(reason) => Decision::reject(
+            method,
+            label,
+            dir,
+            format!("Entra ID could not check the password: {reason}"),
+        ),
     }
 }
 
@@ -696,5 +805,112 @@ mod tests {
         // Rejects carry no policy.
         let d = a.decide(&Packet::decode(&pap("alice", "nope")).unwrap(), &s).await;
         assert!(d.reply.is_none());
+    }
+
+    /// A tenant that knows one password and counts the questions.
+    struct FakeTenant {
+        calls: std::sync::atomic::AtomicU32,
+        reachable: bool,
+    }
+
+    impl entra_password::PasswordChecker for FakeTenant {
+        fn check<'a>(
+            &'a self,
+            upn: &'a str,
+            password: &'a [u8],
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = PasswordVerdict> + Send + 'a>> {
+            Box::pin(async move {
+                self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if !self.reachable {
+                    return PasswordVerdict::Unavailable("connection refused".into());
+                }
+                if upn == "alice@contoso.com" && password == b"entra-pw" {
+                    PasswordVerdict::Accepted
+                } else {
+                    PasswordVerdict::Rejected("AADSTS50126: wrong user name or password".into())
+                }
+            })
+        }
+    }
+
+    fn with_tenant(reachable: bool) -> (Authenticator, Arc<FakeTenant>) {
+        let a = authn_with(
+            replica(),
+            &[DirectoryKind::Entra, DirectoryKind::Local],
+            vec![rule(None, None, "10")],
+        );
+        let t = Arc::new(FakeTenant {
+            calls: Default::default(),
+            reachable,
+        });
+        a.set_entra_passwords(Some(Arc::new(EntraPasswords::new(t.clone()))));
+        (a, t)
+    }
+
+    fn calls(t: &FakeTenant) -> u32 {
+        t.calls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    #[tokio::test]
+    async fn entra_pap_is_checked_live_then_cached() {
+        let (a, t) = with_tenant(true);
+        let s = ClientSecret::new(SECRET);
+        let d = a
+            .decide(&Packet::decode(&pap("alice@contoso.com", "entra-pw")).unwrap(), &s)
+            .await;
+        assert!(d.accept, "{d:?}");
+        assert_eq!(d.reason, "password accepted by Entra ID");
+        assert_eq!(d.reply.unwrap().vlan.as_deref(), Some("10"));
+        let d = a
+            .decide(&Packet::decode(&pap("CONTOSO\\alice", "entra-pw")).unwrap(), &s)
+            .await;
+        assert!(d.accept);
+        assert_eq!(d.reason, "password matches a recent check by Entra ID");
+        assert_eq!(calls(&t), 1, "the second check came from the cache");
+        // The local alice (shadowed) is never used: her local password fails.
+        let d = a
+            .decide(&Packet::decode(&pap("alice", "wonderland")).unwrap(), &s)
+            .await;
+        assert!(!d.accept);
+        assert!(d.reason.contains("AADSTS50126"), "{d:?}");
+    }
+
+    #[tokio::test]
+    async fn failures_are_limited_before_entra_locks_the_account() {
+        let (a, t) = with_tenant(true);
+        let s = ClientSecret::new(SECRET);
+        for _ in 0..5 {
+            let d = a
+                .decide(&Packet::decode(&pap("alice@contoso.com", "guess")).unwrap(), &s)
+                .await;
+            assert!(d.reason.contains("refused"), "{d:?}");
+        }
+        let d = a
+            .decide(&Packet::decode(&pap("alice@contoso.com", "entra-pw")).unwrap(), &s)
+            .await;
+        assert!(!d.accept);
+        assert!(d.reason.contains("smart lockout"), "{d:?}");
+        assert_eq!(calls(&t), 5);
+    }
+
+    #[tokio::test]
+    async fn federated_and_unreachable_are_explained() {
+        let (a, t) = with_tenant(false);
+        let s = ClientSecret::new(SECRET);
+        let d = a
+            .decide(&Packet::decode(&pap("alice@contoso.com", "entra-pw")).unwrap(), &s)
+            .await;
+        assert!(!d.accept);
+        assert!(
+            d.reason.contains("could not check the password: connection refused"),
+            "{d:?}"
+        );
+        let p = a.entra_passwords.load_full().unwrap();
+        p.federated_domains.store(Arc::new(vec!["CONTOSO.COM".into()]));
+        let d = a
+            .decide(&Packet::decode(&pap("alice@contoso.com", "entra-pw")).unwrap(), &s)
+            .await;
+        assert!(d.reason.contains("federated"), "{d:?}");
+        assert_eq!(calls(&t), 1, "federated users are not sent to Entra ID");
     }
 }
