@@ -35,6 +35,10 @@ pub fn decode(data: &[u8]) -> Result<AccountData, String> {
     }
 }
 
+/// The stored kinds that are accounts (other kinds, such as groups, belong
+/// to the sync worker).
+const ACCOUNT_KINDS: &[&str] = &["user", "device"];
+
 /// What a load found.
 #[derive(Debug, Clone, Default)]
 pub struct LoadReport {
@@ -54,7 +58,7 @@ pub fn load_replica(store: &Store, replica: &EntraReplica) -> Result<LoadReport,
         .name("replica-load".into())
         .spawn(move || {
             let mut skipped = 0u64;
-            let result = rows::load_all(&mut conn, |id, _kind, data| {
+            let result = rows::load_kinds(&mut conn, Some(ACCOUNT_KINDS), |id, _kind, data| {
                 match decode(data) {
                     Ok(a) => {
                         // The receiver only goes away if the build panicked.

@@ -101,7 +101,16 @@ pub fn replace_all<'a>(
 /// Calls `f(object_id, kind, data)` for every stored object, inside one read
 /// transaction (a consistent snapshot even while a writer runs). Returns how
 /// many were visited.
-pub fn load_all(conn: &mut Connection, mut f: impl FnMut(&str, &str, &[u8])) -> Result<u64, StoreError> {
+pub fn load_all(conn: &mut Connection, f: impl FnMut(&str, &str, &[u8])) -> Result<u64, StoreError> {
+    load_kinds(conn, None, f)
+}
+
+/// `load_all` restricted to objects of the given kinds.
+pub fn load_kinds(
+    conn: &mut Connection,
+    kinds: Option<&[&str]>,
+    mut f: impl FnMut(&str, &str, &[u8]),
+) -> Result<u64, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
     let mut n = 0u64;
     {
@@ -111,6 +120,9 @@ pub fn load_all(conn: &mut Connection, mut f: impl FnMut(&str, &str, &[u8])) -> 
             let id: &str = row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
             let kind: &str = row.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
             let data: &[u8] = row.get_ref(2)?.as_blob().map_err(rusqlite::Error::from)?;
+            if kinds.is_some_and(|k| !k.contains(&kind)) {
+                continue;
+            }
             f(id, kind, data);
             n += 1;
         }

@@ -15,9 +15,10 @@ use std::future::Future;
 
 use serde_json::Value;
 
+use super::groups::{GroupState, GroupTable};
 use super::mapping::{self, MappingError};
 use crate::directory::persist;
-use crate::directory::{AccountData, AccountKind, Change, EntraReplica};
+use crate::directory::{AccountData, AccountKind, AccountPatch, Change, EntraReplica, GroupRef};
 use crate::store::replica as stored;
 use crate::store::{Store, StoreError};
 
@@ -51,6 +52,7 @@ pub trait PageSource: Send + Sync {
 pub enum ObjectType {
     Users,
     Devices,
+    Groups,
 }
 
 impl ObjectType {
@@ -58,16 +60,22 @@ impl ObjectType {
         match self {
             ObjectType::Users => "users",
             ObjectType::Devices => "devices",
+            ObjectType::Groups => "groups",
         }
     }
 
-    fn kind(self) -> AccountKind {
+    /// The kind its objects are stored under.
+    fn stored_kind(self) -> &'static str {
         match self {
-            ObjectType::Users => AccountKind::User,
-            ObjectType::Devices => AccountKind::Device,
+            ObjectType::Users => AccountKind::User.as_str(),
+            ObjectType::Devices => AccountKind::Device.as_str(),
+            ObjectType::Groups => GROUP_KIND,
         }
     }
 }
+
+/// Stored kind of group rows (direct members; the sync worker's own state).
+const GROUP_KIND: &str = "group";
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -114,6 +122,25 @@ pub struct Syncer<S> {
     pub selected_domains: Vec<String>,
     /// First-round URLs (with `$select`), per object type.
     pub initial_urls: Vec<(ObjectType, String)>,
+    /// Groups and their direct members, as synced (see `load_groups`).
+    pub groups: std::sync::Mutex<GroupTable>,
+}
+
+/// Reads the stored group table.
+pub fn load_groups(store: &Store) -> Result<GroupTable, StoreError> {
+    let mut conn = store.connect()?;
+    let mut table = GroupTable::default();
+    stored::load_kinds(
+        &mut conn,
+        Some(&[GROUP_KIND]),
+        |id, _, data| match postcard::from_bytes::<GroupState>(data) {
+            Ok(g) => {
+                table.groups.insert(id.to_string(), g);
+            }
+            Err(e) => tracing::error!(group = %id, error = %e, "stored group does not decode; skipped"),
+        },
+    )?;
+    Ok(table)
 }
 
 impl<S: PageSource> Syncer<S> {
@@ -200,20 +227,23 @@ impl<S: PageSource> Syncer<S> {
         page: &PageData,
         report: &mut RoundReport,
     ) -> Result<(), SyncError> {
+        if object == ObjectType::Groups {
+            return self.apply_groups_page(conn, page, report);
+        }
         let now = now_unix();
         let mut changes = Vec::with_capacity(page.items.len());
         for item in &page.items {
             report.items += 1;
-            let change: Result<Change, MappingError> = match object {
-                ObjectType::Users => mapping::user_change(item, &self.selected_domains, now),
-                ObjectType::Devices => {
-                    let existing = item
-                        .get("id")
-                        .and_then(Value::as_str)
-                        .and_then(|id| self.replica.get(id))
-                        .map(|a| a.attributes().clone());
-                    mapping::device_change(item, existing.as_ref(), now)
-                }
+            // Groups never get here (see above): users and devices only.
+            let change: Result<Change, MappingError> = if object == ObjectType::Users {
+                mapping::user_change(item, &self.selected_domains, now)
+            } else {
+                let existing = item
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .and_then(|id| self.replica.get(id))
+                    .map(|a| a.attributes().clone());
+                mapping::device_change(item, existing.as_ref(), now)
             };
             match change {
                 Ok(c) => changes.push(c),
@@ -234,22 +264,7 @@ impl<S: PageSource> Syncer<S> {
                 None => gone.push(id),
             }
         }
-        let mut checkpoints: Vec<(String, String)> = Vec::new();
-        let mut swept_ids: Vec<String> = Vec::new();
-        match (&page.next_link, &page.delta_link) {
-            (_, Some(d)) => {
-                checkpoints.push((cp(object, "delta"), d.clone()));
-                checkpoints.push((cp(object, "next"), String::new()));
-                if let Some(since) = stored::checkpoint(conn, &cp(object, "resync_since"))? {
-                    let since: i64 = since.parse().unwrap_or(i64::MAX);
-                    swept_ids = stored::ids_written_before(conn, object.kind().as_str(), since)?;
-                    swept_ids.retain(|id| !touched.contains(id));
-                    checkpoints.push((cp(object, "resync_since"), String::new()));
-                }
-            }
-            (Some(n), None) => checkpoints.push((cp(object, "next"), n.clone())),
-            (None, None) => {}
-        }
+        let (checkpoints, swept_ids) = self.closing_checkpoints(conn, object, page, &touched)?;
         gone.extend(swept_ids.iter().map(String::as_str));
         let cps: Vec<(&str, &str)> = checkpoints.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
         persist::save(conn, &puts, &gone, &cps, now)?;
@@ -262,6 +277,135 @@ impl<S: PageSource> Syncer<S> {
                     .collect(),
             );
         }
+        Ok(())
+    }
+}
+
+impl<S: PageSource> Syncer<S> {
+    /// The checkpoints that close a page: the next link, or at the end of a
+    /// round the delta link (and the end of a full resync). Returns them with
+    /// the ids of `kind` that a finished full resync did not see again.
+    fn closing_checkpoints(
+        &self,
+        conn: &rusqlite::Connection,
+        object: ObjectType,
+        page: &PageData,
+        seen: &[String],
+    ) -> Result<(Vec<(String, String)>, Vec<String>), SyncError> {
+        let mut checkpoints = Vec::new();
+        let mut swept = Vec::new();
+        match (&page.next_link, &page.delta_link) {
+            (_, Some(d)) => {
+                checkpoints.push((cp(object, "delta"), d.clone()));
+                checkpoints.push((cp(object, "next"), String::new()));
+                if let Some(since) = stored::checkpoint(conn, &cp(object, "resync_since"))? {
+                    let since: i64 = since.parse().unwrap_or(i64::MAX);
+                    swept = stored::ids_written_before(conn, object.stored_kind(), since)?;
+                    swept.retain(|id| !seen.contains(id));
+                    checkpoints.push((cp(object, "resync_since"), String::new()));
+                }
+            }
+            (Some(n), None) => checkpoints.push((cp(object, "next"), n.clone())),
+            (None, None) => {}
+        }
+        Ok((checkpoints, swept))
+    }
+
+    fn apply_groups_page(
+        &self,
+        conn: &mut rusqlite::Connection,
+        page: &PageData,
+        report: &mut RoundReport,
+    ) -> Result<(), SyncError> {
+        let now = now_unix();
+        let mut seen = Vec::new();
+        let mut table = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+        for item in &page.items {
+            report.items += 1;
+            match mapping::group_delta(item) {
+                Ok(d) => {
+                    table.apply(&d);
+                    seen.push(d.id);
+                }
+                Err(e) => {
+                    report.bad_items += 1;
+                    tracing::warn!(error = %e, "skipped a Graph group item");
+                }
+            }
+        }
+        let (checkpoints, swept) = self.closing_checkpoints(conn, ObjectType::Groups, page, &seen)?;
+        for id in &swept {
+            table.groups.remove(id);
+        }
+        let blobs: Vec<(String, Vec<u8>)> = seen
+            .iter()
+            .filter_map(|id| {
+                table
+                    .groups
+                    .get(id)
+                    .map(|g| (id.clone(), postcard::to_allocvec(g).expect("group state serialises")))
+            })
+            .collect();
+        let mut ops: Vec<stored::ObjectOp<'_>> = blobs
+            .iter()
+            .map(|(id, b)| stored::ObjectOp::Put {
+                object_id: id,
+                kind: GROUP_KIND,
+                data: b,
+            })
+            .collect();
+        let removed: Vec<&String> = seen
+            .iter()
+            .filter(|id| !table.groups.contains_key(*id))
+            .chain(swept.iter())
+            .collect();
+        ops.extend(removed.iter().map(|id| stored::ObjectOp::Delete { object_id: id }));
+        let cps: Vec<(&str, &str)> = checkpoints.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        stored::apply(conn, &ops, &cps, now)?;
+        report.swept += swept.len() as u64;
+        if page.delta_link.is_some() {
+            // The round is complete: expand nesting once and give every
+            // account its groups.
+            let memberships = table.memberships();
+            drop(table);
+            self.apply_memberships(conn, memberships, now)?;
+        }
+        Ok(())
+    }
+
+    /// Sets each account's transitive groups where they changed.
+    fn apply_memberships(
+        &self,
+        conn: &mut rusqlite::Connection,
+        mut memberships: std::collections::HashMap<String, Vec<GroupRef>>,
+        now: i64,
+    ) -> Result<(), SyncError> {
+        let mut changes = Vec::new();
+        for account in self.replica.snapshot_accounts() {
+            let want = memberships.remove(account.object_id()).unwrap_or_default();
+            let have: Vec<GroupRef> = account.groups().iter().map(|g| GroupRef::clone(g)).collect();
+            if want != have {
+                changes.push(Change::Merge {
+                    object_id: account.object_id().to_string(),
+                    kind: account.kind(),
+                    patch: AccountPatch {
+                        groups: Some(want),
+                        ..AccountPatch::default()
+                    },
+                });
+            }
+        }
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<String> = changes.iter().map(|c| change_id(c).to_string()).collect();
+        self.replica.apply(changes);
+        let puts: Vec<AccountData> = ids
+            .iter()
+            .filter_map(|id| self.replica.get(id))
+            .map(|a| a.to_data())
+            .collect();
+        persist::save(conn, &puts, &[], &[], now)?;
         Ok(())
     }
 }
@@ -340,7 +484,9 @@ mod tests {
             initial_urls: vec![
                 (ObjectType::Users, "start".into()),
                 (ObjectType::Devices, "dev-start".into()),
+                (ObjectType::Groups, "grp-start".into()),
             ],
+            groups: Default::default(),
         }
     }
 
@@ -497,5 +643,62 @@ mod tests {
         );
         assert_eq!(d.attributes().get("isCompliant").map(String::as_str), Some("false"));
         assert!(d.enabled());
+    }
+
+    #[tokio::test]
+    async fn groups_give_accounts_their_transitive_memberships() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = syncer(dir.path());
+        s.source.page(
+            "start",
+            vec![user("u1", "a@contoso.com", true), user("u2", "b@contoso.com", true)],
+            None,
+            Some("d1"),
+        );
+        s.round(ObjectType::Users).await.unwrap();
+        s.source.page(
+            "grp-start",
+            vec![json!({"id": "g-eng", "displayName": "Engineering", "members@delta": [
+                {"@odata.type": "#microsoft.graph.user", "id": "u1"},
+                {"@odata.type": "#microsoft.graph.group", "id": "g-fw"}]})],
+            Some("grp-p2"),
+            None,
+        );
+        s.source.page(
+            "grp-p2",
+            vec![json!({"id": "g-fw", "displayName": "Firmware", "members@delta": [{"@odata.type": "#microsoft.graph.user", "id": "u2"}]})],
+            None,
+            Some("gd1"),
+        );
+        s.round(ObjectType::Groups).await.unwrap();
+        let groups = |s: &Syncer<Scripted>, upn: &str| -> Vec<String> {
+            s.replica
+                .lookup(&Identity::parse(upn))
+                .unwrap()
+                .groups()
+                .iter()
+                .map(|g| g.name.clone())
+                .collect()
+        };
+        assert_eq!(groups(&s, "a@contoso.com"), vec!["Engineering"]);
+        assert_eq!(groups(&s, "b@contoso.com"), vec!["Engineering", "Firmware"]);
+        // Stored: a restart sees the same memberships and group table.
+        let r2 = reloaded(&s);
+        assert!(
+            r2.lookup(&Identity::parse("b@contoso.com"))
+                .unwrap()
+                .in_group("firmware")
+        );
+        assert_eq!(load_groups(&s.store).unwrap().groups.len(), 2);
+        // u2 leaves Firmware.
+        s.source.page(
+            "gd1",
+            vec![json!({"id": "g-fw", "members@delta": [{"@odata.type": "#microsoft.graph.user", "id": "u2", "@removed": {"reason": "deleted"}}]})],
+            None,
+            Some("gd2"),
+        );
+        s.round(ObjectType::Groups).await.unwrap();
+        assert!(groups(&s, "b@contoso.com").is_empty());
+        assert_eq!(groups(&s, "a@contoso.com"), vec!["Engineering"]);
     }
 }
