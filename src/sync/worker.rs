@@ -74,6 +74,9 @@ impl ObjectType {
     }
 }
 
+/// Checkpoints that close a page, and the ids a finished full resync sweeps.
+type Closing = (Vec<(String, String)>, Vec<String>);
+
 /// Stored kind of group rows (direct members; the sync worker's own state).
 const GROUP_KIND: &str = "group";
 
@@ -291,7 +294,7 @@ impl<S: PageSource> Syncer<S> {
         object: ObjectType,
         page: &PageData,
         seen: &[String],
-    ) -> Result<(Vec<(String, String)>, Vec<String>), SyncError> {
+    ) -> Result<Closing, SyncError> {
         let mut checkpoints = Vec::new();
         let mut swept = Vec::new();
         match (&page.next_link, &page.delta_link) {
