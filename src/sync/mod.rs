@@ -1,8 +1,25 @@
-//! Keeping the Entra replica in step with Microsoft Graph: what Graph items
-//! mean for the replica (`mapping`), nested group expansion (`groups`), and
-//! sync rounds with per-page checkpoints and sweeping full resyncs
-//! (`worker`), over any `PageSource`.
+//! Keeping the Entra replica in step with Microsoft Entra ID: the Microsoft
+//! Graph client (tokens, paging, delta links, throttling, error
+//! explanations), what Graph items mean for the replica (`mapping`), nested
+//! group expansion (`groups`), and sync rounds with per-page checkpoints and
+//! sweeping full resyncs (`worker`).
 
+mod errors;
+mod graph;
 pub mod groups;
 pub mod mapping;
+mod token;
 pub mod worker;
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod testutil;
+
+pub use errors::{GraphError, PasswordError, PasswordFailure, explain_aadsts};
+pub use graph::{
+    DEVICE_SELECT, DomainInfo, GROUP_SELECT, GraphClient, GraphConfig, GraphOptions, MANAGED_DEVICE_SELECT, Page,
+    REQUIRED_ROLES, USER_SELECT, devices_delta_url, groups_delta_url, managed_devices_url, users_delta_url,
+    validate_endpoint,
+};
+pub use token::{Credential, Token};

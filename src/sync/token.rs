@@ -1,0 +1,178 @@
+//! Application credentials and access tokens (client-credentials flow, v2.0).
+//!
+//! Tokens are cached in the client and renewed before they expire; the
+//! payload is decoded only to read `roles` (granted application permissions)
+//! and `exp`, never to trust it: Graph checks the signature.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+
+/// How the application proves its identity to the token endpoint.
+///
+/// A certificate credential (a signed JWT client assertion) is planned as a
+/// second variant; it is left out until it is implemented for real.
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum Credential {
+    /// A client secret. Never printed: `Debug` shows `Secret(<redacted>)`.
+    Secret(String),
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credential::Secret(_) => f.write_str("Secret(<redacted>)"),
+        }
+    }
+}
+
+/// An access token for Graph.
+#[derive(Clone)]
+pub struct Token {
+    /// The bearer token. Never printed: `Debug` redacts it.
+    pub access_token: String,
+    /// When the token stops being valid (local clock, from `expires_in`).
+    pub expires_at: Instant,
+    /// The `roles` claim: the application permissions granted by admin consent.
+    pub roles: Vec<String>,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token")
+            .field("access_token", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .field("roles", &self.roles)
+            .finish()
+    }
+}
+
+/// The claims the client reads from a token payload.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Claims {
+    pub roles: Vec<String>,
+    pub exp: Option<u64>,
+}
+
+/// Decodes the payload of a JWT without checking it. An opaque (non-JWT)
+/// token yields empty claims, which `check_roles` then reports as missing consent.
+pub(crate) fn decode_claims(token: &str) -> Claims {
+    let Some(payload) = token.split('.').nth(1) else {
+        return Claims::default();
+    };
+    // JWTs use unpadded base64url, but tolerate padding from odd issuers.
+    let Ok(bytes) =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('='))
+    else {
+        return Claims::default();
+    };
+    let Ok(json) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return Claims::default();
+    };
+    let roles = json
+        .get("roles")
+        .and_then(|r| r.as_array())
+        .map(|r| {
+            r.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let exp = json.get("exp").and_then(|e| e.as_u64());
+    Claims { roles, exp }
+}
+
+/// Lifetime of a fresh token: `expires_in` (seconds; a number, or a string as
+/// older endpoints send it), else `exp` against the wall clock.
+pub(crate) fn lifetime(
+    expires_in: Option<&serde_json::Value>,
+    exp: Option<u64>,
+) -> Option<Duration> {
+    let from_expires_in = expires_in.and_then(|v| {
+        v.as_u64()
+            .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+    });
+    if let Some(secs) = from_expires_in {
+        return Some(Duration::from_secs(secs));
+    }
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
+    exp.map(|exp| Duration::from_secs(exp.saturating_sub(now)))
+}
+
+/// How long before expiry a long-lived token is renewed.
+pub(crate) const RENEW_MARGIN: Duration = Duration::from_secs(5 * 60);
+
+/// When to renew a token of the given lifetime: 5 minutes before expiry, or
+/// at half-life when the token lives less than 10 minutes (so short-lived
+/// tokens are not renewed on every call).
+pub(crate) fn renew_after(lifetime: Duration) -> Duration {
+    let margin = RENEW_MARGIN.min(lifetime / 2);
+    lifetime - margin
+}
+
+/// A cached token and when to renew it.
+#[derive(Clone)]
+pub(crate) struct Cached {
+    pub token: Token,
+    pub renew_at: Instant,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::fake_jwt;
+    use super::*;
+
+    #[test]
+    fn claims_are_decoded_from_payload() {
+        let jwt = fake_jwt(
+            &serde_json::json!({"roles": ["User.Read.All", "Domain.Read.All"], "exp": 1700000000u64}),
+        );
+        let c = decode_claims(&jwt);
+        assert_eq!(c.roles, vec!["User.Read.All", "Domain.Read.All"]);
+        assert_eq!(c.exp, Some(1_700_000_000));
+        assert_eq!(decode_claims("opaque-token"), Claims::default());
+        assert_eq!(decode_claims("a.!!!.c"), Claims::default());
+    }
+
+    #[test]
+    fn renewal_schedule() {
+        // One-hour token: renewed 5 minutes before expiry.
+        assert_eq!(
+            renew_after(Duration::from_secs(3599)),
+            Duration::from_secs(3299)
+        );
+        // Short token: renewed at half-life.
+        assert_eq!(renew_after(Duration::from_secs(10)), Duration::from_secs(5));
+        assert_eq!(renew_after(Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn lifetime_accepts_number_string_or_exp() {
+        let n = serde_json::json!(3599);
+        let s = serde_json::json!("3599");
+        assert_eq!(lifetime(Some(&n), None), Some(Duration::from_secs(3599)));
+        assert_eq!(lifetime(Some(&s), None), Some(Duration::from_secs(3599)));
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let l = lifetime(None, Some(now + 100)).unwrap();
+        assert!(l <= Duration::from_secs(100) && l >= Duration::from_secs(98));
+        assert_eq!(lifetime(None, None), None);
+    }
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let c = Credential::Secret("s3cr3t-value".into());
+        let t = Token {
+            access_token: "eyJ-very-secret-token".into(),
+            expires_at: Instant::now(),
+            roles: vec!["User.Read.All".into()],
+        };
+        let out = format!("{c:?} {t:?} {c:#?} {t:#?}");
+        assert!(!out.contains("s3cr3t-value"), "{out}");
+        assert!(!out.contains("very-secret"), "{out}");
+        assert!(out.contains("User.Read.All"));
+    }
+}
