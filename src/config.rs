@@ -60,7 +60,28 @@ pub struct Config {
     pub local_macs: Vec<LocalMac>,
     /// Directory precedence, highest first.
     pub directory_order: Vec<DirectoryKind>,
+    pub entra: EntraConfig,
     pub policy: Vec<PolicyRule>,
+}
+
+/// Where Microsoft's endpoints are (national clouds and tests change them)
+/// and how often to sync. Tenant, application and domains are integration
+/// state, kept in the state directory.
+#[derive(Debug, Clone)]
+pub struct EntraConfig {
+    pub authority_host: String,
+    pub graph_endpoint: String,
+    pub sync_interval: Duration,
+}
+
+impl Default for EntraConfig {
+    fn default() -> Self {
+        EntraConfig {
+            authority_host: "https://login.microsoftonline.com".into(),
+            graph_endpoint: "https://graph.microsoft.com".into(),
+            sync_interval: Duration::from_secs(15 * 60),
+        }
+    }
 }
 
 /// Entra ID first, then Active Directory, then local accounts.
@@ -118,7 +139,17 @@ struct RawConfig {
     #[serde(default)]
     directory: RawDirectory,
     #[serde(default)]
+    entra: RawEntra,
+    #[serde(default)]
     policy: Vec<Spanned<PolicyRule>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawEntra {
+    authority_host: Option<Spanned<String>>,
+    graph_endpoint: Option<Spanned<String>>,
+    sync_interval: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -223,6 +254,7 @@ pub fn defaults() -> Config {
         local_users: Vec::new(),
         local_macs: Vec::new(),
         directory_order: DEFAULT_DIRECTORY_ORDER.to_vec(),
+        entra: EntraConfig::default(),
         policy: Vec::new(),
     }
 }
@@ -500,6 +532,33 @@ fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             o.into_inner()
         }
     };
+    let mut entra = EntraConfig::default();
+    for (field, key, target) in [
+        (
+            raw.entra.authority_host,
+            "entra.authority_host",
+            &mut entra.authority_host,
+        ),
+        (
+            raw.entra.graph_endpoint,
+            "entra.graph_endpoint",
+            &mut entra.graph_endpoint,
+        ),
+    ] {
+        if let Some(v) = field {
+            let url = v.get_ref().trim_end_matches('/').to_string();
+            crate::sync::validate_endpoint(&url).map_err(|e| ctx.err(Some(v.span()), key, e.to_string()))?;
+            *target = url;
+        }
+    }
+    if let Some(v) = raw.entra.sync_interval {
+        let d = humantime::parse_duration(v.get_ref())
+            .map_err(|e| ctx.err(Some(v.span()), "entra.sync_interval", e.to_string()))?;
+        if d < Duration::from_secs(1) {
+            return Err(ctx.err(Some(v.span()), "entra.sync_interval", "must be at least 1s"));
+        }
+        entra.sync_interval = d;
+    }
     let spans: Vec<_> = raw.policy.iter().map(|p| p.span()).collect();
     let policy: Vec<PolicyRule> = raw.policy.into_iter().map(|p| p.into_inner()).collect();
     if let Err((i, message)) = policy::validate(&policy) {
@@ -521,6 +580,7 @@ fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         local_users,
         local_macs,
         directory_order,
+        entra,
         policy,
     })
 }
@@ -660,6 +720,22 @@ description = "printer"
         assert!(e.contains("directory.order: entra is listed twice"), "{e}");
         let e = err("[directory]\norder = [\"ldap\"]\n");
         assert!(e.starts_with("<config>:2:"), "{e}");
+    }
+
+    #[test]
+    fn entra_section() {
+        let c = from_toml("[entra]\nauthority_host = \"http://127.0.0.1:9999/\"\ngraph_endpoint = \"https://graph.microsoft.us\"\nsync_interval = \"5m\"\n").unwrap();
+        assert_eq!(c.entra.authority_host, "http://127.0.0.1:9999");
+        assert_eq!(c.entra.graph_endpoint, "https://graph.microsoft.us");
+        assert_eq!(c.entra.sync_interval, Duration::from_secs(300));
+        assert_eq!(
+            from_toml("").unwrap().entra.graph_endpoint,
+            "https://graph.microsoft.com"
+        );
+        let e = err("[entra]\ngraph_endpoint = \"http://graph.example.com\"\n");
+        assert!(e.starts_with("<config>:2:18: entra.graph_endpoint:"), "{e}");
+        let e = err("[entra]\nsync_interval = \"soon\"\n");
+        assert!(e.contains("entra.sync_interval"), "{e}");
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //!
 //! - [`admin`]: the admin HTTP API (loopback, bearer token) and the client
 //!   the CLI uses.
+//! - [`integration`]: the Entra ID integration at run time (sync rounds on an
+//!   interval, PAP checks for Entra users, status).
 //! - [`proto`]: the RADIUS wire format (packets, attributes, authenticators,
 //!   dictionaries). No sockets, no clock, no tokio.
 //! - [`config`]: the TOML configuration, parsed and validated.
@@ -42,6 +44,7 @@ pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod directory;
+pub mod integration;
 pub mod proto;
 pub mod server;
 pub mod store;

@@ -15,6 +15,7 @@ use tracing::{error, info, warn};
 use entra_radius::admin;
 use entra_radius::config::{self, Config};
 use entra_radius::directory::{LocalMac, LocalUser, MacAddr, UserCredential};
+use entra_radius::integration;
 use entra_radius::proto::auth::{MessageAuth, Password};
 use entra_radius::proto::dictionary::{Dictionary, describe};
 use entra_radius::proto::{ClientSecret, Code};
@@ -260,7 +261,8 @@ fn serve(path: Option<&Path>, demo: bool) -> ExitCode {
         let auth = server.local_addrs(Port::Auth);
         let acct = server.local_addrs(Port::Acct);
         let shutdown = CancellationToken::new();
-        let admin = match start_admin(&cfg, &server, shutdown.clone()).await {
+        let sync_status = integration::StatusHandle::default();
+        let admin = match start_admin(&cfg, &server, &sync_status, shutdown.clone()).await {
             Ok(a) => a,
             Err(e) => {
                 error!("{e:#}");
@@ -288,7 +290,17 @@ fn serve(path: Option<&Path>, demo: bool) -> ExitCode {
             print_demo(*a);
         }
         tokio::spawn(signals(shutdown.clone(), server.handle()));
+        let sync = tokio::spawn(integration::run(
+            cfg.entra.clone(),
+            cfg.server.state_dir.clone(),
+            server.handle(),
+            sync_status,
+            shutdown.clone(),
+        ));
         server.run(shutdown, Duration::from_secs(10)).await;
+        // A round in progress is abandoned: its pages are checkpointed, and
+        // the next start resumes it.
+        sync.abort();
         match admin.1.await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => warn!("admin API: {e}"),
@@ -307,10 +319,15 @@ const ADMIN_ADDR_FILE: &str = "admin.addr";
 async fn start_admin(
     cfg: &Config,
     server: &Server,
+    sync_status: &integration::StatusHandle,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<Result<(), admin::AdminError>>)> {
     let token = admin::ensure_token(&cfg.server.state_dir)?;
-    let backend = Arc::new(Backend::new(server.handle()));
+    let status = sync_status.clone();
+    let backend = Arc::new(Backend::new(
+        server.handle(),
+        Box::new(move || serde_json::to_value(&*status.lock().unwrap_or_else(|p| p.into_inner())).unwrap_or_default()),
+    ));
     let api = admin::AdminServer::bind(cfg.admin_listen, token, backend).await?;
     let addr = api.local_addr();
     let path = cfg.server.state_dir.join(ADMIN_ADDR_FILE);

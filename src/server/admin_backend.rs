@@ -10,11 +10,13 @@ use crate::store::replica as stored;
 /// The admin API's view of the server.
 pub struct Backend {
     handle: ServerHandle,
+    /// The sync's status as JSON, supplied by whoever runs the sync.
+    sync_status: Box<dyn Fn() -> Value + Send + Sync>,
 }
 
 impl Backend {
-    pub fn new(handle: ServerHandle) -> Backend {
-        Backend { handle }
+    pub fn new(handle: ServerHandle, sync_status: Box<dyn Fn() -> Value + Send + Sync>) -> Backend {
+        Backend { handle, sync_status }
     }
 
     /// The replica's size and how fresh it is: the sync checkpoints with
@@ -88,6 +90,7 @@ impl AdminBackend for Backend {
             "clients": self.handle.client_count(),
             "local": { "users": users, "macs": macs },
             "entra": self.entra(),
+            "sync": (self.sync_status)(),
         })
     }
 

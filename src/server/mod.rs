@@ -162,6 +162,11 @@ impl ServerHandle {
         &self.shared.listen_addrs
     }
 
+    /// The authenticator (to switch PAP for Entra users on and off).
+    pub fn authenticator(&self) -> &Authenticator {
+        &self.shared.authenticator
+    }
+
     /// The state store.
     pub fn store(&self) -> &Store {
         &self.shared.store

@@ -30,6 +30,10 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 2,
         sql: MIGRATION_2_REPLICA,
     },
+    Migration {
+        version: 3,
+        sql: MIGRATION_3_INTEGRATION,
+    },
 ];
 
 /// The schema version this build creates and understands.
@@ -86,6 +90,17 @@ CREATE TABLE replica_objects (
 
 CREATE TABLE sync_checkpoints (
     name       TEXT    NOT NULL PRIMARY KEY,
+    value      TEXT    NOT NULL,
+    updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
+/// The Entra ID integration's settings that the CLI sets and the server
+/// reads (tenant, application id, enabled, selected domains), as key/value
+/// text. Secrets are not here: they live in their own 0600 files.
+const MIGRATION_3_INTEGRATION: &str = "
+CREATE TABLE integration_state (
+    key        TEXT    NOT NULL PRIMARY KEY,
     value      TEXT    NOT NULL,
     updated_at INTEGER NOT NULL
 ) WITHOUT ROWID;

@@ -14,6 +14,7 @@
 //! connection; WAL mode lets them run alongside the writer.
 
 mod acct;
+pub mod integration;
 mod migrations;
 pub mod replica;
 mod writer;

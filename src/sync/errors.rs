@@ -38,13 +38,8 @@ pub enum GraphError {
     #[error("the delta token expired; a full resync is needed")]
     DeltaExpired { location: Option<String> },
     /// Still throttled (429/503/504) after the allowed attempts.
-    #[error(
-        "Microsoft Graph kept throttling: gave up after {attempts} attempts (last wait asked: {retry_after:?})"
-    )]
-    Throttled {
-        retry_after: Duration,
-        attempts: u32,
-    },
+    #[error("Microsoft Graph kept throttling: gave up after {attempts} attempts (last wait asked: {retry_after:?})")]
+    Throttled { retry_after: Duration, attempts: u32 },
     /// Transport failure (DNS, connect, TLS, timeout, body read).
     #[error("HTTP transport error: {0}")]
     Http(#[from] reqwest::Error),
@@ -127,27 +122,19 @@ impl std::fmt::Display for PasswordFailure {
 pub fn explain_aadsts(code: u32) -> &'static str {
     match code {
         7000215 => "the client secret is wrong: create a new one and run `entra provision` again",
-        7000222 => {
-            "the client secret has expired: create a new one and run `entra provision` again"
-        }
-        7000218 => {
-            "the request carried no client secret or certificate: run `entra provision` again"
-        }
+        7000222 => "the client secret has expired: create a new one and run `entra provision` again",
+        7000218 => "the request carried no client secret or certificate: run `entra provision` again",
         700016 => {
             "the application was not found in the tenant: the client id or the tenant is wrong, or the application was deleted; run `entra provision` again"
         }
         90002 => "the tenant was not found: check the tenant id or domain name",
-        70011 => {
-            "the requested scope is invalid: check graph_endpoint (the scope is `<graph_endpoint>/.default`)"
-        }
+        70011 => "the requested scope is invalid: check graph_endpoint (the scope is `<graph_endpoint>/.default`)",
         50126 => "wrong user name or password",
         50034 => "the user does not exist in the tenant",
         50057 => "the account is disabled in Entra ID",
         50055 => "the password has expired and must be changed",
         50053 => "the account is locked (too many failed sign-ins, or blocked IP)",
-        50076 | 50079 => {
-            "multi-factor authentication is required for this user, which a password check cannot satisfy"
-        }
+        50076 | 50079 => "multi-factor authentication is required for this user, which a password check cannot satisfy",
         53003 => "sign-in was blocked by a Conditional Access policy",
         65001 => "admin consent is missing: run `entra consent`",
         _ => {
@@ -264,11 +251,7 @@ pub(crate) fn aadsts_error(e: OAuthError) -> GraphError {
 pub(crate) fn parse_graph_error(body: &serde_json::Value) -> Option<(String, String)> {
     let err = body.get("error")?;
     let code = err.get("code")?.as_str()?.to_string();
-    let message = err
-        .get("message")
-        .and_then(|m| m.as_str())
-        .unwrap_or("")
-        .to_string();
+    let message = err.get("message").and_then(|m| m.as_str()).unwrap_or("").to_string();
     Some((code, message))
 }
 
@@ -340,10 +323,7 @@ mod tests {
             PasswordFailure::from_aadsts(50126),
             Some(PasswordFailure::WrongPassword)
         );
-        assert_eq!(
-            PasswordFailure::from_aadsts(50079),
-            Some(PasswordFailure::MfaRequired)
-        );
+        assert_eq!(PasswordFailure::from_aadsts(50079), Some(PasswordFailure::MfaRequired));
         assert_eq!(PasswordFailure::from_aadsts(7000215), None);
     }
 }

@@ -17,8 +17,8 @@ use tokio::sync::{Mutex, Semaphore};
 use tracing::{debug, info, warn};
 
 use super::errors::{
-    GraphError, PasswordError, PasswordFailure, aadsts_error, explain_aadsts, explain_graph,
-    parse_graph_error, parse_oauth_error,
+    GraphError, PasswordError, PasswordFailure, aadsts_error, explain_aadsts, explain_graph, parse_graph_error,
+    parse_oauth_error,
 };
 use super::token::{Cached, Credential, Token, decode_claims, lifetime, renew_after};
 
@@ -179,8 +179,7 @@ fn is_loopback(url: &Url) -> bool {
         return false;
     };
     let bare = host.trim_start_matches('[').trim_end_matches(']');
-    bare.eq_ignore_ascii_case("localhost")
-        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    bare.eq_ignore_ascii_case("localhost") || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The tenant is put into the token URL's path, so only the characters of a
@@ -230,11 +229,7 @@ pub fn groups_delta_url(graph_endpoint: &str, select: &[&str]) -> String {
 
 /// Intune managed devices: a plain list (no delta), read in full each round.
 pub fn managed_devices_url(graph_endpoint: &str, select: &[&str]) -> String {
-    with_select(
-        graph_endpoint,
-        "/v1.0/deviceManagement/managedDevices",
-        select,
-    )
+    with_select(graph_endpoint, "/v1.0/deviceManagement/managedDevices", select)
 }
 
 struct Inner {
@@ -267,9 +262,7 @@ impl std::fmt::Debug for GraphClient {
 fn is_retryable(status: StatusCode) -> bool {
     matches!(
         status,
-        StatusCode::TOO_MANY_REQUESTS
-            | StatusCode::SERVICE_UNAVAILABLE
-            | StatusCode::GATEWAY_TIMEOUT
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT
     )
 }
 
@@ -282,9 +275,7 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 
 /// Exponential backoff with full jitter: uniform in `[0, min(cap, base·2^(attempt-1))]`.
 pub(crate) fn backoff(base: Duration, cap: Duration, attempt: u32) -> Duration {
-    let factor = 1u32
-        .checked_shl(attempt.saturating_sub(1))
-        .unwrap_or(u32::MAX);
+    let factor = 1u32.checked_shl(attempt.saturating_sub(1)).unwrap_or(u32::MAX);
     let ceiling = base.saturating_mul(factor).min(cap);
     let ms = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
     Duration::from_millis(rand::rng().random_range(0..=ms))
@@ -295,30 +286,23 @@ fn is_resync_code(body: &serde_json::Value) -> bool {
     let err = body.get("error");
     let codes = [
         err.and_then(|e| e.get("code")),
-        err.and_then(|e| e.get("innerError"))
-            .and_then(|e| e.get("code")),
+        err.and_then(|e| e.get("innerError")).and_then(|e| e.get("code")),
     ];
     codes
         .into_iter()
         .flatten()
         .filter_map(|c| c.as_str())
-        .any(|c| {
-            c.eq_ignore_ascii_case("syncStateNotFound") || c.eq_ignore_ascii_case("resyncRequired")
-        })
+        .any(|c| c.eq_ignore_ascii_case("syncStateNotFound") || c.eq_ignore_ascii_case("resyncRequired"))
 }
 
 fn parse_page(v: serde_json::Value) -> Result<Page, GraphError> {
     let serde_json::Value::Object(mut map) = v else {
-        return Err(GraphError::BadResponse(
-            "a page that is not a JSON object".into(),
-        ));
+        return Err(GraphError::BadResponse("a page that is not a JSON object".into()));
     };
     let items = match map.remove("value") {
         Some(serde_json::Value::Array(items)) => items,
         _ => {
-            return Err(GraphError::BadResponse(
-                "a page without a `value` array".into(),
-            ));
+            return Err(GraphError::BadResponse("a page without a `value` array".into()));
         }
     };
     let link = |map: &serde_json::Map<String, serde_json::Value>, key: &str| {
@@ -378,11 +362,7 @@ impl GraphClient {
             // following redirects keeps the bearer token on the configured host.
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
-        let token_url = format!(
-            "{}/{}/oauth2/v2.0/token",
-            trim_base(authority.as_str()),
-            cfg.tenant_id
-        );
+        let token_url = format!("{}/{}/oauth2/v2.0/token", trim_base(authority.as_str()), cfg.tenant_id);
         let scope = format!("{}/.default", trim_base(&cfg.graph_endpoint));
         Ok(GraphClient {
             inner: Arc::new(Inner {
@@ -488,17 +468,12 @@ impl GraphClient {
                 continue;
             }
             let text = resp.text().await?;
-            let body: serde_json::Value = serde_json::from_str(&text).map_err(|_| {
-                GraphError::BadResponse(format!("token endpoint answered {status} without JSON"))
-            })?;
+            let body: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|_| GraphError::BadResponse(format!("token endpoint answered {status} without JSON")))?;
             if !status.is_success() {
-                return Err(parse_oauth_error(&body)
-                    .map(aadsts_error)
-                    .unwrap_or_else(|| {
-                        GraphError::BadResponse(format!(
-                            "token endpoint answered {status} without an OAuth error"
-                        ))
-                    }));
+                return Err(parse_oauth_error(&body).map(aadsts_error).unwrap_or_else(|| {
+                    GraphError::BadResponse(format!("token endpoint answered {status} without an OAuth error"))
+                }));
             }
             let access_token = body
                 .get("access_token")
@@ -507,9 +482,8 @@ impl GraphClient {
                 .ok_or_else(|| GraphError::BadResponse("token answer without access_token".into()))?
                 .to_string();
             let claims = decode_claims(&access_token);
-            let life = lifetime(body.get("expires_in"), claims.exp).ok_or_else(|| {
-                GraphError::BadResponse("token answer without expires_in or exp".into())
-            })?;
+            let life = lifetime(body.get("expires_in"), claims.exp)
+                .ok_or_else(|| GraphError::BadResponse("token answer without expires_in or exp".into()))?;
             debug!(
                 lifetime_s = life.as_secs(),
                 roles = claims.roles.len(),
@@ -540,9 +514,7 @@ impl GraphClient {
         if missing.is_empty() {
             Ok(token.roles)
         } else {
-            Err(GraphError::ConsentMissing {
-                missing_roles: missing,
-            })
+            Err(GraphError::ConsentMissing { missing_roles: missing })
         }
     }
 
@@ -560,8 +532,7 @@ impl GraphClient {
     fn resolve(&self, url: &str) -> Result<Url, GraphError> {
         let base = &self.inner.graph_base;
         if url.starts_with("http://") || url.starts_with("https://") {
-            let target = Url::parse(url)
-                .map_err(|e| GraphError::BadResponse(format!("invalid link {url:?}: {e}")))?;
+            let target = Url::parse(url).map_err(|e| GraphError::BadResponse(format!("invalid link {url:?}: {e}")))?;
             if target.origin() != base.origin() {
                 return Err(GraphError::InsecureEndpoint(format!(
                     "refusing to send the token to {}: not the Graph endpoint",
@@ -572,8 +543,7 @@ impl GraphClient {
         }
         let path = url.trim_start_matches('/');
         let joined = format!("{}/{}", trim_base(base.as_str()), path);
-        Url::parse(&joined)
-            .map_err(|e| GraphError::BadResponse(format!("invalid path {url:?}: {e}")))
+        Url::parse(&joined).map_err(|e| GraphError::BadResponse(format!("invalid path {url:?}: {e}")))
     }
 
     /// Sends one request under the in-flight limit and reads the whole body
@@ -608,11 +578,7 @@ impl GraphClient {
     /// 410 → `DeltaExpired` with the `Location` link; `syncStateNotFound` /
     /// `resyncRequired` → `DeltaExpired`; other JSON errors → `Graph`.
     /// `background` adds `x-ms-throttle-priority: low`.
-    pub async fn get_json(
-        &self,
-        url: &str,
-        background: bool,
-    ) -> Result<serde_json::Value, GraphError> {
+    pub async fn get_json(&self, url: &str, background: bool) -> Result<serde_json::Value, GraphError> {
         let target = self.resolve(url)?;
         let path = target.path().to_string();
         let max = self.inner.opts.max_attempts;
@@ -633,11 +599,7 @@ impl GraphClient {
             let (status, headers, body) = match self.exchange(req).await? {
                 Ok(answer) => answer,
                 Err(e) if (e.is_connect() || e.is_timeout()) && attempt < max => {
-                    let wait = backoff(
-                        self.inner.opts.backoff_base,
-                        self.inner.opts.backoff_cap,
-                        attempt,
-                    );
+                    let wait = backoff(self.inner.opts.backoff_base, self.inner.opts.backoff_cap, attempt);
                     warn!(%path, attempt, wait_ms = wait.as_millis() as u64, error = %e, "Graph request failed; retrying");
                     tokio::time::sleep(wait).await;
                     continue;
@@ -662,10 +624,7 @@ impl GraphClient {
                 continue;
             }
             if status == StatusCode::GONE {
-                let location = headers
-                    .get(LOCATION)
-                    .and_then(|l| l.to_str().ok())
-                    .map(str::to_string);
+                let location = headers.get(LOCATION).and_then(|l| l.to_str().ok()).map(str::to_string);
                 return Err(GraphError::DeltaExpired { location });
             }
             if status == StatusCode::UNAUTHORIZED && !reauthenticated {
@@ -687,9 +646,7 @@ impl GraphClient {
                     code,
                     message,
                 },
-                None => {
-                    GraphError::BadResponse(format!("{path}: HTTP {status} without a JSON error"))
-                }
+                None => GraphError::BadResponse(format!("{path}: HTTP {status} without a JSON error")),
             });
         }
     }
@@ -706,8 +663,8 @@ impl GraphClient {
         for _ in 0..MAX_DOMAIN_PAGES {
             let page = parse_page(self.get_json(&url, false).await?)?;
             for item in &page.items {
-                let info = domain_info(item)
-                    .ok_or_else(|| GraphError::BadResponse("a domain without an `id`".into()))?;
+                let info =
+                    domain_info(item).ok_or_else(|| GraphError::BadResponse("a domain without an `id`".into()))?;
                 out.push(info);
             }
             match page.next_link {
@@ -723,11 +680,7 @@ impl GraphClient {
     /// Resource-owner password check of an Entra user (PAP). Every call is a
     /// live sign-in that shows in the sign-in log and counts toward smart
     /// lockout: callers must cache results and rate-limit failures.
-    pub async fn check_password(
-        &self,
-        username: &str,
-        password: &str,
-    ) -> Result<(), PasswordError> {
+    pub async fn check_password(&self, username: &str, password: &str) -> Result<(), PasswordError> {
         let cfg = &self.inner.cfg;
         let mut form: Vec<(&str, &str)> = vec![
             ("client_id", cfg.client_id.as_str()),
@@ -766,10 +719,7 @@ impl GraphClient {
             });
         };
         if let Some(reason) = PasswordFailure::from_aadsts(err.code) {
-            return Err(PasswordError::PasswordCheck {
-                code: err.code,
-                reason,
-            });
+            return Err(PasswordError::PasswordCheck { code: err.code, reason });
         }
         // Other `invalid_grant` refusals are about the user's sign-in, except
         // missing consent, which is the application's problem.

@@ -5,8 +5,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::testutil::{
-    Canned, FakeServer, SECRET, TOKEN_PATH, config, fast_options, full_token, graph_error,
-    oauth_error, token_answer,
+    Canned, FakeServer, SECRET, TOKEN_PATH, config, fast_options, full_token, graph_error, oauth_error, token_answer,
 };
 use super::*;
 
@@ -43,28 +42,18 @@ async fn token_is_fetched_with_client_credentials_and_cached() {
     let t1 = c.token().await.unwrap();
     let t2 = c.token().await.unwrap();
     assert_eq!(t1.access_token, t2.access_token);
-    assert_eq!(
-        fake.count(TOKEN_PATH),
-        1,
-        "second call must come from the cache"
-    );
+    assert_eq!(fake.count(TOKEN_PATH), 1, "second call must come from the cache");
     assert_eq!(t1.roles.len(), REQUIRED_ROLES.len());
     assert!(t1.expires_at > Instant::now() + Duration::from_secs(3500));
 
     let req = &fake.requests()[0];
     assert_eq!(req.method, "POST");
-    assert_eq!(
-        form_field(&req.body, "grant_type"),
-        Some("client_credentials")
-    );
+    assert_eq!(form_field(&req.body, "grant_type"), Some("client_credentials"));
     assert_eq!(form_field(&req.body, "client_secret"), Some(SECRET));
     let expected_scope = format!("{}/.default", fake.base)
         .replace(':', "%3A")
         .replace('/', "%2F");
-    assert_eq!(
-        form_field(&req.body, "scope"),
-        Some(expected_scope.as_str())
-    );
+    assert_eq!(form_field(&req.body, "scope"), Some(expected_scope.as_str()));
     let ua = req.headers.get("user-agent").unwrap().to_str().unwrap();
     assert!(ua.starts_with("entra-radius/"), "{ua}");
 }
@@ -79,11 +68,7 @@ async fn short_token_is_renewed_after_half_life() {
     assert_eq!(fake.count(TOKEN_PATH), 1);
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let t2 = c.token().await.unwrap();
-    assert_eq!(
-        fake.count(TOKEN_PATH),
-        2,
-        "token past half-life must be renewed"
-    );
+    assert_eq!(fake.count(TOKEN_PATH), 2, "token past half-life must be renewed");
     assert_ne!(t1.access_token, t2.access_token);
 }
 
@@ -145,10 +130,7 @@ async fn missing_roles_are_reported_by_name() {
     match &err {
         GraphError::ConsentMissing { missing_roles } => assert_eq!(
             missing_roles,
-            &[
-                "GroupMember.Read.All",
-                "DeviceManagementManagedDevices.Read.All"
-            ]
+            &["GroupMember.Read.All", "DeviceManagementManagedDevices.Read.All"]
         ),
         other => panic!("unexpected {other:?}"),
     }
@@ -209,16 +191,8 @@ async fn throttled_429_honours_retry_after() {
 #[tokio::test]
 async fn foreground_requests_carry_no_priority_header() {
     let fake = graph_server(|_, _| Canned::json(200, json!({}))).await;
-    client(&fake)
-        .get_json("/v1.0/organization", false)
-        .await
-        .unwrap();
-    assert!(
-        fake.graph_requests()[0]
-            .headers
-            .get("x-ms-throttle-priority")
-            .is_none()
-    );
+    client(&fake).get_json("/v1.0/organization", false).await.unwrap();
+    assert!(fake.graph_requests()[0].headers.get("x-ms-throttle-priority").is_none());
 }
 
 #[tokio::test]
@@ -283,11 +257,7 @@ async fn unauthorized_once_renews_the_token_and_retries() {
 #[tokio::test]
 async fn unauthorized_twice_is_reported_with_explanation() {
     let fake = graph_server(|_, _| graph_error(401, "InvalidAuthenticationToken")).await;
-    match client(&fake)
-        .get_json("/v1.0/users", true)
-        .await
-        .unwrap_err()
-    {
+    match client(&fake).get_json("/v1.0/users", true).await.unwrap_err() {
         GraphError::Graph {
             status,
             code,
@@ -381,18 +351,12 @@ async fn get_page_reads_items_and_links() {
     })
     .await;
     let c = client(&fake);
-    let first = c
-        .get_page(&users_delta_url(&fake.base, USER_SELECT))
-        .await
-        .unwrap();
+    let first = c.get_page(&users_delta_url(&fake.base, USER_SELECT)).await.unwrap();
     assert_eq!(first.items.len(), 2);
     assert_eq!(first.next_link.as_deref(), Some("NEXT"));
     assert_eq!(first.delta_link, None);
     let q = fake.graph_requests()[0].query.clone().unwrap();
-    assert!(
-        q.starts_with("$select=id,userPrincipalName,accountEnabled"),
-        "{q}"
-    );
+    assert!(q.starts_with("$select=id,userPrincipalName,accountEnabled"), "{q}");
 
     let next = format!("{}/v1.0/users/delta?$skiptoken=abc", fake.base);
     let last = c.get_page(&next).await.unwrap();
@@ -402,10 +366,7 @@ async fn get_page_reads_items_and_links() {
 
     let fake = graph_server(|_, _| Canned::json(200, json!({"nope": 1}))).await;
     assert!(matches!(
-        client(&fake)
-            .get_page("/v1.0/users/delta")
-            .await
-            .unwrap_err(),
+        client(&fake).get_page("/v1.0/users/delta").await.unwrap_err(),
         GraphError::BadResponse(_)
     ));
 }
@@ -435,10 +396,7 @@ async fn domains_follow_next_link() {
     .await;
     let domains = client(&fake).domains().await.unwrap();
     let names: Vec<_> = domains.iter().map(|d| d.name.as_str()).collect();
-    assert_eq!(
-        names,
-        ["contoso.onmicrosoft.com", "contoso.com", "fabrikam.com"]
-    );
+    assert_eq!(names, ["contoso.onmicrosoft.com", "contoso.com", "fabrikam.com"]);
     assert!(domains[0].is_initial && !domains[0].federated);
     assert!(domains[1].is_default);
     assert!(domains[2].federated && domains[2].is_verified);
@@ -459,16 +417,12 @@ async fn links_to_other_hosts_are_refused() {
         .await
         .unwrap_err();
     assert!(matches!(err, GraphError::InsecureEndpoint(_)), "{err:?}");
-    assert!(
-        fake.requests().is_empty(),
-        "no token may be fetched or sent"
-    );
+    assert!(fake.requests().is_empty(), "no token may be fetched or sent");
 }
 
 #[tokio::test]
 async fn in_flight_requests_are_bounded() {
-    let fake =
-        graph_server(|_, _| Canned::json(200, json!({})).delay(Duration::from_millis(200))).await;
+    let fake = graph_server(|_, _| Canned::json(200, json!({})).delay(Duration::from_millis(200))).await;
     let opts = GraphOptions {
         max_in_flight: 2,
         ..fast_options()
@@ -520,10 +474,7 @@ fn validate_endpoint_allows_https_and_loopback_http_only() {
         "https://user:pw@graph.microsoft.com",
     ] {
         assert!(
-            matches!(
-                validate_endpoint(invalid),
-                Err(GraphError::InvalidConfig(_))
-            ),
+            matches!(validate_endpoint(invalid), Err(GraphError::InvalidConfig(_))),
             "{invalid}"
         );
     }
@@ -558,10 +509,7 @@ async fn password_grant_failures_are_mapped() {
     ];
     for (code, error, want) in cases {
         let fake = FakeServer::start(move |_, _| oauth_error(400, error, code)).await;
-        match client(&fake)
-            .check_password("alice@contoso.com", "hunter2")
-            .await
-        {
+        match client(&fake).check_password("alice@contoso.com", "hunter2").await {
             Err(PasswordError::PasswordCheck { code: got, reason }) => {
                 assert_eq!((got, reason), (code, want));
             }
@@ -590,10 +538,7 @@ async fn password_grant_success_and_service_errors() {
 
     // A bad client secret is the application's problem, not a wrong password.
     let fake = FakeServer::start(|_, _| oauth_error(401, "invalid_client", 7000215)).await;
-    match client(&fake)
-        .check_password("alice@contoso.com", "pw")
-        .await
-    {
+    match client(&fake).check_password("alice@contoso.com", "pw").await {
         Err(PasswordError::Service { code, explanation }) => {
             assert_eq!(code, 7000215);
             assert!(explanation.contains("client secret"));
@@ -665,7 +610,6 @@ fn backoff_is_full_jitter_within_the_cap() {
         }
     }
     // Jitter: not always the same value.
-    let samples: std::collections::HashSet<_> =
-        (0..50).map(|_| graph::backoff(base, cap, 6)).collect();
+    let samples: std::collections::HashSet<_> = (0..50).map(|_| graph::backoff(base, cap, 6)).collect();
     assert!(samples.len() > 1);
 }

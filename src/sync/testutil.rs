@@ -71,9 +71,7 @@ pub struct FakeServer {
 }
 
 impl FakeServer {
-    pub async fn start(
-        handler: impl Fn(&Recorded, usize) -> Canned + Send + Sync + 'static,
-    ) -> FakeServer {
+    pub async fn start(handler: impl Fn(&Recorded, usize) -> Canned + Send + Sync + 'static) -> FakeServer {
         let shared = Arc::new(Shared {
             handler: Box::new(handler),
             log: Mutex::new(Vec::new()),
@@ -101,20 +99,11 @@ impl FakeServer {
 
     /// Requests other than to the token endpoint.
     pub fn graph_requests(&self) -> Vec<Recorded> {
-        self.requests()
-            .into_iter()
-            .filter(|r| r.path != TOKEN_PATH)
-            .collect()
+        self.requests().into_iter().filter(|r| r.path != TOKEN_PATH).collect()
     }
 }
 
-async fn serve(
-    State(s): State<Arc<Shared>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: String,
-) -> Response {
+async fn serve(State(s): State<Arc<Shared>>, method: Method, uri: Uri, headers: HeaderMap, body: String) -> Response {
     let rec = Recorded {
         method: method.to_string(),
         path: uri.path().to_string(),

@@ -62,9 +62,7 @@ pub(crate) fn decode_claims(token: &str) -> Claims {
         return Claims::default();
     };
     // JWTs use unpadded base64url, but tolerate padding from odd issuers.
-    let Ok(bytes) =
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('='))
-    else {
+    let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')) else {
         return Claims::default();
     };
     let Ok(json) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
@@ -73,11 +71,7 @@ pub(crate) fn decode_claims(token: &str) -> Claims {
     let roles = json
         .get("roles")
         .and_then(|r| r.as_array())
-        .map(|r| {
-            r.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        })
+        .map(|r| r.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
         .unwrap_or_default();
     let exp = json.get("exp").and_then(|e| e.as_u64());
     Claims { roles, exp }
@@ -85,14 +79,9 @@ pub(crate) fn decode_claims(token: &str) -> Claims {
 
 /// Lifetime of a fresh token: `expires_in` (seconds; a number, or a string as
 /// older endpoints send it), else `exp` against the wall clock.
-pub(crate) fn lifetime(
-    expires_in: Option<&serde_json::Value>,
-    exp: Option<u64>,
-) -> Option<Duration> {
-    let from_expires_in = expires_in.and_then(|v| {
-        v.as_u64()
-            .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
-    });
+pub(crate) fn lifetime(expires_in: Option<&serde_json::Value>, exp: Option<u64>) -> Option<Duration> {
+    let from_expires_in =
+        expires_in.and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok())));
     if let Some(secs) = from_expires_in {
         return Some(Duration::from_secs(secs));
     }
@@ -125,9 +114,7 @@ mod tests {
 
     #[test]
     fn claims_are_decoded_from_payload() {
-        let jwt = fake_jwt(
-            &serde_json::json!({"roles": ["User.Read.All", "Domain.Read.All"], "exp": 1700000000u64}),
-        );
+        let jwt = fake_jwt(&serde_json::json!({"roles": ["User.Read.All", "Domain.Read.All"], "exp": 1700000000u64}));
         let c = decode_claims(&jwt);
         assert_eq!(c.roles, vec!["User.Read.All", "Domain.Read.All"]);
         assert_eq!(c.exp, Some(1_700_000_000));
@@ -138,10 +125,7 @@ mod tests {
     #[test]
     fn renewal_schedule() {
         // One-hour token: renewed 5 minutes before expiry.
-        assert_eq!(
-            renew_after(Duration::from_secs(3599)),
-            Duration::from_secs(3299)
-        );
+        assert_eq!(renew_after(Duration::from_secs(3599)), Duration::from_secs(3299));
         // Short token: renewed at half-life.
         assert_eq!(renew_after(Duration::from_secs(10)), Duration::from_secs(5));
         assert_eq!(renew_after(Duration::ZERO), Duration::ZERO);
@@ -153,10 +137,7 @@ mod tests {
         let s = serde_json::json!("3599");
         assert_eq!(lifetime(Some(&n), None), Some(Duration::from_secs(3599)));
         assert_eq!(lifetime(Some(&s), None), Some(Duration::from_secs(3599)));
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
         let l = lifetime(None, Some(now + 100)).unwrap();
         assert!(l <= Duration::from_secs(100) && l >= Duration::from_secs(98));
         assert_eq!(lifetime(None, None), None);
