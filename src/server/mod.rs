@@ -221,6 +221,12 @@ impl Server {
             "loaded the Entra ID replica from the store"
         );
         let entra = Arc::new(EntraDirectory::new(replica));
+        // Disabled until the integration state says otherwise: an
+        // administrator who disabled it wants Entra accounts out of decisions
+        // from the first packet on, not after the first sync round.
+        let enabled = crate::store::integration::get(&store.connect()?, crate::store::integration::keys::ENABLED)?;
+        entra.set_enabled(enabled.as_deref() == Some("true"));
+        info!(enabled = entra.is_enabled(), "Entra ID integration");
         let (acct, _writer_thread) = AcctWriter::spawn(&store, 4096)?;
         let counters = Arc::new(CounterRegistry::default());
         let mut listeners = Vec::new();

@@ -130,6 +130,7 @@ fn sigkill_during_a_large_write_leaves_a_consistent_replica() {
     assert_eq!(assert_consistent(&state, OBJECTS), committed);
 
     // And the real server starts on it and answers from it.
+    crate::directory::enable(&Store::open(&state).unwrap().connect().unwrap());
     let config = format!(
         "[server]\nauth_listen = [\"127.0.0.1:0\"]\nacct_listen = [\"127.0.0.1:0\"]\nstate_dir = {:?}\n[admin]\nlisten = \"127.0.0.1:0\"\n{}",
         state.display().to_string(),

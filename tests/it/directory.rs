@@ -84,6 +84,13 @@ pub fn seed(state: &Path) {
         1_700_000_000,
     )
     .unwrap();
+    enable(&conn);
+}
+
+/// The integration switch, as `entra enable` leaves it.
+pub fn enable(conn: &rusqlite::Connection) {
+    use entra_radius::store::integration::{keys, set};
+    set(conn, keys::ENABLED, Some("true"), 1).unwrap();
 }
 
 fn mab(s: &TestServer, mac: &str) -> String {
