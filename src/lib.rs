@@ -5,6 +5,8 @@
 //!
 //! - [`admin`]: the admin HTTP API (loopback, bearer token) and the client
 //!   the CLI uses.
+//! - [`emulator`]: the Microsoft Graph / Entra ID emulator used by tests,
+//!   benchmarks and `serve --demo` (no tenant is reachable from CI).
 //! - [`integration`]: the Entra ID integration at run time (sync rounds on an
 //!   interval, PAP checks for Entra users, status).
 //! - [`proto`]: the RADIUS wire format (packets, attributes, authenticators,
@@ -44,6 +46,7 @@ pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod directory;
+pub mod emulator;
 pub mod integration;
 pub mod proto;
 pub mod server;

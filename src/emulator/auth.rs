@@ -1,0 +1,439 @@
+//! The login (authority) side: `/{tenant}/oauth2/v2.0/token` for the client
+//! credentials and password grants, `/{tenant}/adminconsent`, and the
+//! JWT-shaped access tokens Graph routes check.
+
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Form;
+use axum::extract::rejection::{FormRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, KeyInit, Mac};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::Sha256;
+
+use super::model::rfc3339;
+use super::state::{Inner, Shared, lock};
+
+pub(crate) fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A random v4-shaped GUID for trace and request ids.
+pub(crate) fn new_guid() -> String {
+    use rand::RngExt;
+    let b: [u8; 16] = rand::rng().random();
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
+}
+
+/// Claims carried by emulator access tokens.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Claims {
+    pub aud: String,
+    pub iss: String,
+    pub iat: u64,
+    pub nbf: u64,
+    pub exp: u64,
+    pub tid: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub appid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oid: Option<String>,
+    /// Absent (not empty) when nothing is consented, as in Entra.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
+}
+
+fn sign(key: &[u8; 32], data: &str) -> Vec<u8> {
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(data.as_bytes());
+    mac.finalize().into_bytes().to_vec()
+}
+
+pub(crate) fn mint(key: &[u8; 32], claims: &Claims) -> String {
+    let header = URL_SAFE_NO_PAD.encode(br#"{"typ":"JWT","alg":"HS256","kid":"emulator"}"#);
+    let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap_or_default());
+    let signing_input = format!("{header}.{payload}");
+    let sig = URL_SAFE_NO_PAD.encode(sign(key, &signing_input));
+    format!("{signing_input}.{sig}")
+}
+
+/// Why a bearer token was refused (all map to 401 InvalidAuthenticationToken).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum TokenError {
+    Missing,
+    Malformed,
+    BadSignature,
+    Expired,
+    WrongTenant,
+}
+
+pub(crate) fn verify(s: &Inner, token: &str) -> Result<Claims, TokenError> {
+    if token.is_empty() {
+        return Err(TokenError::Missing);
+    }
+    let mut parts = token.split('.');
+    let (Some(h), Some(p), Some(sig), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(TokenError::Malformed);
+    };
+    let sig = URL_SAFE_NO_PAD
+        .decode(sig)
+        .map_err(|_| TokenError::Malformed)?;
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(&s.key).map_err(|_| TokenError::Malformed)?;
+    mac.update(format!("{h}.{p}").as_bytes());
+    mac.verify_slice(&sig)
+        .map_err(|_| TokenError::BadSignature)?;
+    let payload = URL_SAFE_NO_PAD
+        .decode(p)
+        .map_err(|_| TokenError::Malformed)?;
+    let claims: Claims = serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)?;
+    if now() >= claims.exp {
+        return Err(TokenError::Expired);
+    }
+    if claims.tid != s.tenant_id {
+        return Err(TokenError::WrongTenant);
+    }
+    Ok(claims)
+}
+
+/// An Entra token-endpoint error: `{"error", "error_description": "AADSTSnnn: ...", "error_codes", ...}`.
+fn aad_error(status: StatusCode, error: &str, code: u32, text: &str) -> Response {
+    let trace = new_guid();
+    let corr = new_guid();
+    let ts = rfc3339(now()).replace('T', " ");
+    let description =
+        format!("AADSTS{code}: {text} Trace ID: {trace} Correlation ID: {corr} Timestamp: {ts}");
+    (
+        status,
+        axum::Json(json!({
+            "error": error,
+            "error_description": description,
+            "error_codes": [code],
+            "timestamp": ts,
+            "trace_id": trace,
+            "correlation_id": corr,
+            "error_uri": format!("https://login.microsoftonline.com/error?code={code}"),
+        })),
+    )
+        .into_response()
+}
+
+fn tenant_known(s: &Inner, tenant: &str) -> bool {
+    tenant.eq_ignore_ascii_case(&s.tenant_id)
+        || s.domains.iter().any(|d| d.id.eq_ignore_ascii_case(tenant))
+}
+
+fn tenant_not_found(tenant: &str) -> Response {
+    aad_error(
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        90002,
+        &format!(
+            "Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."
+        ),
+    )
+}
+
+/// `POST /{tenant}/oauth2/v2.0/token`.
+pub(crate) async fn token(
+    State(shared): State<Shared>,
+    Path(tenant): Path<String>,
+    form: Result<Form<HashMap<String, String>>, FormRejection>,
+) -> Response {
+    let Ok(Form(form)) = form else {
+        return aad_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            900144,
+            "The request body must contain the following parameter: 'grant_type'.",
+        );
+    };
+    let s = lock(&shared);
+    if !tenant_known(&s, &tenant) {
+        return tenant_not_found(&tenant);
+    }
+    let missing = |p: &str| {
+        aad_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            900144,
+            &format!("The request body must contain the following parameter: '{p}'."),
+        )
+    };
+    let Some(grant) = form.get("grant_type") else {
+        return missing("grant_type");
+    };
+    let Some(client_id) = form.get("client_id") else {
+        return missing("client_id");
+    };
+    let Some(app) = s.apps.iter().find(|a| &a.client_id == client_id) else {
+        return aad_error(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            700016,
+            &format!(
+                "Application with identifier '{client_id}' was not found in the directory '{}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant.",
+                s.tenant_id
+            ),
+        );
+    };
+    let t = now();
+    match grant.as_str() {
+        "client_credentials" => {
+            let Some(secret) = form.get("client_secret") else {
+                return aad_error(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_client",
+                    7000218,
+                    "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
+                );
+            };
+            match app.secrets.iter().find(|x| &x.value == secret) {
+                None => {
+                    return aad_error(
+                        StatusCode::UNAUTHORIZED,
+                        "invalid_client",
+                        7000215,
+                        &format!(
+                            "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'."
+                        ),
+                    );
+                }
+                Some(x) if x.expires_at.is_some_and(|e| e <= t) => {
+                    return aad_error(
+                        StatusCode::UNAUTHORIZED,
+                        "invalid_client",
+                        7000222,
+                        &format!(
+                            "The provided client secret keys for app '{client_id}' are expired. Visit the Azure portal to create new keys for your app."
+                        ),
+                    );
+                }
+                Some(_) => {}
+            }
+            let scope = form.get("scope").map(String::as_str).unwrap_or_default();
+            let resource = scope
+                .strip_suffix("/.default")
+                .map(|r| r.trim_end_matches('/'));
+            let ok = resource.is_some_and(|r| {
+                r == s.base_url
+                    || r == "https://graph.microsoft.com"
+                    || r == "00000003-0000-0000-c000-000000000000"
+            });
+            if !ok {
+                return aad_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_scope",
+                    70011,
+                    &format!(
+                        "The provided request must include a 'scope' input parameter. The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid."
+                    ),
+                );
+            }
+            let claims = Claims {
+                aud: s.base_url.clone(),
+                iss: format!("https://sts.windows.net/{}/", s.tenant_id),
+                iat: t,
+                nbf: t,
+                exp: t + s.token_lifetime_s,
+                tid: s.tenant_id.clone(),
+                appid: Some(client_id.clone()),
+                upn: None,
+                oid: None,
+                roles: (!app.granted_roles.is_empty()).then(|| app.granted_roles.clone()),
+            };
+            token_response(&s, &claims, false)
+        }
+        "password" => password_grant(&s, &form, client_id, t),
+        other => aad_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            70003,
+            &format!("The app requested an unsupported grant type '{other}'."),
+        ),
+    }
+}
+
+fn token_response(s: &Inner, claims: &Claims, id_token: bool) -> Response {
+    let access = mint(&s.key, claims);
+    let mut body = json!({
+        "token_type": "Bearer",
+        "expires_in": s.token_lifetime_s,
+        "ext_expires_in": s.token_lifetime_s,
+        "access_token": access,
+    });
+    if id_token {
+        body["scope"] = json!("openid profile email");
+        body["id_token"] = json!(mint(&s.key, claims));
+    }
+    (
+        StatusCode::OK,
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(body),
+    )
+        .into_response()
+}
+
+/// Resource-owner password grant. Check order follows Entra: unknown user,
+/// federated domain (no cloud password to check), lockout, password, then
+/// account state and MFA.
+fn password_grant(s: &Inner, form: &HashMap<String, String>, client_id: &str, t: u64) -> Response {
+    let (Some(username), Some(password)) = (form.get("username"), form.get("password")) else {
+        return aad_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            900144,
+            "The request body must contain the following parameter: 'username' and 'password'.",
+        );
+    };
+    let grant =
+        |code: u32, text: &str| aad_error(StatusCode::BAD_REQUEST, "invalid_grant", code, text);
+    let Some(u) = s
+        .users
+        .live
+        .iter()
+        .find(|u| u.user_principal_name.eq_ignore_ascii_case(username))
+    else {
+        return grant(
+            50034,
+            &format!(
+                "The user account {username} does not exist in the {} directory. To sign into this application, the account must be added to the directory.",
+                s.tenant_id
+            ),
+        );
+    };
+    let domain = username.rsplit('@').next().unwrap_or_default();
+    let federated = s
+        .domains
+        .iter()
+        .any(|d| d.id.eq_ignore_ascii_case(domain) && d.authentication_type == "Federated");
+    let bad_password = "Error validating credentials due to invalid username or password.";
+    if federated {
+        return grant(50126, bad_password);
+    }
+    if u.locked {
+        return grant(
+            50053,
+            "Your account is locked because you've tried to sign in too many times with an incorrect user ID or password.",
+        );
+    }
+    if u.password.as_deref() != Some(password.as_str()) {
+        return grant(50126, bad_password);
+    }
+    if !u.account_enabled {
+        return grant(50057, "The user account is disabled.");
+    }
+    if u.password_expired {
+        return grant(50055, "The password is expired.");
+    }
+    if u.mfa_required {
+        return aad_error(
+            StatusCode::BAD_REQUEST,
+            "interaction_required",
+            50076,
+            "Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access this resource.",
+        );
+    }
+    let claims = Claims {
+        aud: s.base_url.clone(),
+        iss: format!("https://sts.windows.net/{}/", s.tenant_id),
+        iat: t,
+        nbf: t,
+        exp: t + s.token_lifetime_s,
+        tid: s.tenant_id.clone(),
+        appid: Some(client_id.to_owned()),
+        upn: Some(u.user_principal_name.clone()),
+        oid: Some(u.id.clone()),
+        roles: None,
+    };
+    token_response(s, &claims, true)
+}
+
+/// Percent-encodes a query value (RFC 3986 unreserved characters pass).
+pub(crate) fn enc(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `GET /{tenant}/adminconsent` (and `/{tenant}/v2.0/adminconsent`). The real
+/// endpoint shows a sign-in and consent UI first; the emulator consents at
+/// once, as if the admin had clicked Accept.
+pub(crate) async fn admin_consent(
+    State(shared): State<Shared>,
+    Path(tenant): Path<String>,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Response {
+    let Ok(Query(q)) = q else {
+        return aad_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            900144,
+            "Malformed query.",
+        );
+    };
+    let Some(redirect) = q.get("redirect_uri") else {
+        return aad_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            900144,
+            "The request body must contain the following parameter: 'redirect_uri'.",
+        );
+    };
+    let state = q.get("state").map(String::as_str).unwrap_or_default();
+    let client_id = q.get("client_id").map(String::as_str).unwrap_or_default();
+    let sep = if redirect.contains('?') { '&' } else { '?' };
+    let mut s = lock(&shared);
+    let tid = s.tenant_id.clone();
+    let location = if !tenant_known(&s, &tenant) {
+        format!(
+            "{redirect}{sep}error=invalid_request&error_description={}&state={}",
+            enc(&format!("AADSTS90002: Tenant '{tenant}' not found.")),
+            enc(state)
+        )
+    } else if let Some(app) = s.apps.iter_mut().find(|a| a.client_id == client_id) {
+        app.granted_roles = app.required_roles.clone();
+        format!(
+            "{redirect}{sep}admin_consent=True&tenant={}&state={}",
+            enc(&tid),
+            enc(state)
+        )
+    } else {
+        format!(
+            "{redirect}{sep}error=unauthorized_client&error_description={}&state={}",
+            enc(&format!(
+                "AADSTS700016: Application with identifier '{client_id}' was not found in the directory '{tid}'."
+            )),
+            enc(state)
+        )
+    };
+    (StatusCode::FOUND, [(header::LOCATION, location)]).into_response()
+}
