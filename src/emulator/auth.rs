@@ -63,8 +63,7 @@ pub(crate) struct Claims {
 }
 
 fn sign(key: &[u8; 32], data: &str) -> Vec<u8> {
-    let mut mac =
-        <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(data.as_bytes());
     mac.finalize().into_bytes().to_vec()
 }
@@ -92,22 +91,14 @@ pub(crate) fn verify(s: &Inner, token: &str) -> Result<Claims, TokenError> {
         return Err(TokenError::Missing);
     }
     let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(sig), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(h), Some(p), Some(sig), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(TokenError::Malformed);
     };
-    let sig = URL_SAFE_NO_PAD
-        .decode(sig)
-        .map_err(|_| TokenError::Malformed)?;
-    let mut mac =
-        <Hmac<Sha256> as KeyInit>::new_from_slice(&s.key).map_err(|_| TokenError::Malformed)?;
+    let sig = URL_SAFE_NO_PAD.decode(sig).map_err(|_| TokenError::Malformed)?;
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&s.key).map_err(|_| TokenError::Malformed)?;
     mac.update(format!("{h}.{p}").as_bytes());
-    mac.verify_slice(&sig)
-        .map_err(|_| TokenError::BadSignature)?;
-    let payload = URL_SAFE_NO_PAD
-        .decode(p)
-        .map_err(|_| TokenError::Malformed)?;
+    mac.verify_slice(&sig).map_err(|_| TokenError::BadSignature)?;
+    let payload = URL_SAFE_NO_PAD.decode(p).map_err(|_| TokenError::Malformed)?;
     let claims: Claims = serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)?;
     if now() >= claims.exp {
         return Err(TokenError::Expired);
@@ -123,8 +114,7 @@ fn aad_error(status: StatusCode, error: &str, code: u32, text: &str) -> Response
     let trace = new_guid();
     let corr = new_guid();
     let ts = rfc3339(now()).replace('T', " ");
-    let description =
-        format!("AADSTS{code}: {text} Trace ID: {trace} Correlation ID: {corr} Timestamp: {ts}");
+    let description = format!("AADSTS{code}: {text} Trace ID: {trace} Correlation ID: {corr} Timestamp: {ts}");
     (
         status,
         axum::Json(json!({
@@ -141,8 +131,7 @@ fn aad_error(status: StatusCode, error: &str, code: u32, text: &str) -> Response
 }
 
 fn tenant_known(s: &Inner, tenant: &str) -> bool {
-    tenant.eq_ignore_ascii_case(&s.tenant_id)
-        || s.domains.iter().any(|d| d.id.eq_ignore_ascii_case(tenant))
+    tenant.eq_ignore_ascii_case(&s.tenant_id) || s.domains.iter().any(|d| d.id.eq_ignore_ascii_case(tenant))
 }
 
 fn tenant_not_found(tenant: &str) -> Response {
@@ -234,13 +223,9 @@ pub(crate) async fn token(
                 Some(_) => {}
             }
             let scope = form.get("scope").map(String::as_str).unwrap_or_default();
-            let resource = scope
-                .strip_suffix("/.default")
-                .map(|r| r.trim_end_matches('/'));
+            let resource = scope.strip_suffix("/.default").map(|r| r.trim_end_matches('/'));
             let ok = resource.is_some_and(|r| {
-                r == s.base_url
-                    || r == "https://graph.microsoft.com"
-                    || r == "00000003-0000-0000-c000-000000000000"
+                r == s.base_url || r == "https://graph.microsoft.com" || r == "00000003-0000-0000-c000-000000000000"
             });
             if !ok {
                 return aad_error(
@@ -288,12 +273,7 @@ fn token_response(s: &Inner, claims: &Claims, id_token: bool) -> Response {
         body["scope"] = json!("openid profile email");
         body["id_token"] = json!(mint(&s.key, claims));
     }
-    (
-        StatusCode::OK,
-        [(header::CACHE_CONTROL, "no-store")],
-        axum::Json(body),
-    )
-        .into_response()
+    (StatusCode::OK, [(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response()
 }
 
 /// Resource-owner password grant. Check order follows Entra: unknown user,
@@ -308,8 +288,7 @@ fn password_grant(s: &Inner, form: &HashMap<String, String>, client_id: &str, t:
             "The request body must contain the following parameter: 'username' and 'password'.",
         );
     };
-    let grant =
-        |code: u32, text: &str| aad_error(StatusCode::BAD_REQUEST, "invalid_grant", code, text);
+    let grant = |code: u32, text: &str| aad_error(StatusCode::BAD_REQUEST, "invalid_grant", code, text);
     let Some(u) = s
         .users
         .live
@@ -393,12 +372,7 @@ pub(crate) async fn admin_consent(
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Response {
     let Ok(Query(q)) = q else {
-        return aad_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            900144,
-            "Malformed query.",
-        );
+        return aad_error(StatusCode::BAD_REQUEST, "invalid_request", 900144, "Malformed query.");
     };
     let Some(redirect) = q.get("redirect_uri") else {
         return aad_error(

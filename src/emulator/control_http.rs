@@ -80,51 +80,51 @@ struct MemberReq {
 macro_rules! object_routes {
     ($r:expr, $path:literal, $ty:ty, $exists:expr, $update:ident, $add:ident, $del:ident, $soft:ident, $restore:ident) => {
         $r.route(
-            $path,
-            post(
-                |State(s): State<Shared>, body: Result<Json<$ty>, JsonRejection>| async move {
-                    let Json(o) = match body {
-                        Ok(b) => b,
-                        Err(e) => return bad_json(&e),
-                    };
-                    let c = ctl(s.clone());
-                    // Upsert: an existing object is updated so the change is
-                    // tracked per property, not as a re-add.
-                    let exists = $exists(&s, &o.id);
-                    if exists {
-                        c.$update(&o.id.clone(), move |x| *x = o);
-                    } else {
-                        c.$add(o);
-                    }
-                    done()
-                },
-            ),
-        )
-        .route(
-            concat!($path, "/{id}"),
-            delete(
-                |State(s): State<Shared>,
-                 Path(id): Path<String>,
-                 q: Result<Query<DeleteOpts>, QueryRejection>| async move {
-                    let c = ctl(s);
-                    if q.is_ok_and(|Query(q)| q.soft) {
-                        c.$soft(&id);
-                    } else {
-                        c.$del(&id);
-                    }
-                    done()
-                },
-            ),
-        )
-        .route(
-            concat!($path, "/{id}/restore"),
-            post(
-                |State(s): State<Shared>, Path(id): Path<String>| async move {
-                    ctl(s).$restore(&id);
-                    done()
-                },
-            ),
-        )
+                    $path,
+                    post(
+                        |State(s): State<Shared>, body: Result<Json<$ty>, JsonRejection>| async move {
+                            let Json(o) = match body {
+                                Ok(b) => b,
+                                Err(e) => return bad_json(&e),
+                            };
+                            let c = ctl(s.clone());
+                            // Upsert: an existing object is updated so the change is
+                            // tracked per property, not as a re-add.
+                            let exists = $exists(&s, &o.id);
+                            if exists {
+                                c.$update(&o.id.clone(), move |x| *x = o);
+                            } else {
+                                c.$add(o);
+                            }
+                            done()
+                        },
+                    ),
+                )
+                .route(
+                    concat!($path, "/{id}"),
+                    delete(
+                        |State(s): State<Shared>,
+                         Path(id): Path<String>,
+                         q: Result<Query<DeleteOpts>, QueryRejection>| async move {
+                            let c = ctl(s);
+                            if q.is_ok_and(|Query(q)| q.soft) {
+                                c.$soft(&id);
+                            } else {
+                                c.$del(&id);
+                            }
+                            done()
+                        },
+                    ),
+                )
+                .route(
+                    concat!($path, "/{id}/restore"),
+                    post(
+                        |State(s): State<Shared>, Path(id): Path<String>| async move {
+                            ctl(s).$restore(&id);
+                            done()
+                        },
+                    ),
+                )
     };
 }
 
@@ -177,9 +177,7 @@ pub(crate) fn routes() -> Router<Shared> {
     r.route(
         "/_emulator/groups/{id}/members",
         post(
-            |State(s): State<Shared>,
-             Path(id): Path<String>,
-             body: Result<Json<MemberReq>, JsonRejection>| async move {
+            |State(s): State<Shared>, Path(id): Path<String>, body: Result<Json<MemberReq>, JsonRejection>| async move {
                 match body {
                     Ok(Json(m)) => {
                         ctl(s).add_group_member(&id, &m.member_id);
@@ -215,16 +213,14 @@ pub(crate) fn routes() -> Router<Shared> {
     )
     .route(
         "/_emulator/expire-delta-tokens",
-        post(
-            |State(s): State<Shared>, body: Option<Json<ExpireReq>>| async move {
-                let c = ctl(s);
-                if let Some(style) = body.and_then(|Json(b)| b.style) {
-                    c.set_delta_expiry_style(style);
-                }
-                c.expire_delta_tokens();
-                done()
-            },
-        ),
+        post(|State(s): State<Shared>, body: Option<Json<ExpireReq>>| async move {
+            let c = ctl(s);
+            if let Some(style) = body.and_then(|Json(b)| b.style) {
+                c.set_delta_expiry_style(style);
+            }
+            c.expire_delta_tokens();
+            done()
+        }),
     )
     .route(
         "/_emulator/consent",
@@ -243,12 +239,10 @@ pub(crate) fn routes() -> Router<Shared> {
     )
     .route(
         "/_emulator/consent/{client_id}",
-        delete(
-            |State(s): State<Shared>, Path(id): Path<String>| async move {
-                ctl(s).revoke_consent(&id);
-                done()
-            },
-        ),
+        delete(|State(s): State<Shared>, Path(id): Path<String>| async move {
+            ctl(s).revoke_consent(&id);
+            done()
+        }),
     )
     .route(
         "/_emulator/settings",
@@ -281,10 +275,6 @@ pub(crate) fn routes() -> Router<Shared> {
     )
     .route(
         "/_emulator/requests",
-        get(
-            |State(s): State<Shared>, _q: Query<HashMap<String, String>>| async move {
-                Json(ctl(s).request_log())
-            },
-        ),
+        get(|State(s): State<Shared>, _q: Query<HashMap<String, String>>| async move { Json(ctl(s).request_log()) }),
     )
 }

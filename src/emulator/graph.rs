@@ -24,12 +24,7 @@ use super::state::{DeltaExpiry, DeltaProps, Entry, Fault, Inner, Round, Shared, 
 type Q = Result<Query<HashMap<String, String>>, QueryRejection>;
 
 /// `{"error":{"code","message","innerError":{date, request-id, client-request-id}}}`.
-pub(crate) fn graph_error(
-    status: StatusCode,
-    code: &str,
-    message: &str,
-    headers: &HeaderMap,
-) -> Response {
+pub(crate) fn graph_error(status: StatusCode, code: &str, message: &str, headers: &HeaderMap) -> Response {
     let crid = headers
         .get("client-request-id")
         .and_then(|v| v.to_str().ok())
@@ -98,10 +93,7 @@ fn authorize(s: &Inner, h: &HeaderMap, accepted: &[&str]) -> Result<(), Response
     let token = h
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim)
         .unwrap_or_default();
     let claims = match verify(s, token) {
@@ -114,12 +106,7 @@ fn authorize(s: &Inner, h: &HeaderMap, accepted: &[&str]) -> Result<(), Response
                 TokenError::Expired => "Lifetime validation failed, the token is expired.",
                 TokenError::WrongTenant => "Access token validation failure. Invalid audience.",
             };
-            let mut r = graph_error(
-                StatusCode::UNAUTHORIZED,
-                "InvalidAuthenticationToken",
-                msg,
-                h,
-            );
+            let mut r = graph_error(StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken", msg, h);
             r.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 header::HeaderValue::from_static(
@@ -157,25 +144,16 @@ fn ok_json(body: Value) -> Response {
 }
 
 fn parse_query(q: Q, h: &HeaderMap) -> Result<HashMap<String, String>, Response> {
-    q.map(|Query(q)| q)
-        .map_err(|_| bad_request("Invalid query string.", h))
+    q.map(|Query(q)| q).map_err(|_| bad_request("Invalid query string.", h))
 }
 
 /// Validates `$select` against the kind's properties (case-insensitive, like
 /// Graph) and returns canonical names.
-fn parse_select(
-    kind: Kind,
-    raw: Option<&String>,
-    h: &HeaderMap,
-) -> Result<Option<Vec<String>>, Response> {
+fn parse_select(kind: Kind, raw: Option<&String>, h: &HeaderMap) -> Result<Option<Vec<String>>, Response> {
     let Some(raw) = raw else { return Ok(None) };
     let mut out = Vec::new();
     for p in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        match kind
-            .known_props()
-            .iter()
-            .find(|k| k.eq_ignore_ascii_case(p))
-        {
+        match kind.known_props().iter().find(|k| k.eq_ignore_ascii_case(p)) {
             Some(k) => {
                 if !out.iter().any(|x: &String| x == k) {
                     out.push((*k).to_owned());
@@ -195,15 +173,8 @@ fn parse_select(
     Ok(if out.is_empty() { None } else { Some(out) })
 }
 
-fn reject_unsupported(
-    q: &HashMap<String, String>,
-    allowed: &[&str],
-    h: &HeaderMap,
-) -> Result<(), Response> {
-    match q
-        .keys()
-        .find(|k| k.starts_with('$') && !allowed.contains(&k.as_str()))
-    {
+fn reject_unsupported(q: &HashMap<String, String>, allowed: &[&str], h: &HeaderMap) -> Result<(), Response> {
+    match q.keys().find(|k| k.starts_with('$') && !allowed.contains(&k.as_str())) {
         Some(k) => Err(graph_error(
             StatusCode::BAD_REQUEST,
             "Request_UnsupportedQuery",
@@ -351,9 +322,7 @@ pub(crate) async fn domains(State(shared): State<Shared>, h: HeaderMap) -> Respo
             })
         })
         .collect();
-    ok_json(
-        json!({"@odata.context": format!("{}/v1.0/$metadata#domains", s.base_url), "value": value}),
-    )
+    ok_json(json!({"@odata.context": format!("{}/v1.0/$metadata#domains", s.base_url), "value": value}))
 }
 
 /// `GET /v1.0/{users,devices,groups,deviceManagement/managedDevices}`.
@@ -386,10 +355,7 @@ pub(crate) async fn list(kind: Kind, shared: Shared, h: HeaderMap, q: Q) -> Resp
             None => 100,
             Some(Ok(n)) if (1..=999).contains(&n) => n,
             Some(_) => {
-                return bad_request(
-                    "Invalid page size specified: must be between 1 and 999 inclusive.",
-                    &h,
-                );
+                return bad_request("Invalid page size specified: must be between 1 and 999 inclusive.", &h);
             }
         };
         let select = match parse_select(kind, q.get("$select"), &h) {
@@ -412,22 +378,12 @@ pub(crate) async fn list(kind: Kind, shared: Shared, h: HeaderMap, q: Q) -> Resp
             t: top,
             s: select,
         });
-        body["@odata.nextLink"] = json!(format!(
-            "{}/v1.0/{}?$skiptoken={tok}",
-            s.base_url,
-            kind.path()
-        ));
+        body["@odata.nextLink"] = json!(format!("{}/v1.0/{}?$skiptoken={tok}", s.base_url, kind.path()));
     }
     ok_json(body)
 }
 
-fn expired(
-    s: &Inner,
-    kind: Kind,
-    style: DeltaExpiry,
-    select: Option<&[String]>,
-    h: &HeaderMap,
-) -> Response {
+fn expired(s: &Inner, kind: Kind, style: DeltaExpiry, select: Option<&[String]>, h: &HeaderMap) -> Response {
     match style {
         DeltaExpiry::Gone => {
             let mut loc = format!("{}/v1.0/{}/delta?", s.base_url, kind.path());
@@ -471,10 +427,7 @@ fn member_ref(id: &str, t: &str, removed: bool) -> Value {
 
 fn render_entry(s: &Inner, r: &Round, e: &Entry, minimal: bool) -> Option<Value> {
     let props = effective_props(r.kind, &r.select);
-    let members_tracked = r.kind == Kind::Groups
-        && props
-            .as_ref()
-            .is_some_and(|p| p.iter().any(|x| x == "members"));
+    let members_tracked = r.kind == Kind::Groups && props.as_ref().is_some_and(|p| p.iter().any(|x| x == "members"));
     match e {
         Entry::Removed(id, reason) => Some(json!({"id": id, "@removed": {"reason": reason}})),
         Entry::Full(id) => {
@@ -489,11 +442,7 @@ fn render_entry(s: &Inner, r: &Round, e: &Entry, minimal: bool) -> Option<Value>
             }
             Some(Value::Object(m))
         }
-        Entry::Partial {
-            id,
-            fields,
-            members,
-        } => {
+        Entry::Partial { id, fields, members } => {
             let full = object_json(s, r.kind, id)?;
             let mut m = if minimal {
                 let mut m = Map::new();
@@ -543,10 +492,7 @@ fn render_page(s: &Inner, round_id: u64, offset: usize, page: u64, minimal: bool
         // Trap: replay an object already sent on an earlier page of this round.
         // The second chunk always replays (when replays are on) so every multi-page
         // round exercises the client's dedup; later pages by chance.
-        if s.replay_pct > 0
-            && offset > 0
-            && (offset <= s.page_size || (h >> 8) % 100 < s.replay_pct)
-        {
+        if s.replay_pct > 0 && offset > 0 && (offset <= s.page_size || (h >> 8) % 100 < s.replay_pct) {
             let j = (h >> 16) as usize % offset;
             value.extend(render_entry(s, r, &r.entries[j], minimal));
         }
@@ -560,11 +506,7 @@ fn render_page(s: &Inner, round_id: u64, offset: usize, page: u64, minimal: bool
             q: r.end_seq,
             e: r.epoch,
         });
-        body["@odata.deltaLink"] = json!(format!(
-            "{}/v1.0/{}/delta?$deltatoken={tok}",
-            s.base_url,
-            r.kind.path()
-        ));
+        body["@odata.deltaLink"] = json!(format!("{}/v1.0/{}/delta?$deltatoken={tok}", s.base_url, r.kind.path()));
     } else {
         let tok = encode_token(&SkipTok {
             r: round_id,
@@ -572,11 +514,7 @@ fn render_page(s: &Inner, round_id: u64, offset: usize, page: u64, minimal: bool
             p: page + 1,
             e: r.epoch,
         });
-        body["@odata.nextLink"] = json!(format!(
-            "{}/v1.0/{}/delta?$skiptoken={tok}",
-            s.base_url,
-            r.kind.path()
-        ));
+        body["@odata.nextLink"] = json!(format!("{}/v1.0/{}/delta?$skiptoken={tok}", s.base_url, r.kind.path()));
     }
     ok_json(body)
 }
@@ -604,9 +542,7 @@ pub(crate) async fn delta(kind: Kind, shared: Shared, h: HeaderMap, q: Q) -> Res
     if skip.is_some() || dtok.is_some() {
         let path = format!("/v1.0/{}/delta", kind.path());
         if let Some(Fault::ExpireDeltaTokens { style }) = s.take_fault(&path, true) {
-            let sel = dtok
-                .and_then(|t| decode_token::<DeltaTok>(t))
-                .and_then(|t| t.s);
+            let sel = dtok.and_then(|t| decode_token::<DeltaTok>(t)).and_then(|t| t.s);
             return expired(&s, kind, style, sel.as_deref(), &h);
         }
     }
@@ -614,11 +550,7 @@ pub(crate) async fn delta(kind: Kind, shared: Shared, h: HeaderMap, q: Q) -> Res
         let Some(t) = decode_token::<SkipTok>(skip) else {
             return bad_request("Invalid skip token.", &h);
         };
-        let round_ok = s
-            .rounds
-            .get(&t.r)
-            .filter(|r| r.kind == kind)
-            .map(|r| r.select.clone());
+        let round_ok = s.rounds.get(&t.r).filter(|r| r.kind == kind).map(|r| r.select.clone());
         match round_ok {
             Some(_) if t.e >= s.epoch => render_page(&s, t.r, t.o, t.p, minimal),
             Some(sel_) => {
@@ -642,8 +574,8 @@ pub(crate) async fn delta(kind: Kind, shared: Shared, h: HeaderMap, q: Q) -> Res
             let style = s.expiry_style;
             return expired(&s, kind, style, t.s.as_deref(), &h);
         }
-        let tracked = effective_props(kind, &t.s)
-            .unwrap_or_else(|| kind.known_props().iter().map(|p| (*p).to_owned()).collect());
+        let tracked =
+            effective_props(kind, &t.s).unwrap_or_else(|| kind.known_props().iter().map(|p| (*p).to_owned()).collect());
         let members = kind == Kind::Groups && tracked.iter().any(|p| p == "members");
         let entries = s.changes(kind, t.q, &tracked, members);
         let round = Round {

@@ -32,8 +32,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use model::{
-    ALL_ROLES, AdminUser, App, AppSecret, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Device, Domain,
-    Group, Kind, ManagedDevice, SYNTHETIC_CLIENT_ID, SYNTHETIC_CLIENT_SECRET, Tenant, User,
+    ALL_ROLES, AdminUser, App, AppSecret, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Device, Domain, Group, Kind,
+    ManagedDevice, SYNTHETIC_CLIENT_ID, SYNTHETIC_CLIENT_SECRET, Tenant, User,
 };
 pub use state::{Control, DeltaExpiry, DeltaProps, Fault, LoggedRequest};
 
@@ -45,10 +45,7 @@ pub enum EmulatorError {
     #[error("the emulator only listens on loopback, not {0}")]
     NotLoopback(SocketAddr),
     #[error("cannot bind {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
 }
 
 /// A running emulator. Dropping it without [`Emulator::shutdown`] leaves the
@@ -128,10 +125,7 @@ fn router(shared: Shared) -> Router {
     let s = shared.clone();
     let graph = Router::new()
         .route("/v1.0/domains", get(graph::domains))
-        .route(
-            "/v1.0/users",
-            get(|st, h, q| graph::list(Kind::Users, pick(st), h, q)),
-        )
+        .route("/v1.0/users", get(|st, h, q| graph::list(Kind::Users, pick(st), h, q)))
         .route(
             "/v1.0/users/delta",
             get(|st, h, q| graph::delta(Kind::Users, pick(st), h, q)),
@@ -183,12 +177,7 @@ async fn not_found(h: axum::http::HeaderMap) -> Response {
 /// Graph's `request-id` / `client-request-id` headers.
 async fn observe(State(shared): State<Shared>, req: Request, next: Next) -> Response {
     let headers = req.headers().clone();
-    let header_str = |n: &str| {
-        headers
-            .get(n)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
+    let header_str = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let path = req.uri().path().to_owned();
     let path_and_query = req
         .uri()

@@ -283,30 +283,14 @@ impl GraphObject for User {
         put(&mut m, "id", self.id.clone());
         // Graph returns empty collections as [], never null.
         put(&mut m, "businessPhones", Value::Array(vec![]));
-        put(
-            &mut m,
-            "userPrincipalName",
-            self.user_principal_name.clone(),
-        );
+        put(&mut m, "userPrincipalName", self.user_principal_name.clone());
         put(&mut m, "displayName", self.display_name.clone());
         put(&mut m, "accountEnabled", self.account_enabled);
         put_opt(&mut m, "mail", &self.mail);
         put(&mut m, "userType", self.user_type.clone());
-        put_opt(
-            &mut m,
-            "onPremisesSyncEnabled",
-            &self.on_premises_sync_enabled,
-        );
-        put_opt(
-            &mut m,
-            "onPremisesSamAccountName",
-            &self.on_premises_sam_account_name,
-        );
-        put_opt(
-            &mut m,
-            "onPremisesDomainName",
-            &self.on_premises_domain_name,
-        );
+        put_opt(&mut m, "onPremisesSyncEnabled", &self.on_premises_sync_enabled);
+        put_opt(&mut m, "onPremisesSamAccountName", &self.on_premises_sam_account_name);
+        put_opt(&mut m, "onPremisesDomainName", &self.on_premises_domain_name);
         put_opt(
             &mut m,
             "onPremisesSecurityIdentifier",
@@ -506,9 +490,7 @@ impl Tenant {
                 device_id: device_id.clone(),
                 display_name: format!("DEVICE-{i}"),
                 account_enabled: r % 40 != 1,
-                operating_system: Some(
-                    ["Windows", "iOS", "Android", "MacMDM"][(r % 4) as usize].into(),
-                ),
+                operating_system: Some(["Windows", "iOS", "Android", "MacMDM"][(r % 4) as usize].into()),
                 trust_type: Some(trust.into()),
                 is_compliant: Some(r % 9 != 2),
                 is_managed: Some(managed),
@@ -520,12 +502,7 @@ impl Tenant {
                     device_name: format!("DEVICE-{i}"),
                     wi_fi_mac_address: Some(mac(seed, 6, i as u64)),
                     ethernet_mac_address: r.is_multiple_of(2).then(|| mac(seed, 7, i as u64)),
-                    compliance_state: if r % 9 != 2 {
-                        "compliant"
-                    } else {
-                        "noncompliant"
-                    }
-                    .into(),
+                    compliance_state: if r % 9 != 2 { "compliant" } else { "noncompliant" }.into(),
                 });
             }
         }
@@ -696,20 +673,13 @@ mod tests {
         assert_eq!(a.users, b.users);
         let ids: std::collections::HashSet<_> = a.users.iter().map(|u| &u.id).collect();
         assert_eq!(ids.len(), 2000);
-        assert!(
-            a.domains
-                .iter()
-                .any(|d| d.authentication_type == "Federated")
-        );
+        assert!(a.domains.iter().any(|d| d.authentication_type == "Federated"));
         let nested = a.groups[0].members.contains(&a.groups[1].id);
         assert!(nested, "groups nest");
         for m in &a.managed_devices {
             let mac = m.wi_fi_mac_address.as_deref().unwrap_or_default();
             assert_eq!(mac.len(), 12);
-            assert!(
-                mac.chars()
-                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase())
-            );
+            assert!(mac.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase()));
         }
     }
 }

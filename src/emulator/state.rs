@@ -92,11 +92,7 @@ pub(crate) struct Collection<T> {
 
 impl<T: GraphObject> Collection<T> {
     fn new(items: Vec<T>) -> Self {
-        let index = items
-            .iter()
-            .enumerate()
-            .map(|(i, o)| (o.id().to_owned(), i))
-            .collect();
+        let index = items.iter().enumerate().map(|(i, o)| (o.id().to_owned(), i)).collect();
         Collection {
             live: items,
             index,
@@ -131,11 +127,7 @@ impl<T: GraphObject> Collection<T> {
         let after = self.live[i].clone();
         let (a, b) = (before.to_json(), after.to_json());
         let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-        let changed: Vec<String> = keys
-            .into_iter()
-            .filter(|k| a.get(*k) != b.get(*k))
-            .cloned()
-            .collect();
+        let changed: Vec<String> = keys.into_iter().filter(|k| a.get(*k) != b.get(*k)).cloned().collect();
         if !changed.is_empty() {
             self.push_event(seq, id, EventKind::Changed(changed));
         }
@@ -326,9 +318,7 @@ impl Inner {
     /// others by the request middleware.
     pub fn take_fault(&mut self, path: &str, expiry: bool) -> Option<Fault> {
         let pos = self.faults.iter().position(|(p, f, n)| {
-            *n > 0
-                && path.starts_with(p.as_str())
-                && expiry == matches!(f, Fault::ExpireDeltaTokens { .. })
+            *n > 0 && path.starts_with(p.as_str()) && expiry == matches!(f, Fault::ExpireDeltaTokens { .. })
         })?;
         let (_, fault, n) = &mut self.faults[pos];
         *n -= 1;
@@ -350,39 +340,26 @@ impl Inner {
             evs.push(((*m).clone(), self.member_type(m), false));
         }
         for (m, t, added) in evs {
-            self.groups
-                .push_event(seq, &after.id, EventKind::Member(m, t, added));
+            self.groups.push_event(seq, &after.id, EventKind::Member(m, t, added));
         }
     }
 
     /// Net changes of one collection since `since`, restricted to the
     /// tracked properties (a change to an untracked property is invisible).
-    pub fn changes(
-        &self,
-        kind: Kind,
-        since: u64,
-        tracked: &[String],
-        members_tracked: bool,
-    ) -> Vec<Entry> {
+    pub fn changes(&self, kind: Kind, since: u64, tracked: &[String], members_tracked: bool) -> Vec<Entry> {
         let (log, live, deleted): (&[Event], &IdTest, &IdTest) = match kind {
             Kind::Users => (&self.users.log, &|id| self.users.get(id).is_some(), &|id| {
                 self.users.deleted.contains_key(id)
             }),
-            Kind::Devices => (
-                &self.devices.log,
-                &|id| self.devices.get(id).is_some(),
-                &|id| self.devices.deleted.contains_key(id),
-            ),
-            Kind::Groups => (
-                &self.groups.log,
-                &|id| self.groups.get(id).is_some(),
-                &|id| self.groups.deleted.contains_key(id),
-            ),
-            Kind::ManagedDevices => (
-                &self.managed.log,
-                &|id| self.managed.get(id).is_some(),
-                &|id| self.managed.deleted.contains_key(id),
-            ),
+            Kind::Devices => (&self.devices.log, &|id| self.devices.get(id).is_some(), &|id| {
+                self.devices.deleted.contains_key(id)
+            }),
+            Kind::Groups => (&self.groups.log, &|id| self.groups.get(id).is_some(), &|id| {
+                self.groups.deleted.contains_key(id)
+            }),
+            Kind::ManagedDevices => (&self.managed.log, &|id| self.managed.get(id).is_some(), &|id| {
+                self.managed.deleted.contains_key(id)
+            }),
         };
         #[derive(Default)]
         struct Agg {
@@ -400,9 +377,7 @@ impl Inner {
             });
             match &e.kind {
                 EventKind::Added | EventKind::Restored => agg.full = true,
-                EventKind::Changed(f) => agg
-                    .fields
-                    .extend(f.iter().filter(|p| tracked.contains(p)).cloned()),
+                EventKind::Changed(f) => agg.fields.extend(f.iter().filter(|p| tracked.contains(p)).cloned()),
                 EventKind::Member(m, t, added) if members_tracked => {
                     agg.members.retain(|(x, _, _)| x != m);
                     agg.members.push((m.clone(), t, *added));
@@ -565,9 +540,7 @@ impl Control {
     /// Queues `fault` for the next `times` requests whose path starts with `path_prefix`.
     pub fn fail_next(&self, path_prefix: &str, fault: Fault, times: u32) {
         if times > 0 {
-            lock(&self.shared)
-                .faults
-                .push((path_prefix.to_owned(), fault, times));
+            lock(&self.shared).faults.push((path_prefix.to_owned(), fault, times));
         }
     }
 

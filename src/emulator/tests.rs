@@ -9,18 +9,11 @@ use serde_json::Value;
 use super::*;
 
 async fn start(t: Tenant) -> (Emulator, reqwest::Client) {
-    let emu = Emulator::start("127.0.0.1:0".parse().unwrap(), t)
-        .await
-        .unwrap();
+    let emu = Emulator::start("127.0.0.1:0".parse().unwrap(), t).await.unwrap();
     (emu, reqwest::Client::new())
 }
 
-async fn raw_token(
-    emu: &Emulator,
-    c: &reqwest::Client,
-    tenant: &str,
-    form: &[(&str, &str)],
-) -> (u16, Value) {
+async fn raw_token(emu: &Emulator, c: &reqwest::Client, tenant: &str, form: &[(&str, &str)]) -> (u16, Value) {
     let r = c
         .post(format!("{}/{tenant}/oauth2/v2.0/token", emu.base_url()))
         .form(form)
@@ -53,11 +46,7 @@ fn payload(jwt: &str) -> Value {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(p).unwrap()).unwrap()
 }
 
-async fn get(
-    c: &reqwest::Client,
-    url: &str,
-    tok: &str,
-) -> (u16, reqwest::header::HeaderMap, Value) {
+async fn get(c: &reqwest::Client, url: &str, tok: &str) -> (u16, reqwest::header::HeaderMap, Value) {
     let r = c.get(url).bearer_auth(tok).send().await.unwrap();
     let st = r.status().as_u16();
     let h = r.headers().clone();
@@ -125,19 +114,14 @@ async fn roles_claim_absent_before_consent_present_after() {
     let t = app_token(&emu, &c, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET).await;
     let roles = payload(&t)["roles"].clone();
     assert!(
-        roles
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|r| r == "User.Read.All"),
+        roles.as_array().unwrap().iter().any(|r| r == "User.Read.All"),
         "{roles}"
     );
     let (st, _, _) = get(&c, &format!("{}/v1.0/users", emu.base_url()), &t).await;
     assert_eq!(st, 200);
 
     // Only some roles: users allowed, devices denied.
-    emu.control()
-        .grant_consent(DEMO_CLIENT_ID, &["User.Read.All"]);
+    emu.control().grant_consent(DEMO_CLIENT_ID, &["User.Read.All"]);
     let t = app_token(&emu, &c, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET).await;
     let (st, _, _) = get(&c, &format!("{}/v1.0/devices", emu.base_url()), &t).await;
     assert_eq!(st, 403);
@@ -180,33 +164,9 @@ async fn client_credentials_error_codes() {
     let scope = format!("{}/.default", emu.base_url());
     let tid = emu.tenant_id();
     let cases: &[(&str, &str, &str, &str, u16, &str, u64)] = &[
-        (
-            &tid,
-            DEMO_CLIENT_ID,
-            "wrong",
-            &scope,
-            401,
-            "invalid_client",
-            7000215,
-        ),
-        (
-            &tid,
-            "old-app",
-            "old",
-            &scope,
-            401,
-            "invalid_client",
-            7000222,
-        ),
-        (
-            &tid,
-            "no-such-app",
-            "x",
-            &scope,
-            400,
-            "unauthorized_client",
-            700016,
-        ),
+        (&tid, DEMO_CLIENT_ID, "wrong", &scope, 401, "invalid_client", 7000215),
+        (&tid, "old-app", "old", &scope, 401, "invalid_client", 7000222),
+        (&tid, "no-such-app", "x", &scope, 400, "unauthorized_client", 700016),
         (
             "00000000-dead-beef-0000-000000000000",
             DEMO_CLIENT_ID,
@@ -269,12 +229,7 @@ async fn password_grant_error_codes() {
     let cases = [
         ("alice@contoso.example", "wrong", "invalid_grant", 50126),
         ("bob@contoso.example", "bob-pw", "invalid_grant", 50057),
-        (
-            "carol@contoso.example",
-            "carol-pw",
-            "interaction_required",
-            50076,
-        ),
+        ("carol@contoso.example", "carol-pw", "interaction_required", 50076),
         ("dave@fabrikam.example", "dave-pw", "invalid_grant", 50126),
         ("nobody@contoso.example", "x", "invalid_grant", 50034),
     ];
@@ -330,8 +285,7 @@ async fn password_grant_error_codes() {
     )
     .await;
     assert_eq!(body["error_codes"][0], 50055);
-    emu.control()
-        .update_user(&alice.id, |u| u.password_expired = false);
+    emu.control().update_user(&alice.id, |u| u.password_expired = false);
     let (st, body) = raw_token(
         &emu,
         &c,
@@ -364,7 +318,8 @@ async fn graph_auth_failures() {
     assert_eq!(st, 401);
     // Tampered payload: signature no longer matches.
     let mut parts: Vec<&str> = tok.split('.').collect();
-    let forged = URL_SAFE_NO_PAD.encode(br#"{"aud":"x","iss":"x","iat":0,"nbf":0,"exp":99999999999,"tid":"x","roles":["User.Read.All"]}"#);
+    let forged = URL_SAFE_NO_PAD
+        .encode(br#"{"aud":"x","iss":"x","iat":0,"nbf":0,"exp":99999999999,"tid":"x","roles":["User.Read.All"]}"#);
     parts[1] = &forged;
     let (st, _, _) = get(&c, &url, &parts.join(".")).await;
     assert_eq!(st, 401);
@@ -372,12 +327,7 @@ async fn graph_auth_failures() {
     let expired = app_token(&emu, &c, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET).await;
     let (st, _, body) = get(&c, &url, &expired).await;
     assert_eq!(st, 401);
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("expired")
-    );
+    assert!(body["error"]["message"].as_str().unwrap().contains("expired"));
     // A malformed query is a Graph-shaped 400, not a panic.
     let (st, _, body) = get(&c, &format!("{url}?$top=abc"), &tok).await;
     assert_eq!(st, 400);
@@ -398,28 +348,18 @@ async fn users_default_properties_lack_account_enabled() {
     assert!(u["userPrincipalName"].is_string() && u["id"].is_string());
     let (_, _, body) = get(
         &c,
-        &format!(
-            "{}/v1.0/users?$select=accountEnabled,userPrincipalName",
-            emu.base_url()
-        ),
+        &format!("{}/v1.0/users?$select=accountEnabled,userPrincipalName", emu.base_url()),
         &tok,
     )
     .await;
     for u in body["value"].as_array().unwrap() {
         let keys: HashSet<&str> = u.as_object().unwrap().keys().map(String::as_str).collect();
-        assert_eq!(
-            keys,
-            HashSet::from(["accountEnabled", "userPrincipalName"]),
-            "{u}"
-        );
+        assert_eq!(keys, HashSet::from(["accountEnabled", "userPrincipalName"]), "{u}");
     }
     // Null properties are omitted, not sent as null.
     let (_, _, body) = get(
         &c,
-        &format!(
-            "{}/v1.0/users?$select=id,onPremisesSamAccountName",
-            emu.base_url()
-        ),
+        &format!("{}/v1.0/users?$select=id,onPremisesSamAccountName", emu.base_url()),
         &tok,
     )
     .await;
@@ -462,12 +402,7 @@ async fn list_paging_with_top_and_skiptoken() {
         }
     }
     assert_eq!((ids.len(), pages), (250, 3));
-    let (st, _, _) = get(
-        &c,
-        &format!("{}/v1.0/users?$top=1000", emu.base_url()),
-        &tok,
-    )
-    .await;
+    let (st, _, _) = get(&c, &format!("{}/v1.0/users?$top=1000", emu.base_url()), &tok).await;
     assert_eq!(st, 400);
 }
 
@@ -479,19 +414,10 @@ async fn delta_rounds_full_then_changes() {
     let ctl = emu.control();
     let tok = app_token(&emu, &c, SYNTHETIC_CLIENT_ID, SYNTHETIC_CLIENT_SECRET).await;
     let sel = "$select=id,userPrincipalName,accountEnabled,displayName,mail";
-    let (all, link) = round(
-        &c,
-        &format!("{}/v1.0/users/delta?{sel}", emu.base_url()),
-        &tok,
-    )
-    .await;
+    let (all, link) = round(&c, &format!("{}/v1.0/users/delta?{sel}", emu.base_url()), &tok).await;
     let distinct: HashSet<&str> = all.iter().map(|u| u["id"].as_str().unwrap()).collect();
     assert_eq!(distinct.len(), 1000);
-    assert!(
-        all.len() > distinct.len(),
-        "replays expected: {} objects",
-        all.len()
-    );
+    assert!(all.len() > distinct.len(), "replays expected: {} objects", all.len());
     assert!(all.iter().all(|u| u.get("accountEnabled").is_some()));
     assert!(
         all.iter().all(|u| u.get("userType").is_none()),
@@ -521,9 +447,7 @@ async fn delta_rounds_full_then_changes() {
     let (restored, link) = round(&c, &link, &tok).await;
     assert_eq!(restored.len(), 1);
     assert!(restored[0].get("@removed").is_none());
-    assert!(
-        restored[0]["userPrincipalName"].is_string() && restored[0]["accountEnabled"].is_boolean()
-    );
+    assert!(restored[0]["userPrincipalName"].is_string() && restored[0]["accountEnabled"].is_boolean());
 
     ctl.delete_user(&ids[3]);
     let (hard, link) = round(&c, &link, &tok).await;
@@ -569,10 +493,7 @@ async fn expired_delta_tokens_410_and_variants() {
     let ctl = emu.control();
     let (_, link) = round(
         &c,
-        &format!(
-            "{}/v1.0/users/delta?$select=id,accountEnabled",
-            emu.base_url()
-        ),
+        &format!("{}/v1.0/users/delta?$select=id,accountEnabled", emu.base_url()),
         &tok,
     )
     .await;
@@ -625,25 +546,14 @@ async fn throttle_fault_then_success_and_request_log() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "TooManyRequests");
     assert_eq!(send().await.unwrap().status().as_u16(), 200);
-    emu.control().fail_next(
-        "/v1.0/",
-        Fault::Unavailable {
-            retry_after_s: None,
-        },
-        1,
-    );
+    emu.control()
+        .fail_next("/v1.0/", Fault::Unavailable { retry_after_s: None }, 1);
     let r = send().await.unwrap();
     assert_eq!(r.status().as_u16(), 503);
     assert!(r.headers().get("retry-after").is_none());
     let log = emu.control().request_log();
-    let users: Vec<_> = log
-        .iter()
-        .filter(|l| l.path_and_query == "/v1.0/users")
-        .collect();
-    assert_eq!(
-        users.iter().map(|l| l.status).collect::<Vec<_>>(),
-        vec![429, 200, 503]
-    );
+    let users: Vec<_> = log.iter().filter(|l| l.path_and_query == "/v1.0/users").collect();
+    assert_eq!(users.iter().map(|l| l.status).collect::<Vec<_>>(), vec![429, 200, 503]);
     assert!(
         users
             .iter()
@@ -664,12 +574,7 @@ async fn control_over_http() {
     assert_eq!(r.status().as_u16(), 204);
     let (st, _, _) = get(&c, &format!("{base}/v1.0/devices"), &tok).await;
     assert_eq!(st, 504);
-    let (_, link) = round(
-        &c,
-        &format!("{base}/v1.0/users/delta?$select=id,displayName"),
-        &tok,
-    )
-    .await;
+    let (_, link) = round(&c, &format!("{base}/v1.0/users/delta?$select=id,displayName"), &tok).await;
     let r = c
         .post(format!("{base}/_emulator/users"))
         .json(&serde_json::json!({"id": "new-user", "user_principal_name": "new@contoso.example", "display_name": "New", "account_enabled": true, "user_type": "Member"}))
@@ -714,23 +619,14 @@ async fn groups_delta_members_and_removal() {
     let (emu, c, tok) = demo().await;
     let (groups, link) = round(
         &c,
-        &format!(
-            "{}/v1.0/groups/delta?$select=displayName,members",
-            emu.base_url()
-        ),
+        &format!("{}/v1.0/groups/delta?$select=displayName,members", emu.base_url()),
         &tok,
     )
     .await;
-    let g = groups
-        .iter()
-        .find(|g| g["displayName"] == "Engineering")
-        .unwrap();
+    let g = groups.iter().find(|g| g["displayName"] == "Engineering").unwrap();
     let members = g["members@delta"].as_array().unwrap();
     assert_eq!(members.len(), 4);
-    let types: HashSet<&str> = members
-        .iter()
-        .map(|m| m["@odata.type"].as_str().unwrap())
-        .collect();
+    let types: HashSet<&str> = members.iter().map(|m| m["@odata.type"].as_str().unwrap()).collect();
     assert_eq!(
         types,
         HashSet::from([
@@ -754,10 +650,19 @@ async fn devices_delta_and_managed_device_macs() {
     let (emu, c, tok) = demo().await;
     let (devs, _) = round(&c, &format!("{}/v1.0/devices/delta", emu.base_url()), &tok).await;
     assert_eq!(devs.len(), 3);
-    assert!(devs.iter().all(|d| d["deviceId"].is_string()
-        && d["trustType"].is_string()
-        && d["accountEnabled"].is_boolean()));
-    let (st, _, body) = get(&c, &format!("{}/v1.0/deviceManagement/managedDevices?$select=azureADDeviceId,wiFiMacAddress,ethernetMacAddress", emu.base_url()), &tok).await;
+    assert!(
+        devs.iter()
+            .all(|d| d["deviceId"].is_string() && d["trustType"].is_string() && d["accountEnabled"].is_boolean())
+    );
+    let (st, _, body) = get(
+        &c,
+        &format!(
+            "{}/v1.0/deviceManagement/managedDevices?$select=azureADDeviceId,wiFiMacAddress,ethernetMacAddress",
+            emu.base_url()
+        ),
+        &tok,
+    )
+    .await;
     assert_eq!(st, 200);
     let list = body["value"].as_array().unwrap();
     assert_eq!(list.len(), 3);
@@ -765,8 +670,7 @@ async fn devices_delta_and_managed_device_macs() {
         let mac = d["wiFiMacAddress"].as_str().unwrap();
         assert_eq!(mac.len(), 12, "{mac}");
         assert!(
-            mac.chars()
-                .all(|c| c.is_ascii_digit() || ('A'..='F').contains(&c)),
+            mac.chars().all(|c| c.is_ascii_digit() || ('A'..='F').contains(&c)),
             "{mac}"
         );
         assert!(d.get("complianceState").is_none());

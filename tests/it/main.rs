@@ -10,3 +10,4 @@ mod harness;
 mod interop;
 mod radclient;
 mod robustness;
+mod sync;

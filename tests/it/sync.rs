@@ -1,0 +1,160 @@
+//! The sync worker against the project's Graph emulator, through the real
+//! binary: the first full round, PAP for Entra users by the password grant,
+//! a disabled user after the next delta round, domain scoping, nested groups
+//! turned into a VLAN, an expired delta token, and throttling.
+
+use std::path::Path;
+
+use entra_radius::emulator::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Emulator, Fault, Tenant};
+use entra_radius::store::Store;
+use entra_radius::store::integration::{keys, set};
+
+use crate::harness::*;
+
+const MA: &str = "Message-Authenticator = 0x00";
+
+/// The integration state `entra provision`, `domains select` and
+/// `entra enable` leave behind.
+fn provision(state: &Path, tenant_id: &str, domains: &[&str]) {
+    let store = Store::open(state).unwrap();
+    let c = store.connect().unwrap();
+    set(&c, keys::TENANT_ID, Some(tenant_id), 1).unwrap();
+    set(&c, keys::CLIENT_ID, Some(DEMO_CLIENT_ID), 1).unwrap();
+    set(
+        &c,
+        keys::SELECTED_DOMAINS,
+        Some(&serde_json::to_string(domains).unwrap()),
+        1,
+    )
+    .unwrap();
+    set(&c, keys::ENABLED, Some("true"), 1).unwrap();
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .mode(0o600)
+        .open(state.join("entra-client-secret"))
+        .unwrap();
+    std::io::Write::write_all(&mut f, DEMO_CLIENT_SECRET.as_bytes()).unwrap();
+}
+
+struct Setup {
+    rt: tokio::runtime::Runtime,
+    emu: Emulator,
+    server: TestServer,
+}
+
+fn setup(domains: &[&str]) -> Setup {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let emu = rt
+        .block_on(Emulator::start("127.0.0.1:0".parse().unwrap(), Tenant::demo()))
+        .unwrap();
+    // Clean rounds make the counts below exact; replays are covered by the
+    // worker's own tests and by `replays_do_not_double_count`.
+    emu.control().set_delta_quirks(0, 0);
+    let body = format!(
+        "{}\n[entra]\nauthority_host = \"{url}\"\ngraph_endpoint = \"{url}\"\nsync_interval = \"1s\"\n\n[[policy]]\ngroup = \"Engineering\"\nvlan = \"20\"\n\n[[local.users]]\nname = \"alice@contoso.example\"\npassword = \"local-pw\"\n",
+        localhost_client(""),
+        url = emu.base_url()
+    );
+    let tenant = emu.tenant_id();
+    let server = TestServer::start_seeded(&body, |state| provision(state, &tenant, domains));
+    server.wait_for_log("sync round done object=\"groups\"");
+    Setup { rt, emu, server }
+}
+
+fn pap(s: &TestServer, user: &str, pw: &str) -> String {
+    stdout(&radclient(
+        s.auth,
+        "auth",
+        SECRET,
+        &format!("User-Name = \"{user}\", User-Password = \"{pw}\", {MA}"),
+    ))
+}
+
+#[test]
+fn a_synced_tenant_decides_by_entra() {
+    let Setup {
+        rt: _rt,
+        emu,
+        server: s,
+    } = setup(&["contoso.example", "fabrikam.example"]);
+    // The password grant: right, wrong, MFA-required, federated.
+    let out = pap(&s, "alice@contoso.example", "alice-pw");
+    assert!(out.contains("Received Access-Accept"), "{out}");
+    // Alice is in Engineering: VLAN 20.
+    assert!(out.contains("Tunnel-Private-Group-Id:1 = \"20\""), "{out}");
+    // The local alice is shadowed: her local password does not work.
+    assert!(pap(&s, "alice@contoso.example", "local-pw").contains("Access-Reject"));
+    s.wait_for_log("AADSTS50126");
+    assert!(pap(&s, "carol@contoso.example", "carol-pw").contains("Access-Reject"));
+    s.wait_for_log("AADSTS50076");
+    assert!(pap(&s, "dave@fabrikam.example", "dave-pw").contains("Access-Reject"));
+    s.wait_for_log("the user's domain is federated");
+    // Bob is disabled in the tenant.
+    assert!(pap(&s, "bob@contoso.example", "bob-pw").contains("Access-Reject"));
+    s.wait_for_log("reason=account disabled in entra");
+    // Nested groups: Carol is in Platform, which is in Engineering.
+    let out = stdout(&s.cli(&["accounts", "lookup", "carol@contoso.example"]));
+    assert!(
+        out.contains("decided by: entra (carol@contoso.example: enabled, user, groups: Engineering, Platform"),
+        "{out}"
+    );
+    // Background requests are marked low priority.
+    assert!(
+        emu.control()
+            .request_log()
+            .iter()
+            .any(|r| r.path_and_query.contains("/users/delta") && r.throttle_priority.as_deref() == Some("low"))
+    );
+}
+
+#[test]
+fn changes_arrive_with_the_next_delta_round() {
+    let Setup {
+        rt: _rt,
+        emu,
+        server: s,
+    } = setup(&["contoso.example"]);
+    assert!(pap(&s, "alice@contoso.example", "alice-pw").contains("Access-Accept"));
+    // Only the selected domain is synced.
+    let out = stdout(&s.cli(&["accounts", "lookup", "dave@fabrikam.example"]));
+    assert!(out.contains("decided by: none"), "{out}");
+    let alice = Tenant::demo().users[0].id.clone();
+    assert_eq!(
+        emu.control().user(&alice).unwrap().user_principal_name,
+        "alice@contoso.example"
+    );
+    emu.control().update_user(&alice, |u| u.account_enabled = false);
+    let rounds = s.logs().matches("sync round done object=\"users\"").count();
+    s.wait_for_log_count("sync round done object=\"users\"", rounds + 1);
+    let out = pap(&s, "alice@contoso.example", "alice-pw");
+    assert!(out.contains("Access-Reject"), "{out}");
+    s.wait_for_log("reason=account disabled in entra");
+}
+
+#[test]
+fn an_expired_delta_token_and_throttling_are_survived() {
+    let Setup {
+        rt: _rt,
+        emu,
+        server: s,
+    } = setup(&["contoso.example"]);
+    let full_rounds = s.logs().matches("full=true").count();
+    emu.control()
+        .fail_next("/v1.0/users/delta", Fault::Throttle { retry_after_s: 1 }, 1);
+    emu.control().expire_delta_tokens();
+    s.wait_for_log("delta token expired: full resync");
+    // The users resync completes (after waiting out the 429).
+    s.wait_for_log_count("full=true", full_rounds + 1);
+    assert!(
+        emu.control().request_log().iter().any(|r| r.status == 429),
+        "the throttling fault was served"
+    );
+    // Lookups kept answering, and still do.
+    assert!(pap(&s, "alice@contoso.example", "alice-pw").contains("Access-Accept"));
+}
