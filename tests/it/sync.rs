@@ -32,6 +32,7 @@ fn provision(state: &Path, tenant_id: &str, domains: &[&str]) {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
+        .truncate(true)
         .mode(0o600)
         .open(state.join("entra-client-secret"))
         .unwrap();
