@@ -20,8 +20,8 @@ use crate::server::ServerHandle;
 use crate::store::integration::{self as state, keys};
 use crate::sync::worker::{FetchError, ObjectType, PageData, PageSource, Syncer, load_groups};
 use crate::sync::{
-    Credential, DEVICE_SELECT, GROUP_SELECT, GraphClient, GraphConfig, GraphError, PasswordError, USER_SELECT,
-    devices_delta_url, groups_delta_url, users_delta_url,
+    Credential, DEVICE_SELECT, GROUP_SELECT, GraphClient, GraphConfig, GraphError, MANAGED_DEVICE_SELECT,
+    PasswordError, USER_SELECT, devices_delta_url, groups_delta_url, managed_devices_url, users_delta_url,
 };
 
 /// The client secret's file in the state directory (mode 0600).
@@ -73,6 +73,8 @@ pub struct SyncStatus {
     pub users: ObjectStatus,
     pub devices: ObjectStatus,
     pub groups: ObjectStatus,
+    /// Intune managed devices (MAC addresses for MAB).
+    pub intune: ObjectStatus,
     pub federated_domains: Vec<String>,
 }
 
@@ -269,7 +271,38 @@ async fn round(cfg: &EntraConfig, state_dir: &Path, handle: &ServerHandle, statu
             }
         }
     }
+    let started = Instant::now();
+    let intune = syncer
+        .intune_round(&managed_devices_url(ep, MANAGED_DEVICE_SELECT))
+        .await;
     let mut st = status.lock().unwrap_or_else(|p| p.into_inner());
+    let elapsed = started.elapsed().as_millis() as u64;
+    match intune {
+        Ok(r) => {
+            info!(
+                pages = r.pages,
+                managed_devices = r.managed_devices,
+                updated = r.updated,
+                "intune MAC addresses synced"
+            );
+            st.intune = ObjectStatus {
+                last_success: Some(now_unix()),
+                last_duration_ms: elapsed,
+                pages: r.pages,
+                items: r.managed_devices,
+                full: true,
+                last_error: None,
+            };
+        }
+        Err(e) => {
+            // Without DeviceManagementManagedDevices.Read.All the rest still
+            // works; only MAB for Intune devices does not.
+            warn!(error = %e, "reading Intune managed devices failed; MAB for Entra devices uses the MACs already known");
+            st.intune.last_error = Some(e.to_string());
+            st.intune.last_duration_ms = elapsed;
+            failed = true;
+        }
+    }
     st.rounds += 1;
     st.state = if failed {
         "last round failed (see errors)".into()

@@ -80,51 +80,51 @@ struct MemberReq {
 macro_rules! object_routes {
     ($r:expr, $path:literal, $ty:ty, $exists:expr, $update:ident, $add:ident, $del:ident, $soft:ident, $restore:ident) => {
         $r.route(
-                            $path,
-                            post(
-                                |State(s): State<Shared>, body: Result<Json<$ty>, JsonRejection>| async move {
-                                    let Json(o) = match body {
-                                        Ok(b) => b,
-                                        Err(e) => return bad_json(&e),
-                                    };
-                                    let c = ctl(s.clone());
-                                    // Upsert: an existing object is updated so the change is
-                                    // tracked per property, not as a re-add.
-                                    let exists = $exists(&s, &o.id);
-                                    if exists {
-                                        c.$update(&o.id.clone(), move |x| *x = o);
-                                    } else {
-                                        c.$add(o);
-                                    }
-                                    done()
-                                },
-                            ),
-                        )
-                        .route(
-                            concat!($path, "/{id}"),
-                            delete(
-                                |State(s): State<Shared>,
-                                 Path(id): Path<String>,
-                                 q: Result<Query<DeleteOpts>, QueryRejection>| async move {
-                                    let c = ctl(s);
-                                    if q.is_ok_and(|Query(q)| q.soft) {
-                                        c.$soft(&id);
-                                    } else {
-                                        c.$del(&id);
-                                    }
-                                    done()
-                                },
-                            ),
-                        )
-                        .route(
-                            concat!($path, "/{id}/restore"),
-                            post(
-                                |State(s): State<Shared>, Path(id): Path<String>| async move {
-                                    ctl(s).$restore(&id);
-                                    done()
-                                },
-                            ),
-                        )
+                                    $path,
+                                    post(
+                                        |State(s): State<Shared>, body: Result<Json<$ty>, JsonRejection>| async move {
+                                            let Json(o) = match body {
+                                                Ok(b) => b,
+                                                Err(e) => return bad_json(&e),
+                                            };
+                                            let c = ctl(s.clone());
+                                            // Upsert: an existing object is updated so the change is
+                                            // tracked per property, not as a re-add.
+                                            let exists = $exists(&s, &o.id);
+                                            if exists {
+                                                c.$update(&o.id.clone(), move |x| *x = o);
+                                            } else {
+                                                c.$add(o);
+                                            }
+                                            done()
+                                        },
+                                    ),
+                                )
+                                .route(
+                                    concat!($path, "/{id}"),
+                                    delete(
+                                        |State(s): State<Shared>,
+                                         Path(id): Path<String>,
+                                         q: Result<Query<DeleteOpts>, QueryRejection>| async move {
+                                            let c = ctl(s);
+                                            if q.is_ok_and(|Query(q)| q.soft) {
+                                                c.$soft(&id);
+                                            } else {
+                                                c.$del(&id);
+                                            }
+                                            done()
+                                        },
+                                    ),
+                                )
+                                .route(
+                                    concat!($path, "/{id}/restore"),
+                                    post(
+                                        |State(s): State<Shared>, Path(id): Path<String>| async move {
+                                            ctl(s).$restore(&id);
+                                            done()
+                                        },
+                                    ),
+                                )
     };
 }
 

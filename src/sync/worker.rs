@@ -413,6 +413,84 @@ impl<S: PageSource> Syncer<S> {
     }
 }
 
+/// What an Intune pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IntuneReport {
+    pub pages: u64,
+    pub managed_devices: u64,
+    /// Entra devices whose MAC list changed.
+    pub updated: u64,
+}
+
+impl<S: PageSource> Syncer<S> {
+    /// Reads Intune's managed devices (a list, not a delta: the whole list
+    /// each time) and gives each Entra device the Wi-Fi and Ethernet MACs
+    /// Intune reports for its `deviceId`, so MAB finds it. A device Intune no
+    /// longer lists loses its MACs.
+    pub async fn intune_round(&self, first_url: &str) -> Result<IntuneReport, SyncError> {
+        let mut report = IntuneReport::default();
+        let mut macs: std::collections::HashMap<String, Vec<crate::directory::MacAddr>> =
+            std::collections::HashMap::new();
+        let mut url = first_url.to_string();
+        loop {
+            let page = self.source.fetch(&url).await.map_err(|source| SyncError::Fetch {
+                object: "managedDevices",
+                source,
+            })?;
+            report.pages += 1;
+            for item in &page.items {
+                report.managed_devices += 1;
+                if let Some((device_id, list)) = mapping::managed_device_macs(item) {
+                    let entry = macs.entry(device_id).or_default();
+                    for m in list {
+                        if !entry.contains(&m) {
+                            entry.push(m);
+                        }
+                    }
+                }
+            }
+            match page.next_link {
+                Some(n) => url = n,
+                None => break,
+            }
+        }
+        let mut changes = Vec::new();
+        for account in self.replica.snapshot_accounts() {
+            if account.kind() != AccountKind::Device {
+                continue;
+            }
+            let Some(device_id) = account.device_id() else {
+                continue;
+            };
+            let want = macs.remove(&device_id.to_ascii_lowercase()).unwrap_or_default();
+            if want.as_slice() != account.macs() {
+                changes.push(Change::Merge {
+                    object_id: account.object_id().to_string(),
+                    kind: AccountKind::Device,
+                    patch: AccountPatch {
+                        macs: Some(want),
+                        last_change: Some(Some(now_unix())),
+                        ..AccountPatch::default()
+                    },
+                });
+            }
+        }
+        report.updated = changes.len() as u64;
+        if !changes.is_empty() {
+            let ids: Vec<String> = changes.iter().map(|c| change_id(c).to_string()).collect();
+            self.replica.apply(changes);
+            let puts: Vec<AccountData> = ids
+                .iter()
+                .filter_map(|id| self.replica.get(id))
+                .map(|a| a.to_data())
+                .collect();
+            let mut conn = self.store.connect()?;
+            persist::save(&mut conn, &puts, &[], &[], now_unix())?;
+        }
+        Ok(report)
+    }
+}
+
 fn change_id(c: &Change) -> &str {
     match c {
         Change::Upsert(a) => a.object_id(),
@@ -703,5 +781,44 @@ mod tests {
         s.round(ObjectType::Groups).await.unwrap();
         assert!(groups(&s, "b@contoso.com").is_empty());
         assert_eq!(groups(&s, "a@contoso.com"), vec!["Engineering"]);
+    }
+
+    #[tokio::test]
+    async fn intune_macs_attach_to_entra_devices() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = syncer(dir.path());
+        s.source.page(
+            "dev-start",
+            vec![
+                json!({"id": "d1", "deviceId": "AAAA-1", "accountEnabled": true}),
+                json!({"id": "d2", "deviceId": "bbbb-2", "accountEnabled": true}),
+            ],
+            None,
+            Some("dd1"),
+        );
+        s.round(ObjectType::Devices).await.unwrap();
+        s.source.page(
+            "md",
+            vec![json!({"azureADDeviceId": "aaaa-1", "wiFiMacAddress": "A1B2C3D4E5F6"})],
+            Some("md2"),
+            None,
+        );
+        s.source.page(
+            "md2",
+            vec![json!({"azureADDeviceId": "aaaa-1", "ethernetMacAddress": "0A0B0C0D0E0F"})],
+            None,
+            None,
+        );
+        let r = s.intune_round("md").await.unwrap();
+        assert_eq!((r.pages, r.managed_devices, r.updated), (2, 2, 1));
+        let d = s.replica.lookup(&Identity::parse("a1:b2:c3:d4:e5:f6")).unwrap();
+        assert_eq!(d.object_id(), "d1");
+        assert!(s.replica.lookup(&Identity::parse("0a0b.0c0d.0e0f")).is_some());
+        assert!(reloaded(&s).lookup(&Identity::parse("a1b2c3d4e5f6")).is_some());
+        // Unchanged: nothing written. Gone from Intune: the MACs go too.
+        assert_eq!(s.intune_round("md").await.unwrap().updated, 0);
+        s.source.page("md", vec![], None, None);
+        assert_eq!(s.intune_round("md").await.unwrap().updated, 1);
+        assert!(s.replica.lookup(&Identity::parse("a1:b2:c3:d4:e5:f6")).is_none());
     }
 }

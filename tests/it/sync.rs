@@ -64,7 +64,7 @@ fn setup(domains: &[&str]) -> Setup {
     );
     let tenant = emu.tenant_id();
     let server = TestServer::start_seeded(&body, |state| provision(state, &tenant, domains));
-    server.wait_for_log("sync round done object=\"groups\"");
+    server.wait_for_log("intune MAC addresses synced");
     Setup { rt, emu, server }
 }
 
@@ -105,6 +105,18 @@ fn a_synced_tenant_decides_by_entra() {
         out.contains("decided by: entra (carol@contoso.example: enabled, user, groups: Engineering, Platform"),
         "{out}"
     );
+    // MAB for an Intune device: the laptop's Wi-Fi MAC, from managedDevices;
+    // the laptop is in Engineering.
+    let mac = Tenant::demo().managed_devices[0].wi_fi_mac_address.clone().unwrap();
+    let out = stdout(&radclient(
+        s.auth,
+        "auth",
+        SECRET,
+        &format!("User-Name = \"{mac}\", User-Password = \"{mac}\", {MA}"),
+    ));
+    assert!(out.contains("Received Access-Accept"), "{out}");
+    assert!(out.contains("Tunnel-Private-Group-Id:1 = \"20\""), "{out}");
+    s.wait_for_log("method=\"mab-pap\" directory=\"entra\" result=\"accept\"");
     // Background requests are marked low priority.
     assert!(
         emu.control()
