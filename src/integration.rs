@@ -81,7 +81,8 @@ pub struct SyncStatus {
 /// Shared status handle.
 pub type StatusHandle = Arc<Mutex<SyncStatus>>;
 
-struct GraphPages(GraphClient);
+/// Microsoft Graph as the sync worker's page source.
+pub struct GraphPages(pub GraphClient);
 
 impl PageSource for GraphPages {
     async fn fetch(&self, url: &str) -> Result<PageData, FetchError> {
