@@ -13,8 +13,8 @@ use entra_radius::integration::GraphPages;
 use entra_radius::store::Store;
 use entra_radius::sync::worker::{ObjectType, Syncer};
 use entra_radius::sync::{
-    Credential, DEVICE_SELECT, GROUP_SELECT, GraphClient, GraphConfig, USER_SELECT, devices_delta_url, groups_delta_url,
-    users_delta_url,
+    Credential, DEVICE_SELECT, GROUP_SELECT, GraphClient, GraphConfig, USER_SELECT, devices_delta_url,
+    groups_delta_url, users_delta_url,
 };
 
 const USERS: usize = 100_000;
@@ -24,13 +24,21 @@ const CHANGES: usize = 1_000;
 fn status_kb(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
 fn main() {
     // `cargo bench` passes `--bench`; nothing else to parse.
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(run());
 }
 
@@ -39,11 +47,18 @@ async fn run() {
     let tenant = Tenant::synthetic(USERS, DEVICES, 1);
     let domains: Vec<String> = tenant.domains.iter().map(|d| d.id.clone()).collect();
     let first_upn = tenant.users[0].user_principal_name.clone();
-    let change_ids: Vec<String> = (0..CHANGES).map(|i| tenant.users[i * (USERS / CHANGES)].id.clone()).collect();
-    let emu = Emulator::start("127.0.0.1:0".parse().expect("addr"), tenant).await.expect("emulator");
+    let change_ids: Vec<String> = (0..CHANGES)
+        .map(|i| tenant.users[i * (USERS / CHANGES)].id.clone())
+        .collect();
+    let emu = Emulator::start("127.0.0.1:0".parse().expect("addr"), tenant)
+        .await
+        .expect("emulator");
     // Real Graph pages are about 200 objects and replay some; so does this.
     emu.control().set_page_size(200);
-    println!("tenant of {USERS} users, {DEVICES} devices built and served in {:.2?}", t.elapsed());
+    println!(
+        "tenant of {USERS} users, {DEVICES} devices built and served in {:.2?}",
+        t.elapsed()
+    );
     let hwm_before = status_kb("VmHWM:");
 
     let client = GraphClient::new(GraphConfig {
@@ -77,21 +92,41 @@ async fn run() {
         let r = syncer.round(object).await.expect("round");
         let el = t.elapsed();
         total_items += r.items;
-        println!("| full {} | {} | {} | {:.2?} | {:.0} |", object.as_str(), r.pages, r.items, el, r.items as f64 / el.as_secs_f64());
+        println!(
+            "| full {} | {} | {} | {:.2?} | {:.0} |",
+            object.as_str(),
+            r.pages,
+            r.items,
+            el,
+            r.items as f64 / el.as_secs_f64()
+        );
     }
     let el = full.elapsed();
-    println!("| full sync, all types | | {total_items} | {el:.2?} | {:.0} |", total_items as f64 / el.as_secs_f64());
+    println!(
+        "| full sync, all types | | {total_items} | {el:.2?} | {:.0} |",
+        total_items as f64 / el.as_secs_f64()
+    );
     let counts = syncer.replica.counts();
-    assert!(syncer.replica.lookup(&Identity::parse(&first_upn)).is_some(), "the first user was synced");
+    assert!(
+        syncer.replica.lookup(&Identity::parse(&first_upn)).is_some(),
+        "the first user was synced"
+    );
 
     // 1,000 users disabled in the tenant, then one delta round.
     for id in &change_ids {
-        emu.control().update_user(id, |u| u.account_enabled = !u.account_enabled);
+        emu.control()
+            .update_user(id, |u| u.account_enabled = !u.account_enabled);
     }
     let t = Instant::now();
     let r = syncer.round(ObjectType::Users).await.expect("delta round");
     let el = t.elapsed();
-    println!("| delta round, {CHANGES} changes | {} | {} | {:.2?} | {:.0} |", r.pages, r.items, el, r.items as f64 / el.as_secs_f64());
+    println!(
+        "| delta round, {CHANGES} changes | {} | {} | {:.2?} | {:.0} |",
+        r.pages,
+        r.items,
+        el,
+        r.items as f64 / el.as_secs_f64()
+    );
     println!(
         "\nreplica: {} users, {} devices; peak RSS {} MiB (before the sync {} MiB; the emulator's tenant is in this process too)",
         counts.users,
