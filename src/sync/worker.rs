@@ -398,6 +398,17 @@ impl<S: PageSource> Syncer<S> {
                 });
             }
         }
+        self.apply_and_store(conn, changes, now)
+    }
+
+    /// Applies merges to the live replica and stores the accounts as they
+    /// now stand, in one transaction.
+    fn apply_and_store(
+        &self,
+        conn: &mut rusqlite::Connection,
+        changes: Vec<Change>,
+        now: i64,
+    ) -> Result<(), SyncError> {
         if changes.is_empty() {
             return Ok(());
         }
@@ -477,15 +488,8 @@ impl<S: PageSource> Syncer<S> {
         }
         report.updated = changes.len() as u64;
         if !changes.is_empty() {
-            let ids: Vec<String> = changes.iter().map(|c| change_id(c).to_string()).collect();
-            self.replica.apply(changes);
-            let puts: Vec<AccountData> = ids
-                .iter()
-                .filter_map(|id| self.replica.get(id))
-                .map(|a| a.to_data())
-                .collect();
             let mut conn = self.store.connect()?;
-            persist::save(&mut conn, &puts, &[], &[], now_unix())?;
+            self.apply_and_store(&mut conn, changes, now_unix())?;
         }
         Ok(report)
     }
