@@ -3,6 +3,7 @@
 //! direct members and expands them locally.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -48,45 +49,52 @@ impl GroupTable {
     /// For every account that is a member of some group, directly or through
     /// nested groups: its groups, sorted by name then id. Cycles (which
     /// Entra ID forbids, but a half-applied delta can show) are cut.
-    pub fn memberships(&self) -> HashMap<String, Vec<GroupRef>> {
-        // parent groups of each group (a group's containers)
+    pub fn memberships(&self) -> HashMap<String, Arc<[GroupRef]>> {
+        // The containers of each group.
         let mut parents: HashMap<&str, Vec<&str>> = HashMap::new();
-        for (gid, g) in &self.groups {
-            for (mid, typ) in &g.members {
-                if typ == "group" {
-                    parents.entry(mid.as_str()).or_default().push(gid.as_str());
-                }
-            }
-        }
-        let mut out: HashMap<String, Vec<GroupRef>> = HashMap::new();
-        let mut cache: HashMap<&str, BTreeSet<&str>> = HashMap::new();
-        // For each non-group member, the closure of the groups that contain it.
+        // The groups each account is directly in.
         let mut direct: HashMap<&str, Vec<&str>> = HashMap::new();
         for (gid, g) in &self.groups {
             for (mid, typ) in &g.members {
-                if typ != "group" {
-                    direct.entry(mid.as_str()).or_default().push(gid.as_str());
+                let map = if typ == "group" { &mut parents } else { &mut direct };
+                map.entry(mid.as_str()).or_default().push(gid.as_str());
+            }
+        }
+        // Accounts in the same direct groups share one expanded list: most
+        // accounts are directly in one or two groups, so the lists are
+        // computed per combination, not per account.
+        let mut cache: HashMap<&str, BTreeSet<&str>> = HashMap::new();
+        let mut lists: HashMap<Vec<&str>, Arc<[GroupRef]>> = HashMap::new();
+        let mut out: HashMap<String, Arc<[GroupRef]>> = HashMap::with_capacity(direct.len());
+        for (member, mut groups) in direct {
+            groups.sort_unstable();
+            groups.dedup();
+            let list = match lists.get(&groups) {
+                Some(l) => l.clone(),
+                None => {
+                    let mut all: BTreeSet<&str> = BTreeSet::new();
+                    for g in &groups {
+                        all.extend(ancestors(g, &parents, &mut cache));
+                    }
+                    let mut refs: Vec<GroupRef> = all
+                        .into_iter()
+                        .filter_map(|gid| {
+                            self.groups.get(gid).map(|g| GroupRef {
+                                id: gid.to_string(),
+                                name: g.name.clone(),
+                            })
+                        })
+                        .collect();
+                    refs.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
+                    let l: Arc<[GroupRef]> = refs.into();
+                    lists.insert(groups, l.clone());
+                    l
                 }
+            };
+            if !list.is_empty() {
+                out.insert(member.to_string(), list);
             }
         }
-        for (member, groups) in direct {
-            let mut all: BTreeSet<&str> = BTreeSet::new();
-            for g in groups {
-                all.extend(ancestors(g, &parents, &mut cache));
-            }
-            let mut refs: Vec<GroupRef> = all
-                .into_iter()
-                .filter_map(|gid| {
-                    self.groups.get(gid).map(|g| GroupRef {
-                        id: gid.to_string(),
-                        name: g.name.clone(),
-                    })
-                })
-                .collect();
-            refs.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
-            out.insert(member.to_string(), refs);
-        }
-        out.retain(|_, v| !v.is_empty());
         out
     }
 }

@@ -380,19 +380,21 @@ impl<S: PageSource> Syncer<S> {
     fn apply_memberships(
         &self,
         conn: &mut rusqlite::Connection,
-        mut memberships: std::collections::HashMap<String, Vec<GroupRef>>,
+        mut memberships: std::collections::HashMap<String, std::sync::Arc<[GroupRef]>>,
         now: i64,
     ) -> Result<(), SyncError> {
         let mut changes = Vec::new();
         for account in self.replica.snapshot_accounts() {
-            let want = memberships.remove(account.object_id()).unwrap_or_default();
-            let have: Vec<GroupRef> = account.groups().iter().map(|g| GroupRef::clone(g)).collect();
-            if want != have {
+            let want = memberships.remove(account.object_id());
+            let want: &[GroupRef] = want.as_deref().unwrap_or(&[]);
+            // Compared in place: only accounts whose groups changed are copied.
+            let have = account.groups();
+            if want.len() != have.len() || want.iter().zip(have).any(|(w, h)| w != &**h) {
                 changes.push(Change::Merge {
                     object_id: account.object_id().to_string(),
                     kind: account.kind(),
                     patch: AccountPatch {
-                        groups: Some(want),
+                        groups: Some(want.to_vec()),
                         ..AccountPatch::default()
                     },
                 });
