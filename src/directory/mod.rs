@@ -4,6 +4,7 @@
 //! reply policy.
 
 pub mod account;
+pub mod groups;
 mod hashindex;
 pub mod identity;
 pub mod local;

@@ -6,6 +6,7 @@
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use super::groups::{GroupState, GroupTable};
 use super::{Account, AccountData, AccountKind, EntraReplica};
 use crate::store::replica::{self as rows, Checkpoint, ObjectOp};
 use crate::store::{Store, StoreError};
@@ -17,11 +18,20 @@ use crate::store::{Store, StoreError};
 /// JSON (readable, accepted for hand-made or older rows).
 const FORMAT_POSTCARD_V1: u8 = 1;
 
-/// Serialises an account for the store.
+/// Serialises an account for the store, without its groups (they are
+/// stored once, as group rows).
 pub fn encode(a: &AccountData) -> Vec<u8> {
     let mut out = vec![FORMAT_POSTCARD_V1];
     // Serialising plain owned data into a Vec cannot fail.
-    out.extend(postcard::to_allocvec(a).expect("account data always serialises"));
+    let bytes = if a.groups.is_empty() {
+        postcard::to_allocvec(a)
+    } else {
+        postcard::to_allocvec(&AccountData {
+            groups: Vec::new(),
+            ..a.clone()
+        })
+    };
+    out.extend(bytes.expect("account data always serialises"));
     out
 }
 
@@ -35,9 +45,35 @@ pub fn decode(data: &[u8]) -> Result<AccountData, String> {
     }
 }
 
-/// The stored kinds that are accounts (other kinds, such as groups, belong
-/// to the sync worker).
+/// The stored kinds that are accounts.
 const ACCOUNT_KINDS: &[&str] = &["user", "device"];
+
+/// Stored kind of group rows: a group's name and direct members. Accounts
+/// are stored without their groups; loading expands these rows instead, so a
+/// change of membership rewrites one group, not every member.
+pub const GROUP_KIND: &str = "group";
+
+/// Serialises a group row.
+pub fn encode_group(g: &GroupState) -> Vec<u8> {
+    postcard::to_allocvec(g).expect("group state always serialises")
+}
+
+/// Reads the stored group table.
+pub fn load_groups(store: &Store) -> Result<GroupTable, StoreError> {
+    let mut conn = store.connect()?;
+    let mut table = GroupTable::default();
+    rows::load_kinds(
+        &mut conn,
+        Some(&[GROUP_KIND]),
+        |id, _, data| match postcard::from_bytes::<GroupState>(data) {
+            Ok(g) => {
+                table.groups.insert(id.to_string(), g);
+            }
+            Err(e) => tracing::error!(group = %id, error = %e, "stored group does not decode; skipped"),
+        },
+    )?;
+    Ok(table)
+}
 
 /// What a load found.
 #[derive(Debug, Clone, Default)]
@@ -49,9 +85,11 @@ pub struct LoadReport {
     pub elapsed: Duration,
 }
 
-/// Replaces the replica's contents with what the store holds.
+/// Replaces the replica's contents with what the store holds, each account
+/// with the groups the stored group rows give it.
 pub fn load_replica(store: &Store, replica: &EntraReplica) -> Result<LoadReport, StoreError> {
     let start = Instant::now();
+    let mut memberships = load_groups(store)?.memberships();
     let mut conn = store.connect()?;
     let (tx, rx) = mpsc::sync_channel::<Account>(4096);
     let reader = std::thread::Builder::new()
@@ -60,7 +98,8 @@ pub fn load_replica(store: &Store, replica: &EntraReplica) -> Result<LoadReport,
             let mut skipped = 0u64;
             let result = rows::load_kinds(&mut conn, Some(ACCOUNT_KINDS), |id, _kind, data| {
                 match decode(data) {
-                    Ok(a) => {
+                    Ok(mut a) => {
+                        a.groups = memberships.remove(id).map(|g| g.to_vec()).unwrap_or_default();
                         // The receiver only goes away if the build panicked.
                         let _ = tx.send(Account::from(a));
                     }
@@ -155,8 +194,17 @@ mod tests {
         let mut a = user(7);
         a.macs = vec![MacAddr::parse("02:00:00:00:00:07").unwrap()];
         a.attributes.insert("k".into(), "v".into());
-        assert_eq!(decode(&encode(&a)).map_err(|e| e.to_string()), Ok(a.clone()));
+        // Groups are not part of a stored account (group rows carry them).
+        let stored = AccountData {
+            groups: Vec::new(),
+            ..a.clone()
+        };
+        assert_eq!(decode(&encode(&a)).map_err(|e| e.to_string()), Ok(stored));
         assert_eq!(decode(&serde_json::to_vec(&a).unwrap()).unwrap(), a);
+        assert!(
+            !a.groups.is_empty(),
+            "the sample has groups, so the stripping above is tested"
+        );
         assert!(decode(&[]).is_err());
         assert!(decode(&[7]).unwrap_err().contains("newer build"));
         assert!(decode(&encode(&a)[..10]).is_err());
@@ -173,6 +221,27 @@ mod tests {
         let mut accounts: Vec<AccountData> = (0..100).map(user).collect();
         accounts.push(dev);
         save(&mut conn, &accounts, &[], &[("users.delta", "L1")], 1).unwrap();
+        // Engineering has every even user as a direct member.
+        let mut eng = GroupState {
+            name: "Engineering".into(),
+            ..GroupState::default()
+        };
+        for i in (0..100).step_by(2) {
+            eng.members
+                .insert(format!("00000000-0000-0000-0000-{i:012}"), "user".into());
+        }
+        let blob = encode_group(&eng);
+        rows::apply(
+            &mut conn,
+            &[ObjectOp::Put {
+                object_id: "g1",
+                kind: GROUP_KIND,
+                data: &blob,
+            }],
+            &[],
+            1,
+        )
+        .unwrap();
         save(&mut conn, &[], &["00000000-0000-0000-0000-000000000003"], &[], 2).unwrap();
         // A row from a future or broken build is skipped, not fatal.
         rows::apply(
@@ -210,7 +279,13 @@ mod tests {
         assert!(replica.lookup(&Identity::parse("json@contoso.com")).is_some());
         let a = replica.lookup(&Identity::parse("USER4@contoso.com")).unwrap();
         assert!(a.enabled());
-        assert!(a.in_group("engineering"));
+        assert!(a.in_group("engineering"), "groups come from the group rows");
+        assert!(
+            !replica
+                .lookup(&Identity::parse("user5@contoso.com"))
+                .unwrap()
+                .in_group("engineering")
+        );
         assert!(replica.lookup(&Identity::parse("user3@contoso.com")).is_none());
         assert!(replica.lookup(&Identity::parse("02:00:00:00:00:01")).is_some());
     }

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+pub use crate::directory::groups::GroupDelta;
 use crate::directory::{AccountKind, AccountPatch, Change, MacAddr};
 
 /// Why an item could not be used.
@@ -193,17 +194,6 @@ pub fn managed_device_macs(item: &Value) -> Option<(String, Vec<MacAddr>)> {
         }
     }
     Some((device_id, macs))
-}
-
-/// What one item of `/groups/delta` says: the group's name (if carried) and
-/// its direct member changes.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct GroupDelta {
-    pub id: String,
-    pub display_name: Option<String>,
-    pub removed: Option<bool>,
-    /// `(member id, member type, added)`; type is `user`, `device` or `group`.
-    pub members: Vec<(String, String, bool)>,
 }
 
 pub fn group_delta(item: &Value) -> Result<GroupDelta, MappingError> {

@@ -1,12 +1,10 @@
 //! Keeping the Entra replica in step with Microsoft Entra ID: the Microsoft
 //! Graph client (tokens, paging, delta links, throttling, error
-//! explanations), what Graph items mean for the replica (`mapping`), nested
-//! group expansion (`groups`), and sync rounds with per-page checkpoints and
+//! explanations), what Graph items mean for the replica (`mapping`), and sync rounds with per-page checkpoints and
 //! sweeping full resyncs (`worker`).
 
 mod errors;
 mod graph;
-pub mod groups;
 pub mod mapping;
 mod token;
 pub mod worker;

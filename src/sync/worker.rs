@@ -15,9 +15,11 @@ use std::future::Future;
 
 use serde_json::Value;
 
-use super::groups::{GroupState, GroupTable};
 use super::mapping::{self, MappingError};
+use crate::directory::groups::GroupTable;
 use crate::directory::persist;
+use crate::directory::persist::GROUP_KIND;
+pub use crate::directory::persist::load_groups;
 use crate::directory::{AccountData, AccountKind, AccountPatch, Change, EntraReplica, GroupRef};
 use crate::store::replica as stored;
 use crate::store::{Store, StoreError};
@@ -77,9 +79,6 @@ impl ObjectType {
 /// Checkpoints that close a page, and the ids a finished full resync sweeps.
 type Closing = (Vec<(String, String)>, Vec<String>);
 
-/// Stored kind of group rows (direct members; the sync worker's own state).
-const GROUP_KIND: &str = "group";
-
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SyncError {
@@ -125,25 +124,9 @@ pub struct Syncer<S> {
     pub selected_domains: Vec<String>,
     /// First-round URLs (with `$select`), per object type.
     pub initial_urls: Vec<(ObjectType, String)>,
-    /// Groups and their direct members, as synced (see `load_groups`).
+    /// Groups and their direct members, as synced (see
+    /// `persist::load_groups`).
     pub groups: std::sync::Mutex<GroupTable>,
-}
-
-/// Reads the stored group table.
-pub fn load_groups(store: &Store) -> Result<GroupTable, StoreError> {
-    let mut conn = store.connect()?;
-    let mut table = GroupTable::default();
-    stored::load_kinds(
-        &mut conn,
-        Some(&[GROUP_KIND]),
-        |id, _, data| match postcard::from_bytes::<GroupState>(data) {
-            Ok(g) => {
-                table.groups.insert(id.to_string(), g);
-            }
-            Err(e) => tracing::error!(group = %id, error = %e, "stored group does not decode; skipped"),
-        },
-    )?;
-    Ok(table)
 }
 
 impl<S: PageSource> Syncer<S> {
@@ -346,7 +329,7 @@ impl<S: PageSource> Syncer<S> {
                 table
                     .groups
                     .get(id)
-                    .map(|g| (id.clone(), postcard::to_allocvec(g).expect("group state serialises")))
+                    .map(|g| (id.clone(), crate::directory::persist::encode_group(g)))
             })
             .collect();
         let mut ops: Vec<stored::ObjectOp<'_>> = blobs
@@ -371,18 +354,15 @@ impl<S: PageSource> Syncer<S> {
             // account its groups.
             let memberships = table.memberships();
             drop(table);
-            self.apply_memberships(conn, memberships, now)?;
+            self.apply_memberships(memberships);
         }
         Ok(())
     }
 
-    /// Sets each account's transitive groups where they changed.
-    fn apply_memberships(
-        &self,
-        conn: &mut rusqlite::Connection,
-        mut memberships: std::collections::HashMap<String, std::sync::Arc<[GroupRef]>>,
-        now: i64,
-    ) -> Result<(), SyncError> {
+    /// Sets each account's transitive groups where they changed, in memory
+    /// only: the store keeps direct memberships (the group rows), and loading
+    /// expands them again, so a round never rewrites every account.
+    fn apply_memberships(&self, mut memberships: std::collections::HashMap<String, std::sync::Arc<[GroupRef]>>) {
         let mut changes = Vec::new();
         for account in self.replica.snapshot_accounts() {
             let want = memberships.remove(account.object_id());
@@ -400,7 +380,9 @@ impl<S: PageSource> Syncer<S> {
                 });
             }
         }
-        self.apply_and_store(conn, changes, now)
+        if !changes.is_empty() {
+            self.replica.apply(changes);
+        }
     }
 
     /// Applies merges to the live replica and stores the accounts as they

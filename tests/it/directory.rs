@@ -6,9 +6,11 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 
+use entra_radius::directory::groups::GroupState;
 use entra_radius::directory::persist;
-use entra_radius::directory::{AccountData, AccountKind, DirectoryKind, GroupRef, MacAddr};
+use entra_radius::directory::{AccountData, AccountKind, DirectoryKind, MacAddr};
 use entra_radius::store::Store;
+use entra_radius::store::replica::ObjectOp;
 
 use crate::harness::*;
 
@@ -39,19 +41,12 @@ kind = "device"
 vlan = "30"
 "#;
 
-fn device(id: &str, mac: &str, enabled: bool, groups: &[&str]) -> AccountData {
+fn device(id: &str, mac: &str, enabled: bool) -> AccountData {
     let mut a = AccountData::new(DirectoryKind::Entra, AccountKind::Device, id);
     a.macs = vec![MacAddr::parse(mac).unwrap()];
     a.device_id = Some(format!("{id}-reg"));
     a.display_name = Some(format!("device {id}"));
     a.enabled = enabled;
-    a.groups = groups
-        .iter()
-        .map(|g| GroupRef {
-            id: format!("g-{g}"),
-            name: g.to_string(),
-        })
-        .collect();
     a.last_change = Some(1_700_000_000);
     a
 }
@@ -72,9 +67,9 @@ pub fn seed(state: &Path) {
     let accounts = vec![
         alice,
         // The same MAC as a local entry, disabled in Entra ID.
-        device("dev-1", "02-00-00-00-00-01", false, &[]),
-        device("dev-3", "02-00-00-00-00-03", true, &["Cameras"]),
-        device("dev-4", "02-00-00-00-00-04", true, &[]),
+        device("dev-1", "02-00-00-00-00-01", false),
+        device("dev-3", "02-00-00-00-00-03", true),
+        device("dev-4", "02-00-00-00-00-04", true),
     ];
     persist::save(
         &mut conn,
@@ -84,6 +79,19 @@ pub fn seed(state: &Path) {
         1_700_000_000,
     )
     .unwrap();
+    // Groups are stored as group rows with their direct members.
+    let mut cameras = GroupState {
+        name: "Cameras".into(),
+        ..GroupState::default()
+    };
+    cameras.members.insert("dev-3".into(), "device".into());
+    let blob = persist::encode_group(&cameras);
+    let op = ObjectOp::Put {
+        object_id: "g-cameras",
+        kind: persist::GROUP_KIND,
+        data: &blob,
+    };
+    entra_radius::store::replica::apply(&mut conn, &[op], &[], 1_700_000_000).unwrap();
     enable(&conn);
 }
 

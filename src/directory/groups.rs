@@ -1,14 +1,26 @@
 //! Group memberships: Graph's groups delta gives direct members only; policy
 //! needs every group an account is in, through nesting. The table keeps the
-//! direct members and expands them locally.
+//! direct members (that is what is stored) and expands them locally, when
+//! the replica is loaded and after each groups round.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::mapping::GroupDelta;
-use crate::directory::GroupRef;
+use super::GroupRef;
+
+/// What one item of Graph's groups delta says: the group's name (if
+/// carried), whether it was removed (`Some(true)` for good, `Some(false)`
+/// soft), and its direct member changes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GroupDelta {
+    pub id: String,
+    pub display_name: Option<String>,
+    pub removed: Option<bool>,
+    /// `(member id, member type, added)`; type is `user`, `device` or `group`.
+    pub members: Vec<(String, String, bool)>,
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupState {
