@@ -253,6 +253,7 @@ async fn round(cfg: &EntraConfig, state_dir: &Path, handle: &ServerHandle, statu
                     pages = r.pages,
                     items = r.items,
                     full = r.full,
+                    resumed = r.resumed,
                     swept = r.swept,
                     "sync round done"
                 );

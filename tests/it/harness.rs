@@ -150,6 +150,14 @@ impl TestServer {
         assert!(st.success());
     }
 
+    /// SIGKILL: no chance to finish anything.
+    pub fn kill(mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// Sends SIGTERM and waits for the exit.
     pub fn stop(mut self) -> (ExitStatus, String) {
         self.signal("TERM");

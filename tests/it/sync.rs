@@ -16,10 +16,14 @@ const MA: &str = "Message-Authenticator = 0x00";
 /// The integration state `entra provision`, `domains select` and
 /// `entra enable` leave behind.
 fn provision(state: &Path, tenant_id: &str, domains: &[&str]) {
+    provision_app(state, tenant_id, domains, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET);
+}
+
+fn provision_app(state: &Path, tenant_id: &str, domains: &[&str], client_id: &str, secret: &str) {
     let store = Store::open(state).unwrap();
     let c = store.connect().unwrap();
     set(&c, keys::TENANT_ID, Some(tenant_id), 1).unwrap();
-    set(&c, keys::CLIENT_ID, Some(DEMO_CLIENT_ID), 1).unwrap();
+    set(&c, keys::CLIENT_ID, Some(client_id), 1).unwrap();
     set(
         &c,
         keys::SELECTED_DOMAINS,
@@ -36,7 +40,7 @@ fn provision(state: &Path, tenant_id: &str, domains: &[&str]) {
         .mode(0o600)
         .open(state.join("entra-client-secret"))
         .unwrap();
-    std::io::Write::write_all(&mut f, DEMO_CLIENT_SECRET.as_bytes()).unwrap();
+    std::io::Write::write_all(&mut f, secret.as_bytes()).unwrap();
 }
 
 struct Setup {
@@ -170,4 +174,111 @@ fn an_expired_delta_token_and_throttling_are_survived() {
     );
     // Lookups kept answering, and still do.
     assert!(pap(&s, "alice@contoso.example", "alice-pw").contains("Access-Accept"));
+}
+
+#[test]
+fn missing_consent_is_reported_in_the_status() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let emu = rt
+        .block_on(Emulator::start("127.0.0.1:0".parse().unwrap(), Tenant::demo()))
+        .unwrap();
+    emu.control().revoke_consent(DEMO_CLIENT_ID);
+    let body = format!(
+        "{}\n[entra]\nauthority_host = \"{url}\"\ngraph_endpoint = \"{url}\"\nsync_interval = \"1s\"\n",
+        localhost_client(""),
+        url = emu.base_url()
+    );
+    let tenant = emu.tenant_id();
+    let s = TestServer::start_seeded(&body, |state| provision(state, &tenant, &["contoso.example"]));
+    s.wait_for_log("sync round failed");
+    let token = std::fs::read_to_string(s.state_dir().join("admin.token")).unwrap();
+    let rt2 = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let status = rt2
+        .block_on(async {
+            entra_radius::admin::AdminClient::new(s.admin, token.trim().to_string())
+                .unwrap()
+                .get_json("/v1/status")
+                .await
+        })
+        .unwrap();
+    let err = status["sync"]["users"]["last_error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(err.contains("User.Read.All"), "{status:#}");
+}
+
+#[test]
+fn a_server_killed_mid_round_resumes_at_the_stored_page() {
+    use entra_radius::emulator::{SYNTHETIC_CLIENT_ID, SYNTHETIC_CLIENT_SECRET};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let tenant = Tenant::synthetic(3000, 10, 7);
+    let domains: Vec<String> = tenant.domains.iter().map(|d| d.id.clone()).collect();
+    let emu = rt
+        .block_on(Emulator::start("127.0.0.1:0".parse().unwrap(), tenant))
+        .unwrap();
+    // Small pages make a long round to interrupt.
+    emu.control().set_page_size(10);
+    let keep = tempfile::tempdir().unwrap();
+    let state = keep.path().join("state");
+    let refs: Vec<&str> = domains.iter().map(String::as_str).collect();
+    provision_app(
+        &state,
+        &emu.tenant_id(),
+        &refs,
+        SYNTHETIC_CLIENT_ID,
+        SYNTHETIC_CLIENT_SECRET,
+    );
+    let config = format!(
+        "[server]\nauth_listen = [\"127.0.0.1:0\"]\nacct_listen = [\"127.0.0.1:0\"]\nstate_dir = {:?}\n[admin]\nlisten = \"127.0.0.1:0\"\n{}\n[entra]\nauthority_host = \"{url}\"\ngraph_endpoint = \"{url}\"\nsync_interval = \"1h\"\n",
+        state.display().to_string(),
+        localhost_client(""),
+        url = emu.base_url()
+    );
+    let s = TestServer::start_raw(&config, tempfile::tempdir().unwrap());
+    // Kill it once some pages are stored but the round has not finished.
+    let store = Store::open(&state).unwrap();
+    let next = || {
+        let c = store.connect().unwrap();
+        entra_radius::store::replica::checkpoint(&c, "users.next").unwrap()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while next().is_none() {
+        assert!(std::time::Instant::now() < deadline, "no page was stored");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    s.kill();
+    let stored_next = next().expect("the position survives the kill");
+    let before = emu.control().request_log().len();
+
+    let s = TestServer::start_raw(&config, tempfile::tempdir().unwrap());
+    s.wait_for_log("sync round done object=\"users\"");
+    assert!(s.logs().contains("resumed=true"), "{}", s.logs());
+    // The first users request after the restart is the stored next link,
+    // not the start of a new enumeration.
+    let log = emu.control().request_log();
+    let first = log[before..]
+        .iter()
+        .find(|r| r.path_and_query.contains("/users/delta"))
+        .expect("a users request");
+    let tail = stored_next.split_once("/v1.0/").map(|(_, t)| t).unwrap_or(&stored_next);
+    assert!(
+        first.path_and_query.ends_with(tail),
+        "{} vs {stored_next}",
+        first.path_and_query
+    );
+    let out = stdout(&s.cli(&["accounts", "lookup", "--json", "x@y"]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["entra"]["users"], 3000, "{v:#}");
 }
