@@ -152,6 +152,26 @@ fn changes_arrive_with_the_next_delta_round() {
     let out = pap(&s, "alice@contoso.example", "alice-pw");
     assert!(out.contains("Access-Reject"), "{out}");
     s.wait_for_log("reason=account disabled in entra");
+
+    // A device disabled in the tenant: its Intune MAC is refused after the
+    // next devices round, although MAB accepted it before.
+    let demo = Tenant::demo();
+    let mac = demo.managed_devices[0].wi_fi_mac_address.clone().unwrap();
+    let mab = |s: &TestServer| {
+        stdout(&radclient(
+            s.auth,
+            "auth",
+            SECRET,
+            &format!("User-Name = \"{mac}\", User-Password = \"{mac}\", {MA}"),
+        ))
+    };
+    assert!(mab(&s).contains("Access-Accept"));
+    emu.control()
+        .update_device(&demo.devices[0].id, |d| d.account_enabled = false);
+    let rounds = s.logs().matches("sync round done object=\"devices\"").count();
+    s.wait_for_log_count("sync round done object=\"devices\"", rounds + 1);
+    assert!(mab(&s).contains("Access-Reject"));
+    s.wait_for_log("reason=device disabled in entra");
 }
 
 #[test]
