@@ -208,7 +208,7 @@ fn add_demo_accounts(cfg: &mut Config) -> anyhow::Result<()> {
 
 fn print_demo(auth: SocketAddr) {
     println!(
-        "\nDemo accounts (local directory; the Entra ID emulator arrives with the sync worker):\n\
+        "\nDemo accounts (local directory; the Entra ID part of the demo arrives with the admin CLI):\n\
          \x20 users: alice / wonderland (PAP, CHAP), bob / 'correct horse' (PAP, argon2 hash)\n\
          \x20 MACs:  02-00-00-00-00-01, 02-00-00-00-00-02\n\
          Try, in another terminal:\n\
