@@ -20,12 +20,18 @@ use crate::server::ServerHandle;
 use crate::store::integration::{self as state, keys};
 use crate::sync::worker::{FetchError, ObjectType, PageData, PageSource, Syncer, load_groups};
 use crate::sync::{
-    Credential, DEVICE_SELECT, GROUP_SELECT, GraphClient, GraphConfig, GraphError, MANAGED_DEVICE_SELECT,
-    PasswordError, USER_SELECT, devices_delta_url, groups_delta_url, managed_devices_url, users_delta_url,
+    CertificateCredential, Credential, DEVICE_SELECT, GROUP_SELECT, GraphClient, GraphConfig, GraphError,
+    MANAGED_DEVICE_SELECT, PasswordError, USER_SELECT, devices_delta_url, groups_delta_url, managed_devices_url,
+    users_delta_url,
 };
 
 /// The client secret's file in the state directory (mode 0600).
 pub const CLIENT_SECRET_FILE: &str = "entra-client-secret";
+
+/// The certificate credential's file in the state directory (mode 0600): the
+/// certificate and its PKCS#8 private key, PEM. Preferred over a secret
+/// when both are present.
+pub const CLIENT_CERT_FILE: &str = "entra-client-cert.pem";
 
 /// The integration settings as stored.
 #[derive(Debug, Clone, Default)]
@@ -126,6 +132,19 @@ fn now_unix() -> i64 {
         .unwrap_or(0)
 }
 
+/// The application's credential: the certificate if there is one, else
+/// the client secret.
+fn read_credential(state_dir: &Path) -> Result<Credential, String> {
+    let cert = state_dir.join(CLIENT_CERT_FILE);
+    match std::fs::read(&cert) {
+        Ok(pem) => CertificateCredential::from_pem(&pem)
+            .map(|c| Credential::Certificate(Arc::new(c)))
+            .map_err(|e| format!("{}: {e}", cert.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => read_secret(state_dir).map(Credential::Secret),
+        Err(e) => Err(format!("cannot read the certificate {}: {e}", cert.display())),
+    }
+}
+
 fn read_secret(state_dir: &Path) -> Result<String, String> {
     let path: PathBuf = state_dir.join(CLIENT_SECRET_FILE);
     let s =
@@ -182,8 +201,8 @@ async fn round(cfg: &EntraConfig, state_dir: &Path, handle: &ServerHandle, statu
         handle.authenticator().set_entra_passwords(None);
         return None;
     }
-    let secret = match read_secret(state_dir) {
-        Ok(s) => s,
+    let credential = match read_credential(state_dir) {
+        Ok(c) => c,
         Err(e) => {
             set_state(status, e);
             return None;
@@ -194,7 +213,7 @@ async fn round(cfg: &EntraConfig, state_dir: &Path, handle: &ServerHandle, statu
         graph_endpoint: cfg.graph_endpoint.clone(),
         tenant_id: tenant,
         client_id,
-        credential: Credential::Secret(secret),
+        credential,
     }) {
         Ok(c) => c,
         Err(e) => {

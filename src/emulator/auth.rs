@@ -110,6 +110,82 @@ pub(crate) fn verify(s: &Inner, token: &str) -> Result<Claims, TokenError> {
 }
 
 /// An Entra token-endpoint error: `{"error", "error_description": "AADSTSnnn: ...", "error_codes", ...}`.
+/// Checks an RFC 7523 client assertion as Entra ID does: a registered
+/// certificate (by `x5t`), an RS256 signature by its key, the token endpoint
+/// as audience, the application as issuer and subject, and the time window.
+fn check_assertion(
+    app: &super::model::App,
+    typ: Option<&String>,
+    assertion: &str,
+    token_url: &str,
+    now: u64,
+) -> Option<Response> {
+    use base64::Engine as _;
+    let bad = |code: u32, text: &str| Some(aad_error(StatusCode::UNAUTHORIZED, "invalid_client", code, text));
+    if typ.map(String::as_str) != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer") {
+        return bad(
+            700025,
+            "Client is public so neither 'client_assertion' nor 'client_secret' should be presented: client_assertion_type must be jwt-bearer.",
+        );
+    }
+    let parts: Vec<&str> = assertion.split('.').collect();
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let decode = |s: &str| {
+        b64.decode(s)
+            .ok()
+            .and_then(|v| serde_json::from_slice::<serde_json::Value>(&v).ok())
+    };
+    let (Some(header), Some(claims), Some(sig)) = (
+        parts.first().and_then(|p| decode(p)),
+        parts.get(1).and_then(|p| decode(p)),
+        parts.get(2).and_then(|p| b64.decode(p).ok()),
+    ) else {
+        return bad(50027, "JWT token is invalid or malformed.");
+    };
+    if parts.len() != 3 || header["alg"] != "RS256" {
+        return bad(50027, "JWT token is invalid or malformed.");
+    }
+    let x5t = header["x5t"].as_str().unwrap_or_default();
+    let Some(cert) = app.certificates.iter().find(|c| c.x5t == x5t) else {
+        return bad(
+            700027,
+            &format!(
+                "Client assertion failed signature validation. The key was not found: no certificate with thumbprint {x5t} is registered on app '{}'.",
+                app.client_id
+            ),
+        );
+    };
+    let signed = format!("{}.{}", parts[0], parts[1]);
+    let key = aws_lc_rs::signature::UnparsedPublicKey::new(
+        &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256,
+        &cert.public_key,
+    );
+    if key.verify(signed.as_bytes(), &sig).is_err() {
+        return bad(700027, "Client assertion failed signature validation.");
+    }
+    if claims["aud"] != token_url {
+        return bad(
+            700212,
+            &format!(
+                "No matching federated identity record found for presented assertion audience '{}'.",
+                claims["aud"]
+            ),
+        );
+    }
+    if claims["iss"] != app.client_id.as_str() || claims["sub"] != app.client_id.as_str() {
+        return bad(
+            700021,
+            "Client assertion application identifier doesn't match 'client_id' parameter.",
+        );
+    }
+    let (nbf, exp) = (claims["nbf"].as_u64().unwrap_or(0), claims["exp"].as_u64().unwrap_or(0));
+    // Five minutes of clock skew, as Entra ID allows.
+    if exp + 300 < now || nbf > now + 300 {
+        return bad(700024, "Client assertion is not within its valid time range.");
+    }
+    None
+}
+
 fn aad_error(status: StatusCode, error: &str, code: u32, text: &str) -> Response {
     let trace = new_guid();
     let corr = new_guid();
@@ -191,36 +267,43 @@ pub(crate) async fn token(
     let t = now();
     match grant.as_str() {
         "client_credentials" => {
-            let Some(secret) = form.get("client_secret") else {
-                return aad_error(
-                    StatusCode::UNAUTHORIZED,
-                    "invalid_client",
-                    7000218,
-                    "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
-                );
-            };
-            match app.secrets.iter().find(|x| &x.value == secret) {
-                None => {
+            if let Some(assertion) = form.get("client_assertion") {
+                let token_url = format!("{}/{tenant}/oauth2/v2.0/token", s.base_url);
+                if let Some(resp) = check_assertion(app, form.get("client_assertion_type"), assertion, &token_url, t) {
+                    return resp;
+                }
+            } else {
+                let Some(secret) = form.get("client_secret") else {
                     return aad_error(
                         StatusCode::UNAUTHORIZED,
                         "invalid_client",
-                        7000215,
-                        &format!(
-                            "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'."
-                        ),
+                        7000218,
+                        "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
                     );
+                };
+                match app.secrets.iter().find(|x| &x.value == secret) {
+                    None => {
+                        return aad_error(
+                            StatusCode::UNAUTHORIZED,
+                            "invalid_client",
+                            7000215,
+                            &format!(
+                                "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'."
+                            ),
+                        );
+                    }
+                    Some(x) if x.expires_at.is_some_and(|e| e <= t) => {
+                        return aad_error(
+                            StatusCode::UNAUTHORIZED,
+                            "invalid_client",
+                            7000222,
+                            &format!(
+                                "The provided client secret keys for app '{client_id}' are expired. Visit the Azure portal to create new keys for your app."
+                            ),
+                        );
+                    }
+                    Some(_) => {}
                 }
-                Some(x) if x.expires_at.is_some_and(|e| e <= t) => {
-                    return aad_error(
-                        StatusCode::UNAUTHORIZED,
-                        "invalid_client",
-                        7000222,
-                        &format!(
-                            "The provided client secret keys for app '{client_id}' are expired. Visit the Azure portal to create new keys for your app."
-                        ),
-                    );
-                }
-                Some(_) => {}
             }
             let scope = form.get("scope").map(String::as_str).unwrap_or_default();
             let resource = scope.strip_suffix("/.default").map(|r| r.trim_end_matches('/'));

@@ -32,8 +32,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use model::{
-    ALL_ROLES, AdminUser, App, AppSecret, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Device, Domain, Group, Kind,
-    ManagedDevice, SYNTHETIC_CLIENT_ID, SYNTHETIC_CLIENT_SECRET, Tenant, User,
+    ALL_ROLES, AdminUser, App, AppCertificate, AppSecret, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Device, Domain, Group,
+    Kind, ManagedDevice, SYNTHETIC_CLIENT_ID, SYNTHETIC_CLIENT_SECRET, Tenant, User,
 };
 pub use state::{Control, DeltaExpiry, DeltaProps, Fault, LoggedRequest};
 

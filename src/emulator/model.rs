@@ -114,6 +114,19 @@ pub struct App {
     pub required_roles: Vec<String>,
     /// Application permissions currently consented in this tenant.
     pub granted_roles: Vec<String>,
+    /// Certificates uploaded to the application (client assertions).
+    pub certificates: Vec<AppCertificate>,
+}
+
+/// A certificate credential of an application: what Entra ID keeps of an
+/// uploaded certificate to check client assertions.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AppCertificate {
+    /// base64url SHA-1 thumbprint (the assertion's `x5t`).
+    pub x5t: String,
+    /// The RSA public key, PKCS#1 DER.
+    pub public_key: Vec<u8>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -540,6 +553,7 @@ impl Tenant {
                 }],
                 required_roles: all_roles(),
                 granted_roles: all_roles(),
+                certificates: Vec::new(),
             }],
             admin: AdminUser {
                 user_principal_name: "admin@synthetic.onmicrosoft.com".into(),
@@ -647,6 +661,7 @@ impl Tenant {
                 }],
                 required_roles: all_roles(),
                 granted_roles: all_roles(),
+                certificates: Vec::new(),
             }],
             admin: AdminUser {
                 user_principal_name: "admin@contosodemo.onmicrosoft.com".into(),

@@ -599,6 +599,14 @@ impl Control {
         s.apps.push(app);
     }
 
+    /// Uploads a certificate to an application (for client assertions).
+    pub fn add_app_certificate(&self, client_id: &str, cert: super::model::AppCertificate) {
+        let mut s = lock(&self.shared);
+        if let Some(app) = s.apps.iter_mut().find(|a| a.client_id == client_id) {
+            app.certificates.push(cert);
+        }
+    }
+
     /// Delta page size (default 200).
     pub fn set_page_size(&self, n: usize) {
         lock(&self.shared).page_size = n.max(1);

@@ -124,6 +124,11 @@ pub fn explain_aadsts(code: u32) -> &'static str {
         7000215 => "the client secret is wrong: create a new one and run `entra provision` again",
         7000222 => "the client secret has expired: create a new one and run `entra provision` again",
         7000218 => "the request carried no client secret or certificate: run `entra provision` again",
+        700027 => {
+            "the certificate is not registered on the application, or the assertion was signed with another key: upload the certificate to the app registration or provision again with the right one"
+        }
+        700024 => "the client assertion is outside its validity window: check this machine's clock",
+        700021 => "the client assertion names another application than the client id",
         700016 => {
             "the application was not found in the tenant: the client id or the tenant is wrong, or the application was deleted; run `entra provision` again"
         }

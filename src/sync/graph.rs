@@ -428,14 +428,13 @@ impl GraphClient {
 
     async fn fetch_token(&self) -> Result<Cached, GraphError> {
         let cfg = &self.inner.cfg;
+        let auth = super::token::credential_fields(&cfg.credential, &cfg.client_id, &self.inner.token_url);
         let mut form: Vec<(&str, &str)> = vec![
             ("client_id", cfg.client_id.as_str()),
             ("scope", self.inner.scope.as_str()),
             ("grant_type", "client_credentials"),
         ];
-        match &cfg.credential {
-            Credential::Secret(secret) => form.push(("client_secret", secret.as_str())),
-        }
+        form.extend(auth.iter().map(|(k, v)| (*k, v.as_str())));
         let mut attempt = 0u32;
         loop {
             attempt += 1;
@@ -691,9 +690,8 @@ impl GraphClient {
         ];
         // The application is a confidential client: it authenticates itself
         // too, so ROPC works without enabling public-client flows.
-        match &cfg.credential {
-            Credential::Secret(secret) => form.push(("client_secret", secret.as_str())),
-        }
+        let auth = super::token::credential_fields(&cfg.credential, &cfg.client_id, &self.inner.token_url);
+        form.extend(auth.iter().map(|(k, v)| (*k, v.as_str())));
         let resp = self
             .inner
             .http

@@ -20,4 +20,4 @@ pub use graph::{
     REQUIRED_ROLES, USER_SELECT, devices_delta_url, groups_delta_url, managed_devices_url, users_delta_url,
     validate_endpoint,
 };
-pub use token::{Credential, Token};
+pub use token::{CLIENT_ASSERTION_TYPE, CertificateCredential, Credential, Token};

@@ -9,21 +9,108 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 
 /// How the application proves its identity to the token endpoint.
-///
-/// A certificate credential (a signed JWT client assertion) is planned as a
-/// second variant; it is left out until it is implemented for real.
 #[derive(Clone)]
 #[non_exhaustive]
 pub enum Credential {
     /// A client secret. Never printed: `Debug` shows `Secret(<redacted>)`.
     Secret(String),
+    /// A certificate registered on the application: each token request
+    /// carries a fresh JWT client assertion signed with its RSA key.
+    Certificate(std::sync::Arc<CertificateCredential>),
 }
 
 impl std::fmt::Debug for Credential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Credential::Secret(_) => f.write_str("Secret(<redacted>)"),
+            Credential::Certificate(c) => write!(f, "Certificate(x5t={})", c.x5t),
         }
+    }
+}
+
+/// The form fields that authenticate the application in a token request.
+pub(crate) fn credential_fields(cred: &Credential, client_id: &str, token_url: &str) -> Vec<(&'static str, String)> {
+    match cred {
+        Credential::Secret(s) => vec![("client_secret", s.clone())],
+        Credential::Certificate(c) => vec![
+            ("client_assertion_type", CLIENT_ASSERTION_TYPE.to_string()),
+            ("client_assertion", c.assertion(client_id, token_url, unix_now())),
+        ],
+    }
+}
+
+/// RFC 7523's client assertion type.
+pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A certificate and its RSA private key, as uploaded to the application.
+/// The key never leaves this struct; `Debug` shows only the thumbprint.
+pub struct CertificateCredential {
+    /// base64url SHA-1 thumbprint of the certificate (the `x5t` header
+    /// Entra ID uses to find the registered certificate).
+    pub x5t: String,
+    key: aws_lc_rs::rsa::KeyPair,
+}
+
+impl std::fmt::Debug for CertificateCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CertificateCredential(x5t={}, key=<redacted>)", self.x5t)
+    }
+}
+
+impl CertificateCredential {
+    /// Reads a PEM file holding the certificate and its PKCS#8 RSA private
+    /// key (the form `openssl pkcs12 -nodes` or most CAs hand out).
+    pub fn from_pem(pem: &[u8]) -> Result<CertificateCredential, String> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer};
+        let cert = CertificateDer::from_pem_slice(pem).map_err(|e| format!("no certificate in the PEM: {e}"))?;
+        let key = PrivatePkcs8KeyDer::from_pem_slice(pem)
+            .map_err(|e| format!("no PKCS#8 private key (BEGIN PRIVATE KEY) in the PEM: {e}"))?;
+        let key = aws_lc_rs::rsa::KeyPair::from_pkcs8(key.secret_pkcs8_der())
+            .map_err(|e| format!("the private key is not a usable RSA key: {e}"))?;
+        let thumb = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, cert.as_ref());
+        Ok(CertificateCredential {
+            x5t: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(thumb.as_ref()),
+            key,
+        })
+    }
+
+    /// A client assertion (RFC 7523) for `audience` (the token endpoint),
+    /// valid for ten minutes from `now`, signed RS256.
+    pub fn assertion(&self, client_id: &str, audience: &str, now: u64) -> String {
+        let b64 = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        let header = serde_json::json!({ "alg": "RS256", "typ": "JWT", "x5t": self.x5t });
+        let mut jti = [0u8; 16];
+        rand::fill(&mut jti);
+        let claims = serde_json::json!({
+            "aud": audience, "iss": client_id, "sub": client_id,
+            "jti": hex::encode(jti), "nbf": now, "iat": now, "exp": now + 600,
+        });
+        let signing_input = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(claims.to_string().as_bytes())
+        );
+        let mut sig = vec![0u8; self.key.public_modulus_len()];
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        // Signing with a valid RSA key into a buffer of the modulus length
+        // does not fail.
+        self.key
+            .sign(
+                &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                &rng,
+                signing_input.as_bytes(),
+                &mut sig,
+            )
+            .expect("RSA signing");
+        format!("{signing_input}.{}", b64(&sig))
     }
 }
 

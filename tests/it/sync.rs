@@ -302,3 +302,90 @@ fn a_server_killed_mid_round_resumes_at_the_stored_page() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["entra"]["users"], 3000, "{v:#}");
 }
+
+/// An RSA key and a self-signed certificate for it: the PEM an
+/// administrator gives `entra provision --certificate`, and what Entra ID
+/// keeps of the uploaded certificate.
+fn certificate() -> (String, entra_radius::emulator::AppCertificate) {
+    use aws_lc_rs::encoding::AsDer;
+    use base64::Engine as _;
+    let key = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+    let pkcs8 = AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&key).unwrap();
+    let public_key = aws_lc_rs::signature::KeyPair::public_key(&key).as_ref().to_vec();
+    let der = rustls_pki_types::PrivatePkcs8KeyDer::from(pkcs8.as_ref().to_vec());
+    let kp = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&der, &rcgen::PKCS_RSA_SHA256).unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["entra-radius.example".into()])
+        .unwrap()
+        .self_signed(&kp)
+        .unwrap();
+    let thumb = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, cert.der());
+    let x5t = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(thumb.as_ref());
+    (
+        format!("{}{}", cert.pem(), kp.serialize_pem()),
+        entra_radius::emulator::AppCertificate { x5t, public_key },
+    )
+}
+
+#[test]
+fn a_certificate_credential_signs_client_assertions() {
+    use entra_radius::sync::{CertificateCredential, Credential, GraphClient, GraphConfig, GraphError};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let emu = rt
+        .block_on(Emulator::start("127.0.0.1:0".parse().unwrap(), Tenant::demo()))
+        .unwrap();
+    let (pem, registered) = certificate();
+    let (other_pem, _) = certificate();
+    emu.control().add_app_certificate(DEMO_CLIENT_ID, registered);
+    let client = |pem: &str| {
+        GraphClient::new(GraphConfig {
+            authority_host: emu.base_url(),
+            graph_endpoint: emu.base_url(),
+            tenant_id: emu.tenant_id(),
+            client_id: DEMO_CLIENT_ID.into(),
+            credential: Credential::Certificate(std::sync::Arc::new(
+                CertificateCredential::from_pem(pem.as_bytes()).unwrap(),
+            )),
+        })
+        .unwrap()
+    };
+    let token = rt
+        .block_on(client(&pem).token())
+        .expect("a token for the registered certificate");
+    assert!(token.roles.iter().any(|r| r == "User.Read.All"));
+    match rt.block_on(client(&other_pem).token()) {
+        Err(GraphError::Aadsts {
+            code: 700027,
+            explanation,
+            ..
+        }) => assert!(explanation.contains("not registered"), "{explanation}"),
+        other => panic!("expected AADSTS700027, got {other:?}"),
+    }
+    // The key never shows in Debug.
+    assert!(!format!("{:?}", CertificateCredential::from_pem(pem.as_bytes()).unwrap()).contains("PRIVATE"));
+    // And through the binary: provisioned with the certificate instead of a secret.
+    let body = format!(
+        "{}\n[entra]\nauthority_host = \"{url}\"\ngraph_endpoint = \"{url}\"\nsync_interval = \"1h\"\n",
+        localhost_client(""),
+        url = emu.base_url()
+    );
+    let tenant = emu.tenant_id();
+    let s = TestServer::start_seeded(&body, |state| {
+        provision(state, &tenant, &["contoso.example"]);
+        std::fs::remove_file(state.join("entra-client-secret")).unwrap();
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(state.join("entra-client-cert.pem"))
+            .unwrap();
+        std::io::Write::write_all(&mut f, pem.as_bytes()).unwrap();
+    });
+    s.wait_for_log("sync round done object=\"users\"");
+    assert!(pap(&s, "alice@contoso.example", "alice-pw").contains("Access-Accept"));
+}
