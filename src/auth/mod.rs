@@ -269,7 +269,9 @@ impl Authenticator {
         if directory != DirectoryKind::Local {
             let why = match method {
                 Method::Chap => format!("CHAP cannot be checked against {directory}: it exposes no passwords"),
-                _ => format!("password checks against {directory} are not available in this version"),
+                _ => format!(
+                    "password checks against {directory} are not available (for Entra ID: the integration is not provisioned)"
+                ),
             };
             return Decision::reject(method, label, Some(directory), why);
         }
