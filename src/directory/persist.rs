@@ -18,20 +18,11 @@ use crate::store::{Store, StoreError};
 /// JSON (readable, accepted for hand-made or older rows).
 const FORMAT_POSTCARD_V1: u8 = 1;
 
-/// Serialises an account for the store, without its groups (they are
-/// stored once, as group rows).
+/// Serialises an account for the store.
 pub fn encode(a: &AccountData) -> Vec<u8> {
     let mut out = vec![FORMAT_POSTCARD_V1];
     // Serialising plain owned data into a Vec cannot fail.
-    let bytes = if a.groups.is_empty() {
-        postcard::to_allocvec(a)
-    } else {
-        postcard::to_allocvec(&AccountData {
-            groups: Vec::new(),
-            ..a.clone()
-        })
-    };
-    out.extend(bytes.expect("account data always serialises"));
+    out.extend(postcard::to_allocvec(a).expect("account data always serialises"));
     out
 }
 
@@ -48,9 +39,10 @@ pub fn decode(data: &[u8]) -> Result<AccountData, String> {
 /// The stored kinds that are accounts.
 const ACCOUNT_KINDS: &[&str] = &["user", "device"];
 
-/// Stored kind of group rows: a group's name and direct members. Accounts
-/// are stored without their groups; loading expands these rows instead, so a
-/// change of membership rewrites one group, not every member.
+/// Stored kind of group rows: a group's name and direct members, the sync
+/// worker's state for expanding nested memberships. Accounts are stored with
+/// their expanded groups, so loading needs no expansion: the startup path
+/// stays as fast as reading the accounts.
 pub const GROUP_KIND: &str = "group";
 
 /// Serialises a group row.
@@ -85,11 +77,9 @@ pub struct LoadReport {
     pub elapsed: Duration,
 }
 
-/// Replaces the replica's contents with what the store holds, each account
-/// with the groups the stored group rows give it.
+/// Replaces the replica's contents with what the store holds.
 pub fn load_replica(store: &Store, replica: &EntraReplica) -> Result<LoadReport, StoreError> {
     let start = Instant::now();
-    let mut memberships = load_groups(store)?.memberships();
     let mut conn = store.connect()?;
     let (tx, rx) = mpsc::sync_channel::<Account>(4096);
     let reader = std::thread::Builder::new()
@@ -98,8 +88,7 @@ pub fn load_replica(store: &Store, replica: &EntraReplica) -> Result<LoadReport,
             let mut skipped = 0u64;
             let result = rows::load_kinds(&mut conn, Some(ACCOUNT_KINDS), |id, _kind, data| {
                 match decode(data) {
-                    Ok(mut a) => {
-                        a.groups = memberships.remove(id).map(|g| g.to_vec()).unwrap_or_default();
+                    Ok(a) => {
                         // The receiver only goes away if the build panicked.
                         let _ = tx.send(Account::from(a));
                     }
@@ -194,17 +183,8 @@ mod tests {
         let mut a = user(7);
         a.macs = vec![MacAddr::parse("02:00:00:00:00:07").unwrap()];
         a.attributes.insert("k".into(), "v".into());
-        // Groups are not part of a stored account (group rows carry them).
-        let stored = AccountData {
-            groups: Vec::new(),
-            ..a.clone()
-        };
-        assert_eq!(decode(&encode(&a)).map_err(|e| e.to_string()), Ok(stored));
+        assert_eq!(decode(&encode(&a)).map_err(|e| e.to_string()), Ok(a.clone()));
         assert_eq!(decode(&serde_json::to_vec(&a).unwrap()).unwrap(), a);
-        assert!(
-            !a.groups.is_empty(),
-            "the sample has groups, so the stripping above is tested"
-        );
         assert!(decode(&[]).is_err());
         assert!(decode(&[7]).unwrap_err().contains("newer build"));
         assert!(decode(&encode(&a)[..10]).is_err());
@@ -221,7 +201,8 @@ mod tests {
         let mut accounts: Vec<AccountData> = (0..100).map(user).collect();
         accounts.push(dev);
         save(&mut conn, &accounts, &[], &[("users.delta", "L1")], 1).unwrap();
-        // Engineering has every even user as a direct member.
+        // A group row (the sync worker's state) is not an account: loading
+        // skips it rather than counting it as undecodable.
         let mut eng = GroupState {
             name: "Engineering".into(),
             ..GroupState::default()
@@ -279,13 +260,7 @@ mod tests {
         assert!(replica.lookup(&Identity::parse("json@contoso.com")).is_some());
         let a = replica.lookup(&Identity::parse("USER4@contoso.com")).unwrap();
         assert!(a.enabled());
-        assert!(a.in_group("engineering"), "groups come from the group rows");
-        assert!(
-            !replica
-                .lookup(&Identity::parse("user5@contoso.com"))
-                .unwrap()
-                .in_group("engineering")
-        );
+        assert!(a.in_group("engineering"));
         assert!(replica.lookup(&Identity::parse("user3@contoso.com")).is_none());
         assert!(replica.lookup(&Identity::parse("02:00:00:00:00:01")).is_some());
     }

@@ -354,15 +354,20 @@ impl<S: PageSource> Syncer<S> {
             // account its groups.
             let memberships = table.memberships();
             drop(table);
-            self.apply_memberships(memberships);
+            self.apply_memberships(conn, memberships, now)?;
         }
         Ok(())
     }
 
-    /// Sets each account's transitive groups where they changed, in memory
-    /// only: the store keeps direct memberships (the group rows), and loading
-    /// expands them again, so a round never rewrites every account.
-    fn apply_memberships(&self, mut memberships: std::collections::HashMap<String, std::sync::Arc<[GroupRef]>>) {
+    /// Sets each account's transitive groups where they changed, and stores
+    /// those accounts. Compared in place, so a round in which memberships did
+    /// not change writes nothing; the first round writes every member.
+    fn apply_memberships(
+        &self,
+        conn: &mut rusqlite::Connection,
+        mut memberships: std::collections::HashMap<String, std::sync::Arc<[GroupRef]>>,
+        now: i64,
+    ) -> Result<(), SyncError> {
         let mut changes = Vec::new();
         for account in self.replica.snapshot_accounts() {
             let want = memberships.remove(account.object_id());
@@ -380,9 +385,7 @@ impl<S: PageSource> Syncer<S> {
                 });
             }
         }
-        if !changes.is_empty() {
-            self.replica.apply(changes);
-        }
+        self.apply_and_store(conn, changes, now)
     }
 
     /// Applies merges to the live replica and stores the accounts as they

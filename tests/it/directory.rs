@@ -8,7 +8,7 @@ use std::path::Path;
 
 use entra_radius::directory::groups::GroupState;
 use entra_radius::directory::persist;
-use entra_radius::directory::{AccountData, AccountKind, DirectoryKind, MacAddr};
+use entra_radius::directory::{AccountData, AccountKind, DirectoryKind, GroupRef, MacAddr};
 use entra_radius::store::Store;
 use entra_radius::store::replica::ObjectOp;
 
@@ -68,7 +68,14 @@ pub fn seed(state: &Path) {
         alice,
         // The same MAC as a local entry, disabled in Entra ID.
         device("dev-1", "02-00-00-00-00-01", false),
-        device("dev-3", "02-00-00-00-00-03", true),
+        AccountData {
+            // Transitive groups as the sync worker expanded them.
+            groups: vec![GroupRef {
+                id: "g-cameras".into(),
+                name: "Cameras".into(),
+            }],
+            ..device("dev-3", "02-00-00-00-00-03", true)
+        },
         device("dev-4", "02-00-00-00-00-04", true),
     ];
     persist::save(
@@ -79,7 +86,7 @@ pub fn seed(state: &Path) {
         1_700_000_000,
     )
     .unwrap();
-    // Groups are stored as group rows with their direct members.
+    // The worker's own record of the group and its direct members.
     let mut cameras = GroupState {
         name: "Cameras".into(),
         ..GroupState::default()
