@@ -265,8 +265,9 @@ fn serve(path: Option<&Path>, demo: bool) -> ExitCode {
         let admin = match start_admin(&cfg, &server, &sync_status, shutdown.clone()).await {
             Ok(a) => a,
             Err(e) => {
-                error!("{e:#}");
-                eprintln!("entra-radius: {e:#}");
+                // Each error message already carries its cause.
+                error!("{e}");
+                eprintln!("entra-radius: {e}");
                 return ExitCode::from(1);
             }
         };
@@ -331,7 +332,10 @@ async fn start_admin(
     let api = admin::AdminServer::bind(cfg.admin_listen, token, backend).await?;
     let addr = api.local_addr();
     let path = cfg.server.state_dir.join(ADMIN_ADDR_FILE);
-    write_private(&path, format!("{addr}\n").as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    // The cause goes into the message itself, like the admin module's own
+    // errors, so that the one-line report below names it exactly once.
+    write_private(&path, format!("{addr}\n").as_bytes())
+        .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
     info!(address = %addr, "admin API listening");
     Ok((addr, tokio::spawn(api.run(shutdown))))
 }

@@ -99,11 +99,7 @@ fn serve_demo_answers_the_commands_it_prints() {
     let path = dir.path().join("demo.toml");
     std::fs::write(
         &path,
-        format!(
-            "[server]\nauth_listen = [\"127.0.0.1:0\"]\nacct_listen = [\"127.0.0.1:0\"]\nstate_dir = {:?}\n[admin]\nlisten = \"127.0.0.1:0\"\n{}",
-            dir.path().join("state").display().to_string(),
-            localhost_client("")
-        ),
+        format!("{}{}", base_config(&dir.path().join("state")), localhost_client("")),
     )
     .unwrap();
     let mut child = Command::new(bin())

@@ -131,11 +131,7 @@ fn sigkill_during_a_large_write_leaves_a_consistent_replica() {
 
     // And the real server starts on it and answers from it.
     crate::directory::enable(&Store::open(&state).unwrap().connect().unwrap());
-    let config = format!(
-        "[server]\nauth_listen = [\"127.0.0.1:0\"]\nacct_listen = [\"127.0.0.1:0\"]\nstate_dir = {:?}\n[admin]\nlisten = \"127.0.0.1:0\"\n{}",
-        state.display().to_string(),
-        localhost_client("")
-    );
+    let config = format!("{}{}", base_config(&state), localhost_client(""));
     let s = TestServer::start_raw(&config, tempfile::tempdir().unwrap());
     s.wait_for_log(&format!("loaded the Entra ID replica from the store objects={OBJECTS}"));
     let o = s.cli(&["accounts", "lookup", "USER99999@contoso.com"]);

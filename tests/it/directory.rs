@@ -303,11 +303,7 @@ fn a_restart_serves_the_last_synced_state() {
     let keep = tempfile::tempdir().unwrap();
     let state = keep.path().join("state");
     seed(&state);
-    let config = format!(
-        "[server]\nauth_listen = [\"127.0.0.1:0\"]\nacct_listen = [\"127.0.0.1:0\"]\nstate_dir = {:?}\n[admin]\nlisten = \"127.0.0.1:0\"\n{}{BODY}",
-        state.display().to_string(),
-        localhost_client("")
-    );
+    let config = format!("{}{}{BODY}", base_config(&state), localhost_client(""));
     let s = TestServer::start_raw(&config, tempfile::tempdir().unwrap());
     assert!(mab(&s, "020000000004").contains("Received Access-Accept"));
     let (status, _) = s.stop();

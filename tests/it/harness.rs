@@ -35,11 +35,7 @@ impl TestServer {
     pub fn start_logging(body: &str, filter: &str) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = dir.path().join("state");
-        let config = format!(
-            "[server]\nauth_listen = [\"127.0.0.1:0\"]\nacct_listen = [\"127.0.0.1:0\"]\nstate_dir = {:?}\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n{body}",
-            state.display().to_string()
-        );
-        TestServer::spawn(&config, dir, filter)
+        TestServer::spawn(&format!("{}{body}", base_config(&state)), dir, filter)
     }
 
     /// `start`, after `seed` has prepared the state directory (for example
@@ -48,11 +44,7 @@ impl TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = dir.path().join("state");
         seed(&state);
-        let config = format!(
-            "[server]\nauth_listen = [\"127.0.0.1:0\"]\nacct_listen = [\"127.0.0.1:0\"]\nstate_dir = {:?}\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n{body}",
-            state.display().to_string()
-        );
-        TestServer::spawn(&config, dir, "info")
+        TestServer::spawn(&format!("{}{body}", base_config(&state)), dir, "info")
     }
 
     /// Starts the server on exactly this config text, kept in `dir`.
@@ -185,6 +177,28 @@ impl Drop for TestServer {
             let _ = c.wait();
         }
     }
+}
+
+/// The `[server]` and `[admin]` sections every test server uses: loopback,
+/// port 0 everywhere (so tests run in parallel), state in `state`.
+pub fn base_config(state: &Path) -> String {
+    format!(
+        "[server]\nauth_listen = [\"127.0.0.1:0\"]\nacct_listen = [\"127.0.0.1:0\"]\nstate_dir = {:?}\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n",
+        state.display().to_string()
+    )
+}
+
+/// Writes a file readable by its owner only, as the server's state files are.
+pub fn write_private(path: &Path, bytes: &[u8]) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap();
+    std::io::Write::write_all(&mut f, bytes).unwrap();
 }
 
 /// The `[[clients]]` entry for 127.0.0.1 that most tests use.

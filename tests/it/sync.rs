@@ -32,15 +32,7 @@ fn provision_app(state: &Path, tenant_id: &str, domains: &[&str], client_id: &st
     )
     .unwrap();
     set(&c, keys::ENABLED, Some("true"), 1).unwrap();
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(state.join("entra-client-secret"))
-        .unwrap();
-    std::io::Write::write_all(&mut f, secret.as_bytes()).unwrap();
+    write_private(&state.join("entra-client-secret"), secret.as_bytes());
 }
 
 struct Setup {
@@ -261,8 +253,8 @@ fn a_server_killed_mid_round_resumes_at_the_stored_page() {
         SYNTHETIC_CLIENT_SECRET,
     );
     let config = format!(
-        "[server]\nauth_listen = [\"127.0.0.1:0\"]\nacct_listen = [\"127.0.0.1:0\"]\nstate_dir = {:?}\n[admin]\nlisten = \"127.0.0.1:0\"\n{}\n[entra]\nauthority_host = \"{url}\"\ngraph_endpoint = \"{url}\"\nsync_interval = \"1h\"\n",
-        state.display().to_string(),
+        "{}{}\n[entra]\nauthority_host = \"{url}\"\ngraph_endpoint = \"{url}\"\nsync_interval = \"1h\"\n",
+        base_config(&state),
         localhost_client(""),
         url = emu.base_url()
     );
@@ -376,15 +368,7 @@ fn a_certificate_credential_signs_client_assertions() {
     let s = TestServer::start_seeded(&body, |state| {
         provision(state, &tenant, &["contoso.example"]);
         std::fs::remove_file(state.join("entra-client-secret")).unwrap();
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(state.join("entra-client-cert.pem"))
-            .unwrap();
-        std::io::Write::write_all(&mut f, pem.as_bytes()).unwrap();
+        write_private(&state.join("entra-client-cert.pem"), pem.as_bytes());
     });
     s.wait_for_log("sync round done object=\"users\"");
     assert!(pap(&s, "alice@contoso.example", "alice-pw").contains("Access-Accept"));
