@@ -745,8 +745,11 @@ impl Control {
     /// How many `POST /servicePrincipals` and `addPassword` calls for an
     /// application created from now on fail as not yet replicated
     /// (default 1, so clients always exercise their retry path; 0 = none).
+    /// Windows still open are shortened to `n` too (0: replicated now).
     pub fn set_replication_delay(&self, n: u32) {
-        lock(&self.shared).replication_delay = n;
+        let mut s = lock(&self.shared);
+        s.replication_delay = n;
+        s.replicating.values_mut().for_each(|left| *left = (*left).min(n));
     }
 
     /// A copy of one user as the emulator holds it now.
