@@ -400,3 +400,60 @@ async fn registration_needs_a_delegated_token_with_the_scope() {
     assert_eq!(body["error_codes"][0], 7000229, "{body}");
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn device_codes_and_timing_over_the_control_api() {
+    let (emu, c) = start().await;
+    let base = emu.base_url();
+    let r = c
+        .post(format!("{base}/_emulator/settings"))
+        .json(&json!({"device_interval_s": 0, "device_expires_in_s": 120, "replication_delay": 0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    let (_, dc) = devicecode(&emu, &c, "organizations", "Application.ReadWrite.All").await;
+    assert_eq!(
+        (dc["interval"].as_u64(), dc["expires_in"].as_u64()),
+        (Some(0), Some(120))
+    );
+    let code = dc["user_code"].as_str().unwrap();
+    let approve = |code: String| c.post(format!("{base}/_emulator/device-codes/{code}/approve")).send();
+    assert_eq!(approve(code.to_owned()).await.unwrap().status().as_u16(), 204);
+    assert_eq!(approve(code.to_owned()).await.unwrap().status().as_u16(), 404);
+    let (st, tok) = poll(&emu, &c, dc["device_code"].as_str().unwrap()).await;
+    assert_eq!(st, 200, "{tok}");
+
+    // Replication delay 0: the service principal is created at the first call.
+    let tok = tok["access_token"].as_str().unwrap();
+    let app: Value = c
+        .post(format!("{base}/v1.0/applications"))
+        .bearer_auth(tok)
+        .json(&json!({"displayName": "quick"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r = c
+        .post(format!("{base}/v1.0/servicePrincipals"))
+        .bearer_auth(tok)
+        .json(&json!({"appId": app["appId"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+
+    let (_, dc) = devicecode(&emu, &c, "organizations", "Application.ReadWrite.All").await;
+    let code = dc["user_code"].as_str().unwrap();
+    let r = c
+        .post(format!("{base}/_emulator/device-codes/{code}/decline"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    let (_, body) = poll(&emu, &c, dc["device_code"].as_str().unwrap()).await;
+    assert_eq!(body["error"], "authorization_declined");
+    emu.shutdown().await;
+}
