@@ -431,3 +431,29 @@ fn rfc3339_formats_known_dates() {
     assert_eq!(rfc3339(1_709_285_400), "2024-03-01T09:30:00Z");
     assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
 }
+
+#[test]
+fn futures_can_run_in_a_background_task() {
+    fn assert_send<T: Send>(_: &T) {}
+    let p = Provisioner::new("https://login.microsoftonline.com", "https://graph.microsoft.com").unwrap();
+    let token = AdminToken {
+        tenant_id: "t".into(),
+        user: None,
+        scopes: Vec::new(),
+        expires_at: Instant::now(),
+        access_token: Zeroizing::new(String::new()),
+    };
+    let (_, progress) = recorder();
+    assert_send(&p.start_sign_in("organizations"));
+    assert_send(&p.create_app(&token, "x", &progress));
+    let flow = DeviceCodeFlow {
+        user_code: String::new(),
+        verification_uri: String::new(),
+        message: String::new(),
+        expires_at: Instant::now(),
+        interval: Duration::ZERO,
+        tenant: "organizations".into(),
+        device_code: Zeroizing::new(String::new()),
+    };
+    assert_send(&p.wait_for_sign_in(&flow));
+}
