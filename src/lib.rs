@@ -18,7 +18,8 @@
 //!   counters and shutdown.
 //! - [`store`]: SQLite persistence under the state directory.
 //! - [`sync`]: from Microsoft Graph to the Entra replica (Graph items to
-//!   replica changes, nested group expansion).
+//!   replica changes, nested group expansion), and `entra provision`'s
+//!   registration of the application after a device-code sign-in.
 //! - [`test_auth`]: the small RADIUS client behind `entra-radius test-auth`.
 //!
 //! # Example

@@ -60,6 +60,10 @@ pub(crate) struct Claims {
     /// Absent (not empty) when nothing is consented, as in Entra.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub roles: Option<Vec<String>>,
+    /// Delegated scopes, space-separated; only in tokens issued to a signed-in
+    /// user (device code), never together with `roles`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scp: Option<String>,
 }
 
 fn sign(key: &[u8; 32], data: &str) -> Vec<u8> {
@@ -186,7 +190,7 @@ fn check_assertion(
     None
 }
 
-fn aad_error(status: StatusCode, error: &str, code: u32, text: &str) -> Response {
+pub(crate) fn aad_error(status: StatusCode, error: &str, code: u32, text: &str) -> Response {
     let trace = new_guid();
     let corr = new_guid();
     let ts = rfc3339(now()).replace('T', " ");
@@ -206,11 +210,11 @@ fn aad_error(status: StatusCode, error: &str, code: u32, text: &str) -> Response
         .into_response()
 }
 
-fn tenant_known(s: &Inner, tenant: &str) -> bool {
+pub(crate) fn tenant_known(s: &Inner, tenant: &str) -> bool {
     tenant.eq_ignore_ascii_case(&s.tenant_id) || s.domains.iter().any(|d| d.id.eq_ignore_ascii_case(tenant))
 }
 
-fn tenant_not_found(tenant: &str) -> Response {
+pub(crate) fn tenant_not_found(tenant: &str) -> Response {
     aad_error(
         StatusCode::BAD_REQUEST,
         "invalid_request",
@@ -235,7 +239,10 @@ pub(crate) async fn token(
             "The request body must contain the following parameter: 'grant_type'.",
         );
     };
-    let s = lock(&shared);
+    let mut s = lock(&shared);
+    if form.get("grant_type").map(String::as_str) == Some(super::devicecode::DEVICE_CODE_GRANT) {
+        return super::devicecode::poll(&mut s, &tenant, &form);
+    }
     if !tenant_known(&s, &tenant) {
         return tenant_not_found(&tenant);
     }
@@ -267,6 +274,18 @@ pub(crate) async fn token(
     let t = now();
     match grant.as_str() {
         "client_credentials" => {
+            // Entra issues app tokens only to apps installed in the tenant.
+            if app.service_principal_id.is_none() {
+                return aad_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_client",
+                    7000229,
+                    &format!(
+                        "The client application {client_id} is missing service principal in the tenant {}.",
+                        s.tenant_id
+                    ),
+                );
+            }
             if let Some(assertion) = form.get("client_assertion") {
                 let token_url = format!("{}/{tenant}/oauth2/v2.0/token", s.base_url);
                 if let Some(resp) = check_assertion(app, form.get("client_assertion_type"), assertion, &token_url, t) {
@@ -331,6 +350,7 @@ pub(crate) async fn token(
                 upn: None,
                 oid: None,
                 roles: (!app.granted_roles.is_empty()).then(|| app.granted_roles.clone()),
+                scp: None,
             };
             token_response(&s, &claims, false)
         }
@@ -344,7 +364,7 @@ pub(crate) async fn token(
     }
 }
 
-fn token_response(s: &Inner, claims: &Claims, id_token: bool) -> Response {
+pub(crate) fn token_response(s: &Inner, claims: &Claims, id_token: bool) -> Response {
     let access = mint(&s.key, claims);
     let mut body = json!({
         "token_type": "Bearer",
@@ -429,6 +449,7 @@ fn password_grant(s: &Inner, form: &HashMap<String, String>, client_id: &str, t:
         upn: Some(u.user_principal_name.clone()),
         oid: Some(u.id.clone()),
         roles: None,
+        scp: None,
     };
     token_response(s, &claims, true)
 }

@@ -1,5 +1,6 @@
 //! `/_emulator/...`: the [`Control`] operations over HTTP, for tests that
-//! drive the real binary. No auth: the emulator only listens on loopback.
+//! drive the real binary (including `POST /_emulator/device-codes/{user_code}/approve`
+//! or `/decline` for device-code sign-ins). No auth: the emulator only listens on loopback.
 
 use std::collections::HashMap;
 
@@ -70,6 +71,10 @@ struct Settings {
     delta_props: Option<DeltaProps>,
     replay_pct: Option<u8>,
     empty_page_pct: Option<u8>,
+    /// Device-code `interval` / `expires_in` (set together; a missing one keeps its value).
+    device_interval_s: Option<u64>,
+    device_expires_in_s: Option<u64>,
+    replication_delay: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -262,6 +267,16 @@ pub(crate) fn routes() -> Router<Shared> {
                 if let Some(m) = b.delta_props {
                     c.set_delta_props(m);
                 }
+                if b.device_interval_s.is_some() || b.device_expires_in_s.is_some() {
+                    let (i, e) = {
+                        let g = lock(&s);
+                        (g.device_interval_s, g.device_expires_s)
+                    };
+                    c.set_device_code_timing(b.device_interval_s.unwrap_or(i), b.device_expires_in_s.unwrap_or(e));
+                }
+                if let Some(n) = b.replication_delay {
+                    c.set_replication_delay(n);
+                }
                 if b.replay_pct.is_some() || b.empty_page_pct.is_some() {
                     let (r, e) = {
                         let g = lock(&s);
@@ -270,6 +285,29 @@ pub(crate) fn routes() -> Router<Shared> {
                     c.set_delta_quirks(b.replay_pct.unwrap_or(r), b.empty_page_pct.unwrap_or(e));
                 }
                 done()
+            },
+        ),
+    )
+    .route(
+        "/_emulator/device-codes/{user_code}/{action}",
+        post(
+            |State(s): State<Shared>, Path((code, action)): Path<(String, String)>| async move {
+                let c = ctl(s);
+                let settled = match action.as_str() {
+                    "approve" => c.approve_device_code(&code),
+                    "decline" => c.decline_device_code(&code),
+                    _ => return StatusCode::NOT_FOUND.into_response(),
+                };
+                if settled {
+                    done()
+                } else {
+                    graph_error(
+                        StatusCode::NOT_FOUND,
+                        "Request_ResourceNotFound",
+                        "No pending device code has this user code.",
+                        &HeaderMap::new(),
+                    )
+                }
             },
         ),
     )

@@ -84,12 +84,36 @@ pub(crate) fn fault_response(f: &Fault, headers: &HeaderMap) -> Response {
     r
 }
 
-fn bad_request(msg: &str, h: &HeaderMap) -> Response {
+pub(crate) fn bad_request(msg: &str, h: &HeaderMap) -> Response {
     graph_error(StatusCode::BAD_REQUEST, "Request_BadRequest", msg, h)
 }
 
-/// Bearer token and role check shared by all Graph routes.
+/// Bearer token and role check shared by the directory-read routes.
 fn authorize(s: &Inner, h: &HeaderMap, accepted: &[&str]) -> Result<(), Response> {
+    let claims = bearer_claims(s, h)?;
+    // Roles come from the token, not live consent: revoking consent does
+    // not invalidate tokens already issued (as in Entra).
+    let roles = claims.roles.unwrap_or_default();
+    if roles.iter().any(|r| accepted.contains(&r.as_str())) {
+        Ok(())
+    } else {
+        Err(forbidden(h))
+    }
+}
+
+/// Graph's answer when the token lacks the permission (or the signed-in
+/// user lacks the directory role) for a request.
+pub(crate) fn forbidden(h: &HeaderMap) -> Response {
+    graph_error(
+        StatusCode::FORBIDDEN,
+        "Authorization_RequestDenied",
+        "Insufficient privileges to complete the operation.",
+        h,
+    )
+}
+
+/// The checked claims of the request's bearer token, or Graph's 401.
+pub(crate) fn bearer_claims(s: &Inner, h: &HeaderMap) -> Result<super::auth::Claims, Response> {
     let token = h
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -116,22 +140,10 @@ fn authorize(s: &Inner, h: &HeaderMap, accepted: &[&str]) -> Result<(), Response
             return Err(r);
         }
     };
-    // Roles come from the token, not live consent: revoking consent does
-    // not invalidate tokens already issued (as in Entra).
-    let roles = claims.roles.unwrap_or_default();
-    if roles.iter().any(|r| accepted.contains(&r.as_str())) {
-        Ok(())
-    } else {
-        Err(graph_error(
-            StatusCode::FORBIDDEN,
-            "Authorization_RequestDenied",
-            "Insufficient privileges to complete the operation.",
-            h,
-        ))
-    }
+    Ok(claims)
 }
 
-fn ok_json(body: Value) -> Response {
+pub(crate) fn ok_json(body: Value) -> Response {
     (
         StatusCode::OK,
         [(
@@ -173,7 +185,7 @@ fn parse_select(kind: Kind, raw: Option<&String>, h: &HeaderMap) -> Result<Optio
     Ok(if out.is_empty() { None } else { Some(out) })
 }
 
-fn reject_unsupported(q: &HashMap<String, String>, allowed: &[&str], h: &HeaderMap) -> Result<(), Response> {
+pub(crate) fn reject_unsupported(q: &HashMap<String, String>, allowed: &[&str], h: &HeaderMap) -> Result<(), Response> {
     match q.keys().find(|k| k.starts_with('$') && !allowed.contains(&k.as_str())) {
         Some(k) => Err(graph_error(
             StatusCode::BAD_REQUEST,

@@ -1,25 +1,49 @@
 //! Microsoft Graph / Entra ID emulator: the stand-in tenant for tests,
 //! benchmarks and `serve --demo`. One loopback HTTP server answers both the
-//! login endpoints (`/{tenant}/oauth2/v2.0/token`, `/{tenant}/adminconsent`)
-//! and Graph (`/v1.0/...`), so its base URL is both authority host and Graph
-//! endpoint. It follows the documented behaviour, traps included: the small
+//! login endpoints (`/{tenant}/oauth2/v2.0/token`, `/{tenant}/adminconsent`,
+//! `/{tenant}/oauth2/v2.0/devicecode` with its `/devicelogin` page) and Graph
+//! (`/v1.0/...`, including application registration for `entra provision`),
+//! so its base URL is both authority host and Graph endpoint. It follows the documented behaviour, traps included: the small
 //! default user property set, `$select`-only tracking, partial objects and
 //! `@removed` in delta rounds, replays and empty pages, 410 on expired delta
 //! tokens, tokens without `roles` before consent. Test controls live under
 //! `/_emulator/...` and in [`Control`].
 //!
 //! Differences from the real service: admin consent is granted at once (no
-//! sign-in UI); tokens are HMAC-signed, not RSA; `$filter`, `$count`,
-//! `$search`, `$expand` are refused with 400; throttling only happens when
-//! injected; no resource-unit budget.
+//! sign-in UI); tokens are HMAC-signed, not RSA; `$filter` is refused with
+//! 400 except `displayName eq '…'` on applications and `appId eq '…'` on
+//! service principals, and `$count`, `$search`, `$expand` always are;
+//! throttling only happens when injected; no resource-unit budget.
+//!
+//! Device-code sign-in: only the tenant's one administrator can sign in at
+//! `/devicelogin` (a plain form, no MFA, no consent prompt: the requested
+//! scopes are granted as asked); `organizations` and `common` resolve to the
+//! emulated tenant; `slow_down` is answered when polls come faster than
+//! `interval`, but the interval is not raised afterwards; the AADSTS numbers
+//! of `slow_down`, `authorization_declined` and `bad_verification_code` are
+//! the emulator's choice. Delegated tokens carry `scp` and no `roles`, and are
+//! only honoured by the application-registration routes (directory reads
+//! still need application roles).
+//!
+//! Application registration: only delegated tokens with
+//! `Application.ReadWrite.All` may use it (no `OwnedBy`, no check of the
+//! signed-in user's directory role); `requiredResourceAccess` keeps only the
+//! Graph application roles the sync uses; the replication window is a count
+//! of failing calls ([`Control::set_replication_delay`]), not a time, and the
+//! lists see a new app at once; a client-credentials token needs the app's
+//! service principal (AADSTS7000229 before it exists), as in Entra.
 
+mod apps;
 mod auth;
 mod control_http;
+mod devicecode;
 mod graph;
 mod model;
 mod state;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_provision;
 
 use std::net::SocketAddr;
 
@@ -32,8 +56,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use model::{
-    ALL_ROLES, AdminUser, App, AppCertificate, AppSecret, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Device, Domain, Group,
-    Kind, ManagedDevice, SYNTHETIC_CLIENT_ID, SYNTHETIC_CLIENT_SECRET, Tenant, User,
+    ALL_ROLES, AdminUser, App, AppCertificate, AppSecret, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Device, Domain,
+    GRAPH_APP_ID, GRAPH_APP_ROLE_IDS, GRAPH_CLI_CLIENT_ID, Group, Kind, ManagedDevice, SYNTHETIC_CLIENT_ID,
+    SYNTHETIC_CLIENT_SECRET, Tenant, User,
 };
 pub use state::{Control, DeltaExpiry, DeltaProps, Fault, LoggedRequest};
 
@@ -150,7 +175,22 @@ fn router(shared: Shared) -> Router {
             "/v1.0/deviceManagement/managedDevices",
             get(|st, h, q| graph::list(Kind::ManagedDevices, pick(st), h, q)),
         )
+        .route(
+            "/v1.0/applications",
+            get(apps::list_applications).post(apps::create_application),
+        )
+        .route("/v1.0/applications/{id}", get(apps::get_application))
+        .route("/v1.0/applications/{id}/addPassword", post(apps::add_password))
+        .route(
+            "/v1.0/servicePrincipals",
+            get(apps::list_service_principals).post(apps::create_service_principal),
+        )
         .route("/{tenant}/oauth2/v2.0/token", post(auth::token))
+        .route("/{tenant}/oauth2/v2.0/devicecode", post(devicecode::devicecode))
+        .route(
+            "/devicelogin",
+            get(devicecode::devicelogin_page).post(devicecode::devicelogin_submit),
+        )
         .route("/{tenant}/adminconsent", get(auth::admin_consent))
         .route("/{tenant}/v2.0/adminconsent", get(auth::admin_consent));
     graph

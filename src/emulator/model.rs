@@ -14,6 +14,28 @@ pub const ALL_ROLES: &[&str] = &[
     "DeviceManagementManagedDevices.Read.All",
 ];
 
+/// Microsoft Graph's application id: the `resourceAppId` of Graph
+/// permissions in `requiredResourceAccess`.
+pub const GRAPH_APP_ID: &str = "00000003-0000-0000-c000-000000000000";
+
+/// App-role ids of Graph application permissions (the `id` with
+/// `"type": "Role"` in `requiredResourceAccess`), from Microsoft's
+/// permissions reference. Ids are the same in every tenant.
+pub const GRAPH_APP_ROLE_IDS: &[(&str, &str)] = &[
+    ("User.Read.All", "df021288-bdef-4463-88db-98f22de89214"),
+    ("GroupMember.Read.All", "98830695-27a2-44f7-8c18-0c3ebc9698f6"),
+    ("Device.Read.All", "7438b122-aefc-4978-80ed-43db9fcc7715"),
+    ("Domain.Read.All", "dbb9058a-0e50-45d7-ae91-66909b5d4664"),
+    (
+        "DeviceManagementManagedDevices.Read.All",
+        "2f51be20-0bb4-4fed-bf7b-db946066c75e",
+    ),
+];
+
+/// Microsoft Graph Command Line Tools: the first-party public client the
+/// emulator accepts for the device-code flow besides the tenant's own apps.
+pub const GRAPH_CLI_CLIENT_ID: &str = "14d82eec-204b-4c2f-b7e8-296a70dab67e";
+
 /// A whole tenant: the seed state of an [`super::Emulator`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Tenant {
@@ -107,8 +129,18 @@ pub struct ManagedDevice {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct App {
+    /// The application (client) id, Graph's `appId`.
     pub client_id: String,
+    /// The application object's id (Graph's `id`); filled in at start for
+    /// apps seeded without one.
+    pub object_id: String,
     pub display_name: String,
+    /// `AzureADMyOrg` for single-tenant apps.
+    pub sign_in_audience: String,
+    /// Object id of the app's service principal in this tenant. Seeded apps
+    /// get one at start; apps created through Graph only once
+    /// `POST /servicePrincipals` succeeds (client credentials need it).
+    pub service_principal_id: Option<String>,
     pub secrets: Vec<AppSecret>,
     /// Application permissions the app asks for (granted by admin consent).
     pub required_roles: Vec<String>,
@@ -133,6 +165,9 @@ pub struct AppCertificate {
 #[serde(default)]
 pub struct AppSecret {
     pub value: String,
+    /// Graph's `keyId` of the password credential (empty for seeded secrets).
+    pub key_id: String,
+    pub display_name: String,
     /// Unix seconds; a secret past this answers AADSTS7000222.
     pub expires_at: Option<u64>,
 }
@@ -549,11 +584,11 @@ impl Tenant {
                 display_name: "entra-radius sync (synthetic)".into(),
                 secrets: vec![AppSecret {
                     value: SYNTHETIC_CLIENT_SECRET.into(),
-                    expires_at: None,
+                    ..AppSecret::default()
                 }],
                 required_roles: all_roles(),
                 granted_roles: all_roles(),
-                certificates: Vec::new(),
+                ..App::default()
             }],
             admin: AdminUser {
                 user_principal_name: "admin@synthetic.onmicrosoft.com".into(),
@@ -657,11 +692,11 @@ impl Tenant {
                 display_name: "entra-radius (demo)".into(),
                 secrets: vec![AppSecret {
                     value: DEMO_CLIENT_SECRET.into(),
-                    expires_at: None,
+                    ..AppSecret::default()
                 }],
                 required_roles: all_roles(),
                 granted_roles: all_roles(),
-                certificates: Vec::new(),
+                ..App::default()
             }],
             admin: AdminUser {
                 user_principal_name: "admin@contosodemo.onmicrosoft.com".into(),

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{App, Device, Domain, GraphObject, Group, Kind, ManagedDevice, Tenant, User};
+use super::model::{AdminUser, App, Device, Domain, GraphObject, Group, Kind, ManagedDevice, Tenant, User};
 
 /// A fault injected in front of the next matching requests.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -245,10 +245,66 @@ pub(crate) struct Inner {
     pub token_lifetime_s: u64,
     /// HMAC key for access tokens, random per emulator.
     pub key: [u8; 32],
+    /// The administrator who signs in at `/devicelogin`.
+    pub admin: AdminUser,
+    /// Object id of the administrator (the `oid` of delegated tokens).
+    pub admin_oid: String,
+    /// Device-code sign-ins started at `/devicecode`, newest last.
+    pub device_codes: Vec<DeviceCode>,
+    /// `interval` and `expires_in` of new device codes (Entra: 5 s, 900 s).
+    pub device_interval_s: u64,
+    pub device_expires_s: u64,
+    /// Replication window of applications created through Graph: how many
+    /// service-principal / addPassword calls fail before the app is visible.
+    pub replication_delay: u32,
+    /// appId → calls still to fail in its replication window.
+    pub replicating: HashMap<String, u32>,
+}
+
+/// Where a device-code sign-in stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum DeviceCodeState {
+    Pending,
+    Approved,
+    Declined,
+    /// The token was issued; the device code cannot be used again.
+    Redeemed,
+}
+
+/// One device-code sign-in.
+#[derive(Debug, Clone)]
+pub(crate) struct DeviceCode {
+    pub device_code: String,
+    pub user_code: String,
+    pub client_id: String,
+    /// Graph permission names requested (the future token's `scp`).
+    pub scopes: Vec<String>,
+    /// `openid` was requested: the token answer carries an `id_token`.
+    pub openid: bool,
+    pub interval: std::time::Duration,
+    pub expires_at: std::time::Instant,
+    pub last_poll: Option<std::time::Instant>,
+    pub state: DeviceCodeState,
+}
+
+/// Gives a seeded (or `add_app`ed) application the object id and service
+/// principal that registering it in the portal would have created.
+pub(crate) fn install_app(app: &mut App) {
+    if app.object_id.is_empty() {
+        app.object_id = super::auth::new_guid();
+    }
+    if app.service_principal_id.is_none() {
+        app.service_principal_id = Some(super::auth::new_guid());
+    }
+    if app.sign_in_audience.is_empty() {
+        app.sign_in_audience = "AzureADMyOrg".into();
+    }
 }
 
 impl Inner {
     pub fn new(t: Tenant, key: [u8; 32]) -> Self {
+        let mut apps = t.apps;
+        apps.iter_mut().for_each(install_app);
         Inner {
             tenant_id: t.id,
             base_url: String::new(),
@@ -257,7 +313,7 @@ impl Inner {
             devices: Collection::new(t.devices),
             groups: Collection::new(t.groups),
             managed: Collection::new(t.managed_devices),
-            apps: t.apps,
+            apps,
             seq: 0,
             epoch: 0,
             expiry_style: DeltaExpiry::Gone,
@@ -272,6 +328,13 @@ impl Inner {
             log: VecDeque::new(),
             token_lifetime_s: 3599,
             key,
+            admin_oid: super::model::guid(0xad, 9, 0),
+            admin: t.admin,
+            device_codes: Vec::new(),
+            device_interval_s: 5,
+            device_expires_s: 900,
+            replication_delay: 1,
+            replicating: HashMap::new(),
         }
     }
 
@@ -298,6 +361,25 @@ impl Inner {
             self.log.pop_front();
         }
         self.log.push_back(r);
+    }
+
+    /// Index of the pending, unexpired device code with this user code
+    /// (compared as Entra's page does: case-insensitive, dashes and spaces ignored).
+    pub fn pending_device_code(&mut self, user_code: &str) -> Option<usize> {
+        let norm = |c: &str| -> String {
+            c.chars()
+                .filter(|ch| ch.is_ascii_alphanumeric())
+                .map(|ch| ch.to_ascii_uppercase())
+                .collect()
+        };
+        let wanted = norm(user_code);
+        let now = std::time::Instant::now();
+        self.device_codes.iter().position(|d| {
+            !wanted.is_empty()
+                && norm(&d.user_code) == wanted
+                && d.state == DeviceCodeState::Pending
+                && now < d.expires_at
+        })
     }
 
     /// `@odata.type` of a directory object by id, for members@delta.
@@ -592,8 +674,10 @@ impl Control {
         }
     }
 
-    /// Registers (or replaces) an application.
-    pub fn add_app(&self, app: App) {
+    /// Registers (or replaces) an application, with a service principal
+    /// (as if registered in the portal and installed in the tenant).
+    pub fn add_app(&self, mut app: App) {
+        install_app(&mut app);
         let mut s = lock(&self.shared);
         s.apps.retain(|a| a.client_id != app.client_id);
         s.apps.push(app);
@@ -615,6 +699,57 @@ impl Control {
     /// Lifetime of newly issued access tokens (`expires_in`); 0 issues already-expired tokens.
     pub fn set_token_lifetime(&self, secs: u64) {
         lock(&self.shared).token_lifetime_s = secs;
+    }
+
+    /// A copy of one application (by client id) as the emulator holds it
+    /// now, including apps created through `POST /v1.0/applications`.
+    pub fn app(&self, client_id: &str) -> Option<App> {
+        lock(&self.shared)
+            .apps
+            .iter()
+            .find(|a| a.client_id == client_id)
+            .cloned()
+    }
+
+    /// Approves a pending device-code sign-in as the tenant's administrator,
+    /// as `POST /devicelogin` with the right password does. `false` when no
+    /// pending, unexpired code has this user code.
+    pub fn approve_device_code(&self, user_code: &str) -> bool {
+        self.settle_device_code(user_code, DeviceCodeState::Approved)
+    }
+
+    /// Declines a pending device-code sign-in (the admin clicked "Cancel").
+    pub fn decline_device_code(&self, user_code: &str) -> bool {
+        self.settle_device_code(user_code, DeviceCodeState::Declined)
+    }
+
+    fn settle_device_code(&self, user_code: &str, to: DeviceCodeState) -> bool {
+        let mut s = lock(&self.shared);
+        match s.pending_device_code(user_code) {
+            Some(i) => {
+                s.device_codes[i].state = to;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// `interval` and `expires_in` of device codes issued from now on
+    /// (defaults 5 s and 900 s, as Entra). Tests use 0 or 1 s intervals.
+    pub fn set_device_code_timing(&self, interval_s: u64, expires_in_s: u64) {
+        let mut s = lock(&self.shared);
+        s.device_interval_s = interval_s;
+        s.device_expires_s = expires_in_s;
+    }
+
+    /// How many `POST /servicePrincipals` and `addPassword` calls for an
+    /// application created from now on fail as not yet replicated
+    /// (default 1, so clients always exercise their retry path; 0 = none).
+    /// Windows still open are shortened to `n` too (0: replicated now).
+    pub fn set_replication_delay(&self, n: u32) {
+        let mut s = lock(&self.shared);
+        s.replication_delay = n;
+        s.replicating.values_mut().for_each(|left| *left = (*left).min(n));
     }
 
     /// A copy of one user as the emulator holds it now.

@@ -158,6 +158,7 @@ async fn client_credentials_error_codes() {
         secrets: vec![AppSecret {
             value: "old".into(),
             expires_at: Some(1),
+            ..AppSecret::default()
         }],
         ..App::default()
     });

@@ -142,6 +142,9 @@ pub fn explain_aadsts(code: u32) -> &'static str {
         50076 | 50079 => "multi-factor authentication is required for this user, which a password check cannot satisfy",
         53003 => "sign-in was blocked by a Conditional Access policy",
         65001 => "admin consent is missing: run `entra consent`",
+        70016 => "the administrator has not finished signing in yet",
+        70019 | 70020 => "the sign-in code expired or is unknown: run `entra provision` again for a new code",
+        70000 => "the sign-in was declined or its code was already used: run `entra provision` again",
         _ => {
             "an Entra ID error without a known explanation: look the AADSTS code up in Microsoft's error-code reference"
         }

@@ -184,7 +184,7 @@ fn is_loopback(url: &Url) -> bool {
 
 /// The tenant is put into the token URL's path, so only the characters of a
 /// GUID or a domain name are accepted.
-fn validate_tenant(tenant: &str) -> Result<(), GraphError> {
+pub(crate) fn validate_tenant(tenant: &str) -> Result<(), GraphError> {
     let ok = !tenant.is_empty()
         && tenant
             .chars()

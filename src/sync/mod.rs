@@ -1,11 +1,13 @@
 //! Keeping the Entra replica in step with Microsoft Entra ID: the Microsoft
 //! Graph client (tokens, paging, delta links, throttling, error
 //! explanations), what Graph items mean for the replica (`mapping`), and sync rounds with per-page checkpoints and
-//! sweeping full resyncs (`worker`).
+//! sweeping full resyncs (`worker`); `provision` registers the application itself for an administrator
+//! who signs in with the device-code flow.
 
 mod errors;
 mod graph;
 pub mod mapping;
+pub mod provision;
 mod token;
 pub mod worker;
 
