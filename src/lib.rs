@@ -46,6 +46,7 @@
 pub mod admin;
 pub mod auth;
 pub mod config;
+pub mod demo;
 pub mod directory;
 pub mod emulator;
 pub mod integration;

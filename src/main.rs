@@ -13,13 +13,15 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use entra_radius::admin;
+use entra_radius::admin::commands;
 use entra_radius::config::{self, Config};
+use entra_radius::demo;
 use entra_radius::directory::{LocalMac, LocalUser, MacAddr, UserCredential};
-use entra_radius::integration;
+use entra_radius::integration::{Integration, IntegrationBackend};
 use entra_radius::proto::auth::{MessageAuth, Password};
 use entra_radius::proto::dictionary::{Dictionary, describe};
 use entra_radius::proto::{ClientSecret, Code};
-use entra_radius::server::admin_backend::{Backend, freshness_line};
+use entra_radius::server::admin_backend::freshness_line;
 use entra_radius::server::{Port, Server};
 use entra_radius::test_auth::{self, Credentials};
 
@@ -55,6 +57,143 @@ enum Command {
     Accounts {
         #[command(subcommand)]
         command: AccountsCommand,
+    },
+    /// The Entra ID integration: status, switch, application, consent.
+    Entra {
+        #[command(subcommand)]
+        command: EntraCommand,
+    },
+    /// The tenant's domains and which of them may sign in.
+    Domains {
+        #[command(subcommand)]
+        command: DomainsCommand,
+    },
+    /// Sync with Entra ID now, or see how it went.
+    Sync {
+        #[command(subcommand)]
+        command: SyncCommand,
+    },
+}
+
+/// `--config` of the admin commands: the same file as `serve` (the API address and the token's
+/// state directory come from it).
+#[derive(Args)]
+struct AdminArgs {
+    #[arg(long, value_name = "FILE", global = true)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum EntraCommand {
+    /// Where the integration stands and the next step to take.
+    Status {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Turn the integration on (Entra accounts decide; the sync runs).
+    Enable {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Turn the integration off: Entra accounts no longer decide and the sync stops.
+    Disable {
+        /// Also delete the Entra replica (accounts, devices, groups, checkpoints).
+        #[arg(long)]
+        purge: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Register the application in the tenant (device-code sign-in), or record one made by hand.
+    Provision {
+        /// Tenant id or verified domain (required with --client-id).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Record an application registered by hand: its application (client) id.
+        #[arg(long, requires = "tenant")]
+        client_id: Option<String>,
+        /// With --client-id: a file holding the client secret.
+        #[arg(long, value_name = "FILE", requires = "client_id", conflicts_with = "certificate")]
+        client_secret_file: Option<PathBuf>,
+        /// With --client-id: a PEM file with the certificate and its PKCS#8 private key.
+        #[arg(long, value_name = "FILE", requires = "client_id")]
+        certificate: Option<PathBuf>,
+        /// The application's display name (automatic registration).
+        #[arg(long, conflicts_with = "client_id")]
+        name: Option<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Grant admin consent through the browser, then check the token's permissions.
+    Consent {
+        /// Only check the permissions (consent granted elsewhere, e.g. in the Entra admin center).
+        #[arg(long)]
+        check: bool,
+        /// Loopback port for the redirect (0: any free port).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Seconds to wait for the browser's answer.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum DomainsCommand {
+    /// The tenant's domains with their flags and the saved selection.
+    List {
+        /// Only domains whose name contains TEXT.
+        #[arg(long, value_name = "TEXT")]
+        search: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Add domains to the selection.
+    Select {
+        #[arg(long, conflicts_with = "domains")]
+        all: bool,
+        #[arg(required_unless_present = "all")]
+        domains: Vec<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Remove domains from the selection.
+    Unselect {
+        #[arg(long, conflicts_with = "domains")]
+        all: bool,
+        #[arg(required_unless_present = "all")]
+        domains: Vec<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Interactive: type to filter, toggle, select all / unselect all, save.
+    Pick {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum SyncCommand {
+    /// Start a sync round now.
+    Now {
+        /// Show progress until the round ends; exit 1 if it failed.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Sync health per object type.
+    Status {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
     },
 }
 
@@ -124,6 +263,9 @@ fn main() -> ExitCode {
         Command::Accounts {
             command: AccountsCommand::Lookup { identity, config, json },
         } => accounts_lookup(config.as_deref(), &identity, json),
+        Command::Entra { command } => entra_cmd(command),
+        Command::Domains { command } => domains_cmd(command),
+        Command::Sync { command } => sync_cmd(command),
         Command::TestAuth(args) => match test_auth_cmd(*args) {
             Ok(code) => code,
             Err(e) => {
@@ -206,21 +348,6 @@ fn add_demo_accounts(cfg: &mut Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_demo(auth: SocketAddr) {
-    println!(
-        "\nDemo accounts (local directory; the Entra ID part of the demo arrives with the admin CLI):\n\
-         \x20 users: alice / wonderland (PAP, CHAP), bob / 'correct horse' (PAP, argon2 hash)\n\
-         \x20 MACs:  02-00-00-00-00-01, 02-00-00-00-00-02\n\
-         Try, in another terminal:\n\
-         \x20 cargo run --release -- test-auth --server {auth} --user alice --password wonderland          # Access-Accept\n\
-         \x20 cargo run --release -- test-auth --server {auth} --user alice --password wonderland --chap   # Access-Accept (CHAP)\n\
-         \x20 cargo run --release -- test-auth --server {auth} --user alice --password wrong               # Access-Reject\n\
-         \x20 cargo run --release -- test-auth --server {auth} --mab 02:00:00:00:00:01                    # MAB accept\n\
-         \x20 cargo run --release -- test-auth --server {auth} --mab 0200.0000.0009                       # MAB reject\n\
-         \x20 echo 'User-Name = \"bob\", User-Password = \"correct horse\", Message-Authenticator = 0x00' | radclient -x {auth} auth testing123\n"
-    );
-}
-
 fn serve(path: Option<&Path>, demo: bool) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
@@ -250,6 +377,18 @@ fn serve(path: Option<&Path>, demo: bool) -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        let emulator = if demo {
+            match start_demo_emulator(&mut cfg).await {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    error!("{e}");
+                    eprintln!("entra-radius: {e}");
+                    return ExitCode::from(1);
+                }
+            }
+        } else {
+            None
+        };
         let server = match Server::bind(&cfg, dictionary) {
             Ok(s) => s,
             Err(e) => {
@@ -261,8 +400,8 @@ fn serve(path: Option<&Path>, demo: bool) -> ExitCode {
         let auth = server.local_addrs(Port::Auth);
         let acct = server.local_addrs(Port::Acct);
         let shutdown = CancellationToken::new();
-        let sync_status = integration::StatusHandle::default();
-        let admin = match start_admin(&cfg, &server, &sync_status, shutdown.clone()).await {
+        let entra = Integration::new(cfg.entra.clone(), cfg.server.state_dir.clone(), server.handle());
+        let admin = match start_admin(&cfg, &entra, shutdown.clone()).await {
             Ok(a) => a,
             Err(e) => {
                 // Each error message already carries its cause.
@@ -279,6 +418,8 @@ fn serve(path: Option<&Path>, demo: bool) -> ExitCode {
             "entra-radius {} starting",
             env!("CARGO_PKG_VERSION")
         );
+        let signal_task = signals(shutdown.clone(), server.handle());
+        tokio::spawn(signal_task);
         // Scripts and tests wait for this line; it carries the real ports
         // when the config asked for port 0.
         println!(
@@ -287,17 +428,25 @@ fn serve(path: Option<&Path>, demo: bool) -> ExitCode {
             list(&acct),
             admin.0
         );
-        if demo && let Some(a) = auth.first() {
-            print_demo(*a);
+        let sync = tokio::spawn(Arc::clone(&entra).run(shutdown.clone()));
+        if emulator.is_some()
+            && let Some(a) = auth.first().copied()
+        {
+            let entra = Arc::clone(&entra);
+            tokio::task::spawn_blocking(move || {
+                let tenant = entra_radius::emulator::Tenant::demo();
+                match demo::setup(&entra, &tenant) {
+                    Ok(()) => {
+                        println!("{}", demo::commands_text(a, &tenant));
+                        println!("entra-radius demo ready");
+                    }
+                    Err(e) => {
+                        error!("{e}");
+                        println!("entra-radius demo failed: {e} (local accounts still work)");
+                    }
+                }
+            });
         }
-        tokio::spawn(signals(shutdown.clone(), server.handle()));
-        let sync = tokio::spawn(integration::run(
-            cfg.entra.clone(),
-            cfg.server.state_dir.clone(),
-            server.handle(),
-            sync_status,
-            shutdown.clone(),
-        ));
         server.run(shutdown, Duration::from_secs(10)).await;
         // A round in progress is abandoned: its pages are checkpointed, and
         // the next start resumes it.
@@ -307,8 +456,21 @@ fn serve(path: Option<&Path>, demo: bool) -> ExitCode {
             Ok(Err(e)) => warn!("admin API: {e}"),
             Err(e) => warn!("admin API task: {e}"),
         }
+        if let Some(e) = emulator {
+            e.shutdown().await;
+        }
         ExitCode::SUCCESS
     })
+}
+
+/// `serve --demo`: the Graph emulator with the demo tenant, the config
+/// pointed at it, and the state directory made ready for a demo.
+async fn start_demo_emulator(cfg: &mut Config) -> anyhow::Result<entra_radius::emulator::Emulator> {
+    let emulator = demo::start_emulator().await.map_err(anyhow::Error::msg)?;
+    demo::configure(cfg, &emulator.base_url());
+    demo::prepare_state(&cfg.server.state_dir).map_err(anyhow::Error::msg)?;
+    info!(url = %emulator.base_url(), "demo: Graph emulator listening");
+    Ok(emulator)
 }
 
 /// File in the state directory holding the admin API's bound address, so
@@ -319,39 +481,20 @@ const ADMIN_ADDR_FILE: &str = "admin.addr";
 /// state directory (created on first start, mode 0600).
 async fn start_admin(
     cfg: &Config,
-    server: &Server,
-    sync_status: &integration::StatusHandle,
+    entra: &Arc<Integration>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<Result<(), admin::AdminError>>)> {
     let token = admin::ensure_token(&cfg.server.state_dir)?;
-    let status = sync_status.clone();
-    let backend = Arc::new(Backend::new(
-        server.handle(),
-        Box::new(move || serde_json::to_value(&*status.lock().unwrap_or_else(|p| p.into_inner())).unwrap_or_default()),
-    ));
+    let backend = Arc::new(IntegrationBackend::new(Arc::clone(entra)));
     let api = admin::AdminServer::bind(cfg.admin_listen, token, backend).await?;
     let addr = api.local_addr();
     let path = cfg.server.state_dir.join(ADMIN_ADDR_FILE);
     // The cause goes into the message itself, like the admin module's own
     // errors, so that the one-line report below names it exactly once.
-    write_private(&path, format!("{addr}\n").as_bytes())
+    entra_radius::store::write_private_file(&path, format!("{addr}\n").as_bytes())
         .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
     info!(address = %addr, "admin API listening");
     Ok((addr, tokio::spawn(api.run(shutdown))))
-}
-
-/// Writes a file readable by the owner only (created 0600, never wider).
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    f.write_all(bytes)
 }
 
 /// Where the admin API of the server using this config listens: the
@@ -398,18 +541,152 @@ fn accounts_lookup(path: Option<&Path>, identity: &str, json: bool) -> ExitCode 
     }
 }
 
+/// Runs one admin command: loads the config for the API address and the
+/// token, then runs `f` with a client on a small runtime.
+fn admin_command<F, Fut>(config: Option<&Path>, f: F) -> ExitCode
+where
+    F: FnOnce(admin::AdminClient) -> Fut,
+    Fut: std::future::Future<Output = Result<u8, admin::AdminError>>,
+{
+    let cfg = match load_config(config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let client = match admin::AdminClient::from_state_dir(admin_address(&cfg), &cfg.server.state_dir) {
+        Ok(c) => c,
+        Err(e) => return ExitCode::from(commands::report(&e)),
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("entra-radius: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(f(client)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => ExitCode::from(commands::report(&e)),
+    }
+}
+
+fn entra_cmd(command: EntraCommand) -> ExitCode {
+    match command {
+        EntraCommand::Status { json, admin } => admin_command(admin.config.as_deref(), |c| async move {
+            commands::entra_status(&c, json).await
+        }),
+        EntraCommand::Enable { admin } => {
+            admin_command(
+                admin.config.as_deref(),
+                |c| async move { commands::entra_enable(&c).await },
+            )
+        }
+        EntraCommand::Disable { purge, admin } => admin_command(admin.config.as_deref(), |c| async move {
+            commands::entra_disable(&c, purge).await
+        }),
+        EntraCommand::Provision {
+            tenant,
+            client_id,
+            client_secret_file,
+            certificate,
+            name,
+            admin,
+        } => {
+            let args = match client_id {
+                Some(client_id) => {
+                    if client_secret_file.is_none() && certificate.is_none() {
+                        eprintln!("entra-radius: --client-id needs --client-secret-file FILE or --certificate FILE");
+                        return ExitCode::from(2);
+                    }
+                    commands::ProvisionArgs::Manual {
+                        tenant: tenant.unwrap_or_default(),
+                        client_id,
+                        secret_file: client_secret_file,
+                        certificate,
+                    }
+                }
+                None => commands::ProvisionArgs::Automatic {
+                    tenant,
+                    display_name: name,
+                },
+            };
+            admin_command(admin.config.as_deref(), |c| async move {
+                commands::entra_provision(&c, args).await
+            })
+        }
+        EntraCommand::Consent {
+            check,
+            port,
+            timeout,
+            admin,
+        } => admin_command(admin.config.as_deref(), |c| async move {
+            commands::entra_consent(&c, check, port, Duration::from_secs(timeout)).await
+        }),
+    }
+}
+
+fn domains_cmd(command: DomainsCommand) -> ExitCode {
+    use entra_radius::admin::api::SelectionAction;
+    match command {
+        DomainsCommand::List { search, json, admin } => admin_command(admin.config.as_deref(), |c| async move {
+            commands::domains_list(&c, search.as_deref(), json).await
+        }),
+        DomainsCommand::Select { all, domains, admin } => admin_command(admin.config.as_deref(), |c| async move {
+            commands::domains_change(&c, SelectionAction::Select, all, &domains).await
+        }),
+        DomainsCommand::Unselect { all, domains, admin } => admin_command(admin.config.as_deref(), |c| async move {
+            commands::domains_change(&c, SelectionAction::Unselect, all, &domains).await
+        }),
+        DomainsCommand::Pick { admin } => {
+            admin_command(
+                admin.config.as_deref(),
+                |c| async move { commands::domains_pick(&c).await },
+            )
+        }
+    }
+}
+
+fn sync_cmd(command: SyncCommand) -> ExitCode {
+    match command {
+        SyncCommand::Now { wait, admin } => admin_command(admin.config.as_deref(), |c| async move {
+            commands::sync_now(&c, wait).await
+        }),
+        SyncCommand::Status { json, admin } => admin_command(admin.config.as_deref(), |c| async move {
+            commands::sync_status(&c, json).await
+        }),
+    }
+}
+
 /// SIGTERM and SIGINT stop the server; SIGHUP reloads clients, local
 /// accounts and policy from the config file.
-async fn signals(shutdown: CancellationToken, handle: entra_radius::server::ServerHandle) {
+/// The handlers are installed before this returns (so before the ready
+/// line: a SIGTERM right after it must not kill the process); the returned
+/// future then waits for signals.
+fn signals(
+    shutdown: CancellationToken,
+    handle: entra_radius::server::ServerHandle,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+    let installed = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
         signal(SignalKind::hangup()),
-    ) else {
-        error!("cannot install signal handlers; stop the server with SIGKILL");
-        return;
-    };
+    );
+    async move {
+        let (Ok(term), Ok(int), Ok(hup)) = installed else {
+            error!("cannot install signal handlers; stop the server with SIGKILL");
+            return;
+        };
+        wait_for_signals(term, int, hup, shutdown, handle).await;
+    }
+}
+
+async fn wait_for_signals(
+    mut term: tokio::signal::unix::Signal,
+    mut int: tokio::signal::unix::Signal,
+    mut hup: tokio::signal::unix::Signal,
+    shutdown: CancellationToken,
+    handle: entra_radius::server::ServerHandle,
+) {
     loop {
         tokio::select! {
             _ = term.recv() => { info!("SIGTERM: shutting down"); break; }

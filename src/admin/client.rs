@@ -11,8 +11,9 @@ use super::{AdminError, TOKEN_FILE, read_token};
 
 /// Loopback answers a connect at once; two seconds only covers a machine under heavy load.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// The longest any admin call may take, a config reload included.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest any admin call may take: a config reload, or an integration step that waits on
+/// Microsoft Graph (its retries, or consent reaching the tokens).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// How much of a non-JSON error body is worth showing on the operator's one line.
 const MAX_ERROR_TEXT: usize = 200;
 
@@ -81,6 +82,12 @@ impl AdminClient {
     /// POST `body` as JSON to `path` and parse the JSON answer.
     pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> Result<serde_json::Value, AdminError> {
         let response = self.send(self.http.post(self.url(path)).json(body)).await?;
+        response.json().await.map_err(|e| self.map_error(e))
+    }
+
+    /// PUT `body` as JSON to `path` and parse the JSON answer.
+    pub async fn put_json(&self, path: &str, body: &serde_json::Value) -> Result<serde_json::Value, AdminError> {
+        let response = self.send(self.http.put(self.url(path)).json(body)).await?;
         response.json().await.map_err(|e| self.map_error(e))
     }
 
@@ -162,7 +169,7 @@ fn error_message(status: StatusCode, body: &str) -> String {
 /// Percent-encodes everything but RFC 3986's unreserved characters, so that `\`, `:`, `@`,
 /// `/`, `%`, spaces and non-ASCII all reach the server as one path segment and come back out
 /// unchanged.
-pub(super) fn encode_path_segment(segment: &str) -> String {
+pub fn encode_path_segment(segment: &str) -> String {
     let mut encoded = String::with_capacity(segment.len());
     for byte in segment.bytes() {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {

@@ -9,6 +9,14 @@
 //! | GET | `/v1/accounts/{identity}` | [`AdminBackend::lookup`] as JSON; the identity is one percent-encoded path segment |
 //! | POST | `/v1/reload` | 200 with [`AdminBackend::reload`]'s summary, or 422 `{"error": msg}` |
 //! | GET | `/metrics` | Prometheus text exposition (`text/plain; version=0.0.4`) |
+//! | GET | `/v1/entra` | the integration's state and the next step |
+//! | POST | `/v1/entra/enable`, `/v1/entra/disable` | the integration switch; disable takes `{"purge": bool}` |
+//! | POST, GET | `/v1/entra/provision` | start the automatic registration (`{"tenant", "display_name"}`), then its progress |
+//! | PUT | `/v1/entra/credentials` | record an application registered by hand |
+//! | GET, POST | `/v1/entra/consent` | the consent URL for `?redirect_uri=`, then the redirect's answer |
+//! | GET | `/v1/domains` | the tenant's domains, flags and selection |
+//! | POST | `/v1/domains/selection` | `{"action": "select"\|"unselect"\|"exact", "all": bool, "names": [...]}` |
+//! | POST, GET | `/v1/sync` | start a sync round now; sync health and progress |
 //!
 //! `/metrics` is behind the token too: configure the scraper with the token, e.g. Prometheus'
 //! `authorization: { type: Bearer, credentials_file: /var/lib/entra-radius/admin.token }`.
@@ -16,7 +24,8 @@
 //! Errors are JSON `{"error": "..."}`: 401 (missing or wrong token, with `WWW-Authenticate:
 //! Bearer`), 403 (a `Host` header that is not a loopback name or address: this stops a page on
 //! another site that rebinds its DNS name to 127.0.0.1 from driving the API through a browser),
-//! 404, 405, 413 (body over 64 KiB), 500 (the backend panicked).
+//! 404, 405, 409 (an integration step asked for before the one it needs; the message names it), 413
+//! (body over 64 KiB), 500 (the backend panicked), 502 (Microsoft Graph or the token endpoint refused).
 //!
 //! The client side ([`AdminClient`]) is what the CLI's admin commands use; it turns "connection
 //! refused" and 401 into errors that tell the operator what to do.
@@ -24,7 +33,10 @@
 //! This module uses nothing else of the crate: the rest of the server is reached through the
 //! [`AdminBackend`] trait, so the module compiles and is tested on its own.
 
+pub mod api;
 mod client;
+pub mod commands;
+pub mod pick;
 mod server;
 mod token;
 
@@ -34,8 +46,9 @@ mod tests;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+pub use api::{ApiError, IntegrationRequest};
 pub use client::AdminClient;
-pub use server::{AdminBackend, AdminServer, MAX_BODY_BYTES, router};
+pub use server::{AdminBackend, AdminServer, MAX_BODY_BYTES, host_is_loopback, router};
 pub use token::{TOKEN_FILE, ensure_token, read_token};
 
 /// Everything that can go wrong in the admin API or its client. Every message is one line that

@@ -10,13 +10,14 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::AdminError;
+use super::api::{ApiError, IntegrationRequest};
 
 /// The largest request body the API reads. No endpoint needs a body today; the limit keeps a
 /// local client from making the server buffer without bound.
@@ -42,6 +43,15 @@ pub trait AdminBackend: Send + Sync + 'static {
     fn metrics(&self) -> String;
     /// Reload the config (like SIGHUP). Ok(summary) or Err(message naming the file/line).
     fn reload(&self) -> Result<serde_json::Value, String>;
+    /// The Entra ID integration's operations (`/v1/entra…`, `/v1/domains…`, `/v1/sync`). A
+    /// backend without the integration answers 404.
+    fn integration(&self, request: IntegrationRequest) -> Result<serde_json::Value, ApiError> {
+        let _ = request;
+        Err(ApiError {
+            status: 404,
+            message: "this server has no Entra ID integration".into(),
+        })
+    }
 }
 
 /// The admin API, bound and ready to serve. Binding is a step of its own so that the caller
@@ -118,6 +128,35 @@ pub fn router(token: String, backend: Arc<dyn AdminBackend>) -> Router {
         .route("/v1/accounts/{identity}", get(lookup))
         .route("/v1/reload", post(reload))
         .route("/metrics", get(metrics))
+        .route("/v1/entra", get(|s| integration(s, IntegrationRequest::Status)))
+        .route("/v1/entra/enable", post(|s| integration(s, IntegrationRequest::Enable)))
+        .route(
+            "/v1/entra/disable",
+            post(|s, body| with_body(s, body, IntegrationRequest::Disable)),
+        )
+        .route(
+            "/v1/entra/provision",
+            get(|s| integration(s, IntegrationRequest::ProvisionProgress))
+                .post(|s, body| with_body(s, body, IntegrationRequest::ProvisionStart)),
+        )
+        .route(
+            "/v1/entra/credentials",
+            put(|s, body| with_body(s, body, IntegrationRequest::SetCredentials)),
+        )
+        .route(
+            "/v1/entra/consent",
+            get(consent_url).post(|s, body| with_body(s, body, IntegrationRequest::ConsentResult)),
+        )
+        .route("/v1/domains", get(|s| integration(s, IntegrationRequest::Domains)))
+        .route(
+            "/v1/domains/selection",
+            post(|s, body| with_body(s, body, IntegrationRequest::SelectDomains)),
+        )
+        .route(
+            "/v1/sync",
+            get(|s| integration(s, IntegrationRequest::SyncStatus))
+                .post(|s| integration(s, IntegrationRequest::SyncNow)),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // `layer` (not `route_layer`) so that the fallbacks are guarded too: without the token
@@ -184,7 +223,7 @@ fn request_host_is_loopback(request: &Request) -> bool {
 }
 
 /// `localhost`, a 127.0.0.0/8 address or `[::1]`, each with an optional port.
-pub(super) fn host_is_loopback(host: &str) -> bool {
+pub fn host_is_loopback(host: &str) -> bool {
     if let Some(rest) = host.strip_prefix('[') {
         let Some((inside, after)) = rest.split_once(']') else {
             return false;
@@ -276,6 +315,59 @@ async fn metrics(State(state): State<ApiState>) -> Response {
     match call_backend(move || state.backend.metrics()).await {
         Ok(text) => ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], text).into_response(),
         Err(response) => response,
+    }
+}
+
+/// Runs one integration operation on the blocking pool: the backend may wait on Graph.
+async fn integration(State(state): State<ApiState>, request: IntegrationRequest) -> Response {
+    match call_backend(move || state.backend.integration(request)).await {
+        Ok(Ok(value)) => Json(value).into_response(),
+        Ok(Err(e)) => error_response(
+            StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            &e.message,
+        ),
+        Err(response) => response,
+    }
+}
+
+/// Parses a JSON body (an empty body means the defaults) into a request; a body that does not
+/// parse is a 400 naming the problem.
+async fn with_body<B, F>(state: State<ApiState>, body: axum::body::Bytes, make: F) -> Response
+where
+    B: serde::de::DeserializeOwned + Default,
+    F: FnOnce(B) -> IntegrationRequest,
+{
+    let parsed = if body.iter().all(u8::is_ascii_whitespace) {
+        Ok(B::default())
+    } else {
+        serde_json::from_slice::<B>(&body)
+    };
+    match parsed {
+        Ok(b) => integration(state, make(b)).await,
+        Err(e) => error_response(StatusCode::BAD_REQUEST, &format!("the request body is not valid: {e}")),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ConsentQuery {
+    redirect_uri: String,
+}
+
+async fn consent_url(
+    state: State<ApiState>,
+    query: Result<axum::extract::Query<ConsentQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    match query {
+        Ok(axum::extract::Query(q)) => {
+            integration(
+                state,
+                IntegrationRequest::ConsentUrl {
+                    redirect_uri: q.redirect_uri,
+                },
+            )
+            .await
+        }
+        Err(e) => error_response(StatusCode::BAD_REQUEST, &e.body_text()),
     }
 }
 

@@ -212,6 +212,10 @@ pub(crate) async fn create_application(
         required_roles: required_roles(&body["requiredResourceAccess"]),
         granted_roles: Vec::new(),
         certificates: Vec::new(),
+        redirect_uris: body["web"]["redirectUris"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|u| u.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default(),
     };
     let delay = s.replication_delay;
     s.replicating.insert(app.client_id.clone(), delay);

@@ -467,6 +467,27 @@ pub(crate) fn enc(v: &str) -> String {
     out
 }
 
+/// A redirect URI as Entra ID matches it against a registered one: exactly,
+/// except that for `http://localhost` and `http://127.0.0.1` the port is
+/// ignored (loopback listeners pick a free port).
+pub(crate) fn redirect_matches(registered: &str, asked: &str) -> bool {
+    fn split(u: &str) -> Option<(&str, &str, &str)> {
+        let rest = u.strip_prefix("http://")?;
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+        Some((host, path, authority))
+    }
+    if registered == asked {
+        return true;
+    }
+    match (split(registered), split(asked)) {
+        (Some((rh, rp, _)), Some((ah, ap, _))) => {
+            matches!(rh, "localhost" | "127.0.0.1") && rh == ah && rp.trim_end_matches('/') == ap.trim_end_matches('/')
+        }
+        _ => false,
+    }
+}
+
 /// `GET /{tenant}/adminconsent` (and `/{tenant}/v2.0/adminconsent`). The real
 /// endpoint shows a sign-in and consent UI first; the emulator consents at
 /// once, as if the admin had clicked Accept.
@@ -498,6 +519,17 @@ pub(crate) async fn admin_consent(
             enc(state)
         )
     } else if let Some(app) = s.apps.iter_mut().find(|a| a.client_id == client_id) {
+        if !app.redirect_uris.iter().any(|r| redirect_matches(r, redirect)) {
+            // Entra shows an error page here; it never redirects to an unregistered URI.
+            return aad_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                50011,
+                &format!(
+                    "The redirect URI '{redirect}' specified in the request does not match the redirect URIs configured for the application '{client_id}'."
+                ),
+            );
+        }
         app.granted_roles = app.required_roles.clone();
         format!(
             "{redirect}{sep}admin_consent=True&tenant={}&state={}",

@@ -56,9 +56,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use model::{
-    ALL_ROLES, AdminUser, App, AppCertificate, AppSecret, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Device, Domain,
-    GRAPH_APP_ID, GRAPH_APP_ROLE_IDS, GRAPH_CLI_CLIENT_ID, Group, Kind, ManagedDevice, SYNTHETIC_CLIENT_ID,
-    SYNTHETIC_CLIENT_SECRET, Tenant, User,
+    ALL_ROLES, AdminUser, App, AppCertificate, AppSecret, CONSENT_REDIRECT_URI, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET,
+    Device, Domain, GRAPH_APP_ID, GRAPH_APP_ROLE_IDS, GRAPH_CLI_CLIENT_ID, Group, Kind, ManagedDevice,
+    SYNTHETIC_CLIENT_ID, SYNTHETIC_CLIENT_SECRET, Tenant, User,
 };
 pub use state::{Control, DeltaExpiry, DeltaProps, Fault, LoggedRequest};
 

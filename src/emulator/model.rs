@@ -148,6 +148,9 @@ pub struct App {
     pub granted_roles: Vec<String>,
     /// Certificates uploaded to the application (client assertions).
     pub certificates: Vec<AppCertificate>,
+    /// Web redirect URIs (`web.redirectUris`); admin consent redirects only
+    /// to one of these (for localhost ones, any port).
+    pub redirect_uris: Vec<String>,
 }
 
 /// A certificate credential of an application: what Entra ID keeps of an
@@ -457,6 +460,9 @@ pub const SYNTHETIC_CLIENT_ID: &str = "00000000-0000-4000-8000-00000000a99e";
 /// Its secret.
 pub const SYNTHETIC_CLIENT_SECRET: &str = "synthetic-secret";
 /// Client id of the app in [`Tenant::demo`].
+/// The consent redirect `entra-radius entra consent` listens on (any port).
+pub const CONSENT_REDIRECT_URI: &str = "http://localhost/consent";
+
 pub const DEMO_CLIENT_ID: &str = "11111111-2222-4333-8444-555555555555";
 /// Its secret.
 pub const DEMO_CLIENT_SECRET: &str = "demo-secret";
@@ -588,6 +594,7 @@ impl Tenant {
                 }],
                 required_roles: all_roles(),
                 granted_roles: all_roles(),
+                redirect_uris: vec![CONSENT_REDIRECT_URI.into()],
                 ..App::default()
             }],
             admin: AdminUser {
@@ -696,6 +703,7 @@ impl Tenant {
                 }],
                 required_roles: all_roles(),
                 granted_roles: all_roles(),
+                redirect_uris: vec![CONSENT_REDIRECT_URI.into()],
                 ..App::default()
             }],
             admin: AdminUser {

@@ -91,13 +91,29 @@ async fn roles_claim_absent_before_consent_present_after() {
     assert_eq!(body["error"]["code"], "Authorization_RequestDenied");
     assert!(body["error"]["innerError"]["request-id"].is_string());
 
-    // Admin consent grants every requested role and redirects back.
-    let r = reqwest::Client::builder()
+    // A redirect URI the app does not list: an error page, no redirect, no consent.
+    let no_redirects = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .unwrap()
+        .unwrap();
+    let r = no_redirects
         .get(format!(
-            "{}/{}/adminconsent?client_id={DEMO_CLIENT_ID}&state=xyz&redirect_uri=http://localhost/cb",
+            "{}/{}/adminconsent?client_id={DEMO_CLIENT_ID}&state=xyz&redirect_uri=http://localhost:4711/cb",
+            emu.base_url(),
+            emu.tenant_id()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(r.text().await.unwrap().contains("AADSTS50011"));
+    let t = app_token(&emu, &c, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET).await;
+    assert!(payload(&t).get("roles").is_none());
+
+    // Admin consent grants every requested role and redirects back (any port on localhost).
+    let r = no_redirects
+        .get(format!(
+            "{}/{}/adminconsent?client_id={DEMO_CLIENT_ID}&state=xyz&redirect_uri=http://localhost:4711/consent",
             emu.base_url(),
             emu.tenant_id()
         ))
@@ -107,7 +123,7 @@ async fn roles_claim_absent_before_consent_present_after() {
     assert_eq!(r.status().as_u16(), 302);
     let loc = r.headers()["location"].to_str().unwrap().to_owned();
     assert!(
-        loc.starts_with("http://localhost/cb?admin_consent=True&tenant="),
+        loc.starts_with("http://localhost:4711/consent?admin_consent=True&tenant="),
         "{loc}"
     );
     assert!(loc.ends_with("&state=xyz"));
@@ -680,4 +696,24 @@ async fn devices_delta_and_managed_device_macs() {
         list.iter().any(|d| d.get("ethernetMacAddress").is_none()),
         "absent MAC omitted"
     );
+}
+
+#[test]
+fn consent_redirects_match_like_entra() {
+    use super::auth::redirect_matches;
+    let r = "http://localhost/consent";
+    assert!(redirect_matches(r, "http://localhost/consent"));
+    assert!(redirect_matches(r, "http://localhost:49152/consent"));
+    assert!(redirect_matches(r, "http://localhost:49152/consent/"));
+    assert!(!redirect_matches(r, "http://localhost:49152/other"));
+    assert!(
+        !redirect_matches(r, "http://127.0.0.1:49152/consent"),
+        "localhost and 127.0.0.1 differ"
+    );
+    assert!(!redirect_matches(r, "https://evil.example/consent"));
+    assert!(!redirect_matches(
+        "https://app.example/cb",
+        "https://app.example:444/cb"
+    ));
+    assert!(redirect_matches("https://app.example/cb", "https://app.example/cb"));
 }

@@ -206,6 +206,7 @@ async fn application_registration_with_replication_and_consent() {
             "displayName": "entra-radius",
             "signInAudience": "AzureADMyOrg",
             "requiredResourceAccess": [{"resourceAppId": GRAPH_APP_ID, "resourceAccess": access}],
+            "web": {"redirectUris": ["http://localhost/consent"]},
         }))
         .send()
         .await
@@ -313,7 +314,7 @@ async fn application_registration_with_replication_and_consent() {
         .build()
         .unwrap()
         .get(format!(
-            "{base}/{}/adminconsent?client_id={app_id}&state=s&redirect_uri=http://localhost/cb",
+            "{base}/{}/adminconsent?client_id={app_id}&state=s&redirect_uri=http://localhost:5000/consent",
             emu.tenant_id()
         ))
         .send()

@@ -12,6 +12,18 @@ pub mod keys {
     pub const CLIENT_ID: &str = "client_id";
     /// JSON array of domain names.
     pub const SELECTED_DOMAINS: &str = "selected_domains";
+    /// Set when the selection changed: the next users round re-enumerates.
+    pub const RESCOPE_PENDING: &str = "rescope_pending";
+    /// The application's object id (automatic provisioning only).
+    pub const APP_OBJECT_ID: &str = "app_object_id";
+    /// Unix seconds when the application was provisioned or recorded.
+    pub const PROVISIONED_AT: &str = "provisioned_at";
+    /// `automatic` or `manual`.
+    pub const PROVISIONED_BY: &str = "provisioned_by";
+    /// JSON: the last consent check (`{"checked_at", "granted", "missing", "error"}`).
+    pub const CONSENT: &str = "consent";
+    /// Marks a state directory that `serve --demo` owns and may reset.
+    pub const DEMO: &str = "demo";
 }
 
 pub fn get(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {

@@ -155,6 +155,17 @@ pub fn checkpoint(conn: &Connection, name: &str) -> Result<Option<String>, Store
         .optional()?)
 }
 
+/// Deletes every stored object and every checkpoint in one transaction
+/// (`entra disable --purge`, or a change of tenant). Returns the number of
+/// objects deleted.
+pub fn purge(conn: &mut Connection) -> Result<u64, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let n = tx.execute("DELETE FROM replica_objects", [])?;
+    tx.execute("DELETE FROM sync_checkpoints", [])?;
+    tx.commit()?;
+    Ok(n as u64)
+}
+
 /// Stored objects per kind.
 pub fn count_by_kind(conn: &Connection) -> Result<Vec<(String, u64)>, StoreError> {
     let mut stmt = conn.prepare("SELECT kind, count(*) FROM replica_objects GROUP BY kind ORDER BY kind")?;

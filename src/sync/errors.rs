@@ -142,6 +142,13 @@ pub fn explain_aadsts(code: u32) -> &'static str {
         50076 | 50079 => "multi-factor authentication is required for this user, which a password check cannot satisfy",
         53003 => "sign-in was blocked by a Conditional Access policy",
         65001 => "admin consent is missing: run `entra consent`",
+        65004 => "the administrator declined to consent: run `entra consent` again and accept",
+        50011 => {
+            "the application does not list the redirect URI http://localhost/consent: add it (platform Web) in the app registration, or run `entra provision` to let it be registered"
+        }
+        90094 | 90095 => {
+            "granting consent needs an administrator (Global Administrator or Privileged Role Administrator)"
+        }
         70016 => "the administrator has not finished signing in yet",
         70019 | 70020 => "the sign-in code expired or is unknown: run `entra provision` again for a new code",
         70000 => "the sign-in was declined or its code was already used: run `entra provision` again",

@@ -493,6 +493,7 @@ impl GraphClient {
                     access_token,
                     expires_at: sent_at + life,
                     roles: claims.roles,
+                    tenant_id: claims.tid,
                 },
                 renew_at: sent_at + renew_after(life),
             });

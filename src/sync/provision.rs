@@ -39,6 +39,10 @@ pub const SIGN_IN_CLIENT_ID: &str = "14d82eec-204b-4c2f-b7e8-296a70dab67e";
 
 /// The delegated Graph permission provisioning needs (create applications
 /// and service principals, add secrets).
+/// The admin-consent redirect registered on the application: `entra
+/// consent` listens on a free port of localhost with this path.
+pub const CONSENT_REDIRECT_URI: &str = "http://localhost/consent";
+
 pub const PROVISION_SCOPE: &str = "Application.ReadWrite.All";
 
 /// `grant_type` of the device-code token request (RFC 8628).
@@ -552,6 +556,9 @@ impl Provisioner {
             "displayName": name,
             "signInAudience": "AzureADMyOrg",
             "requiredResourceAccess": [{"resourceAppId": GRAPH_RESOURCE_APP_ID, "resourceAccess": access}],
+            // Where `entra consent` receives the admin-consent answer; Entra
+            // ID ignores the port of localhost redirect URIs when matching.
+            "web": {"redirectUris": [CONSENT_REDIRECT_URI]},
         });
         let action = "create the application";
         let (status, app) = self

@@ -123,6 +123,8 @@ pub struct Token {
     pub expires_at: Instant,
     /// The `roles` claim: the application permissions granted by admin consent.
     pub roles: Vec<String>,
+    /// The `tid` claim: the tenant's id (a GUID even when asked by domain name).
+    pub tenant_id: Option<String>,
 }
 
 impl std::fmt::Debug for Token {
@@ -131,6 +133,7 @@ impl std::fmt::Debug for Token {
             .field("access_token", &"<redacted>")
             .field("expires_at", &self.expires_at)
             .field("roles", &self.roles)
+            .field("tenant_id", &self.tenant_id)
             .finish()
     }
 }
@@ -140,6 +143,7 @@ impl std::fmt::Debug for Token {
 pub(crate) struct Claims {
     pub roles: Vec<String>,
     pub exp: Option<u64>,
+    pub tid: Option<String>,
 }
 
 /// Decodes the payload of a JWT without checking it. An opaque (non-JWT)
@@ -161,7 +165,8 @@ pub(crate) fn decode_claims(token: &str) -> Claims {
         .map(|r| r.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
         .unwrap_or_default();
     let exp = json.get("exp").and_then(|e| e.as_u64());
-    Claims { roles, exp }
+    let tid = json.get("tid").and_then(|t| t.as_str()).map(str::to_string);
+    Claims { roles, exp, tid }
 }
 
 /// Lifetime of a fresh token: `expires_in` (seconds; a number, or a string as
@@ -237,6 +242,7 @@ mod tests {
             access_token: "eyJ-very-secret-token".into(),
             expires_at: Instant::now(),
             roles: vec!["User.Read.All".into()],
+            tenant_id: None,
         };
         let out = format!("{c:?} {t:?} {c:#?} {t:#?}");
         assert!(!out.contains("s3cr3t-value"), "{out}");

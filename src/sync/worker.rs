@@ -141,6 +141,16 @@ impl<S: PageSource> Syncer<S> {
     /// round from the stored delta link, else a full enumeration. On
     /// `DeltaExpired` it starts a full enumeration at once.
     pub async fn round(&self, object: ObjectType) -> Result<RoundReport, SyncError> {
+        self.round_observed(object, &|_| {}).await
+    }
+
+    /// [`Syncer::round`], calling `observe` with the report so far after
+    /// every page (progress for the admin CLI).
+    pub async fn round_observed(
+        &self,
+        object: ObjectType,
+        observe: &(dyn Fn(&RoundReport) + Send + Sync),
+    ) -> Result<RoundReport, SyncError> {
         let mut conn = self.store.connect()?;
         let next = stored::checkpoint(&conn, &cp(object, "next"))?;
         let delta = stored::checkpoint(&conn, &cp(object, "delta"))?;
@@ -174,6 +184,7 @@ impl<S: PageSource> Syncer<S> {
             };
             report.pages += 1;
             self.apply_page(&mut conn, object, &page, &mut report)?;
+            observe(&report);
             if page.delta_link.is_some() {
                 break;
             }

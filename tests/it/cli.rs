@@ -110,22 +110,35 @@ fn serve_demo_answers_the_commands_it_prints() {
         .unwrap();
     use std::io::BufRead;
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut commands = Vec::new();
+    // (command, what its comment promises)
+    let mut commands: Vec<(String, String)> = Vec::new();
+    let mut ready = false;
     for line in lines.by_ref() {
         let line = line.unwrap();
+        assert!(!line.contains("demo failed"), "{line}");
         if let Some(rest) = line.trim().strip_prefix("cargo run --release -- ") {
-            commands.push(rest.split('#').next().unwrap().trim().to_string());
+            let (cmd, comment) = rest.split_once('#').unwrap_or((rest, ""));
+            commands.push((cmd.trim().to_string(), comment.trim().to_string()));
         }
-        if line.contains("radclient") {
+        if line == "entra-radius demo ready" {
+            ready = true;
             break;
         }
     }
-    assert!(commands.len() >= 4, "{commands:?}");
-    for c in &commands {
-        let args: Vec<&str> = c.split_whitespace().collect();
+    assert!(ready, "the demo never said it was ready; commands so far: {commands:?}");
+    assert!(commands.len() >= 8, "{commands:?}");
+    let cfg = path.to_str().unwrap();
+    for (c, comment) in &commands {
+        let mut args: Vec<&str> = c.split_whitespace().collect();
+        if args[0] != "test-auth" {
+            args.extend(["--config", cfg]);
+        }
         let o = Command::new(bin()).args(&args).output().unwrap();
-        let expect_accept = !c.contains("wrong") && !c.contains("0009");
-        assert_eq!(o.status.success(), expect_accept, "{c}: {}", stdout(&o));
+        let expect_accept = !comment.contains("Reject");
+        assert_eq!(o.status.success(), expect_accept, "{c} ({comment}): {}", stdout(&o));
+        if comment.contains("VLAN 20") {
+            assert!(stdout(&o).contains("Tunnel-Private-Group-Id"), "{c}: {}", stdout(&o));
+        }
     }
     let _ = child.kill();
     let _ = child.wait();

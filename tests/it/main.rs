@@ -11,3 +11,4 @@ mod interop;
 mod radclient;
 mod robustness;
 mod sync;
+mod workflow;

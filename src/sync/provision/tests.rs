@@ -128,7 +128,7 @@ async fn provisions_then_reuses_the_app_and_the_secret_works() {
         .build()
         .unwrap()
         .get(format!(
-            "{}/{}/adminconsent?client_id={}&state=s&redirect_uri=http://localhost/cb",
+            "{}/{}/adminconsent?client_id={}&state=s&redirect_uri=http://localhost:5000/consent",
             emu.base_url(),
             app.tenant_id,
             app.client_id

@@ -1,0 +1,246 @@
+//! `serve --demo`: the server with the built-in Graph emulator and a small
+//! tenant, set up the way an administrator would — enable, provision
+//! (device-code sign-in, answered here as the tenant's admin would in a
+//! browser), admin consent (its URL followed like a browser), all domains
+//! selected, a first sync — through the same code as the admin API, then a
+//! list of commands to try.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::admin::api::{ConsentBody, ProvisionBody, SelectionAction, SelectionBody};
+use crate::admin::{ApiError, IntegrationRequest};
+use crate::config::Config;
+use crate::directory::{LocalUser, PolicyRule, UserCredential};
+use crate::emulator::{Emulator, Tenant};
+use crate::integration::Integration;
+use crate::proto::auth::Password;
+use crate::store::Store;
+use crate::store::integration::{self as state, keys};
+
+/// The VLAN the demo's policy gives members of the Engineering group.
+pub const DEMO_VLAN: &str = "20";
+/// A local account that Entra ID shadows (its Entra twin is disabled).
+pub const SHADOWED_USER: &str = "bob@contoso.example";
+pub const SHADOWED_PASSWORD: &str = "local-pw";
+
+/// How long the demo's setup may take before it gives up.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Starts the emulator with the demo tenant on a free loopback port.
+pub async fn start_emulator() -> Result<Emulator, String> {
+    Emulator::start(([127, 0, 0, 1], 0).into(), Tenant::demo())
+        .await
+        .map_err(|e| format!("cannot start the Graph emulator: {e}"))
+}
+
+/// Points the config at the emulator and adds the demo's policy and the
+/// local account that shows precedence.
+pub fn configure(cfg: &mut Config, emulator_url: &str) {
+    cfg.entra.authority_host = emulator_url.to_string();
+    cfg.entra.graph_endpoint = emulator_url.to_string();
+    cfg.policy.push(PolicyRule {
+        group: Some("Engineering".into()),
+        kind: None,
+        vlan: Some(DEMO_VLAN.into()),
+        filter_id: None,
+        session_timeout: None,
+        reply_message: None,
+    });
+    cfg.local_users.push(LocalUser {
+        name: SHADOWED_USER.into(),
+        credential: UserCredential::Cleartext(Password::new(SHADOWED_PASSWORD.as_bytes().to_vec())),
+    });
+}
+
+/// Makes the state directory ready for a demo: a new one, or one a demo
+/// used before (its Entra state is reset: each demo has a fresh emulator).
+/// A state directory with a real integration is refused.
+pub fn prepare_state(state_dir: &Path) -> Result<(), String> {
+    let store = Store::open(state_dir).map_err(|e| e.to_string())?;
+    let mut conn = store.connect().map_err(|e| e.to_string())?;
+    let get = |k| state::get(&conn, k).map_err(|e| e.to_string());
+    let is_demo = get(keys::DEMO)?.is_some();
+    let has_integration = get(keys::TENANT_ID)?.is_some();
+    if has_integration && !is_demo {
+        return Err(format!(
+            "{} holds a real Entra ID integration; `serve --demo` would overwrite it: give the demo its own state_dir",
+            state_dir.display()
+        ));
+    }
+    crate::store::replica::purge(&mut conn).map_err(|e| e.to_string())?;
+    let now = crate::integration::now_unix();
+    for key in [
+        keys::ENABLED,
+        keys::TENANT_ID,
+        keys::CLIENT_ID,
+        keys::SELECTED_DOMAINS,
+        keys::RESCOPE_PENDING,
+        keys::APP_OBJECT_ID,
+        keys::PROVISIONED_AT,
+        keys::PROVISIONED_BY,
+        keys::CONSENT,
+    ] {
+        state::set(&conn, key, None, now).map_err(|e| e.to_string())?;
+    }
+    state::set(&conn, keys::DEMO, Some("1"), now).map_err(|e| e.to_string())?;
+    for file in [
+        crate::integration::CLIENT_SECRET_FILE,
+        crate::integration::CLIENT_CERT_FILE,
+    ] {
+        match std::fs::remove_file(state_dir.join(file)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("cannot remove {}: {e}", state_dir.join(file).display())),
+        }
+    }
+    Ok(())
+}
+
+fn step(what: &str, r: Result<Value, ApiError>) -> Result<Value, String> {
+    r.map_err(|e| format!("demo setup: {what}: {}", e.message))
+}
+
+/// The administrator's steps, in order. Blocking: call it on a blocking
+/// thread (the integration's operations wait on the runtime).
+pub fn setup(integration: &Arc<Integration>, tenant: &Tenant) -> Result<(), String> {
+    let deadline = Instant::now() + SETUP_TIMEOUT;
+    step("enable", integration.handle(IntegrationRequest::Enable))?;
+    let started = step(
+        "provision",
+        integration.handle(IntegrationRequest::ProvisionStart(ProvisionBody {
+            tenant: Some(tenant.id.clone()),
+            display_name: Some("entra-radius (demo)".into()),
+        })),
+    )?;
+    // The administrator signs in at the verification page with the code.
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| format!("demo setup: HTTP client: {e}"))?;
+    let uri = started["verification_uri"].as_str().unwrap_or_default().to_string();
+    let code = started["user_code"].as_str().unwrap_or_default().to_string();
+    let form = [
+        ("user_code", code.as_str()),
+        ("username", tenant.admin.user_principal_name.as_str()),
+        ("password", tenant.admin.password.as_str()),
+    ];
+    let signed_in = integration_runtime(integration).block_on(async { http.post(&uri).form(&form).send().await });
+    match signed_in {
+        Ok(r) if r.status().is_success() => {}
+        Ok(r) => return Err(format!("demo setup: the emulator refused the sign-in ({})", r.status())),
+        Err(e) => return Err(format!("demo setup: signing in: {e}")),
+    }
+    loop {
+        let p = step("provision", integration.handle(IntegrationRequest::ProvisionProgress))?;
+        match p["phase"].as_str() {
+            Some("done") => break,
+            Some("failed") => {
+                return Err(format!(
+                    "demo setup: provisioning failed: {}",
+                    p["error"].as_str().unwrap_or("?")
+                ));
+            }
+            _ if Instant::now() > deadline => return Err("demo setup: provisioning timed out".into()),
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+    // Admin consent: follow the URL as the browser would, read the redirect.
+    let consent = step(
+        "consent",
+        integration.handle(IntegrationRequest::ConsentUrl {
+            redirect_uri: "http://localhost:9/consent".into(),
+        }),
+    )?;
+    let url = consent["url"].as_str().unwrap_or_default().to_string();
+    let location = integration_runtime(integration)
+        .block_on(async { http.get(&url).send().await })
+        .map_err(|e| format!("demo setup: following the consent URL: {e}"))?
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|l| l.to_str().ok())
+        .map(str::to_string)
+        .ok_or("demo setup: the consent URL did not redirect")?;
+    let query = location.split_once('?').map(|(_, q)| q).unwrap_or("");
+    let p = crate::admin::commands::parse_query(query);
+    step(
+        "consent",
+        integration.handle(IntegrationRequest::ConsentResult(ConsentBody {
+            admin_consent: p.get("admin_consent").cloned(),
+            tenant: p.get("tenant").cloned(),
+            state: p.get("state").cloned(),
+            error: p.get("error").cloned(),
+            error_description: p.get("error_description").cloned(),
+        })),
+    )?;
+    step(
+        "domains",
+        integration.handle(IntegrationRequest::SelectDomains(SelectionBody {
+            action: SelectionAction::Exact,
+            all: true,
+            names: vec![],
+        })),
+    )?;
+    let round = step("sync", integration.handle(IntegrationRequest::SyncNow))?["round"]
+        .as_u64()
+        .unwrap_or(1);
+    loop {
+        let st = integration.sync_status();
+        if st.rounds_finished >= round {
+            return match st.last_round_ok {
+                Some(true) => Ok(()),
+                _ => Err(format!(
+                    "demo setup: the first sync failed: {}",
+                    st.last_round_error.unwrap_or_default()
+                )),
+            };
+        }
+        if Instant::now() > deadline {
+            return Err("demo setup: the first sync timed out".into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The commands the demo prints: accept, rejects with their reasons, MAB,
+/// precedence.
+pub fn commands_text(auth: SocketAddr, tenant: &Tenant) -> String {
+    let mac = tenant
+        .managed_devices
+        .first()
+        .and_then(|m| m.wi_fi_mac_address.clone())
+        .map(|m| {
+            m.as_bytes()
+                .chunks(2)
+                .map(|c| String::from_utf8_lossy(c).to_lowercase())
+                .collect::<Vec<_>>()
+                .join(":")
+        })
+        .unwrap_or_default();
+    let t = "cargo run --release -- test-auth";
+    format!(
+        "\nDemo tenant synced from the built-in Graph emulator: contoso.example (managed), fabrikam.example (federated).\n\
+         Engineering members get VLAN {DEMO_VLAN}. Try, in another terminal:\n\
+         \x20 {t} --server {auth} --user alice@contoso.example --password alice-pw   # Accept, VLAN {DEMO_VLAN} (Entra, password checked by Entra ID)\n\
+         \x20 {t} --server {auth} --user alice@contoso.example --password wrong      # Reject: wrong password\n\
+         \x20 {t} --server {auth} --user bob@contoso.example --password bob-pw       # Reject: account disabled in Entra ID\n\
+         \x20 {t} --server {auth} --user carol@contoso.example --password carol-pw   # Reject: MFA required\n\
+         \x20 {t} --server {auth} --user dave@fabrikam.example --password dave-pw    # Reject: federated domain, PAP cannot be checked\n\
+         \x20 {t} --server {auth} --mab {mac}                          # MAB Accept: Intune MAC of ALICE-LAPTOP, VLAN {DEMO_VLAN}\n\
+         \x20 {t} --server {auth} --user {SHADOWED_USER} --password {SHADOWED_PASSWORD}     # Reject: Entra's disabled bob shadows the local account\n\
+         \x20 {t} --server {auth} --user alice --password wonderland                 # Accept: local account\n\
+         \x20 cargo run --release -- accounts lookup {SHADOWED_USER}                # why: which directory answers, what it shadows\n\
+         \x20 cargo run --release -- entra status                                     # the integration, step by step\n\
+         \x20 echo 'User-Name = \"alice@contoso.example\", User-Password = \"alice-pw\", Message-Authenticator = 0x00' | radclient -x {auth} auth testing123\n"
+    )
+}
+
+fn integration_runtime(integration: &Arc<Integration>) -> tokio::runtime::Handle {
+    integration.runtime.clone()
+}
