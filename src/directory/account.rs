@@ -287,6 +287,29 @@ impl Account {
     }
 
     pub fn to_data(&self) -> AccountData {
+        let mut d = self.to_data_without_groups();
+        d.groups = self.groups.iter().map(|g| (**g).clone()).collect();
+        d
+    }
+
+    /// This account with `patch` applied (a Graph delta item). Groups the
+    /// patch does not change are shared with this account, not copied: a
+    /// user with a hundred groups whose `accountEnabled` flips costs no
+    /// group allocations.
+    pub(crate) fn merged(&self, mut patch: AccountPatch, intern: &mut impl Interner) -> Account {
+        let new_groups = patch.groups.take();
+        let keep_groups = new_groups.is_none();
+        let mut data = self.to_data_without_groups();
+        data.apply_patch(patch);
+        data.groups = new_groups.unwrap_or_default();
+        let mut account = Account::build(data, intern);
+        if keep_groups {
+            account.groups = self.groups.clone();
+        }
+        account
+    }
+
+    fn to_data_without_groups(&self) -> AccountData {
         let own = |s: Option<&str>| s.map(str::to_owned);
         AccountData {
             directory: self.directory,
@@ -301,7 +324,7 @@ impl Account {
             macs: self.macs().to_vec(),
             cert_identities: self.cert_identities().map(str::to_owned).collect(),
             enabled: self.enabled,
-            groups: self.groups.iter().map(|g| (**g).clone()).collect(),
+            groups: Vec::new(),
             attributes: self.attributes().clone(),
             last_change: self.last_change,
             last_password_change: own(self.last_password_change()),
@@ -415,6 +438,57 @@ impl Interner for NoInterning {
 }
 
 /// MACs travel as `AA-BB-CC-DD-EE-FF` strings in JSON.
+/// Serialises an [`Account`] exactly as its [`AccountData`] serialises
+/// (same fields, same order, same types), without building the owned copy:
+/// what the sync stores after every page. A test keeps the two in step.
+pub(crate) struct StoredView<'a>(pub &'a Account);
+
+impl Serialize for StoredView<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        struct Macs<'a>(&'a [MacAddr]);
+        impl Serialize for Macs<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                mac_strings::serialize(self.0, s)
+            }
+        }
+        struct Certs<'a>(&'a Account);
+        impl Serialize for Certs<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                // A slice, so the length is known up front (postcard needs it).
+                let certs: &[Box<str>] = self.0.extra.as_ref().map_or(&[], |e| &e.cert_identities);
+                s.collect_seq(certs)
+            }
+        }
+        struct Groups<'a>(&'a [Arc<GroupRef>]);
+        impl Serialize for Groups<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_seq(self.0.iter().map(|g| &**g))
+            }
+        }
+        let a = self.0;
+        let mut st = s.serialize_struct("AccountData", 17)?;
+        st.serialize_field("directory", &a.directory)?;
+        st.serialize_field("kind", &a.kind)?;
+        st.serialize_field("object_id", a.object_id())?;
+        st.serialize_field("display_name", &a.display_name())?;
+        st.serialize_field("upn", &a.upn())?;
+        st.serialize_field("sam_account_name", &a.sam_account_name())?;
+        st.serialize_field("netbios_domain", &a.netbios_domain())?;
+        st.serialize_field("dns_domain", &a.dns_domain())?;
+        st.serialize_field("device_id", &a.device_id())?;
+        st.serialize_field("macs", &Macs(a.macs()))?;
+        st.serialize_field("cert_identities", &Certs(a))?;
+        st.serialize_field("enabled", &a.enabled)?;
+        st.serialize_field("groups", &Groups(&a.groups))?;
+        st.serialize_field("attributes", a.attributes())?;
+        st.serialize_field("last_change", &a.last_change)?;
+        st.serialize_field("last_password_change", &a.last_password_change())?;
+        st.serialize_field("soft_deleted", &a.soft_deleted)?;
+        st.end()
+    }
+}
+
 mod mac_strings {
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
@@ -452,6 +526,53 @@ mod tests {
         d.attributes.insert("k".into(), "v".into());
         d.last_change = Some(1_700_000_000);
         d
+    }
+
+    #[test]
+    fn stored_view_encodes_exactly_like_the_owned_form() {
+        let mut minimal = AccountData::new(DirectoryKind::Entra, AccountKind::Device, "d-1");
+        minimal.device_id = Some("dev".into());
+        let mut deleted = sample();
+        deleted.soft_deleted = true;
+        deleted.last_password_change = Some("2024-03-01T09:30:00Z".into());
+        deleted.dns_domain = Some("contoso.com".into());
+        for d in [sample(), minimal, deleted] {
+            let a = Account::from(d.clone());
+            assert_eq!(
+                postcard::to_allocvec(&StoredView(&a)).unwrap(),
+                postcard::to_allocvec(&d).unwrap(),
+                "{d:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn merged_keeps_unpatched_groups_shared_and_replaces_patched_ones() {
+        let a = Account::from(sample());
+        let m = a.merged(
+            AccountPatch {
+                enabled: Some(false),
+                display_name: Some(None),
+                ..AccountPatch::default()
+            },
+            &mut NoInterning,
+        );
+        assert!(!m.enabled());
+        assert_eq!(m.display_name(), None);
+        assert_eq!(m.upn(), a.upn());
+        assert!(Arc::ptr_eq(&m.groups()[0], &a.groups()[0]), "groups shared, not copied");
+        let mut expected = sample();
+        expected.enabled = false;
+        expected.display_name = None;
+        assert_eq!(m.to_data(), expected);
+        let m2 = a.merged(
+            AccountPatch {
+                groups: Some(vec![]),
+                ..AccountPatch::default()
+            },
+            &mut NoInterning,
+        );
+        assert!(m2.groups().is_empty());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use super::account::StoredView;
 use super::groups::{GroupState, GroupTable};
 use super::{Account, AccountData, AccountKind, EntraReplica};
 use crate::store::replica::{self as rows, Checkpoint, ObjectOp};
@@ -23,6 +24,14 @@ pub fn encode(a: &AccountData) -> Vec<u8> {
     let mut out = vec![FORMAT_POSTCARD_V1];
     // Serialising plain owned data into a Vec cannot fail.
     out.extend(postcard::to_allocvec(a).expect("account data always serialises"));
+    out
+}
+
+/// Serialises a replica account for the store: the same bytes as
+/// `encode(&account.to_data())`, without the owned copy.
+pub fn encode_account(a: &Account) -> Vec<u8> {
+    let mut out = vec![FORMAT_POSTCARD_V1];
+    out.extend(postcard::to_allocvec(&StoredView(a)).expect("account data always serialises"));
     out
 }
 
@@ -131,6 +140,28 @@ pub fn save(
         .map(|(a, b)| ObjectOp::Put {
             object_id: &a.object_id,
             kind: kind_str(a.kind),
+            data: b,
+        })
+        .collect();
+    ops.extend(deleted.iter().map(|id| ObjectOp::Delete { object_id: id }));
+    rows::apply(conn, &ops, checkpoints, now)
+}
+
+/// [`save`] for accounts of the replica, encoded without owned copies.
+pub fn save_accounts(
+    conn: &mut rusqlite::Connection,
+    accounts: &[std::sync::Arc<Account>],
+    deleted: &[&str],
+    checkpoints: &[Checkpoint<'_>],
+    now: i64,
+) -> Result<(), StoreError> {
+    let blobs: Vec<Vec<u8>> = accounts.iter().map(|a| encode_account(a)).collect();
+    let mut ops: Vec<ObjectOp<'_>> = accounts
+        .iter()
+        .zip(&blobs)
+        .map(|(a, b)| ObjectOp::Put {
+            object_id: a.object_id(),
+            kind: kind_str(a.kind()),
             data: b,
         })
         .collect();

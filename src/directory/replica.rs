@@ -487,13 +487,21 @@ impl State {
         match change {
             Change::Upsert(acc) => self.put(acc.reintern(intern)),
             Change::Merge { object_id, kind, patch } => {
-                let mut data = match self.get(&object_id) {
-                    Some(a) => a.to_data(),
-                    None => AccountData::new(DirectoryKind::Entra, kind, object_id),
+                let merged = match self.get(&object_id) {
+                    Some(a) if a.kind() == kind => a.merged(patch, intern),
+                    Some(a) => {
+                        let mut data = a.to_data();
+                        data.kind = kind;
+                        data.apply_patch(patch);
+                        Account::build(data, intern)
+                    }
+                    None => {
+                        let mut data = AccountData::new(DirectoryKind::Entra, kind, object_id);
+                        data.apply_patch(patch);
+                        Account::build(data, intern)
+                    }
                 };
-                data.kind = kind;
-                data.apply_patch(patch);
-                self.put(Account::build(data, intern));
+                self.put(merged);
             }
             Change::SoftDelete { object_id } => self.set_soft_deleted(&object_id, true),
             Change::Restore { object_id } => self.set_soft_deleted(&object_id, false),
@@ -520,17 +528,36 @@ impl State {
             return;
         }
         let acc = Arc::new(acc);
-        self.remove(acc.object_id());
+        let old = self.get(acc.object_id()).cloned();
+        // Object ids are keyed case-insensitively, so the old account sits
+        // under the same key and `slot_insert` replaces it in place.
         let key = self.key(acc.object_id());
         slot_insert(&mut self.by_object, key, &acc);
+        if let Some(old) = &old {
+            self.count(old, false);
+        }
         self.count(&acc, true);
-        if !acc.soft_deleted() {
-            let mut keys = Vec::new();
-            for ix in SECONDARY {
-                self.keys_of(ix, &acc, &mut keys);
-                for &k in &keys {
-                    slot_insert(self.map_mut(ix), k, &acc);
+        // Per index: drop the keys the account no longer has, then (re)insert
+        // its keys, which replaces it where the key stayed the same. One leaf
+        // update per unchanged key instead of a remove and an insert.
+        let (mut old_keys, mut new_keys) = (Vec::new(), Vec::new());
+        for ix in SECONDARY {
+            old_keys.clear();
+            if let Some(old) = old.as_ref().filter(|o| !o.soft_deleted()) {
+                self.keys_of(ix, old, &mut old_keys);
+            }
+            new_keys.clear();
+            if !acc.soft_deleted() {
+                self.keys_of(ix, &acc, &mut new_keys);
+            }
+            for &k in &old_keys {
+                if !new_keys.contains(&k) {
+                    let oid = old.as_ref().map(|o| o.object_id()).unwrap_or_default();
+                    slot_remove(self.map_mut(ix), k, oid);
                 }
+            }
+            for &k in &new_keys {
+                slot_insert(self.map_mut(ix), k, &acc);
             }
         }
     }

@@ -34,6 +34,10 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 3,
         sql: MIGRATION_3_INTEGRATION,
     },
+    Migration {
+        version: 4,
+        sql: MIGRATION_4_REPLICA_ROWID,
+    },
 ];
 
 /// The schema version this build creates and understands.
@@ -104,6 +108,25 @@ CREATE TABLE integration_state (
     value      TEXT    NOT NULL,
     updated_at INTEGER NOT NULL
 ) WITHOUT ROWID;
+";
+
+/// `replica_objects` as a rowid table with a unique index on the object id.
+/// Version 2 made it WITHOUT ROWID, which keeps each row inside the primary
+/// key's B-tree: right for small rows, wrong for account blobs of a few
+/// kilobytes (users with many groups), which then spill into overflow pages
+/// and make every keyed update of a delta round walk and rewrite large
+/// pages. With a rowid table the index holds only the ids.
+const MIGRATION_4_REPLICA_ROWID: &str = "
+CREATE TABLE replica_objects_v4 (
+    object_id  TEXT    NOT NULL UNIQUE CHECK (length(object_id) > 0),
+    kind       TEXT    NOT NULL,
+    data       BLOB    NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+INSERT INTO replica_objects_v4 (object_id, kind, data, updated_at)
+    SELECT object_id, kind, data, updated_at FROM replica_objects;
+DROP TABLE replica_objects;
+ALTER TABLE replica_objects_v4 RENAME TO replica_objects;
 ";
 
 /// Raw `PRAGMA user_version`; SQLite stores it as a signed 32-bit value.

@@ -210,6 +210,61 @@ fn failed_migration_rolls_back_and_later_one_applies() {
     assert_eq!(migrations::user_version(&conn).unwrap(), 2);
 }
 
+#[test]
+fn migration_4_keeps_the_replica_and_its_upserts_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join(DB_FILE);
+    {
+        let mut conn = Connection::open(&path).unwrap();
+        assert_eq!(migrations::migrate(&mut conn, &path, &MIGRATIONS[..3]).unwrap(), 3);
+        conn.execute(
+            "INSERT INTO replica_objects (object_id, kind, data, updated_at) VALUES ('u1', 'user', x'0102', 7), ('d1', 'device', x'03', 8)",
+            [],
+        )
+        .unwrap();
+    }
+    let store = Store::open(tmp.path()).unwrap();
+    assert_eq!(store.schema_version().unwrap(), 4);
+    let mut conn = store.connect().unwrap();
+    let mut seen = Vec::new();
+    replica::load_all(&mut conn, |id, kind, data| {
+        seen.push((id.to_string(), kind.to_string(), data.to_vec()))
+    })
+    .unwrap();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            ("d1".into(), "device".into(), vec![3]),
+            ("u1".into(), "user".into(), vec![1, 2])
+        ]
+    );
+    // The upsert keys on the object id as before: no duplicate row.
+    replica::apply(
+        &mut conn,
+        &[replica::ObjectOp::Put {
+            object_id: "u1",
+            kind: "user",
+            data: &[9],
+        }],
+        &[],
+        9,
+    )
+    .unwrap();
+    assert_eq!(
+        replica::count_by_kind(&conn).unwrap(),
+        vec![("device".into(), 1), ("user".into(), 1)]
+    );
+    assert_eq!(
+        replica::ids_written_before(&conn, "user", 9).unwrap(),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        replica::ids_written_before(&conn, "device", 9).unwrap(),
+        vec!["d1".to_string()]
+    );
+}
+
 // ---- accounting semantics ----
 
 #[test]

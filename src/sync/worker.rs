@@ -20,7 +20,7 @@ use crate::directory::groups::GroupTable;
 use crate::directory::persist;
 use crate::directory::persist::GROUP_KIND;
 pub use crate::directory::persist::load_groups;
-use crate::directory::{AccountData, AccountKind, AccountPatch, Change, EntraReplica, GroupRef};
+use crate::directory::{AccountKind, AccountPatch, Change, EntraReplica, GroupRef};
 use crate::store::replica as stored;
 use crate::store::{Store, StoreError};
 
@@ -253,18 +253,18 @@ impl<S: PageSource> Syncer<S> {
         let touched: Vec<String> = changes.iter().map(|c| change_id(c).to_string()).collect();
         self.replica.apply(changes);
         // What to store: the replica's resulting state of every touched object.
-        let mut puts: Vec<AccountData> = Vec::new();
+        let mut puts: Vec<std::sync::Arc<crate::directory::Account>> = Vec::new();
         let mut gone: Vec<&str> = Vec::new();
         for id in &touched {
             match self.replica.get(id) {
-                Some(a) => puts.push(a.to_data()),
+                Some(a) => puts.push(a),
                 None => gone.push(id),
             }
         }
         let (checkpoints, swept_ids) = self.closing_checkpoints(conn, object, page, &touched)?;
         gone.extend(swept_ids.iter().map(String::as_str));
         let cps: Vec<(&str, &str)> = checkpoints.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
-        persist::save(conn, &puts, &gone, &cps, now)?;
+        persist::save_accounts(conn, &puts, &gone, &cps, now)?;
         if !swept_ids.is_empty() {
             report.swept = swept_ids.len() as u64;
             self.replica.apply(
@@ -412,12 +412,8 @@ impl<S: PageSource> Syncer<S> {
         }
         let ids: Vec<String> = changes.iter().map(|c| change_id(c).to_string()).collect();
         self.replica.apply(changes);
-        let puts: Vec<AccountData> = ids
-            .iter()
-            .filter_map(|id| self.replica.get(id))
-            .map(|a| a.to_data())
-            .collect();
-        persist::save(conn, &puts, &[], &[], now)?;
+        let puts: Vec<_> = ids.iter().filter_map(|id| self.replica.get(id)).collect();
+        persist::save_accounts(conn, &puts, &[], &[], now)?;
         Ok(())
     }
 }
