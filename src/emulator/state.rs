@@ -701,6 +701,14 @@ impl Control {
         lock(&self.shared).token_lifetime_s = secs;
     }
 
+    /// Replaces the token signing key: every access token issued so far is
+    /// refused with 401 before it expires, as after a revocation in Entra
+    /// ID. Clients must fetch a new token and carry on.
+    pub fn revoke_issued_tokens(&self) {
+        use rand::RngExt;
+        lock(&self.shared).key = rand::rng().random();
+    }
+
     /// A copy of one application (by client id) as the emulator holds it
     /// now, including apps created through `POST /v1.0/applications`.
     pub fn app(&self, client_id: &str) -> Option<App> {

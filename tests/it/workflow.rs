@@ -514,3 +514,89 @@ fn automatic_registration_through_the_device_code_sign_in() {
     // Same application: the consent stays, and the sync keeps working with the new secret.
     run(&s, &["sync", "now", "--wait"], 0);
 }
+
+/// Provisions the demo application by hand, selects every domain, enables.
+fn ready_to_sync(s: &TestServer, emu: &Emulator) {
+    let secret_file = s.dir.path().join("secret.txt");
+    write_private(&secret_file, DEMO_CLIENT_SECRET.as_bytes());
+    let tenant = emu.tenant_id();
+    run(
+        s,
+        &[
+            "entra",
+            "provision",
+            "--tenant",
+            &tenant,
+            "--client-id",
+            DEMO_CLIENT_ID,
+            "--client-secret-file",
+            secret_file.to_str().unwrap(),
+        ],
+        0,
+    );
+    run(s, &["domains", "select", "--all"], 0);
+    run(s, &["entra", "enable"], 0);
+}
+
+/// Waits until the emulator has answered a request with `status`; returns how many it had seen before.
+fn wait_for_status(emu: &Emulator, status: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !emu.control().request_log().iter().any(|r| r.status == status) {
+        assert!(Instant::now() < deadline, "the emulator never answered {status}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn tokens_that_expire_or_are_revoked_in_the_middle_of_a_round_are_renewed() {
+    use entra_radius::emulator::Fault;
+    let Setup { rt: _rt, emu, server: s } = setup();
+    ready_to_sync(&s, &emu);
+    run(&s, &["sync", "now", "--wait"], 0);
+    assert!(pap(&s, "alice@contoso.example", "alice-pw").contains("Access-Accept"));
+    let token_requests = |emu: &Emulator| {
+        emu.control()
+            .request_log()
+            .iter()
+            .filter(|r| r.path_and_query.ends_with("/oauth2/v2.0/token"))
+            .count()
+    };
+    // One object per page, and a 3 s pause (429) in the middle of the devices
+    // round: longer than a token's 2 s life.
+    emu.control().set_page_size(1);
+    emu.control().set_token_lifetime(2);
+    emu.control().clear_request_log();
+    emu.control()
+        .fail_next("/v1.0/devices/delta", Fault::Throttle { retry_after_s: 3 }, 1);
+    emu.control().update_user(&Tenant::demo().users[0].id, |u| u.display_name = "Alice A.".into());
+    let t = run(&s, &["sync", "now", "--wait"], 0);
+    assert!(t.contains("finished"), "{t}");
+    assert!(token_requests(&emu) >= 2, "a new token was fetched during the round");
+    assert!(
+        !emu.control().request_log().iter().any(|r| r.status == 401),
+        "expiry is seen coming: the token is renewed before it is refused"
+    );
+
+    // Revoked while still valid: Graph's 401 makes the client fetch a new
+    // token and retry, and the round goes on.
+    emu.control().set_token_lifetime(3600);
+    run(&s, &["sync", "now", "--wait"], 0);
+    emu.control().clear_request_log();
+    emu.control()
+        .fail_next("/v1.0/devices/delta", Fault::Throttle { retry_after_s: 2 }, 1);
+    emu.control().update_user(&Tenant::demo().users[0].id, |u| u.account_enabled = false);
+    let bg = Background::start(&s, &["sync", "now", "--wait"]);
+    wait_for_status(&emu, 429);
+    emu.control().revoke_issued_tokens();
+    let (code, text) = bg.finish();
+    assert_eq!(code, 0, "{text}");
+    let log = emu.control().request_log();
+    let first_401 = log.iter().position(|r| r.status == 401).expect("the revoked token was refused");
+    assert!(
+        log[first_401..].iter().any(|r| r.path_and_query.ends_with("/oauth2/v2.0/token")),
+        "a new token was fetched after the 401"
+    );
+    assert!(log[first_401..].iter().any(|r| r.path_and_query.contains("/devices/delta") && r.status == 200));
+    // The change the round brought after the 401 is in force.
+    assert!(pap(&s, "alice@contoso.example", "alice-pw").contains("Access-Reject"));
+}
