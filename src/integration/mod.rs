@@ -229,6 +229,7 @@ impl Integration {
     /// every `sync_interval` or when woken. Each round re-reads the
     /// settings, so a change takes effect at the next round.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        self.last_successes_from_store();
         loop {
             let cancel = shutdown.child_token();
             *self.round_cancel.lock().unwrap_or_else(|p| p.into_inner()) = cancel.clone();
@@ -251,6 +252,27 @@ impl Integration {
                 () = tokio::time::sleep(wait) => {}
                 () = self.wake.notified() => {}
             }
+        }
+    }
+
+    /// After a restart, "last success" comes from the stored delta links:
+    /// each is written when a round of its object type completes.
+    fn last_successes_from_store(&self) {
+        let Ok(conn) = self.handle.store().connect() else {
+            return;
+        };
+        let Ok(list) = stored::checkpoints(&conn) else {
+            return;
+        };
+        let mut st = self.status();
+        for (name, _, updated) in list {
+            let slot = match name.as_str() {
+                "users.delta" => &mut st.users,
+                "devices.delta" => &mut st.devices,
+                "groups.delta" => &mut st.groups,
+                _ => continue,
+            };
+            slot.last_success = Some(updated);
         }
     }
 

@@ -358,18 +358,49 @@ fn a_certificate_credential_signs_client_assertions() {
     }
     // The key never shows in Debug.
     assert!(!format!("{:?}", CertificateCredential::from_pem(pem.as_bytes()).unwrap()).contains("PRIVATE"));
-    // And through the binary: provisioned with the certificate instead of a secret.
+    // And through the binary: `entra provision --certificate` instead of a
+    // secret; an unregistered certificate is refused before anything is saved.
     let body = format!(
         "{}\n[entra]\nauthority_host = \"{url}\"\ngraph_endpoint = \"{url}\"\nsync_interval = \"1h\"\n",
         localhost_client(""),
         url = emu.base_url()
     );
     let tenant = emu.tenant_id();
-    let s = TestServer::start_seeded(&body, |state| {
-        provision(state, &tenant, &["contoso.example"]);
-        std::fs::remove_file(state.join("entra-client-secret")).unwrap();
-        write_private(&state.join("entra-client-cert.pem"), pem.as_bytes());
-    });
-    s.wait_for_log("sync round done object=\"users\"");
+    let s = TestServer::start(&body);
+    let cli = |args: &[&str], code: i32| {
+        let o = s.cli(args);
+        let text = format!("{}{}", stdout(&o), String::from_utf8_lossy(&o.stderr));
+        assert_eq!(o.status.code(), Some(code), "{args:?}: {text}");
+        text
+    };
+    let other_file = s.dir.path().join("other.pem");
+    let cert_file = s.dir.path().join("cert.pem");
+    write_private(&other_file, other_pem.as_bytes());
+    write_private(&cert_file, pem.as_bytes());
+    let provision_with = |file: &std::path::Path, code: i32| {
+        cli(
+            &[
+                "entra",
+                "provision",
+                "--tenant",
+                &tenant,
+                "--client-id",
+                DEMO_CLIENT_ID,
+                "--certificate",
+                file.to_str().unwrap(),
+            ],
+            code,
+        )
+    };
+    let t = provision_with(&other_file, 1);
+    assert!(t.contains("AADSTS700027"), "{t}");
+    assert!(!s.state_dir().join("entra-client-cert.pem").exists());
+    let t = provision_with(&cert_file, 0);
+    assert!(t.contains("Admin consent: granted"), "{t}");
+    assert!(!t.contains("PRIVATE KEY"), "{t}");
+    assert!(cli(&["entra", "status"], 0).contains("(manual, certificate"));
+    cli(&["domains", "select", "contoso.example"], 0);
+    cli(&["entra", "enable"], 0);
+    cli(&["sync", "now", "--wait"], 0);
     assert!(pap(&s, "alice@contoso.example", "alice-pw").contains("Access-Accept"));
 }

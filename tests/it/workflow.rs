@@ -550,7 +550,11 @@ fn wait_for_status(emu: &Emulator, status: u16) {
 #[test]
 fn tokens_that_expire_or_are_revoked_in_the_middle_of_a_round_are_renewed() {
     use entra_radius::emulator::Fault;
-    let Setup { rt: _rt, emu, server: s } = setup();
+    let Setup {
+        rt: _rt,
+        emu,
+        server: s,
+    } = setup();
     ready_to_sync(&s, &emu);
     run(&s, &["sync", "now", "--wait"], 0);
     assert!(pap(&s, "alice@contoso.example", "alice-pw").contains("Access-Accept"));
@@ -568,7 +572,8 @@ fn tokens_that_expire_or_are_revoked_in_the_middle_of_a_round_are_renewed() {
     emu.control().clear_request_log();
     emu.control()
         .fail_next("/v1.0/devices/delta", Fault::Throttle { retry_after_s: 3 }, 1);
-    emu.control().update_user(&Tenant::demo().users[0].id, |u| u.display_name = "Alice A.".into());
+    emu.control()
+        .update_user(&Tenant::demo().users[0].id, |u| u.display_name = "Alice A.".into());
     let t = run(&s, &["sync", "now", "--wait"], 0);
     assert!(t.contains("finished"), "{t}");
     assert!(token_requests(&emu) >= 2, "a new token was fetched during the round");
@@ -584,19 +589,29 @@ fn tokens_that_expire_or_are_revoked_in_the_middle_of_a_round_are_renewed() {
     emu.control().clear_request_log();
     emu.control()
         .fail_next("/v1.0/devices/delta", Fault::Throttle { retry_after_s: 2 }, 1);
-    emu.control().update_user(&Tenant::demo().users[0].id, |u| u.account_enabled = false);
+    emu.control()
+        .update_user(&Tenant::demo().users[0].id, |u| u.account_enabled = false);
     let bg = Background::start(&s, &["sync", "now", "--wait"]);
     wait_for_status(&emu, 429);
     emu.control().revoke_issued_tokens();
     let (code, text) = bg.finish();
     assert_eq!(code, 0, "{text}");
     let log = emu.control().request_log();
-    let first_401 = log.iter().position(|r| r.status == 401).expect("the revoked token was refused");
+    let first_401 = log
+        .iter()
+        .position(|r| r.status == 401)
+        .expect("the revoked token was refused");
     assert!(
-        log[first_401..].iter().any(|r| r.path_and_query.ends_with("/oauth2/v2.0/token")),
+        log[first_401..]
+            .iter()
+            .any(|r| r.path_and_query.ends_with("/oauth2/v2.0/token")),
         "a new token was fetched after the 401"
     );
-    assert!(log[first_401..].iter().any(|r| r.path_and_query.contains("/devices/delta") && r.status == 200));
+    assert!(
+        log[first_401..]
+            .iter()
+            .any(|r| r.path_and_query.contains("/devices/delta") && r.status == 200)
+    );
     // The change the round brought after the 401 is in force.
     assert!(pap(&s, "alice@contoso.example", "alice-pw").contains("Access-Reject"));
 }
