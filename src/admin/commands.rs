@@ -343,6 +343,8 @@ pub async fn entra_consent(
             }
         };
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(port);
+        // Browsers may resolve localhost to ::1 first: listen there too when IPv6 is up.
+        let v6 = tokio::net::TcpListener::bind(("::1", port)).await.ok();
         let redirect = format!("http://localhost:{port}/consent");
         let v = client
             .get_json(&format!(
@@ -355,7 +357,7 @@ pub async fn entra_consent(
             v["url"].as_str().unwrap_or("?"),
             timeout.as_secs()
         );
-        match tokio::time::timeout(timeout, wait_for_redirect(listener)).await {
+        match tokio::time::timeout(timeout, wait_for_redirect(listener, v6)).await {
             Ok(Ok(params)) => params,
             Ok(Err(e)) => {
                 eprintln!("entra-radius: the consent redirect failed: {e}");
@@ -379,10 +381,19 @@ pub async fn entra_consent(
 
 /// Serves the loopback redirect once: the first request for `/consent` gives its query
 /// parameters; anything else (a browser's favicon) gets 404 and the wait goes on.
-async fn wait_for_redirect(listener: tokio::net::TcpListener) -> std::io::Result<Value> {
+async fn wait_for_redirect(
+    listener: tokio::net::TcpListener,
+    v6: Option<tokio::net::TcpListener>,
+) -> std::io::Result<Value> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     loop {
-        let (mut sock, _) = listener.accept().await?;
+        let (mut sock, _) = match &v6 {
+            Some(v6) => tokio::select! {
+                a = listener.accept() => a?,
+                a = v6.accept() => a?,
+            },
+            None => listener.accept().await?,
+        };
         let mut buf = vec![0u8; 16 * 1024];
         let mut len = 0;
         // Read until the end of the request head (the redirect has no body).

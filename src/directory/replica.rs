@@ -626,7 +626,7 @@ impl State {
         drop(all);
         state.by_object = by_object;
         let st = &state;
-        let [upn, sam, device, mac] = SECONDARY.map(|ix| {
+        let secondary = |ix: Ix| {
             let mut pairs = Vec::with_capacity(live.len());
             let mut keys = Vec::new();
             for acc in &live {
@@ -634,6 +634,18 @@ impl State {
                 pairs.extend(keys.iter().map(|&k| (k, acc.clone())));
             }
             build_map(&mut pairs, |_, _| true)
+        };
+        // Two at a time: the UPN and device-id indexes on a helper thread
+        // while this one builds the sAMAccountName and MAC indexes (startup
+        // at a million accounts is mostly these sorts).
+        let ([upn, device], [sam, mac]) = std::thread::scope(|scope| {
+            let helper = scope.spawn(|| [secondary(Ix::Upn), secondary(Ix::Device)]);
+            let here = [secondary(Ix::Sam), secondary(Ix::Mac)];
+            let there = match helper.join() {
+                Ok(maps) => maps,
+                Err(panic) => std::panic::resume_unwind(panic),
+            };
+            (there, here)
         });
         state.by_upn = upn;
         state.by_sam = sam;
