@@ -687,6 +687,17 @@ pub async fn sync_now(client: &AdminClient, wait: bool) -> Result<u8, AdminError
     let result = loop {
         let s = client.get_json("/v1/sync").await?;
         let sync = &s["sync"];
+        // The integration was disabled (or lost its application) before the round began.
+        if sync["running"].as_bool() != Some(true)
+            && sync["rounds_started"].as_u64().unwrap_or(0) < round
+            && let Some(blocked) = s["blocked"].as_str()
+        {
+            for b in &lines {
+                b.finish_and_clear();
+            }
+            eprintln!("entra-radius: sync round {round} did not run: {blocked}");
+            return Ok(EXIT_FAILED);
+        }
         let finished = sync["rounds_finished"].as_u64().unwrap_or(0) >= round;
         let current = sync["current"].as_str().unwrap_or("");
         let started = sync["rounds_started"].as_u64().unwrap_or(0) >= round;

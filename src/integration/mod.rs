@@ -297,7 +297,10 @@ impl Integration {
     }
 
     /// One round of everything. Returns how long to wait before the next one
-    /// when that differs from the interval.
+    /// when that differs from the interval. A round that cannot run (disabled,
+    /// not provisioned, no domain) is not counted: the status says why, and
+    /// `sync now` refuses. Once counted, a round ends as a success or a
+    /// failure with its reason, so `sync now --wait` always gets an answer.
     async fn round(&self) -> Option<Duration> {
         let _running = self.round_lock.lock().await;
         let settings = match self.settings() {
@@ -315,29 +318,6 @@ impl Integration {
             }
             return None;
         }
-        let (Some(tenant), Some(client_id)) = (settings.tenant_id.clone(), settings.client_id.clone()) else {
-            return None;
-        };
-        let credential = match read_credential(&self.state_dir) {
-            Ok(c) => c,
-            Err(e) => {
-                self.set_state(e);
-                return None;
-            }
-        };
-        let client = match GraphClient::new(GraphConfig {
-            authority_host: self.cfg.authority_host.clone(),
-            graph_endpoint: self.cfg.graph_endpoint.clone(),
-            tenant_id: tenant,
-            client_id,
-            credential,
-        }) {
-            Ok(c) => c,
-            Err(e) => {
-                self.set_state(format!("cannot build the Graph client: {e}"));
-                return None;
-            }
-        };
         let round_no = {
             let mut st = self.status();
             st.rounds_started += 1;
@@ -350,7 +330,10 @@ impl Integration {
             }
             st.rounds_started
         };
-        let failure = self.sync_all(client, &settings).await;
+        let failure = match self.client_for(&settings) {
+            Ok(client) => self.sync_all(client, &settings).await,
+            Err(e) => Some(e),
+        };
         let mut st = self.status();
         st.running = false;
         st.current = None;
@@ -362,6 +345,22 @@ impl Integration {
             None => "idle".into(),
         };
         failure.map(|_| RETRY_AFTER_FAILURE.min(self.cfg.sync_interval))
+    }
+
+    /// The Graph client of a round, from the stored application.
+    fn client_for(&self, settings: &Settings) -> Result<GraphClient, String> {
+        let (Some(tenant), Some(client_id)) = (settings.tenant_id.clone(), settings.client_id.clone()) else {
+            return Err("no application is registered: run `entra-radius entra provision`".into());
+        };
+        let credential = read_credential(&self.state_dir)?;
+        GraphClient::new(GraphConfig {
+            authority_host: self.cfg.authority_host.clone(),
+            graph_endpoint: self.cfg.graph_endpoint.clone(),
+            tenant_id: tenant,
+            client_id,
+            credential,
+        })
+        .map_err(|e| format!("cannot build the Graph client: {e}"))
     }
 
     /// Users, devices, groups and Intune MACs; returns the first failure.

@@ -615,3 +615,34 @@ fn tokens_that_expire_or_are_revoked_in_the_middle_of_a_round_are_renewed() {
     // The change the round brought after the 401 is in force.
     assert!(pap(&s, "alice@contoso.example", "alice-pw").contains("Access-Reject"));
 }
+
+#[test]
+fn sync_now_wait_reports_failed_rounds_with_their_reason() {
+    let Setup {
+        rt: _rt,
+        emu,
+        server: s,
+    } = setup();
+    ready_to_sync(&s, &emu);
+    run(&s, &["sync", "now", "--wait"], 0);
+    // The credential vanished from the state directory: the round fails, and says why.
+    let secret = s.state_dir().join("entra-client-secret");
+    let saved = std::fs::read(&secret).unwrap();
+    std::fs::remove_file(&secret).unwrap();
+    let t = run(&s, &["sync", "now", "--wait"], 1);
+    assert!(
+        t.contains("cannot read the client secret") && t.contains("entra-client-secret"),
+        "{t}"
+    );
+    let t = run(&s, &["entra", "status"], 0);
+    assert!(t.contains("credential is missing"), "{t}");
+    write_private(&secret, &saved);
+    run(&s, &["sync", "now", "--wait"], 0);
+    // One 504 in the middle is retried and the round still finishes.
+    emu.control()
+        .fail_next("/v1.0/users/delta", entra_radius::emulator::Fault::GatewayTimeout, 1);
+    emu.control()
+        .update_user(&Tenant::demo().users[0].id, |u| u.display_name = "A".into());
+    let t = run(&s, &["sync", "now", "--wait"], 0);
+    assert!(t.contains("finished"), "one 504 is retried: {t}");
+}
