@@ -17,7 +17,7 @@ use crate::admin::api::{
 use crate::store::integration::{self as state, keys};
 use crate::store::replica as stored;
 use crate::sync::{
-    CertificateCredential, Credential, DomainInfo, GraphClient, GraphConfig, GraphError, REQUIRED_ROLES,
+    CertificateCredential, Credential, DomainInfo, GraphClient, GraphConfig, GraphError, REQUIRED_ROLES, query_escape,
 };
 
 /// After admin consent, Entra ID may take a while before tokens carry the
@@ -345,10 +345,10 @@ impl Integration {
         let url = format!(
             "{}/{}/adminconsent?client_id={}&state={}&redirect_uri={}",
             self.cfg.authority_host.trim_end_matches('/'),
-            encode(tenant),
-            encode(client_id),
-            encode(&nonce),
-            encode(redirect_uri)
+            query_escape(tenant),
+            query_escape(client_id),
+            query_escape(&nonce),
+            query_escape(redirect_uri)
         );
         Ok(json!({ "url": url, "state": nonce, "tenant_id": tenant, "client_id": client_id }))
     }
@@ -580,19 +580,6 @@ fn random_state() -> String {
     use rand::RngExt;
     let b: [u8; 16] = rand::rng().random();
     hex::encode(b)
-}
-
-/// Percent-encodes a query value (RFC 3986 unreserved characters pass).
-pub(super) fn encode(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    for b in v.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

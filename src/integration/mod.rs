@@ -484,19 +484,11 @@ impl Integration {
     /// The Graph client for the stored application, for admin operations.
     fn graph_client(&self, settings: &Settings) -> Result<GraphClient, crate::admin::ApiError> {
         use crate::admin::ApiError;
-        let (Some(tenant), Some(client_id)) = (settings.tenant_id.clone(), settings.client_id.clone()) else {
+        if !settings.provisioned() {
             return Err(ApiError::conflict(
                 "no application is registered yet: run `entra-radius entra provision` first",
             ));
-        };
-        let credential = read_credential(&self.state_dir).map_err(ApiError::internal)?;
-        GraphClient::new(GraphConfig {
-            authority_host: self.cfg.authority_host.clone(),
-            graph_endpoint: self.cfg.graph_endpoint.clone(),
-            tenant_id: tenant,
-            client_id,
-            credential,
-        })
-        .map_err(|e| ApiError::internal(format!("cannot build the Graph client: {e}")))
+        }
+        self.client_for(settings).map_err(ApiError::internal)
     }
 }

@@ -146,6 +146,20 @@ pub struct DomainInfo {
     pub is_verified: bool,
 }
 
+/// Percent-encodes a query value (RFC 3986 unreserved characters pass):
+/// `$filter` expressions, and the admin-consent URL's parameters.
+pub fn query_escape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len() * 3);
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Checks that an endpoint may carry credentials: https, or plain http to a
 /// loopback host only (tests and the built-in emulator).
 pub fn validate_endpoint(url: &str) -> Result<(), GraphError> {

@@ -19,7 +19,7 @@ mod testutil;
 pub use errors::{GraphError, PasswordError, PasswordFailure, explain_aadsts};
 pub use graph::{
     DEVICE_SELECT, DomainInfo, GROUP_SELECT, GraphClient, GraphConfig, GraphOptions, MANAGED_DEVICE_SELECT, Page,
-    REQUIRED_ROLES, USER_SELECT, devices_delta_url, groups_delta_url, managed_devices_url, users_delta_url,
-    validate_endpoint,
+    REQUIRED_ROLES, USER_SELECT, devices_delta_url, groups_delta_url, managed_devices_url, query_escape,
+    users_delta_url, validate_endpoint,
 };
 pub use token::{CLIENT_ASSERTION_TYPE, CertificateCredential, Credential, Token};

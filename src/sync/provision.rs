@@ -23,7 +23,7 @@ use tracing::{debug, info, warn};
 use zeroize::Zeroizing;
 
 use super::errors::{GraphError, OAuthError, explain_aadsts, parse_graph_error, parse_oauth_error};
-use super::graph::{REQUIRED_ROLES, validate_endpoint, validate_tenant};
+use super::graph::{REQUIRED_ROLES, query_escape, validate_endpoint, validate_tenant};
 
 /// Microsoft Graph's application id: the `resourceAppId` of Graph
 /// permissions in `requiredResourceAccess`, the same in every tenant.
@@ -827,19 +827,6 @@ fn str_field(v: &Value, k: &str) -> Result<String, ProvisionError> {
 /// A string literal inside an OData `$filter`: quotes are doubled.
 fn odata_quote(v: &str) -> String {
     v.replace('\'', "''")
-}
-
-/// Percent-encodes a query value (RFC 3986 unreserved characters pass).
-fn query_escape(v: &str) -> String {
-    let mut out = String::with_capacity(v.len() * 3);
-    for b in v.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// Decodes a JWT payload without checking it; `Null` if it is not a JWT.

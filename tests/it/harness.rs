@@ -284,3 +284,22 @@ pub fn run_cli(args: &[&str], cwd: &Path) -> Output {
         .output()
         .expect("run entra-radius")
 }
+
+/// The project's Graph emulator serving `tenant` on a loopback port, with
+/// the runtime it runs on (keep both alive for the test's length).
+pub fn start_emulator(
+    tenant: entra_radius::emulator::Tenant,
+) -> (tokio::runtime::Runtime, entra_radius::emulator::Emulator) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let emu = rt
+        .block_on(entra_radius::emulator::Emulator::start(
+            "127.0.0.1:0".parse().unwrap(),
+            tenant,
+        ))
+        .unwrap();
+    (rt, emu)
+}

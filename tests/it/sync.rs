@@ -42,14 +42,7 @@ struct Setup {
 }
 
 fn setup(domains: &[&str]) -> Setup {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let emu = rt
-        .block_on(Emulator::start("127.0.0.1:0".parse().unwrap(), Tenant::demo()))
-        .unwrap();
+    let (rt, emu) = start_emulator(Tenant::demo());
     // Clean rounds make the counts below exact; replays are covered by the
     // worker's own tests and by `replays_do_not_double_count`.
     emu.control().set_delta_quirks(0, 0);
@@ -190,14 +183,7 @@ fn an_expired_delta_token_and_throttling_are_survived() {
 
 #[test]
 fn missing_consent_is_reported_in_the_status() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let emu = rt
-        .block_on(Emulator::start("127.0.0.1:0".parse().unwrap(), Tenant::demo()))
-        .unwrap();
+    let (_rt, emu) = start_emulator(Tenant::demo());
     emu.control().revoke_consent(DEMO_CLIENT_ID);
     let body = format!(
         "{}\n[entra]\nauthority_host = \"{url}\"\ngraph_endpoint = \"{url}\"\nsync_interval = \"1s\"\n",
@@ -230,16 +216,9 @@ fn missing_consent_is_reported_in_the_status() {
 #[test]
 fn a_server_killed_mid_round_resumes_at_the_stored_page() {
     use entra_radius::emulator::{SYNTHETIC_CLIENT_ID, SYNTHETIC_CLIENT_SECRET};
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
     let tenant = Tenant::synthetic(3000, 10, 7);
     let domains: Vec<String> = tenant.domains.iter().map(|d| d.id.clone()).collect();
-    let emu = rt
-        .block_on(Emulator::start("127.0.0.1:0".parse().unwrap(), tenant))
-        .unwrap();
+    let (_rt, emu) = start_emulator(tenant);
     // Small pages make a long round to interrupt.
     emu.control().set_page_size(10);
     let keep = tempfile::tempdir().unwrap();
@@ -321,14 +300,7 @@ fn certificate() -> (String, entra_radius::emulator::AppCertificate) {
 #[test]
 fn a_certificate_credential_signs_client_assertions() {
     use entra_radius::sync::{CertificateCredential, Credential, GraphClient, GraphConfig, GraphError};
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let emu = rt
-        .block_on(Emulator::start("127.0.0.1:0".parse().unwrap(), Tenant::demo()))
-        .unwrap();
+    let (rt, emu) = start_emulator(Tenant::demo());
     let (pem, registered) = certificate();
     let (other_pem, _) = certificate();
     emu.control().add_app_certificate(DEMO_CLIENT_ID, registered);

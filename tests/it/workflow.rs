@@ -21,14 +21,7 @@ struct Setup {
 }
 
 fn setup() -> Setup {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let emu = rt
-        .block_on(Emulator::start("127.0.0.1:0".parse().unwrap(), Tenant::demo()))
-        .unwrap();
+    let (rt, emu) = start_emulator(Tenant::demo());
     emu.control().set_delta_quirks(0, 0);
     // A long interval: every round in these tests is one the test asked for.
     let body = format!(
@@ -54,6 +47,21 @@ fn run(s: &TestServer, args: &[&str], code: i32) -> String {
     let text = out(&o);
     assert_eq!(o.status.code(), Some(code), "{args:?}:\n{text}");
     text
+}
+
+/// `entra provision` for an application registered by hand, with its secret in `file`.
+fn provision_by_hand(s: &TestServer, tenant: &str, file: &std::path::Path, code: i32) -> String {
+    let args = [
+        "entra",
+        "provision",
+        "--tenant",
+        tenant,
+        "--client-id",
+        DEMO_CLIENT_ID,
+        "--client-secret-file",
+        file.to_str().unwrap(),
+    ];
+    run(s, &args, code)
 }
 
 fn pap(s: &TestServer, user: &str, pw: &str) -> String {
@@ -151,39 +159,12 @@ fn the_whole_workflow_by_hand_with_every_step_repeated() {
     // Register the application by hand; a wrong secret is refused, explained, and not saved.
     let secret_file = s.dir.path().join("secret.txt");
     write_private(&secret_file, b"not-the-secret\n");
-    let sf = secret_file.to_str().unwrap();
-    let t = run(
-        &s,
-        &[
-            "entra",
-            "provision",
-            "--tenant",
-            &tenant,
-            "--client-id",
-            DEMO_CLIENT_ID,
-            "--client-secret-file",
-            sf,
-        ],
-        1,
-    );
+    let t = provision_by_hand(&s, &tenant, &secret_file, 1);
     assert!(t.contains("AADSTS7000215") && t.contains("secret is wrong"), "{t}");
     assert!(!s.state_dir().join("entra-client-secret").exists());
     write_private(&secret_file, format!("{DEMO_CLIENT_SECRET}\n").as_bytes());
     for _ in 0..2 {
-        let t = run(
-            &s,
-            &[
-                "entra",
-                "provision",
-                "--tenant",
-                &tenant,
-                "--client-id",
-                DEMO_CLIENT_ID,
-                "--client-secret-file",
-                sf,
-            ],
-            0,
-        );
+        let t = provision_by_hand(&s, &tenant, &secret_file, 0);
         assert!(t.contains("Admin consent: not granted yet."), "{t}");
         assert!(t.contains("Next step: grant admin consent"), "{t}");
         assert!(!t.contains(DEMO_CLIENT_SECRET), "the secret is never printed: {t}");
@@ -353,20 +334,7 @@ fn domains_pick_in_a_terminal_saves_the_toggled_selection() {
     let tenant = emu.tenant_id();
     let secret_file = s.dir.path().join("secret.txt");
     write_private(&secret_file, DEMO_CLIENT_SECRET.as_bytes());
-    run(
-        &s,
-        &[
-            "entra",
-            "provision",
-            "--tenant",
-            &tenant,
-            "--client-id",
-            DEMO_CLIENT_ID,
-            "--client-secret-file",
-            secret_file.to_str().unwrap(),
-        ],
-        0,
-    );
+    provision_by_hand(&s, &tenant, &secret_file, 0);
     // In a pseudo-terminal (script(1)): type "fab", toggle it, clear the
     // filter, select all shown with Ctrl-A, unselect with Ctrl-X after
     // filtering "onmicrosoft", then Enter.
@@ -519,21 +487,7 @@ fn automatic_registration_through_the_device_code_sign_in() {
 fn ready_to_sync(s: &TestServer, emu: &Emulator) {
     let secret_file = s.dir.path().join("secret.txt");
     write_private(&secret_file, DEMO_CLIENT_SECRET.as_bytes());
-    let tenant = emu.tenant_id();
-    run(
-        s,
-        &[
-            "entra",
-            "provision",
-            "--tenant",
-            &tenant,
-            "--client-id",
-            DEMO_CLIENT_ID,
-            "--client-secret-file",
-            secret_file.to_str().unwrap(),
-        ],
-        0,
-    );
+    provision_by_hand(s, &emu.tenant_id(), &secret_file, 0);
     run(s, &["domains", "select", "--all"], 0);
     run(s, &["entra", "enable"], 0);
 }
