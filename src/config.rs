@@ -444,6 +444,7 @@ fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     }
 
     let mut local_users: Vec<LocalUser> = Vec::new();
+    let mut user_names = std::collections::HashSet::new();
     for (i, u) in raw.local.users.into_iter().enumerate() {
         let key = |k: &str| format!("local.users[{i}].{k}");
         let name = u.name.get_ref().clone();
@@ -457,10 +458,8 @@ fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
                 format!("{name:?} is a MAC address: list devices under [[local.macs]], MAB finds them there"),
             ));
         }
-        if local_users
-            .iter()
-            .any(|o| o.name.eq_ignore_ascii_case(&name) || o.name.to_lowercase() == name.to_lowercase())
-        {
+        // A set, not a scan of the users so far: configs with 100k users exist.
+        if !user_names.insert(name.to_lowercase()) {
             return Err(ctx.err(
                 Some(u.name.span()),
                 key("name"),
@@ -501,11 +500,12 @@ fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     }
 
     let mut local_macs: Vec<LocalMac> = Vec::new();
+    let mut macs_seen = std::collections::HashSet::new();
     for (i, m) in raw.local.macs.into_iter().enumerate() {
         let key = format!("local.macs[{i}].mac");
         let mac =
             MacAddr::parse(m.mac.get_ref().trim()).map_err(|e| ctx.err(Some(m.mac.span()), &key, e.to_string()))?;
-        if local_macs.iter().any(|o| o.mac == mac) {
+        if !macs_seen.insert(mac) {
             return Err(ctx.err(Some(m.mac.span()), key, format!("MAC {mac} is listed twice")));
         }
         local_macs.push(LocalMac {
