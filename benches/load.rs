@@ -8,9 +8,9 @@
 //! `LOAD_WARMUP` [1], `LOAD_USERS` [100000], `LOAD_MACS` [10000],
 //! `LOAD_SOCKETS` [16], `LOAD_WINDOW` requests in flight per socket [4],
 //! `LOAD_TIMEOUT_MS` [1000], `LOAD_SERVER_CPUS` [0], `LOAD_GEN_CPU` [1],
-//! `LOAD_SERVERS` [entra,freeradius,radius-rs], `LOAD_SAME_LOAD` fraction of
+//! `LOAD_SERVERS` [entra,freeradius,radius-rs], `LOAD_SPIN` generator polls without sleeping [1], `LOAD_SAME_LOAD` fraction of
 //! FreeRADIUS's PAP capacity for the latency comparison [0.7],
-//! `LOAD_RATE` requests/s for it instead.
+//! `LOAD_RATE` requests/s for it instead, `LOAD_SCENARIOS` [pap,reject,mab,dup].
 
 #[path = "load/generator.rs"]
 mod generator;
@@ -182,6 +182,7 @@ fn main() -> Result<()> {
         measure: Duration::from_secs_f64(env_or("LOAD_SECS", 5.0f64).clamp(0.1, 60.0)),
         rate: None,
         timeout: Duration::from_millis(env_or("LOAD_TIMEOUT_MS", 1000).clamp(10, 10_000)),
+        spin: env_or("LOAD_SPIN", 1) != 0,
         users,
         macs,
         mab_vlan: peers::MAB_VLAN,
@@ -220,12 +221,17 @@ fn main() -> Result<()> {
     }
     pin_self(gen_cpu);
     let names: Vec<&'static str> = peers.iter().map(|p| p.name).collect();
-    let scenarios = [
-        Scenario::PapAccept,
-        Scenario::PapReject,
-        Scenario::MabAccept,
-        Scenario::DuplicateMix,
-    ];
+    let only: String = env_or("LOAD_SCENARIOS", "pap,reject,mab,dup".to_string());
+    let scenarios: Vec<Scenario> = [
+        ("pap", Scenario::PapAccept),
+        ("reject", Scenario::PapReject),
+        ("mab", Scenario::MabAccept),
+        ("dup", Scenario::DuplicateMix),
+    ]
+    .into_iter()
+    .filter(|(k, _)| only.split(',').any(|o| o.trim() == *k))
+    .map(|(_, s)| s)
+    .collect();
     let mut results: BTreeMap<Scenario, BTreeMap<&'static str, Vec<Row>>> = BTreeMap::new();
     let mut seed = 0x5eed_u64;
     for round in 0..rounds {
