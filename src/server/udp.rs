@@ -20,19 +20,50 @@ pub const BATCH: usize = 32;
 /// One byte more than the largest legal packet, to tell oversize apart.
 const BUF_LEN: usize = MAX_PACKET_LEN + 1;
 
+/// Room for one SO_RXQ_OVFL control message (a u32) per datagram.
+const CONTROL_LEN: usize = 64;
+
 /// Receive buffers and, after [`RecvBatch::recv`], the datagrams in them.
 pub struct RecvBatch {
     bufs: Box<[[u8; BUF_LEN]]>,
+    control: Box<[[u64; CONTROL_LEN / 8]]>,
     got: Vec<(usize, SocketAddr)>,
+    /// The socket's count of datagrams dropped for a full receive queue,
+    /// as of the last datagram that carried it.
+    dropped: Option<u32>,
 }
 
 impl Default for RecvBatch {
     fn default() -> Self {
         RecvBatch {
             bufs: vec![[0u8; BUF_LEN]; BATCH].into_boxed_slice(),
+            control: vec![[0u64; CONTROL_LEN / 8]; BATCH].into_boxed_slice(),
             got: Vec::with_capacity(BATCH),
+            dropped: None,
         }
     }
+}
+
+/// Asks the kernel to report, with each datagram, how many it dropped on
+/// this socket because the receive queue was full (Linux SO_RXQ_OVFL).
+pub fn report_drops(socket: &UdpSocket) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let on: libc::c_int = 1;
+        // SAFETY: a valid fd and an int option of the right size.
+        let _ = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RXQ_OVFL,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = socket;
 }
 
 impl RecvBatch {
@@ -42,6 +73,12 @@ impl RecvBatch {
         self.got.clear();
         socket.try_io(Interest::READABLE, || self.recv_now(socket))?;
         Ok(self.got.len())
+    }
+
+    /// The socket's running count of datagrams dropped for a full receive
+    /// queue, if the last batch reported it.
+    pub fn dropped(&self) -> Option<u32> {
+        self.dropped
     }
 
     /// The `i`th datagram and its source.
@@ -64,9 +101,12 @@ impl RecvBatch {
             hdrs[i].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             hdrs[i].msg_hdr.msg_iov = &mut iov[i];
             hdrs[i].msg_hdr.msg_iovlen = 1;
+            hdrs[i].msg_hdr.msg_control = self.control[i].as_mut_ptr().cast();
+            hdrs[i].msg_hdr.msg_controllen = CONTROL_LEN as _;
         }
-        // SAFETY: every header points at a name, an iovec and a buffer that
-        // outlive the call; the kernel writes at most the lengths given.
+        // SAFETY: every header points at a name, an iovec, a buffer and a
+        // control buffer that outlive the call; the kernel writes at most
+        // the lengths given.
         let n = unsafe {
             libc::recvmmsg(
                 socket.as_raw_fd(),
@@ -79,8 +119,12 @@ impl RecvBatch {
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
-        for i in 0..n as usize {
-            let len = (hdrs[i].msg_len as usize).min(BUF_LEN);
+        self.dropped = None;
+        for (i, hdr) in hdrs.iter().enumerate().take(n as usize) {
+            if let Some(d) = rxq_overflow(&hdr.msg_hdr) {
+                self.dropped = Some(d);
+            }
+            let len = (hdr.msg_len as usize).min(BUF_LEN);
             match from_sockaddr(&names[i]) {
                 Some(src) => self.got.push((len, src)),
                 // Keep indexes aligned with the buffers; an empty datagram
@@ -172,6 +216,23 @@ fn send_now(socket: &UdpSocket, batch: &[(Arc<[u8]>, SocketAddr)]) -> io::Result
 #[cfg(not(target_os = "linux"))]
 fn send_now(socket: &UdpSocket, batch: &[(Arc<[u8]>, SocketAddr)]) -> io::Result<usize> {
     socket.try_send_to(&batch[0].0, batch[0].1).map(|_| 1)
+}
+
+/// The SO_RXQ_OVFL count in a received message's control data.
+#[cfg(target_os = "linux")]
+fn rxq_overflow(msg: &libc::msghdr) -> Option<u32> {
+    // SAFETY: msg was filled in by recvmmsg, with its control buffer; the
+    // CMSG macros stay within msg_controllen.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SO_RXQ_OVFL {
+                return Some(std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<u32>()));
+            }
+            c = libc::CMSG_NXTHDR(msg, c);
+        }
+    }
+    None
 }
 
 #[cfg(target_os = "linux")]
