@@ -8,9 +8,9 @@
 //! `LOAD_WARMUP` [1], `LOAD_USERS` [100000], `LOAD_MACS` [10000],
 //! `LOAD_SOCKETS` [16], `LOAD_WINDOW` requests in flight per socket [4],
 //! `LOAD_TIMEOUT_MS` [1000], `LOAD_SERVER_CPUS` [0], `LOAD_GEN_CPU` [1],
-//! `LOAD_SERVERS` [entra,freeradius,radius-rs], `LOAD_SPIN` generator polls without sleeping [1], `LOAD_SAME_LOAD` fraction of
+//! `LOAD_SERVERS` [entra,freeradius,radius-rs; `baseline` adds the entra-radius binary at `LOAD_BASELINE_BIN`, e.g. an earlier commit's build], `LOAD_SPIN` generator polls without sleeping [1], `LOAD_SAME_LOAD` fraction of
 //! FreeRADIUS's PAP capacity for the latency comparison [0.7],
-//! `LOAD_RATE` requests/s for it instead, `LOAD_SCENARIOS` [pap,reject,mab,dup].
+//! `LOAD_RATE` requests/s for it instead, `LOAD_ENTRA_THREADS` entra-radius's `[server] threads` [2: FreeRADIUS gets a pool of 2 threads, and the radius-rs server receives on one thread and answers on another], `LOAD_SCENARIOS` [pap,reject,mab,dup].
 
 #[path = "load/generator.rs"]
 mod generator;
@@ -196,7 +196,9 @@ fn main() -> Result<()> {
     for w in wanted.split(',').map(str::trim) {
         let started = std::time::Instant::now();
         let p = match w {
-            "entra" | "entra-radius" => peers::start_entra(&server_cpus, users, macs),
+            "entra" | "entra-radius" => {
+                peers::start_entra(&server_cpus, users, macs, Some(env_or("LOAD_ENTRA_THREADS", 2)))
+            }
             "freeradius" => {
                 if peers::freeradius_binary().is_none() {
                     println!(
@@ -207,6 +209,13 @@ fn main() -> Result<()> {
                 peers::start_freeradius(&server_cpus, users, macs)
             }
             "radius-rs" => peers::start_radius_rs(&server_cpus, users, macs),
+            "baseline" => {
+                // An earlier build of entra-radius, for a before/after of a change.
+                let Ok(bin) = std::env::var("LOAD_BASELINE_BIN") else {
+                    anyhow::bail!("LOAD_SERVERS names baseline: set LOAD_BASELINE_BIN to its binary");
+                };
+                peers::start_entra_binary(std::path::Path::new(&bin), "baseline", &server_cpus, users, macs, None)
+            }
             other => anyhow::bail!("unknown server {other:?} in LOAD_SERVERS"),
         }?;
         println!(

@@ -123,12 +123,35 @@ fn free_udp_port() -> Result<u16> {
     Ok(s.local_addr()?.port())
 }
 
-pub fn start_entra(cpus: &str, users: usize, macs: usize) -> Result<Peer> {
+/// `threads` is `[server] threads`; `None` leaves the server's default (one
+/// per CPU it may run on).
+pub fn start_entra(cpus: &str, users: usize, macs: usize, threads: Option<usize>) -> Result<Peer> {
+    start_entra_binary(
+        Path::new(env!("CARGO_BIN_EXE_entra-radius")),
+        "entra-radius",
+        cpus,
+        users,
+        macs,
+        threads,
+    )
+}
+
+/// `start_entra` with another build of the server (an earlier commit, to
+/// measure a change side by side).
+pub fn start_entra_binary(
+    bin: &Path,
+    name: &'static str,
+    cpus: &str,
+    users: usize,
+    macs: usize,
+    threads: Option<usize>,
+) -> Result<Peer> {
     let dir = tempfile::tempdir()?;
     let mut cfg = String::with_capacity(users * 60 + macs * 40 + 1024);
+    let threads = threads.map(|n| format!("threads = {n}\n")).unwrap_or_default();
     writeln!(
         cfg,
-        "[server]\nauth_listen = [\"127.0.0.1:0\"]\nacct_listen = [\"127.0.0.1:0\"]\nstate_dir = {:?}\n\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+        "[server]\nauth_listen = [\"127.0.0.1:0\"]\nacct_listen = [\"127.0.0.1:0\"]\nstate_dir = {:?}\n{threads}\n[admin]\nlisten = \"127.0.0.1:0\"\n",
         dir.path().join("state").display().to_string()
     )?;
     writeln!(
@@ -149,7 +172,6 @@ pub fn start_entra(cpus: &str, users: usize, macs: usize) -> Result<Peer> {
     }
     let path = dir.path().join("entra-radius.toml");
     std::fs::write(&path, cfg)?;
-    let bin = Path::new(env!("CARGO_BIN_EXE_entra-radius"));
     let path_s = path.display().to_string();
     // Per-request decisions are logged at info; like FreeRADIUS's `auth = no`,
     // the benchmark keeps only warnings.
@@ -168,7 +190,7 @@ pub fn start_entra(cpus: &str, users: usize, macs: usize) -> Result<Peer> {
         .trim_end_matches(',')
         .parse()?;
     Ok(Peer {
-        name: "entra-radius",
+        name,
         addr,
         child,
         _dir: dir,
