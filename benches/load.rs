@@ -10,7 +10,7 @@
 //! `LOAD_TIMEOUT_MS` [1000], `LOAD_SERVER_CPUS` [0], `LOAD_GEN_CPU` [1],
 //! `LOAD_SERVERS` [entra,freeradius,radius-rs; `baseline` adds the entra-radius binary at `LOAD_BASELINE_BIN`, e.g. an earlier commit's build], `LOAD_SPIN` generator polls without sleeping [1], `LOAD_SAME_LOAD` fraction of
 //! FreeRADIUS's PAP capacity for the latency comparison [0.7],
-//! `LOAD_RATE` requests/s for it instead, `LOAD_ENTRA_THREADS` entra-radius's `[server] threads` [2: FreeRADIUS gets a pool of 2 threads, and the radius-rs server receives on one thread and answers on another], `LOAD_SCENARIOS` [pap,reject,mab,dup].
+//! `LOAD_RATE` requests/s for it instead, `LOAD_ENTRA_THREADS` entra-radius's `[server] threads` [unset: its default, one per CPU it may run on, so 1 when pinned to one; 2 holds up better when other processes compete for that CPU, but then a reader preempted mid-batch by the other costs the full-load p99 a scheduler slice, about 4 ms], `LOAD_SCENARIOS` [pap,reject,mab,dup].
 
 #[path = "load/generator.rs"]
 mod generator;
@@ -110,29 +110,32 @@ fn summarise(rows: &[Row]) -> Row {
     m
 }
 
-fn print_table(
-    title: &str,
-    names: &[&'static str],
-    results: &BTreeMap<&'static str, Vec<Row>>,
-    rss: &BTreeMap<&'static str, u64>,
-) {
+/// Resident memory of each server in KiB: once ready, and after the runs.
+struct Rss {
+    start: BTreeMap<&'static str, u64>,
+    end: BTreeMap<&'static str, u64>,
+}
+
+fn print_table(title: &str, names: &[&'static str], results: &BTreeMap<&'static str, Vec<Row>>, rss: &Rss) {
     println!("\n### {title}\n");
     println!(
-        "| server | req/s | p50 µs | p99 µs | p99.9 µs | server CPU s / 100k req | RSS MiB | lost | bad replies | dup mismatches | generator CPU |"
+        "| server | req/s | p50 µs | p99 µs | p99.9 µs | server CPU s / 100k req | RSS MiB ready / after | lost | bad replies | dup mismatches | generator CPU |"
     );
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let mib = |m: &BTreeMap<&'static str, u64>, n: &str| m.get(n).copied().unwrap_or(0) as f64 / 1024.0;
     let mut sums = BTreeMap::new();
     for name in names {
         let Some(rows) = results.get(name) else { continue };
         let s = summarise(rows);
         println!(
-            "| {name} | {:.0} | {} | {} | {} | {:.2} | {:.0} | {} | {} | {}{} | {:.0}% |",
+            "| {name} | {:.0} | {} | {} | {} | {:.2} | {:.0} / {:.0} | {} | {} | {}{} | {:.0}% |",
             s.rate,
             us(s.p50),
             us(s.p99),
             us(s.p999),
             s.cpu_100k.as_secs_f64(),
-            rss.get(name).copied().unwrap_or(0) as f64 / 1024.0,
+            mib(&rss.start, name),
+            mib(&rss.end, name),
             s.lost,
             s.bad,
             s.dup_mismatch,
@@ -151,14 +154,12 @@ fn print_table(
                 continue;
             }
             println!(
-                "\nentra-radius / {name}: req/s ×{}, p99 ×{}, CPU per request ×{}, RSS ×{}",
+                "\nentra-radius / {name}: req/s ×{}, p99 ×{}, CPU per request ×{}, RSS ready ×{}, after ×{}",
                 ratio(e.rate, p.rate),
                 ratio(e.p99.as_secs_f64(), p.p99.as_secs_f64()),
                 ratio(e.cpu_100k.as_secs_f64(), p.cpu_100k.as_secs_f64()),
-                ratio(
-                    rss.get("entra-radius").copied().unwrap_or(0) as f64,
-                    rss.get(name).copied().unwrap_or(0) as f64
-                )
+                ratio(mib(&rss.start, "entra-radius"), mib(&rss.start, name)),
+                ratio(mib(&rss.end, "entra-radius"), mib(&rss.end, name))
             );
         }
     }
@@ -196,9 +197,12 @@ fn main() -> Result<()> {
     for w in wanted.split(',').map(str::trim) {
         let started = std::time::Instant::now();
         let p = match w {
-            "entra" | "entra-radius" => {
-                peers::start_entra(&server_cpus, users, macs, Some(env_or("LOAD_ENTRA_THREADS", 2)))
-            }
+            "entra" | "entra-radius" => peers::start_entra(
+                &server_cpus,
+                users,
+                macs,
+                Some(env_or("LOAD_ENTRA_THREADS", 0)).filter(|n| *n > 0),
+            ),
             "freeradius" => {
                 if peers::freeradius_binary().is_none() {
                     println!(
@@ -228,6 +232,7 @@ fn main() -> Result<()> {
         );
         peers.push(p);
     }
+    let rss_start: BTreeMap<&'static str, u64> = peers.iter().map(|p| (p.name, p.rss_kib())).collect();
     pin_self(gen_cpu);
     let names: Vec<&'static str> = peers.iter().map(|p| p.name).collect();
     let only: String = env_or("LOAD_SCENARIOS", "pap,reject,mab,dup".to_string());
@@ -312,7 +317,10 @@ fn main() -> Result<()> {
             same_load.entry(p.name).or_default().push(row);
         }
     }
-    let rss: BTreeMap<&'static str, u64> = peers.iter().map(|p| (p.name, p.rss_kib())).collect();
+    let rss = Rss {
+        start: rss_start,
+        end: peers.iter().map(|p| (p.name, p.rss_kib())).collect(),
+    };
     println!(
         "\n## Results (median of {rounds} rounds; CPU per 100k requests is utime+stime of the server process; RSS after the runs)"
     );
