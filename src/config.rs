@@ -103,6 +103,9 @@ pub struct ServerConfig {
     pub response_cache_ttl: Duration,
     /// Requests being worked on at once; beyond this, new ones are shed.
     pub max_in_flight: usize,
+    /// Runtime worker threads, and tasks reading each listening socket;
+    /// `None` is one per CPU the process may run on.
+    pub threads: Option<usize>,
 }
 
 pub struct ClientConfig {
@@ -167,6 +170,7 @@ struct RawServer {
     dictionary_dir: Option<PathBuf>,
     response_cache_ttl: Option<Spanned<String>>,
     max_in_flight: Option<Spanned<usize>>,
+    threads: Option<Spanned<usize>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -242,6 +246,7 @@ pub fn defaults() -> Config {
             dictionary_dir: None,
             response_cache_ttl: Duration::from_secs(10),
             max_in_flight: 4096,
+            threads: None,
         },
         admin_listen: DEFAULT_ADMIN_LISTEN.parse().expect("constant"),
         clients: vec![ClientConfig {
@@ -350,6 +355,13 @@ fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         }
         Some(n) => n.into_inner(),
     };
+    let threads = match raw.server.threads {
+        None => None,
+        Some(n) if !(1..=256).contains(n.get_ref()) => {
+            return Err(ctx.err(Some(n.span()), "server.threads", "must be between 1 and 256"));
+        }
+        Some(n) => Some(n.into_inner()),
+    };
     let admin_listen = match raw.admin.listen {
         None => d.admin_listen,
         Some(a) if !a.get_ref().ip().is_loopback() => {
@@ -444,6 +456,7 @@ fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     }
 
     let mut local_users: Vec<LocalUser> = Vec::new();
+    let mut user_names = std::collections::HashSet::new();
     for (i, u) in raw.local.users.into_iter().enumerate() {
         let key = |k: &str| format!("local.users[{i}].{k}");
         let name = u.name.get_ref().clone();
@@ -457,10 +470,8 @@ fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
                 format!("{name:?} is a MAC address: list devices under [[local.macs]], MAB finds them there"),
             ));
         }
-        if local_users
-            .iter()
-            .any(|o| o.name.eq_ignore_ascii_case(&name) || o.name.to_lowercase() == name.to_lowercase())
-        {
+        // A set, not a scan of the users so far: configs with 100k users exist.
+        if !user_names.insert(name.to_lowercase()) {
             return Err(ctx.err(
                 Some(u.name.span()),
                 key("name"),
@@ -501,11 +512,12 @@ fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     }
 
     let mut local_macs: Vec<LocalMac> = Vec::new();
+    let mut macs_seen = std::collections::HashSet::new();
     for (i, m) in raw.local.macs.into_iter().enumerate() {
         let key = format!("local.macs[{i}].mac");
         let mac =
             MacAddr::parse(m.mac.get_ref().trim()).map_err(|e| ctx.err(Some(m.mac.span()), &key, e.to_string()))?;
-        if local_macs.iter().any(|o| o.mac == mac) {
+        if !macs_seen.insert(mac) {
             return Err(ctx.err(Some(m.mac.span()), key, format!("MAC {mac} is listed twice")));
         }
         local_macs.push(LocalMac {
@@ -574,6 +586,7 @@ fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             dictionary_dir: raw.server.dictionary_dir.map(|p| ctx.resolve(&p)),
             response_cache_ttl,
             max_in_flight,
+            threads,
         },
         admin_listen,
         clients,
@@ -623,6 +636,13 @@ password = "pw"
 mac = "00-11-22-33-44-55"
 description = "printer"
 "#;
+
+    #[test]
+    fn threads() {
+        assert_eq!(from_toml("").unwrap().server.threads, None);
+        assert_eq!(from_toml("[server]\nthreads = 3\n").unwrap().server.threads, Some(3));
+        assert!(err("[server]\nthreads = 0\n").contains("server.threads: must be between 1 and 256"));
+    }
 
     #[test]
     fn full_example_parses() {

@@ -175,9 +175,30 @@ impl Authenticator {
     /// Decides one Access-Request whose authenticators the server has
     /// already verified.
     pub async fn decide(&self, packet: &Packet<'_>, secret: &ClientSecret) -> Decision {
-        let state = self.state.load_full();
+        match self.decide_or_defer(packet, secret) {
+            Ok(d) => d,
+            Err(deferred) => deferred.finish().await,
+        }
+    }
+
+    /// Decides from memory when it can, which is every method except PAP
+    /// checked by argon2 or by Entra ID; those come back as a [`Deferred`]
+    /// to be finished in a task. The server answers the first kind in the
+    /// task that read the packet, without spawning.
+    pub fn decide_or_defer(&self, packet: &Packet<'_>, secret: &ClientSecret) -> Result<Decision, Deferred> {
+        let state = self.state.load();
+        match self.step(&state, packet, secret) {
+            Step::Done(d) => Ok(d),
+            Step::Wait(work) => Err(Deferred {
+                state: arc_swap::Guard::into_inner(state),
+                work,
+            }),
+        }
+    }
+
+    fn step(&self, state: &State, packet: &Packet<'_>, secret: &ClientSecret) -> Step {
         let Some(raw_name) = packet.get(AttrType::USER_NAME) else {
-            return Decision::reject(Method::None, "", None, "no User-Name");
+            return Step::Done(Decision::reject(Method::None, "", None, "no User-Name"));
         };
         let name = String::from_utf8_lossy(raw_name);
         let pap = packet.get(AttrType::USER_PASSWORD);
@@ -185,16 +206,26 @@ impl Authenticator {
         let call_check = packet.get_u32(AttrType::SERVICE_TYPE) == Some(service_type::CALL_CHECK);
 
         if packet.has(AttrType::EAP_MESSAGE) {
-            return Decision::reject(Method::Eap, name, None, "EAP is not supported by this server yet");
+            return Step::Done(Decision::reject(
+                Method::Eap,
+                name,
+                None,
+                "EAP is not supported by this server yet",
+            ));
         }
         if pap.is_some() && chap.is_some() {
-            return Decision::reject(Method::None, name, None, "both User-Password and CHAP-Password present");
+            return Step::Done(Decision::reject(
+                Method::None,
+                name,
+                None,
+                "both User-Password and CHAP-Password present",
+            ));
         }
 
         let password = match pap {
             Some(hidden) => match unhide_password(hidden, secret, packet.authenticator()) {
                 Some(p) => Some(p),
-                None => return Decision::reject(Method::Pap, name, None, "malformed User-Password"),
+                None => return Step::Done(Decision::reject(Method::Pap, name, None, "malformed User-Password")),
             },
             None => None,
         };
@@ -216,55 +247,61 @@ impl Authenticator {
                 None
             };
             if let Some(via) = via {
-                return mab(&state, packet, mac, via);
+                return Step::Done(mab(state, packet, mac, via));
             }
         } else if call_check {
-            return Decision::reject(
+            return Step::Done(Decision::reject(
                 Method::Mab(MabVia::CallCheck),
                 name,
                 None,
                 "Service-Type Call-Check without a MAC address in User-Name",
-            );
+            ));
         }
 
         let method = match (&password, chap) {
             (Some(_), _) => Method::Pap,
             (None, Some(_)) => Method::Chap,
             (None, None) => {
-                return Decision::reject(
+                return Step::Done(Decision::reject(
                     Method::None,
                     name,
                     None,
                     "no credentials (no User-Password, CHAP-Password or Service-Type Call-Check)",
-                );
+                ));
             }
         };
         let identity = Identity::parse(&name);
         let (directory, account) = match state.resolver.resolve(&identity) {
             Resolution::Found { directory, account } => (directory, account),
-            Resolution::NotFound => return Decision::reject(method, name, None, "unknown user"),
+            Resolution::NotFound => return Step::Done(Decision::reject(method, name, None, "unknown user")),
             Resolution::Unavailable { directory, reason } => {
-                return Decision::reject(
+                return Step::Done(Decision::reject(
                     method,
                     name,
                     Some(directory),
                     format!("{directory} is unavailable ({reason}); lower directories are not consulted"),
-                );
+                ));
             }
         };
         let label = account.label();
         if !account.enabled() {
-            return Decision::reject(
+            return Step::Done(Decision::reject(
                 method,
                 label,
                 Some(directory),
                 format!("account disabled in {directory}"),
-            );
+            ));
         }
         if directory == DirectoryKind::Entra
-            && let (Some(pw), Some(checker)) = (&password, self.entra_passwords.load_full())
+            && let Some(passwords) = self.entra_passwords.load_full()
+            && let Some(password) = password
         {
-            return entra_pap(&state, &checker, &account, label, pw).await;
+            return Step::Wait(Work::EntraPap {
+                passwords,
+                account,
+                label,
+                password,
+            });
         }
         if directory != DirectoryKind::Local {
             let why = match method {
@@ -273,36 +310,107 @@ impl Authenticator {
                     "password checks against {directory} are not available (for Entra ID: the integration is not provisioned)"
                 ),
             };
-            return Decision::reject(method, label, Some(directory), why);
+            return Step::Done(Decision::reject(method, label, Some(directory), why));
         }
         let Some(credential) = state.local.credential(&account) else {
-            return Decision::reject(method, label, Some(directory), "local account without a credential");
+            return Step::Done(Decision::reject(
+                method,
+                label,
+                Some(directory),
+                "local account without a credential",
+            ));
         };
         let ok = match (password, chap, credential) {
             (Some(pw), _, UserCredential::Cleartext(expected)) => pw.ct_eq(expected.as_bytes()),
-            (Some(pw), _, UserCredential::Argon2(hash)) => {
-                // Argon2 is deliberately slow; keep it off the threads that
-                // receive packets.
-                let hash = hash.clone();
-                tokio::task::spawn_blocking(move || verify_argon2(&hash, pw.as_bytes()))
-                    .await
-                    .unwrap_or(false)
+            (Some(password), _, UserCredential::Argon2(hash)) => {
+                return Step::Wait(Work::Argon2 {
+                    hash: hash.clone(),
+                    password,
+                    method,
+                    label,
+                    directory,
+                    account,
+                });
             }
             (None, Some(c), UserCredential::Cleartext(pw)) => chap_matches(c, chap_challenge(packet), pw.as_bytes()),
             (None, Some(_), UserCredential::Argon2(_)) => {
-                return Decision::reject(
+                return Step::Done(Decision::reject(
                     method,
                     label,
                     Some(directory),
                     "CHAP needs a cleartext password; this user has only password_hash",
-                );
+                ));
             }
             (None, None, _) => false,
         };
-        if ok {
-            accept(&state, method, label, directory, &account, "password matches")
+        Step::Done(if ok {
+            accept(state, method, label, directory, &account, "password matches")
         } else {
             Decision::reject(method, label, Some(directory), "wrong password")
+        })
+    }
+}
+
+enum Step {
+    Done(Decision),
+    Wait(Work),
+}
+
+/// The slow part of a decision, owning what it needs.
+enum Work {
+    Argon2 {
+        hash: String,
+        password: Password,
+        method: Method,
+        label: String,
+        directory: DirectoryKind,
+        account: Arc<Account>,
+    },
+    EntraPap {
+        passwords: Arc<EntraPasswords>,
+        account: Arc<Account>,
+        label: String,
+        password: Password,
+    },
+}
+
+/// A decision that has to wait for a password check: argon2 (slow on
+/// purpose) or Entra ID (over the network). It keeps the state the decision
+/// began with.
+pub struct Deferred {
+    state: Arc<State>,
+    work: Work,
+}
+
+impl Deferred {
+    pub async fn finish(self) -> Decision {
+        let state = &self.state;
+        match self.work {
+            Work::Argon2 {
+                hash,
+                password,
+                method,
+                label,
+                directory,
+                account,
+            } => {
+                // Argon2 is deliberately slow; keep it off the threads that
+                // receive packets.
+                let ok = tokio::task::spawn_blocking(move || verify_argon2(&hash, password.as_bytes()))
+                    .await
+                    .unwrap_or(false);
+                if ok {
+                    accept(state, method, label, directory, &account, "password matches")
+                } else {
+                    Decision::reject(method, label, Some(directory), "wrong password")
+                }
+            }
+            Work::EntraPap {
+                passwords,
+                account,
+                label,
+                password,
+            } => entra_pap(state, &passwords, &account, label, &password).await,
         }
     }
 }

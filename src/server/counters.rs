@@ -152,6 +152,9 @@ pub struct CounterRegistry {
     clients: Mutex<BTreeMap<String, Arc<Counters>>>,
     /// Packets from addresses no client covers.
     pub unknown_client: AtomicU64,
+    /// Datagrams the kernel dropped because a listening socket's receive
+    /// queue was full: the load beyond what the server can answer.
+    pub receive_queue_dropped: AtomicU64,
 }
 
 impl CounterRegistry {
@@ -239,6 +242,12 @@ impl CounterRegistry {
             out,
             "# HELP {name} Packets from addresses no client covers.\n# TYPE {name} counter\n{name} {}",
             self.unknown_client.load(Ordering::Relaxed)
+        );
+        let name = "entra_radius_receive_queue_dropped_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Datagrams dropped by the kernel because a receive queue was full (overload).\n# TYPE {name} counter\n{name} {}",
+            self.receive_queue_dropped.load(Ordering::Relaxed)
         );
     }
 }

@@ -6,11 +6,10 @@
 //! new authenticator under the same key is a new request and replaces the
 //! entry. Only packets that passed every check reach this cache.
 
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
-
-use moka::sync::Cache;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct DedupKey {
@@ -45,43 +44,113 @@ pub enum Seen {
     InProgress,
 }
 
+/// Shards keep the lock of one short: a lookup and an insert, no I/O.
+const SHARDS: usize = 32;
+
+struct Slot {
+    entry: Arc<Entry>,
+    born: Instant,
+    /// Which record in `Shard::order` is this slot's; older records of a
+    /// replaced key must not remove the newer slot.
+    serial: u64,
+}
+
+#[derive(Default)]
+struct Shard {
+    map: HashMap<DedupKey, Slot>,
+    /// Insertion order, oldest first: expiry and the capacity bound both
+    /// remove from the front, so neither needs a scan or a background task.
+    order: VecDeque<(Instant, DedupKey, u64)>,
+    serial: u64,
+}
+
+impl Shard {
+    fn evict(&mut self, now: Instant, ttl: Duration, capacity: usize) {
+        while let Some(&(born, key, serial)) = self.order.front() {
+            if self.order.len() <= capacity && now.saturating_duration_since(born) < ttl {
+                break;
+            }
+            self.order.pop_front();
+            if self.map.get(&key).is_some_and(|s| s.serial == serial) {
+                self.map.remove(&key);
+            }
+        }
+    }
+}
+
+/// The RFC 5080 response cache: a map per shard with its entries in
+/// insertion order. Entries live `ttl`; past `capacity` the oldest go,
+/// which costs only duplicate detection for them.
 pub struct ResponseCache {
-    cache: Cache<DedupKey, Arc<Entry>>,
+    shards: Box<[Mutex<Shard>]>,
+    ttl: Duration,
+    shard_capacity: usize,
 }
 
 impl ResponseCache {
-    /// `capacity` bounds memory under a flood; past it the oldest entries
-    /// go, which costs only duplicate detection for them.
+    /// `capacity` bounds memory under a flood.
     pub fn new(ttl: Duration, capacity: u64) -> ResponseCache {
         ResponseCache {
-            cache: Cache::builder().max_capacity(capacity).time_to_live(ttl).build(),
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            ttl,
+            shard_capacity: (capacity as usize).div_ceil(SHARDS).max(1),
         }
     }
 
-    /// Callers must not look up one key from two tasks at once; the server
-    /// guarantees this by calling it from the one task reading the socket
-    /// the key names.
+    fn shard(&self, key: &DedupKey) -> std::sync::MutexGuard<'_, Shard> {
+        // Retransmissions of one request share source and identifier; any
+        // spread of the rest over the shards will do.
+        let h = (key.source.port() as usize) ^ ((key.identifier as usize) << 3) ^ (key.listener as usize);
+        let m = &self.shards[h % SHARDS];
+        m.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Looks up and, for a new request, inserts in one step under the
+    /// shard's lock, so two tasks reading the same socket cannot both take
+    /// a retransmission for new.
     pub fn check(&self, key: DedupKey, authenticator: &[u8; 16]) -> Seen {
-        if let Some(e) = self.cache.get(&key)
-            && e.authenticator == *authenticator
+        let now = Instant::now();
+        let mut shard = self.shard(&key);
+        if let Some(s) = shard.map.get(&key)
+            && s.entry.authenticator == *authenticator
+            && now.saturating_duration_since(s.born) < self.ttl
         {
-            match e.reply.get() {
+            match s.entry.reply.get() {
                 None => return Seen::InProgress,
                 Some(Some(bytes)) => return Seen::Answered(bytes.clone()),
                 Some(None) => {}
             }
         }
-        let e = Arc::new(Entry {
+        let entry = Arc::new(Entry {
             authenticator: *authenticator,
             reply: OnceLock::new(),
         });
-        self.cache.insert(key, e.clone());
-        Seen::New(e)
+        shard.serial += 1;
+        let serial = shard.serial;
+        shard.map.insert(
+            key,
+            Slot {
+                entry: entry.clone(),
+                born: now,
+                serial,
+            },
+        );
+        shard.order.push_back((now, key, serial));
+        shard.evict(now, self.ttl, self.shard_capacity);
+        Seen::New(entry)
     }
 
+    /// Entries still live.
     pub fn len(&self) -> u64 {
-        self.cache.run_pending_tasks();
-        self.cache.entry_count()
+        let now = Instant::now();
+        self.shards
+            .iter()
+            .map(|m| {
+                let mut s = m.lock().unwrap_or_else(|p| p.into_inner());
+                s.evict(now, self.ttl, self.shard_capacity);
+                s.map.len() as u64
+            })
+            .sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -127,6 +196,20 @@ mod tests {
         };
         e.finish(None);
         assert!(matches!(c.check(key(1), &[1; 16]), Seen::New(_)));
+    }
+
+    #[test]
+    fn capacity_bounds_the_entries() {
+        let c = ResponseCache::new(Duration::from_secs(10), 64);
+        for port in 0..10_000u16 {
+            let k = DedupKey {
+                listener: 0,
+                source: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+                identifier: (port % 256) as u8,
+            };
+            assert!(matches!(c.check(k, &[1; 16]), Seen::New(_)));
+        }
+        assert!(c.len() <= 64 + SHARDS as u64, "{}", c.len());
     }
 
     #[test]

@@ -257,3 +257,38 @@ fn shutdown_answers_requests_already_in_progress() {
         "nothing was in progress at SIGTERM, so this proves nothing:\n{logs}"
     );
 }
+
+/// Datagrams the server cannot read in time are dropped by the kernel, and
+/// the server counts them. The server is stopped (SIGSTOP) while the flood
+/// arrives, so its receive queue overflows however fast the machine is.
+#[test]
+fn drops_of_a_full_receive_queue_are_counted() {
+    let s = server();
+    let flood = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.signal("STOP");
+    // 40,000 datagrams of 1,400 bytes: far more than the receive buffer the
+    // server asks for (8 MiB, which the kernel may cap lower, never raise).
+    for _ in 0..40_000 {
+        let _ = flood.send_to(&[0u8; 1400], s.auth);
+    }
+    s.signal("CONT");
+    // A datagram queued after the drops carries the kernel's count to the
+    // server; a request that gets its answer was one of those.
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let mut buf = [0u8; 4096];
+    let answered = (0..40u8).any(|i| {
+        sock.send_to(&pap(i, [i; 16], "alice", "wonderland"), s.auth).unwrap();
+        sock.recv_from(&mut buf).is_ok()
+    });
+    assert!(answered, "no answer after the flood");
+    let (status, logs) = s.stop();
+    assert!(status.success(), "{logs}");
+    let dropped: u64 = logs
+        .split("receive_queue_dropped=")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no receive_queue_dropped in the log:\n{logs}"));
+    assert!(dropped > 0, "{logs}");
+}

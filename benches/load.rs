@@ -1,0 +1,337 @@
+//! Load benchmark: entra-radius, FreeRADIUS 3.2 and a minimal server on the
+//! `radius` crate, each given the same 100k users and 10k MACs, driven in
+//! turn by the same generator in the same run, over several rounds.
+//!
+//! Run with `cargo bench --bench load` (`scripts/bench-load` installs
+//! FreeRADIUS first). Environment variables (defaults in brackets):
+//! `LOAD_ROUNDS` [3], `LOAD_SECS` seconds measured per run [5, at most 60],
+//! `LOAD_WARMUP` [1], `LOAD_USERS` [100000], `LOAD_MACS` [10000],
+//! `LOAD_SOCKETS` [16], `LOAD_WINDOW` requests in flight per socket [4],
+//! `LOAD_TIMEOUT_MS` [1000], `LOAD_SERVER_CPUS` [0], `LOAD_GEN_CPU` [1],
+//! `LOAD_SERVERS` [entra,freeradius,radius-rs; `baseline` adds the entra-radius binary at `LOAD_BASELINE_BIN`, e.g. an earlier commit's build], `LOAD_SPIN` generator polls without sleeping [1], `LOAD_SAME_LOAD` fraction of
+//! FreeRADIUS's PAP capacity for the latency comparison [0.7],
+//! `LOAD_RATE` requests/s for it instead, `LOAD_ENTRA_THREADS` entra-radius's `[server] threads` [unset: its default, one per CPU it may run on, so 1 when pinned to one; 2 holds up better when other processes compete for that CPU, but then a reader preempted mid-batch by the other costs the full-load p99 a scheduler slice, about 4 ms], `LOAD_SCENARIOS` [pap,reject,mab,dup].
+
+#[path = "load/generator.rs"]
+mod generator;
+#[path = "load/peers.rs"]
+mod peers;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use generator::{LoadConfig, Outcome, Scenario};
+use peers::Peer;
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn pin_self(cpu: usize) {
+    // SAFETY: cpu_set_t is plain data; CPU_SET writes within it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            eprintln!("load: could not pin the generator to CPU {cpu}");
+        }
+    }
+}
+
+/// One measurement, reduced to what the tables show.
+#[derive(Clone, Debug)]
+struct Row {
+    rate: f64,
+    p50: Duration,
+    p99: Duration,
+    p999: Duration,
+    cpu_100k: Duration,
+    lost: u64,
+    bad: u64,
+    dup_sent: u64,
+    dup_mismatch: u64,
+    dup_unanswered: u64,
+    ma: u64,
+    answered: u64,
+    gen_cpu_share: f64,
+}
+
+impl From<&Outcome> for Row {
+    fn from(o: &Outcome) -> Row {
+        Row {
+            rate: o.rate(),
+            p50: o.percentile(0.5),
+            p99: o.percentile(0.99),
+            p999: o.percentile(0.999),
+            cpu_100k: o.cpu_per_100k(),
+            lost: o.lost,
+            bad: o.bad,
+            dup_sent: o.duplicates_sent,
+            dup_mismatch: o.duplicate_mismatch,
+            dup_unanswered: o.duplicate_unanswered,
+            ma: o.with_message_authenticator,
+            answered: o.answered,
+            gen_cpu_share: o.generator_cpu.as_secs_f64() / o.elapsed.as_secs_f64().max(1e-9),
+        }
+    }
+}
+
+fn median<T: Clone, K: PartialOrd>(rows: &[T], key: impl Fn(&T) -> K) -> T {
+    let mut v: Vec<T> = rows.to_vec();
+    v.sort_by(|a, b| key(a).partial_cmp(&key(b)).unwrap_or(std::cmp::Ordering::Equal));
+    v[v.len() / 2].clone()
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.0}", d.as_secs_f64() * 1e6)
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    if b == 0.0 { "-".into() } else { format!("{:.2}", a / b) }
+}
+
+/// Median over the rounds of each column on its own.
+fn summarise(rows: &[Row]) -> Row {
+    let mut m = median(rows, |r| r.rate);
+    m.p50 = median(rows, |r| r.p50).p50;
+    m.p99 = median(rows, |r| r.p99).p99;
+    m.p999 = median(rows, |r| r.p999).p999;
+    m.cpu_100k = median(rows, |r| r.cpu_100k).cpu_100k;
+    m.gen_cpu_share = median(rows, |r| r.gen_cpu_share).gen_cpu_share;
+    m.lost = rows.iter().map(|r| r.lost).sum();
+    m.bad = rows.iter().map(|r| r.bad).sum();
+    m.dup_sent = rows.iter().map(|r| r.dup_sent).sum();
+    m.dup_mismatch = rows.iter().map(|r| r.dup_mismatch).sum();
+    m.dup_unanswered = rows.iter().map(|r| r.dup_unanswered).sum();
+    m.ma = rows.iter().map(|r| r.ma).sum();
+    m.answered = rows.iter().map(|r| r.answered).sum();
+    m
+}
+
+/// Resident memory of each server in KiB: once ready, and after the runs.
+struct Rss {
+    start: BTreeMap<&'static str, u64>,
+    end: BTreeMap<&'static str, u64>,
+}
+
+fn print_table(title: &str, names: &[&'static str], results: &BTreeMap<&'static str, Vec<Row>>, rss: &Rss) {
+    println!("\n### {title}\n");
+    println!(
+        "| server | req/s | p50 µs | p99 µs | p99.9 µs | server CPU s / 100k req | RSS MiB ready / after | lost | bad replies | dup mismatches | generator CPU |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let mib = |m: &BTreeMap<&'static str, u64>, n: &str| m.get(n).copied().unwrap_or(0) as f64 / 1024.0;
+    let mut sums = BTreeMap::new();
+    for name in names {
+        let Some(rows) = results.get(name) else { continue };
+        let s = summarise(rows);
+        println!(
+            "| {name} | {:.0} | {} | {} | {} | {:.2} | {:.0} / {:.0} | {} | {} | {}{} | {:.0}% |",
+            s.rate,
+            us(s.p50),
+            us(s.p99),
+            us(s.p999),
+            s.cpu_100k.as_secs_f64(),
+            mib(&rss.start, name),
+            mib(&rss.end, name),
+            s.lost,
+            s.bad,
+            s.dup_mismatch,
+            if s.dup_sent > 0 {
+                format!(" of {} ({} unanswered)", s.dup_sent, s.dup_unanswered)
+            } else {
+                String::new()
+            },
+            s.gen_cpu_share * 100.0
+        );
+        sums.insert(*name, s);
+    }
+    if let Some(e) = sums.get("entra-radius") {
+        for (name, p) in &sums {
+            if *name == "entra-radius" {
+                continue;
+            }
+            println!(
+                "\nentra-radius / {name}: req/s ×{}, p99 ×{}, CPU per request ×{}, RSS ready ×{}, after ×{}",
+                ratio(e.rate, p.rate),
+                ratio(e.p99.as_secs_f64(), p.p99.as_secs_f64()),
+                ratio(e.cpu_100k.as_secs_f64(), p.cpu_100k.as_secs_f64()),
+                ratio(mib(&rss.start, "entra-radius"), mib(&rss.start, name)),
+                ratio(mib(&rss.end, "entra-radius"), mib(&rss.end, name))
+            );
+        }
+    }
+}
+
+fn main() -> Result<()> {
+    if std::env::var("LOAD_PEER").as_deref() == Ok("radius-rs") {
+        peers::radius_rs::main(env_or("LOAD_USERS", 100_000), env_or("LOAD_MACS", 10_000));
+        return Ok(());
+    }
+    let rounds: usize = env_or("LOAD_ROUNDS", 3).clamp(1, 20);
+    let users: usize = env_or("LOAD_USERS", 100_000).max(1);
+    let macs: usize = env_or("LOAD_MACS", 10_000).max(1);
+    let server_cpus: String = env_or("LOAD_SERVER_CPUS", "0".to_string());
+    let gen_cpu: usize = env_or("LOAD_GEN_CPU", 1);
+    let wanted: String = env_or("LOAD_SERVERS", "entra,freeradius,radius-rs".to_string());
+    let cfg = LoadConfig {
+        sockets: env_or("LOAD_SOCKETS", 16).clamp(1, 1024),
+        window: env_or("LOAD_WINDOW", 4).clamp(1, 255),
+        warmup: Duration::from_secs_f64(env_or("LOAD_WARMUP", 1.0f64).clamp(0.0, 30.0)),
+        measure: Duration::from_secs_f64(env_or("LOAD_SECS", 5.0f64).clamp(0.1, 60.0)),
+        rate: None,
+        timeout: Duration::from_millis(env_or("LOAD_TIMEOUT_MS", 1000).clamp(10, 10_000)),
+        spin: env_or("LOAD_SPIN", 1) != 0,
+        users,
+        macs,
+        mab_vlan: peers::MAB_VLAN,
+    };
+    println!(
+        "load: {users} users, {macs} MACs; servers on CPU {server_cpus}, generator on CPU {gen_cpu}; {} sockets × {} in flight; {rounds} rounds of {:?} (+{:?} warm-up) per server and scenario",
+        cfg.sockets, cfg.window, cfg.measure, cfg.warmup
+    );
+
+    let mut peers: Vec<Peer> = Vec::new();
+    for w in wanted.split(',').map(str::trim) {
+        let started = std::time::Instant::now();
+        let p = match w {
+            "entra" | "entra-radius" => peers::start_entra(
+                &server_cpus,
+                users,
+                macs,
+                Some(env_or("LOAD_ENTRA_THREADS", 0)).filter(|n| *n > 0),
+            ),
+            "freeradius" => {
+                if peers::freeradius_binary().is_none() {
+                    println!(
+                        "load: FreeRADIUS is not installed; skipping it. Install it with `apt-get install -y freeradius` (or run scripts/bench-load)."
+                    );
+                    continue;
+                }
+                peers::start_freeradius(&server_cpus, users, macs)
+            }
+            "radius-rs" => peers::start_radius_rs(&server_cpus, users, macs),
+            "baseline" => {
+                // An earlier build of entra-radius, for a before/after of a change.
+                let Ok(bin) = std::env::var("LOAD_BASELINE_BIN") else {
+                    anyhow::bail!("LOAD_SERVERS names baseline: set LOAD_BASELINE_BIN to its binary");
+                };
+                peers::start_entra_binary(std::path::Path::new(&bin), "baseline", &server_cpus, users, macs, None)
+            }
+            other => anyhow::bail!("unknown server {other:?} in LOAD_SERVERS"),
+        }?;
+        println!(
+            "load: {} ready on {} in {:.1} s, pid {}, RSS {} MiB",
+            p.name,
+            p.addr,
+            started.elapsed().as_secs_f64(),
+            p.pid(),
+            p.rss_kib() / 1024
+        );
+        peers.push(p);
+    }
+    let rss_start: BTreeMap<&'static str, u64> = peers.iter().map(|p| (p.name, p.rss_kib())).collect();
+    pin_self(gen_cpu);
+    let names: Vec<&'static str> = peers.iter().map(|p| p.name).collect();
+    let only: String = env_or("LOAD_SCENARIOS", "pap,reject,mab,dup".to_string());
+    let scenarios: Vec<Scenario> = [
+        ("pap", Scenario::PapAccept),
+        ("reject", Scenario::PapReject),
+        ("mab", Scenario::MabAccept),
+        ("dup", Scenario::DuplicateMix),
+    ]
+    .into_iter()
+    .filter(|(k, _)| only.split(',').any(|o| o.trim() == *k))
+    .map(|(_, s)| s)
+    .collect();
+    let mut results: BTreeMap<Scenario, BTreeMap<&'static str, Vec<Row>>> = BTreeMap::new();
+    let mut seed = 0x5eed_u64;
+    for round in 0..rounds {
+        for &sc in &scenarios {
+            // Alternate which server goes first, so drift in the machine's
+            // load does not always favour the same one.
+            for k in 0..peers.len() {
+                let p = &peers[(k + round) % peers.len()];
+                seed += 1;
+                let o = generator::run(p.addr, peers::SECRET.as_bytes(), sc, &cfg, seed, &|| p.cpu());
+                let row = Row::from(&o);
+                println!(
+                    "round {} {:<22} {:<13} {:>8.0} req/s  p99 {:>6} µs  CPU {:>5.2} s/100k  lost {} bad {} dup-mismatch {}",
+                    round + 1,
+                    sc.name(),
+                    p.name,
+                    row.rate,
+                    us(row.p99),
+                    row.cpu_100k.as_secs_f64(),
+                    row.lost,
+                    row.bad,
+                    row.dup_mismatch
+                );
+                results.entry(sc).or_default().entry(p.name).or_default().push(row);
+            }
+        }
+    }
+    // Same offered load: a fraction of FreeRADIUS's PAP capacity (or of the
+    // slowest server's when FreeRADIUS is not there).
+    let pap = results.get(&Scenario::PapAccept);
+    let capacity = pap
+        .and_then(|m| m.get("FreeRADIUS"))
+        .map(|r| summarise(r).rate)
+        .or_else(|| pap.and_then(|m| m.values().map(|r| summarise(r).rate).min_by(|a, b| a.total_cmp(b))))
+        .unwrap_or(10_000.0);
+    let rate = std::env::var("LOAD_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(capacity * env_or("LOAD_SAME_LOAD", 0.7f64));
+    let mut same_load: BTreeMap<&'static str, Vec<Row>> = BTreeMap::new();
+    let limited = LoadConfig {
+        rate: Some(rate),
+        ..cfg.clone()
+    };
+    for round in 0..rounds {
+        for k in 0..peers.len() {
+            let p = &peers[(k + round) % peers.len()];
+            seed += 1;
+            let o = generator::run(
+                p.addr,
+                peers::SECRET.as_bytes(),
+                Scenario::PapAccept,
+                &limited,
+                seed,
+                &|| p.cpu(),
+            );
+            let row = Row::from(&o);
+            println!(
+                "round {} PAP accept at {:.0}/s   {:<13} {:>8.0} req/s  p50 {} µs p99 {} µs p99.9 {} µs  lost {}",
+                round + 1,
+                rate,
+                p.name,
+                row.rate,
+                us(row.p50),
+                us(row.p99),
+                us(row.p999),
+                row.lost
+            );
+            same_load.entry(p.name).or_default().push(row);
+        }
+    }
+    let rss = Rss {
+        start: rss_start,
+        end: peers.iter().map(|p| (p.name, p.rss_kib())).collect(),
+    };
+    println!(
+        "\n## Results (median of {rounds} rounds; CPU per 100k requests is utime+stime of the server process; RSS after the runs)"
+    );
+    for (sc, by_server) in &results {
+        print_table(sc.name(), &names, by_server, &rss);
+    }
+    print_table(
+        &format!("PAP accept at the same offered load: {rate:.0} requests/s"),
+        &names,
+        &same_load,
+        &rss,
+    );
+    Ok(())
+}

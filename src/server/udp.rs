@@ -1,0 +1,300 @@
+//! Batched datagram I/O for the receive loops: on Linux one `recvmmsg`
+//! takes up to [`BATCH`] requests and one `sendmmsg` sends the replies
+//! decided from them, instead of a system call per packet each way.
+//! Elsewhere it falls back to one datagram per call.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+use tracing::debug;
+
+use crate::proto::packet::MAX_PACKET_LEN;
+
+/// Datagrams per system call. Enough to empty a busy socket in a few
+/// calls; small enough that the buffers (4 KiB each) stay in cache.
+pub const BATCH: usize = 32;
+
+/// One byte more than the largest legal packet, to tell oversize apart.
+const BUF_LEN: usize = MAX_PACKET_LEN + 1;
+
+/// Room for one SO_RXQ_OVFL control message (a u32) per datagram.
+const CONTROL_LEN: usize = 64;
+
+/// Receive buffers and, after [`RecvBatch::recv`], the datagrams in them.
+pub struct RecvBatch {
+    bufs: Box<[[u8; BUF_LEN]]>,
+    control: Box<[[u64; CONTROL_LEN / 8]]>,
+    got: Vec<(usize, SocketAddr)>,
+    /// The socket's count of datagrams dropped for a full receive queue,
+    /// as of the last datagram that carried it.
+    dropped: Option<u32>,
+}
+
+impl Default for RecvBatch {
+    fn default() -> Self {
+        RecvBatch {
+            bufs: vec![[0u8; BUF_LEN]; BATCH].into_boxed_slice(),
+            control: vec![[0u64; CONTROL_LEN / 8]; BATCH].into_boxed_slice(),
+            got: Vec::with_capacity(BATCH),
+            dropped: None,
+        }
+    }
+}
+
+/// Asks the kernel to report, with each datagram, how many it dropped on
+/// this socket because the receive queue was full (Linux SO_RXQ_OVFL).
+pub fn report_drops(socket: &UdpSocket) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let on: libc::c_int = 1;
+        // SAFETY: a valid fd and an int option of the right size.
+        let _ = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RXQ_OVFL,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = socket;
+}
+
+impl RecvBatch {
+    /// Reads what is waiting, without waiting; `WouldBlock` when nothing is
+    /// (which also clears the socket's readiness in tokio).
+    pub fn recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        self.got.clear();
+        socket.try_io(Interest::READABLE, || self.recv_now(socket))?;
+        Ok(self.got.len())
+    }
+
+    /// The socket's running count of datagrams dropped for a full receive
+    /// queue, if the last batch reported it.
+    pub fn dropped(&self) -> Option<u32> {
+        self.dropped
+    }
+
+    /// The `i`th datagram and its source.
+    pub fn get(&self, i: usize) -> (&[u8], SocketAddr) {
+        let (len, src) = self.got[i];
+        (&self.bufs[i][..len], src)
+    }
+
+    #[cfg(target_os = "linux")]
+    fn recv_now(&mut self, socket: &UdpSocket) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        // SAFETY (all three): plain C structs, for which all-zero is valid.
+        let mut names: [libc::sockaddr_storage; BATCH] = unsafe { std::mem::zeroed() };
+        let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+        let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+        for i in 0..BATCH {
+            iov[i].iov_base = self.bufs[i].as_mut_ptr().cast();
+            iov[i].iov_len = BUF_LEN;
+            hdrs[i].msg_hdr.msg_name = (&mut names[i] as *mut libc::sockaddr_storage).cast();
+            hdrs[i].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            hdrs[i].msg_hdr.msg_iov = &mut iov[i];
+            hdrs[i].msg_hdr.msg_iovlen = 1;
+            hdrs[i].msg_hdr.msg_control = self.control[i].as_mut_ptr().cast();
+            hdrs[i].msg_hdr.msg_controllen = CONTROL_LEN as _;
+        }
+        // SAFETY: every header points at a name, an iovec, a buffer and a
+        // control buffer that outlive the call; the kernel writes at most
+        // the lengths given.
+        let n = unsafe {
+            libc::recvmmsg(
+                socket.as_raw_fd(),
+                hdrs.as_mut_ptr(),
+                BATCH as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        self.dropped = None;
+        for (i, hdr) in hdrs.iter().enumerate().take(n as usize) {
+            if let Some(d) = rxq_overflow(&hdr.msg_hdr) {
+                self.dropped = Some(d);
+            }
+            let len = (hdr.msg_len as usize).min(BUF_LEN);
+            match from_sockaddr(&names[i]) {
+                Some(src) => self.got.push((len, src)),
+                // Keep indexes aligned with the buffers; an empty datagram
+                // from nowhere is dropped by the caller as malformed.
+                None => self.got.push((0, SocketAddr::from(([0, 0, 0, 0], 0)))),
+            }
+        }
+        Ok(())
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn recv_now(&mut self, socket: &UdpSocket) -> io::Result<()> {
+        let (len, src) = socket.try_recv_from(&mut self.bufs[0])?;
+        self.got.push((len, src));
+        Ok(())
+    }
+}
+
+/// Replies waiting to be sent, each to its own destination.
+#[derive(Default)]
+pub struct SendBatch {
+    pending: Vec<(Arc<[u8]>, SocketAddr)>,
+}
+
+impl SendBatch {
+    pub fn push(&mut self, bytes: Arc<[u8]>, to: SocketAddr) {
+        self.pending.push((bytes, to));
+    }
+
+    /// Sends everything pending. A full socket buffer is waited out a few
+    /// times; what still does not fit is dropped, and the NAS's
+    /// retransmission is answered from the response cache.
+    pub async fn flush(&mut self, socket: &UdpSocket) {
+        let mut sent = 0;
+        let mut waits = 0;
+        while sent < self.pending.len() {
+            match socket.try_io(Interest::WRITABLE, || send_now(socket, &self.pending[sent..])) {
+                Ok(n) => sent += n.max(1),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && waits < 3 => {
+                    waits += 1;
+                    let _ = socket.writable().await;
+                }
+                Err(e) => {
+                    // This destination failed (or the buffer stayed full);
+                    // go on with the rest.
+                    debug!(destination = %self.pending[sent].1, error = %e, "sending reply failed");
+                    sent += 1;
+                }
+            }
+        }
+        self.pending.clear();
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn send_now(socket: &UdpSocket, batch: &[(Arc<[u8]>, SocketAddr)]) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let batch = &batch[..batch.len().min(BATCH)];
+    // SAFETY (all three): plain C structs, for which all-zero is valid.
+    let mut names: [libc::sockaddr_storage; BATCH] = unsafe { std::mem::zeroed() };
+    let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+    let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+    for (i, (bytes, to)) in batch.iter().enumerate() {
+        let len = to_sockaddr(*to, &mut names[i]);
+        iov[i].iov_base = bytes.as_ptr() as *mut libc::c_void;
+        iov[i].iov_len = bytes.len();
+        hdrs[i].msg_hdr.msg_name = (&mut names[i] as *mut libc::sockaddr_storage).cast();
+        hdrs[i].msg_hdr.msg_namelen = len;
+        hdrs[i].msg_hdr.msg_iov = &mut iov[i];
+        hdrs[i].msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: every header points at a name, an iovec and bytes that
+    // outlive the call; the kernel only reads them.
+    let n = unsafe {
+        libc::sendmmsg(
+            socket.as_raw_fd(),
+            hdrs.as_mut_ptr(),
+            batch.len() as libc::c_uint,
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn send_now(socket: &UdpSocket, batch: &[(Arc<[u8]>, SocketAddr)]) -> io::Result<usize> {
+    socket.try_send_to(&batch[0].0, batch[0].1).map(|_| 1)
+}
+
+/// The SO_RXQ_OVFL count in a received message's control data.
+#[cfg(target_os = "linux")]
+fn rxq_overflow(msg: &libc::msghdr) -> Option<u32> {
+    // SAFETY: msg was filled in by recvmmsg, with its control buffer; the
+    // CMSG macros stay within msg_controllen.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SO_RXQ_OVFL {
+                return Some(std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<u32>()));
+            }
+            c = libc::CMSG_NXTHDR(msg, c);
+        }
+    }
+    None
+}
+
+#[cfg(target_os = "linux")]
+fn from_sockaddr(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match s.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in.
+            let a = unsafe { &*(s as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let ip = std::net::Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+            Some(SocketAddr::from((ip, u16::from_be(a.sin_port))))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says the storage holds a sockaddr_in6.
+            let a = unsafe { &*(s as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let ip = std::net::Ipv6Addr::from(a.sin6_addr.s6_addr);
+            Some(SocketAddr::V6(std::net::SocketAddrV6::new(
+                ip,
+                u16::from_be(a.sin6_port),
+                a.sin6_flowinfo,
+                a.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn to_sockaddr(addr: SocketAddr, out: &mut libc::sockaddr_storage) -> libc::socklen_t {
+    match addr {
+        SocketAddr::V4(a) => {
+            // SAFETY: sockaddr_storage is large and aligned enough for any sockaddr.
+            let s = unsafe { &mut *(out as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            s.sin_family = libc::AF_INET as libc::sa_family_t;
+            s.sin_port = a.port().to_be();
+            s.sin_addr.s_addr = u32::from(*a.ip()).to_be();
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t
+        }
+        SocketAddr::V6(a) => {
+            // SAFETY: as above.
+            let s = unsafe { &mut *(out as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            s.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            s.sin6_port = a.port().to_be();
+            s.sin6_addr.s6_addr = a.ip().octets();
+            s.sin6_flowinfo = a.flowinfo();
+            s.sin6_scope_id = a.scope_id();
+            std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t
+        }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_addresses_round_trip() {
+        for a in ["127.0.0.1:1812", "[::1]:1645", "[fe80::1%2]:7"] {
+            let addr: SocketAddr = a.parse().unwrap();
+            // SAFETY: all-zero is a valid sockaddr_storage.
+            let mut s: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+            to_sockaddr(addr, &mut s);
+            assert_eq!(from_sockaddr(&s), Some(addr));
+        }
+    }
+}
