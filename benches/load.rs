@@ -10,10 +10,12 @@
 //! `LOAD_TIMEOUT_MS` [1000], `LOAD_SERVER_CPUS` [0], `LOAD_GEN_CPU` [1],
 //! `LOAD_SERVERS` [entra,freeradius,radius-rs; `baseline` adds the entra-radius binary at `LOAD_BASELINE_BIN`, e.g. an earlier commit's build], `LOAD_SPIN` generator polls without sleeping [1], `LOAD_SAME_LOAD` fraction of
 //! FreeRADIUS's PAP capacity for the latency comparison [0.7],
-//! `LOAD_RATE` requests/s for it instead, `LOAD_ENTRA_THREADS` entra-radius's `[server] threads` [unset: its default, one per CPU it may run on, so 1 when pinned to one; 2 holds up better when other processes compete for that CPU, but then a reader preempted mid-batch by the other costs the full-load p99 a scheduler slice, about 4 ms], `LOAD_SCENARIOS` [pap,reject,mab,dup].
+//! `LOAD_RATE` requests/s for it instead, `LOAD_ENTRA_THREADS` entra-radius's `[server] threads` [unset: its default, one per CPU it may run on, so 1 when pinned to one; 2 holds up better when other processes compete for that CPU, but then a reader preempted mid-batch by the other costs the full-load p99 a scheduler slice, about 4 ms], `LOAD_SCENARIOS` [pap,reject,mab,dup,intune; `intune` is MAB for the Intune devices of a synthetic tenant of `LOAD_INTUNE_DEVICES` [125000] devices that entra-radius syncs from the Graph emulator through its admin CLI first, entra-radius only], `LOAD_DEBUG_BAD` prints the first bad replies.
 
 #[path = "load/generator.rs"]
 mod generator;
+#[path = "load/intune.rs"]
+mod intune;
 #[path = "load/peers.rs"]
 mod peers;
 
@@ -187,6 +189,7 @@ fn main() -> Result<()> {
         users,
         macs,
         mab_vlan: peers::MAB_VLAN,
+        intune_macs: Default::default(),
     };
     println!(
         "load: {users} users, {macs} MACs; servers on CPU {server_cpus}, generator on CPU {gen_cpu}; {} sockets × {} in flight; {rounds} rounds of {:?} (+{:?} warm-up) per server and scenario",
@@ -218,7 +221,15 @@ fn main() -> Result<()> {
                 let Ok(bin) = std::env::var("LOAD_BASELINE_BIN") else {
                     anyhow::bail!("LOAD_SERVERS names baseline: set LOAD_BASELINE_BIN to its binary");
                 };
-                peers::start_entra_binary(std::path::Path::new(&bin), "baseline", &server_cpus, users, macs, None)
+                peers::start_entra_binary(
+                    std::path::Path::new(&bin),
+                    "baseline",
+                    &server_cpus,
+                    users,
+                    macs,
+                    None,
+                    "",
+                )
             }
             other => anyhow::bail!("unknown server {other:?} in LOAD_SERVERS"),
         }?;
@@ -235,7 +246,7 @@ fn main() -> Result<()> {
     let rss_start: BTreeMap<&'static str, u64> = peers.iter().map(|p| (p.name, p.rss_kib())).collect();
     pin_self(gen_cpu);
     let names: Vec<&'static str> = peers.iter().map(|p| p.name).collect();
-    let only: String = env_or("LOAD_SCENARIOS", "pap,reject,mab,dup".to_string());
+    let only: String = env_or("LOAD_SCENARIOS", "pap,reject,mab,dup,intune".to_string());
     let scenarios: Vec<Scenario> = [
         ("pap", Scenario::PapAccept),
         ("reject", Scenario::PapReject),
@@ -333,5 +344,60 @@ fn main() -> Result<()> {
         &same_load,
         &rss,
     );
+    // MAB for Intune devices synced from the Graph emulator: entra-radius
+    // only (the peers have no directory sync); the local-MAC MAB table above
+    // is the comparison.
+    if only.split(',').any(|o| o.trim() == "intune") {
+        let devices: usize = env_or("LOAD_INTUNE_DEVICES", 125_000).max(1);
+        let started = std::time::Instant::now();
+        let (peer, macs, _graph) = intune::start(&server_cpus, devices)?;
+        println!(
+            "\nload: {} synced {} Intune MACs of {devices} devices from the Graph emulator in {:.1} s, RSS {} MiB",
+            peer.name,
+            macs.len(),
+            started.elapsed().as_secs_f64(),
+            peer.rss_kib() / 1024
+        );
+        let rss_ready = peer.rss_kib();
+        let with_macs = LoadConfig {
+            intune_macs: std::sync::Arc::new(macs),
+            ..cfg.clone()
+        };
+        let mut rows = Vec::new();
+        for round in 0..rounds {
+            seed += 1;
+            let o = generator::run(
+                peer.addr,
+                peers::SECRET.as_bytes(),
+                Scenario::IntuneMab,
+                &with_macs,
+                seed,
+                &|| peer.cpu(),
+            );
+            let row = Row::from(&o);
+            println!(
+                "round {} {:<22} {:<13} {:>8.0} req/s  p99 {:>6} µs  CPU {:>5.2} s/100k  lost {} bad {}",
+                round + 1,
+                Scenario::IntuneMab.name(),
+                peer.name,
+                row.rate,
+                us(row.p99),
+                row.cpu_100k.as_secs_f64(),
+                row.lost,
+                row.bad
+            );
+            rows.push(row);
+        }
+        let rss = Rss {
+            start: [(peer.name, rss_ready)].into_iter().collect(),
+            end: [(peer.name, peer.rss_kib())].into_iter().collect(),
+        };
+        print_table(
+            Scenario::IntuneMab.name(),
+            &[peer.name],
+            &[(peer.name, rows)].into_iter().collect(),
+            &rss,
+        );
+    }
     Ok(())
 }

@@ -403,6 +403,13 @@ fn serve(path: Option<&Path>, demo: bool) -> ExitCode {
         };
         let auth = server.local_addrs(Port::Auth);
         let acct = server.local_addrs(Port::Acct);
+        // The server has built its own tables from the local accounts, and
+        // a reload reads the file again: this copy would only take memory
+        // (about 100 bytes an account) for as long as the server runs.
+        let (users, macs) = (cfg.local_users.len(), cfg.local_macs.len());
+        cfg.local_users = Vec::new();
+        cfg.local_macs = Vec::new();
+        entra_radius::server::release_freed_memory();
         let shutdown = CancellationToken::new();
         let entra = Integration::new(cfg.entra.clone(), cfg.server.state_dir.clone(), server.handle());
         let admin = match start_admin(&cfg, &entra, shutdown.clone()).await {
@@ -416,8 +423,8 @@ fn serve(path: Option<&Path>, demo: bool) -> ExitCode {
         };
         info!(
             clients = cfg.clients.len(),
-            users = cfg.local_users.len(),
-            macs = cfg.local_macs.len(),
+            users,
+            macs,
             state_dir = %cfg.server.state_dir.display(),
             "entra-radius {} starting",
             env!("CARGO_PKG_VERSION")

@@ -29,6 +29,9 @@ pub enum Scenario {
     MabAccept,
     /// PAP accepts, a tenth of them retransmitted once the reply is in.
     DuplicateMix,
+    /// MAB for the MACs of `LoadConfig::intune_macs`: Intune devices that
+    /// entra-radius synced from the Graph emulator.
+    IntuneMab,
 }
 
 impl Scenario {
@@ -38,6 +41,7 @@ impl Scenario {
             Scenario::PapReject => "PAP reject",
             Scenario::MabAccept => "MAB accept",
             Scenario::DuplicateMix => "PAP + 10% duplicates",
+            Scenario::IntuneMab => "MAB, Intune (synced)",
         }
     }
 }
@@ -59,6 +63,8 @@ pub struct LoadConfig {
     pub macs: usize,
     /// The VLAN a MAB accept must carry.
     pub mab_vlan: &'static str,
+    /// The MACs of `Scenario::IntuneMab`, as a switch sends them.
+    pub intune_macs: std::sync::Arc<Vec<String>>,
 }
 
 /// What one measurement saw.
@@ -422,7 +428,7 @@ pub fn run(
             revents: 0,
         })
         .collect();
-    let vlan = (scenario == Scenario::MabAccept).then_some(cfg.mab_vlan);
+    let vlan = matches!(scenario, Scenario::MabAccept | Scenario::IntuneMab).then_some(cfg.mab_vlan);
     let started = Instant::now();
     let measure_from = started + cfg.warmup;
     let stop_sending = measure_from + cfg.measure;
@@ -497,7 +503,12 @@ pub fn run(
                                 out.latencies.push(ns);
                             }
                         }
-                        Err(()) => out.bad += 1,
+                        Err(()) => {
+                            out.bad += 1;
+                            if out.bad <= 3 && std::env::var_os("LOAD_DEBUG_BAD").is_some() {
+                                eprintln!("bad reply (code {}) to request {:02x?}", data[0], &slot.request);
+                            }
+                        }
                     }
                     if slot.duplicate {
                         slot.first_reply = Some(data.to_vec());
@@ -562,8 +573,12 @@ pub fn run(
                         }
                         station = mac(rng.below(1 << 24));
                     }
-                    Scenario::MabAccept => {
-                        let m = mac(rng.below(cfg.macs));
+                    Scenario::MabAccept | Scenario::IntuneMab => {
+                        let m = if scenario == Scenario::IntuneMab {
+                            cfg.intune_macs[rng.below(cfg.intune_macs.len())].clone()
+                        } else {
+                            mac(rng.below(cfg.macs))
+                        };
                         names.extend_from_slice(m.as_bytes());
                         pws.extend_from_slice(m.as_bytes());
                         expect = ACCESS_ACCEPT;

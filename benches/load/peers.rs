@@ -30,6 +30,11 @@ impl Peer {
         self.child.id()
     }
 
+    /// The config file an entra-radius peer was started with (for its admin commands).
+    pub fn config_path(&self) -> PathBuf {
+        self._dir.path().join("entra-radius.toml")
+    }
+
     /// utime + stime of every thread of the process.
     pub fn cpu(&self) -> Duration {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
@@ -133,6 +138,7 @@ pub fn start_entra(cpus: &str, users: usize, macs: usize, threads: Option<usize>
         users,
         macs,
         threads,
+        "",
     )
 }
 
@@ -145,6 +151,7 @@ pub fn start_entra_binary(
     users: usize,
     macs: usize,
     threads: Option<usize>,
+    extra_config: &str,
 ) -> Result<Peer> {
     let dir = tempfile::tempdir()?;
     let mut cfg = String::with_capacity(users * 60 + macs * 40 + 1024);
@@ -170,6 +177,7 @@ pub fn start_entra_binary(
     for i in 0..macs {
         writeln!(cfg, "[[local.macs]]\nmac = \"{}\"", mac(i))?;
     }
+    cfg.push_str(extra_config);
     let path = dir.path().join("entra-radius.toml");
     std::fs::write(&path, cfg)?;
     let path_s = path.display().to_string();

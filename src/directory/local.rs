@@ -49,18 +49,21 @@ pub struct LocalMac {
     pub description: Option<String>,
 }
 
-struct UserEntry {
-    account: Arc<Account>,
-    credential: UserCredential,
-}
+/// Hashing for the local tables: fast on short keys, seeded per process.
+type Fast = foldhash::fast::RandomState;
 
 /// Local users are matched case-insensitively, by the same case folding as
 /// every other directory (`Identity::parse`), so that `Alice`, `alice` and
 /// `ALICE` are one account here as they are in Entra ID.
+///
+/// A request costs one lookup by name (no allocation for the usual forms)
+/// and one by the account's address for its credential: `credential` takes
+/// the account `lookup` returned, whose `Arc` this directory owns.
 #[derive(Default)]
 pub struct LocalDirectory {
-    users: HashMap<String, UserEntry>,
-    macs: HashMap<MacAddr, Arc<Account>>,
+    users: HashMap<Box<str>, Arc<Account>, Fast>,
+    credentials: HashMap<usize, UserCredential, Fast>,
+    macs: HashMap<MacAddr, Arc<Account>, Fast>,
 }
 
 impl std::fmt::Debug for LocalDirectory {
@@ -72,12 +75,14 @@ impl std::fmt::Debug for LocalDirectory {
     }
 }
 
-/// The key a local user name is stored and found under: the identity's own
-/// folded text, whatever its form (`alice`, `alice@corp`, `corp\alice`).
-fn user_key(id: &Identity) -> Option<String> {
+/// Calls `f` with the key a local user name is stored and found under: the
+/// identity's own folded text, whatever its form (`alice`, `alice@corp`,
+/// `corp\\alice`). Only `DOMAIN\\user` needs to build it.
+fn with_user_key<R>(id: &Identity, f: impl FnOnce(&str) -> R) -> Option<R> {
     match id {
         Identity::Mac(_) => None,
-        other => Some(other.to_string()),
+        Identity::Upn(s) | Identity::Guid(s) | Identity::Name(s) => Some(f(s)),
+        sam @ Identity::Sam { .. } => Some(f(&sam.to_string())),
     }
 }
 
@@ -88,21 +93,19 @@ impl LocalDirectory {
         let mut d = LocalDirectory::default();
         for u in users {
             let id = Identity::parse(&u.name);
-            let Some(key) = user_key(&id) else {
+            let Some(key) = with_user_key(&id, |k| Box::<str>::from(k)) else {
                 // A user named like a MAC would be unreachable: MAB looks up
                 // MACs. The validator refuses it; ignore it here.
                 continue;
             };
-            let mut data = AccountData::new(DirectoryKind::Local, AccountKind::User, u.name.clone());
-            data.display_name = Some(u.name.clone());
+            // The name as written is the object id; a display name would repeat it.
+            let mut data = AccountData::new(DirectoryKind::Local, AccountKind::User, u.name);
             data.enabled = true;
-            d.users.insert(
-                key,
-                UserEntry {
-                    account: Arc::new(Account::from(data)),
-                    credential: u.credential,
-                },
-            );
+            let account = Arc::new(Account::from(data));
+            if let Some(old) = d.users.insert(key, account.clone()) {
+                d.credentials.remove(&address(&old));
+            }
+            d.credentials.insert(address(&account), u.credential);
         }
         for m in macs {
             let mut data = AccountData::new(DirectoryKind::Local, AccountKind::Device, m.mac.to_string());
@@ -117,8 +120,7 @@ impl LocalDirectory {
     /// The credential of the local user behind `account` (found through
     /// this directory's `lookup`).
     pub fn credential(&self, account: &Account) -> Option<&UserCredential> {
-        let key = user_key(&Identity::parse(account.object_id()))?;
-        self.users.get(&key).map(|e| &e.credential)
+        self.credentials.get(&(account as *const Account as usize))
     }
 
     pub fn user_count(&self) -> usize {
@@ -130,6 +132,11 @@ impl LocalDirectory {
     }
 }
 
+/// Where an account lives: the key of its credential.
+fn address(account: &Arc<Account>) -> usize {
+    Arc::as_ptr(account) as usize
+}
+
 impl Directory for LocalDirectory {
     fn kind(&self) -> DirectoryKind {
         DirectoryKind::Local
@@ -138,9 +145,7 @@ impl Directory for LocalDirectory {
     fn lookup(&self, id: &Identity) -> Lookup {
         let found = match id {
             Identity::Mac(m) => self.macs.get(m).cloned(),
-            other => user_key(other)
-                .and_then(|k| self.users.get(&k))
-                .map(|e| e.account.clone()),
+            other => with_user_key(other, |k| self.users.get(k).cloned()).flatten(),
         };
         match found {
             Some(a) => Lookup::Found(a),
@@ -172,6 +177,10 @@ mod tests {
         )
     }
 
+    fn a_copy_of(a: &Account) -> AccountData {
+        a.to_data()
+    }
+
     fn found(d: &LocalDirectory, s: &str) -> Option<Arc<Account>> {
         match d.lookup(&Identity::parse(s)) {
             Lookup::Found(a) => Some(a),
@@ -192,6 +201,9 @@ mod tests {
         assert!(matches!(d.credential(&b), Some(UserCredential::Argon2(_))));
         assert!(found(&d, "bob").is_none());
         assert!(found(&d, "mallory").is_none());
+        // An equal account that this directory did not hand out has no credential here.
+        let stranger = Account::from(a_copy_of(&found(&d, "alice").unwrap()));
+        assert!(d.credential(&stranger).is_none());
     }
 
     #[test]

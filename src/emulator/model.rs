@@ -428,7 +428,9 @@ pub(crate) fn guid(seed: u64, ns: u64, n: u64) -> String {
 
 fn mac(seed: u64, ns: u64, n: u64) -> String {
     // Locally administered unicast prefix so synthetic MACs never collide with real OUIs.
-    let v = (mix(seed ^ mix(ns ^ n)) & 0x00ff_ffff_ffff) | 0x0200_0000_0000;
+    // The namespace is spread before it meets `n`: with a plain XOR, (6, 1251)
+    // and (7, 1250) gave two devices the same MAC.
+    let v = (mix(seed ^ mix(ns.wrapping_mul(0x1000_0000_01B3) ^ n)) & 0x00ff_ffff_ffff) | 0x0200_0000_0000;
     format!("{v:012X}")
 }
 
@@ -734,6 +736,14 @@ mod tests {
         assert!(a.domains.iter().any(|d| d.authentication_type == "Federated"));
         let nested = a.groups[0].members.contains(&a.groups[1].id);
         assert!(nested, "groups nest");
+        let macs: Vec<&str> = a
+            .managed_devices
+            .iter()
+            .flat_map(|m| [m.wi_fi_mac_address.as_deref(), m.ethernet_mac_address.as_deref()])
+            .flatten()
+            .collect();
+        let distinct: std::collections::HashSet<&&str> = macs.iter().collect();
+        assert_eq!(distinct.len(), macs.len(), "no two devices share a MAC");
         for m in &a.managed_devices {
             let mac = m.wi_fi_mac_address.as_deref().unwrap_or_default();
             assert_eq!(mac.len(), 12);

@@ -57,7 +57,9 @@ struct Slot {
 
 #[derive(Default)]
 struct Shard {
-    map: HashMap<DedupKey, Slot>,
+    // Seeded per process; only requests that passed the client and
+    // Message-Authenticator checks get here.
+    map: HashMap<DedupKey, Slot, foldhash::fast::RandomState>,
     /// Insertion order, oldest first: expiry and the capacity bound both
     /// remove from the front, so neither needs a scan or a background task.
     order: VecDeque<(Instant, DedupKey, u64)>,

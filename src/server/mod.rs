@@ -409,7 +409,7 @@ struct Outbox {
 /// config with 100k local users and loading the replica peak at about twice
 /// what stays live; glibc keeps the freed pages otherwise, and they would
 /// count as the server's resident memory for as long as it runs.
-fn release_freed_memory() {
+pub fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free pages; it has no preconditions.
     unsafe {
