@@ -182,8 +182,9 @@ pub struct Account {
     soft_deleted: bool,
     /// Bit i set: packed field i is present (an empty string is not None).
     present: u8,
-    /// End offsets into `text` of the packed fields, in order.
-    ends: [u32; PACKED],
+    /// End offsets into `text` of the packed fields, in order. 16 bits are
+    /// plenty: Entra ID caps these properties at a few hundred characters.
+    ends: [u16; PACKED],
     /// One allocation for six short strings instead of six.
     text: Box<str>,
     netbios_domain: Option<Arc<str>>,
@@ -192,8 +193,12 @@ pub struct Account {
     /// Fields most accounts leave empty (users have no MACs, devices no
     /// UPN); boxed so that the common all-empty case costs 8 bytes.
     extra: Option<Box<Extra>>,
-    last_change: Option<i64>,
+    /// Unix seconds, or `NO_LAST_CHANGE` (8 bytes instead of an `Option`'s
+    /// 16: with the 16-bit offsets, the account fits a 128-byte allocation).
+    last_change: i64,
 }
+
+const NO_LAST_CHANGE: i64 = i64::MIN;
 
 #[derive(Clone, Debug, PartialEq)]
 struct Extra {
@@ -254,7 +259,7 @@ impl Account {
         self.extra.as_ref().map_or(&NO_ATTRIBUTES, |e| &e.attributes)
     }
     pub fn last_change(&self) -> Option<i64> {
-        self.last_change
+        (self.last_change != NO_LAST_CHANGE).then_some(self.last_change)
     }
     pub fn last_password_change(&self) -> Option<&str> {
         self.packed(LAST_PASSWORD_CHANGE)
@@ -326,7 +331,7 @@ impl Account {
             enabled: self.enabled,
             groups: Vec::new(),
             attributes: self.attributes().clone(),
-            last_change: self.last_change,
+            last_change: self.last_change(),
             last_password_change: own(self.last_password_change()),
             soft_deleted: self.soft_deleted,
         }
@@ -353,16 +358,19 @@ impl Account {
         ];
         let len: usize = fields.iter().flatten().map(|s| s.len()).sum();
         let mut text = String::with_capacity(len);
-        let mut ends = [0u32; PACKED];
+        let mut ends = [0u16; PACKED];
         let mut present = 0u8;
         for (i, f) in fields.iter().enumerate() {
-            if let Some(s) = f {
+            // Entra ID's limits keep these strings far below 64 KiB together;
+            // a field that would not fit is left out (absent), so offsets
+            // never wrap into another field's bytes.
+            if let Some(s) = f
+                && text.len() + s.len() <= usize::from(u16::MAX)
+            {
                 present |= 1 << i;
                 text.push_str(s);
             }
-            // Offsets past 4 GiB cannot happen for directory strings; saturate
-            // rather than wrap so a monster value is truncated, not garbled.
-            ends[i] = u32::try_from(text.len()).unwrap_or(u32::MAX);
+            ends[i] = u16::try_from(text.len()).unwrap_or(u16::MAX);
         }
         Account {
             directory: d.directory,
@@ -382,7 +390,7 @@ impl Account {
                     attributes: d.attributes,
                 })
             }),
-            last_change: d.last_change,
+            last_change: d.last_change.unwrap_or(NO_LAST_CHANGE),
         }
     }
 
@@ -482,7 +490,7 @@ impl Serialize for StoredView<'_> {
         st.serialize_field("enabled", &a.enabled)?;
         st.serialize_field("groups", &Groups(&a.groups))?;
         st.serialize_field("attributes", a.attributes())?;
-        st.serialize_field("last_change", &a.last_change)?;
+        st.serialize_field("last_change", &a.last_change())?;
         st.serialize_field("last_password_change", &a.last_password_change())?;
         st.serialize_field("soft_deleted", &a.soft_deleted)?;
         st.end()
@@ -544,6 +552,32 @@ mod tests {
                 "{d:?}"
             );
         }
+    }
+
+    #[test]
+    fn an_account_fits_a_128_byte_allocation_with_its_arc() {
+        // Arc adds two counters (16 bytes); glibc adds 8 of its own and
+        // rounds to 16: 104 bytes is the most that stays in the 128 class.
+        assert!(
+            std::mem::size_of::<Account>() <= 104,
+            "{}",
+            std::mem::size_of::<Account>()
+        );
+    }
+
+    #[test]
+    fn an_oversized_field_is_left_out_and_the_rest_kept() {
+        let mut d = sample();
+        d.display_name = Some("x".repeat(70_000));
+        d.upn = Some("after@contoso.com".into());
+        let a = Account::from(d);
+        assert_eq!(a.object_id(), "oid-1");
+        assert_eq!(a.display_name(), None, "a field that would pass 64 KiB is left out");
+        assert_eq!(a.upn(), Some("after@contoso.com"), "the fields after it are intact");
+        assert_eq!(a.last_change(), Some(1_700_000_000));
+        let mut none = sample();
+        none.last_change = None;
+        assert_eq!(Account::from(none).last_change(), None);
     }
 
     #[test]

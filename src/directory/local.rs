@@ -61,9 +61,64 @@ type Fast = foldhash::fast::RandomState;
 /// the account `lookup` returned, whose `Arc` this directory owns.
 #[derive(Default)]
 pub struct LocalDirectory {
-    users: HashMap<Box<str>, Arc<Account>, Fast>,
+    users: HashMap<UserKey, Arc<Account>, Fast>,
     credentials: HashMap<usize, UserCredential, Fast>,
     macs: HashMap<MacAddr, Arc<Account>, Fast>,
+}
+
+/// A folded user name as the table keeps it: inline when it fits (nearly
+/// every name), so that neither memory nor a lookup pays for a separate
+/// allocation and the pointer chase to it.
+#[derive(Clone)]
+enum UserKey {
+    Inline { len: u8, bytes: [u8; INLINE_KEY] },
+    Heap(Box<str>),
+}
+
+const INLINE_KEY: usize = 22;
+
+impl UserKey {
+    fn new(s: &str) -> UserKey {
+        if s.len() <= INLINE_KEY {
+            let mut bytes = [0u8; INLINE_KEY];
+            bytes[..s.len()].copy_from_slice(s.as_bytes());
+            UserKey::Inline {
+                len: s.len() as u8,
+                bytes,
+            }
+        } else {
+            UserKey::Heap(s.into())
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            // Built from a `&str` cut at its own length: always UTF-8.
+            UserKey::Inline { len, bytes } => std::str::from_utf8(&bytes[..*len as usize]).unwrap_or_default(),
+            UserKey::Heap(s) => s,
+        }
+    }
+}
+
+impl PartialEq for UserKey {
+    fn eq(&self, other: &UserKey) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for UserKey {}
+
+/// Hashes as the `str` it holds, so that lookups by `&str` find it.
+impl std::hash::Hash for UserKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl std::borrow::Borrow<str> for UserKey {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
 }
 
 impl std::fmt::Debug for LocalDirectory {
@@ -93,7 +148,7 @@ impl LocalDirectory {
         let mut d = LocalDirectory::default();
         for u in users {
             let id = Identity::parse(&u.name);
-            let Some(key) = with_user_key(&id, |k| Box::<str>::from(k)) else {
+            let Some(key) = with_user_key(&id, UserKey::new) else {
                 // A user named like a MAC would be unreachable: MAB looks up
                 // MACs. The validator refuses it; ignore it here.
                 continue;
@@ -204,6 +259,27 @@ mod tests {
         // An equal account that this directory did not hand out has no credential here.
         let stranger = Account::from(a_copy_of(&found(&d, "alice").unwrap()));
         assert!(d.credential(&stranger).is_none());
+    }
+
+    #[test]
+    fn long_names_are_found_like_short_ones() {
+        let long = "a-very-long-user-name-that-does-not-fit@contoso.example";
+        let d = LocalDirectory::new(
+            vec![LocalUser {
+                name: long.to_uppercase(),
+                credential: UserCredential::Argon2("$argon2id$x".into()),
+            }],
+            vec![],
+        );
+        let a = found(&d, long).unwrap();
+        assert!(matches!(d.credential(&a), Some(UserCredential::Argon2(_))));
+        assert!(found(&d, &long[..22]).is_none());
+        assert_eq!(
+            UserKey::new("exactly-twenty-two-ch!").as_str(),
+            "exactly-twenty-two-ch!"
+        );
+        assert!(matches!(UserKey::new("exactly-twenty-two-ch!"), UserKey::Inline { .. }));
+        assert!(matches!(UserKey::new("twenty-three-characters"), UserKey::Heap(_)));
     }
 
     #[test]

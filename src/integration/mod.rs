@@ -334,6 +334,8 @@ impl Integration {
             Ok(client) => self.sync_all(client, &settings).await,
             Err(e) => Some(e),
         };
+        // A round's pages and JSON peak well above what the replica keeps.
+        crate::server::release_freed_memory();
         let mut st = self.status();
         st.running = false;
         st.current = None;
