@@ -90,6 +90,10 @@ pub struct LoadReport {
 pub fn load_replica(store: &Store, replica: &EntraReplica) -> Result<LoadReport, StoreError> {
     let start = Instant::now();
     let mut conn = store.connect()?;
+    // One sequential scan: SQLite's page cache would only hold pages already
+    // read (up to the 32 MiB every connection gets), memory that glibc then
+    // keeps for the process.
+    conn.pragma_update(None, "cache_size", -512)?;
     let (tx, rx) = mpsc::sync_channel::<Account>(4096);
     let reader = std::thread::Builder::new()
         .name("replica-load".into())
