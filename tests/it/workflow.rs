@@ -347,21 +347,43 @@ fn domains_pick_in_a_terminal_saves_the_toggled_selection() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Everything the terminal shows, read as it comes.
+    let screen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut stdout = child.stdout.take().unwrap();
+    let sink = screen.clone();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = std::io::Read::read(&mut stdout, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
     {
         use std::io::Write;
         let mut stdin = child.stdin.take().unwrap();
-        // Give the picker time to draw and switch the terminal to raw mode.
-        std::thread::sleep(Duration::from_millis(1500));
+        // Type only once the picker has drawn its list (it has fetched the
+        // domains and is reading keys).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !screen.lock().unwrap().contains("filter:") {
+            assert!(
+                Instant::now() < deadline,
+                "the picker never drew: {}",
+                screen.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         for b in keys.bytes() {
             stdin.write_all(&[b]).unwrap();
             stdin.flush().unwrap();
             std::thread::sleep(Duration::from_millis(30));
         }
-        std::thread::sleep(Duration::from_millis(500));
     }
-    let o = child.wait_with_output().unwrap();
-    let text = out(&o);
-    assert!(o.status.success(), "{text}");
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    let text = screen.lock().unwrap().clone();
+    assert!(status.success(), "{text}");
     assert!(
         text.contains("Selected domains: contoso.example, fabrikam.example"),
         "{text}"
