@@ -214,14 +214,9 @@ pub fn commands_text(auth: SocketAddr, tenant: &Tenant) -> String {
     let mac = tenant
         .managed_devices
         .first()
-        .and_then(|m| m.wi_fi_mac_address.clone())
-        .map(|m| {
-            m.as_bytes()
-                .chunks(2)
-                .map(|c| String::from_utf8_lossy(c).to_lowercase())
-                .collect::<Vec<_>>()
-                .join(":")
-        })
+        .and_then(|m| crate::directory::MacAddr::parse(m.wi_fi_mac_address.as_deref()?).ok())
+        // Shown in a notation other than the tenant's, as switches vary.
+        .map(|m| m.to_string().to_lowercase().replace('-', ":"))
         .unwrap_or_default();
     let t = "cargo run --release -- test-auth";
     format!(

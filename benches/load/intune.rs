@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+use entra_radius::directory::MacAddr;
 use entra_radius::emulator::{Emulator, SYNTHETIC_CLIENT_ID, SYNTHETIC_CLIENT_SECRET, Tenant};
 
 use super::peers::{self, Peer};
@@ -17,16 +18,6 @@ use super::peers::{self, Peer};
 pub struct Graph {
     _emulator: Emulator,
     _runtime: tokio::runtime::Runtime,
-}
-
-/// `AABBCCDDEEFF` (Intune's form) as a switch sends it: `AA-BB-CC-DD-EE-FF`.
-fn dashed(hex12: &str) -> String {
-    hex12
-        .as_bytes()
-        .chunks(2)
-        .map(|c| String::from_utf8_lossy(c).into_owned())
-        .collect::<Vec<_>>()
-        .join("-")
 }
 
 fn cli(bin: &Path, config: &Path, args: &[&str]) -> Result<()> {
@@ -65,7 +56,8 @@ pub fn start(cpus: &str, devices: usize) -> Result<(Peer, Vec<String>, Graph)> {
         .filter(|m| enabled.contains(m.azure_ad_device_id.as_str()))
         .flat_map(|m| [m.wi_fi_mac_address.as_deref(), m.ethernet_mac_address.as_deref()])
         .flatten()
-        .map(dashed)
+        // `AA-BB-CC-DD-EE-FF`, as the generator sends MACs.
+        .filter_map(|m| MacAddr::parse(m).ok().map(|m| m.to_string()))
         .collect();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

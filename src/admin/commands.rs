@@ -379,105 +379,67 @@ pub async fn entra_consent(
     Ok(if complete { EXIT_OK } else { EXIT_FAILED })
 }
 
-/// Serves the loopback redirect once: the first request for `/consent` gives its query
-/// parameters; anything else (a browser's favicon) gets 404 and the wait goes on.
+/// Serves the loopback redirect (axum, on each listener) until the first request for
+/// `/consent`, and returns its query parameters; anything else (a browser's favicon) gets 404
+/// and the wait goes on.
 async fn wait_for_redirect(
     listener: tokio::net::TcpListener,
     v6: Option<tokio::net::TcpListener>,
 ) -> std::io::Result<Value> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    loop {
-        let (mut sock, _) = match &v6 {
-            Some(v6) => tokio::select! {
-                a = listener.accept() => a?,
-                a = v6.accept() => a?,
-            },
-            None => listener.accept().await?,
-        };
-        let mut buf = vec![0u8; 16 * 1024];
-        let mut len = 0;
-        // Read until the end of the request head (the redirect has no body).
-        while len < buf.len() {
-            let n = sock.read(&mut buf[len..]).await?;
-            if n == 0 {
-                break;
-            }
-            len += n;
-            if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
-                break;
-            }
-        }
-        let head = String::from_utf8_lossy(&buf[..len]);
-        let target = head
-            .lines()
-            .next()
-            .and_then(|l| l.split_whitespace().nth(1))
-            .unwrap_or("")
-            .to_string();
-        let (path, query) = target.split_once('?').unwrap_or((&target, ""));
-        if path != "/consent" {
-            let _ = sock
-                .write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                .await;
-            continue;
-        }
-        let params = parse_query(query);
+    use axum::extract::{Query, State};
+    use axum::response::Html;
+    type Answer = std::sync::Arc<tokio::sync::Mutex<Option<tokio::sync::oneshot::Sender<Value>>>>;
+    async fn consent(
+        State(answer): State<Answer>,
+        Query(params): Query<std::collections::HashMap<String, String>>,
+    ) -> Html<&'static str> {
         let ok = params
             .get("admin_consent")
             .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-        let page = if ok {
-            "<!doctype html><title>entra-radius</title><p>Admin consent received. You can close this window and return to the terminal."
-        } else {
-            "<!doctype html><title>entra-radius</title><p>Admin consent was not granted. The terminal says why."
-        };
-        let response = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{page}",
-            page.len()
-        );
-        let _ = sock.write_all(response.as_bytes()).await;
         let mut body = serde_json::Map::new();
         for key in ["admin_consent", "tenant", "state", "error", "error_description"] {
             if let Some(v) = params.get(key) {
                 body.insert(key.into(), Value::String(v.clone()));
             }
         }
-        return Ok(Value::Object(body));
-    }
-}
-
-/// `a=1&b=x%20y` → map, percent- and plus-decoded.
-pub fn parse_query(q: &str) -> std::collections::HashMap<String, String> {
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = (b[i] == b'%')
-            .then(|| b.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (b[i], hex) {
-            (b'%', Some(v)) => {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-            (b'+', _) => out.push(b' '),
-            (c, _) => out.push(c),
+        if let Some(tx) = answer.lock().await.take() {
+            let _ = tx.send(Value::Object(body));
         }
-        i += 1;
+        Html(if ok {
+            "<!doctype html><title>entra-radius</title><p>Admin consent received. You can close this window and return to the terminal."
+        } else {
+            "<!doctype html><title>entra-radius</title><p>Admin consent was not granted. The terminal says why."
+        })
     }
-    String::from_utf8_lossy(&out).into_owned()
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let answer: Answer = std::sync::Arc::new(tokio::sync::Mutex::new(Some(tx)));
+    let app = axum::Router::new()
+        .route("/consent", axum::routing::get(consent))
+        .with_state(answer);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut servers = Vec::new();
+    for l in std::iter::once(listener).chain(v6) {
+        let serve = axum::serve(l, app.clone()).with_graceful_shutdown(stop.clone().cancelled_owned());
+        servers.push(tokio::spawn(async move { serve.await }));
+    }
+    let got = rx
+        .await
+        .map_err(|_| std::io::Error::other("the redirect listener stopped"));
+    // Let the browser's page go out before the listeners close (a browser
+    // holding its connection open does not hold the command up for long).
+    stop.cancel();
+    for s in servers {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), s).await;
+    }
+    got
+}
+
+/// `a=1&b=x%20y` → map, percent- and plus-decoded (form encoding, by the
+/// URL parser reqwest already carries).
+pub fn parse_query(q: &str) -> std::collections::HashMap<String, String> {
+    reqwest::Url::parse(&format!("http://localhost/?{q}"))
+        .map(|u| u.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
+        .unwrap_or_default()
 }
 
 /// `domains list [--search TEXT]`.
@@ -767,8 +729,8 @@ mod tests {
         assert_eq!(q["admin_consent"], "True");
         assert_eq!(q["error_description"], "AADSTS65004: User declined");
         assert_eq!(q["x"], "");
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%zz"), "%zz");
+        assert_eq!(parse_query("a=100%")["a"], "100%");
+        assert_eq!(parse_query("a=%zz")["a"], "%zz");
     }
 
     #[test]
