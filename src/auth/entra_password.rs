@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use moka::sync::Cache;
 
+use super::pool::CpuPool;
+
 /// What the tenant said about a password.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PasswordVerdict {
@@ -55,8 +57,14 @@ impl PasswordCache {
     }
 
     /// True when `password` matches the cached hash for this account and
-    /// the password has not changed since. Runs argon2 off the async threads.
-    pub async fn matches(&self, object_id: &str, last_password_change: Option<&str>, password: &[u8]) -> bool {
+    /// the password has not changed since. Runs argon2 on `pool`.
+    pub async fn matches(
+        &self,
+        pool: &CpuPool,
+        object_id: &str,
+        last_password_change: Option<&str>,
+        password: &[u8],
+    ) -> bool {
         let Some(c) = self.entries.get(object_id) else {
             return false;
         };
@@ -65,7 +73,7 @@ impl PasswordCache {
             return false;
         }
         let pw = password.to_vec();
-        tokio::task::spawn_blocking(move || {
+        pool.run(move || {
             use argon2::password_hash::PasswordVerifier;
             use argon2::password_hash::phc::PasswordHash;
             let ok = PasswordHash::new(&c.phc)
@@ -80,18 +88,18 @@ impl PasswordCache {
     }
 
     /// Remembers a password the tenant accepted.
-    pub async fn remember(&self, object_id: &str, last_password_change: Option<&str>, password: &[u8]) {
+    pub async fn remember(&self, pool: &CpuPool, object_id: &str, last_password_change: Option<&str>, password: &[u8]) {
         let pw = password.to_vec();
-        let phc = tokio::task::spawn_blocking(move || {
-            use argon2::password_hash::PasswordHasher;
-            let h = argon2::Argon2::default().hash_password(&pw).map(|h| h.to_string()).ok();
-            let mut pw = pw;
-            zeroize::Zeroize::zeroize(&mut pw);
-            h
-        })
-        .await
-        .ok()
-        .flatten();
+        let phc = pool
+            .run(move || {
+                use argon2::password_hash::PasswordHasher;
+                let h = argon2::Argon2::default().hash_password(&pw).map(|h| h.to_string()).ok();
+                let mut pw = pw;
+                zeroize::Zeroize::zeroize(&mut pw);
+                h
+            })
+            .await
+            .flatten();
         if let Some(phc) = phc {
             self.entries.insert(
                 object_id.to_string(),
@@ -106,6 +114,30 @@ impl PasswordCache {
     /// Forgets an account (disabled, deleted, password changed).
     pub fn forget(&self, object_id: &str) {
         self.entries.invalidate(object_id);
+    }
+
+    /// Forgets every account `keep` refuses; returns how many.
+    pub fn forget_unless(&self, keep: &dyn Fn(&str) -> bool) -> usize {
+        let gone: Vec<Arc<String>> = self
+            .entries
+            .iter()
+            .filter(|(id, _)| !keep(id))
+            .map(|(id, _)| id)
+            .collect();
+        for id in &gone {
+            self.entries.invalidate(id.as_str());
+        }
+        gone.len()
+    }
+
+    /// Accounts remembered.
+    pub fn len(&self) -> u64 {
+        self.entries.run_pending_tasks();
+        self.entries.entry_count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -149,19 +181,20 @@ mod tests {
     #[tokio::test]
     async fn the_cache_holds_while_the_password_is_unchanged() {
         let c = PasswordCache::new(Duration::from_secs(60), 100);
-        assert!(!c.matches("u1", Some("t1"), b"pw").await);
-        c.remember("u1", Some("t1"), b"pw").await;
-        assert!(c.matches("u1", Some("t1"), b"pw").await);
+        let p = CpuPool::new("test", 1);
+        assert!(!c.matches(&p, "u1", Some("t1"), b"pw").await);
+        c.remember(&p, "u1", Some("t1"), b"pw").await;
+        assert!(c.matches(&p, "u1", Some("t1"), b"pw").await);
         assert!(
-            !c.matches("u1", Some("t1"), b"px").await,
+            !c.matches(&p, "u1", Some("t1"), b"px").await,
             "a different password is not a hit"
         );
         // The password changed in Entra ID: the entry is dropped.
-        assert!(!c.matches("u1", Some("t2"), b"pw").await);
-        assert!(!c.matches("u1", Some("t1"), b"pw").await);
-        c.remember("u1", None, b"pw").await;
+        assert!(!c.matches(&p, "u1", Some("t2"), b"pw").await);
+        assert!(!c.matches(&p, "u1", Some("t1"), b"pw").await);
+        c.remember(&p, "u1", None, b"pw").await;
         c.forget("u1");
-        assert!(!c.matches("u1", None, b"pw").await);
+        assert!(!c.matches(&p, "u1", None, b"pw").await);
     }
 
     #[test]

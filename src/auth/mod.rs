@@ -6,6 +6,7 @@
 //! [`Authenticator::decide`] and turns the [`Decision`] into a reply.
 
 pub mod entra_password;
+pub mod pool;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -18,7 +19,8 @@ use crate::directory::{
     Resolver, UserCredential,
 };
 use crate::proto::attr::service_type;
-use entra_password::PasswordVerdict;
+use entra_password::{PasswordChecker, PasswordVerdict};
+use pool::CpuPool;
 
 use crate::proto::auth::{Password, chap_challenge, chap_matches, unhide_password};
 use crate::proto::{AttrType, ClientSecret, Packet};
@@ -103,35 +105,91 @@ struct State {
 pub struct Authenticator {
     entra: Option<Arc<EntraDirectory>>,
     state: ArcSwap<State>,
-    /// PAP against Entra ID; absent until the integration is configured.
-    entra_passwords: arc_swap::ArcSwapOption<EntraPasswords>,
+    /// PAP against Entra ID. Lives as long as the server, so that its cache
+    /// and failure limit outlast sync rounds, reloads and re-scopes; the
+    /// integration only switches its checker on and off.
+    entra_passwords: Arc<EntraPasswords>,
+    /// Where argon2 runs (local `password_hash` users, the Entra cache).
+    argon2: Arc<CpuPool>,
 }
 
 /// How PAP is checked for Entra ID users: the live check, its cache, the
 /// local failure limit, and the domains whose passwords Entra ID does not
 /// hold (federated).
 pub struct EntraPasswords {
-    pub checker: Arc<dyn entra_password::PasswordChecker>,
+    /// The live check; `None` while the integration is not provisioned or
+    /// disabled (PAP for Entra users is then refused with that reason).
+    checker: std::sync::RwLock<Option<Arc<dyn PasswordChecker>>>,
     pub cache: entra_password::PasswordCache,
     pub limiter: entra_password::FailureLimiter,
-    pub federated_domains: ArcSwap<Vec<String>>,
+    federated_domains: ArcSwap<Vec<String>>,
+}
+
+impl Default for EntraPasswords {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl EntraPasswords {
     /// Defaults: successful checks cached 8 hours, at most 5 failures per
-    /// user per 15 minutes (Entra ID's smart lockout starts at 10).
-    pub fn new(checker: Arc<dyn entra_password::PasswordChecker>) -> EntraPasswords {
+    /// user per 15 minutes (Entra ID's smart lockout starts at 10). Off
+    /// until a checker is set.
+    pub fn new() -> EntraPasswords {
         EntraPasswords {
-            checker,
+            checker: std::sync::RwLock::new(None),
             cache: entra_password::PasswordCache::new(std::time::Duration::from_secs(8 * 3600), 1_000_000),
             limiter: entra_password::FailureLimiter::new(5, std::time::Duration::from_secs(15 * 60)),
             federated_domains: ArcSwap::from_pointee(Vec::new()),
         }
     }
 
+    /// Switches the live check on (a new Graph client each round) or off.
+    /// The cache and the failure counts stay as they are.
+    pub fn set_checker(&self, checker: Option<Arc<dyn PasswordChecker>>) {
+        *self.checker.write().unwrap_or_else(|p| p.into_inner()) = checker;
+    }
+
+    fn checker(&self) -> Option<Arc<dyn PasswordChecker>> {
+        self.checker.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.checker.read().unwrap_or_else(|p| p.into_inner()).is_some()
+    }
+
+    pub fn set_federated_domains(&self, domains: Vec<String>) {
+        self.federated_domains.store(Arc::new(domains));
+    }
+
+    /// Drops what is remembered of accounts that `keep` refuses (disabled
+    /// or deleted since): their next password is checked by Entra ID.
+    pub fn forget_unless(&self, keep: impl Fn(&str) -> bool) -> usize {
+        self.cache.forget_unless(&keep)
+    }
+
     fn is_federated(&self, upn: &str) -> bool {
         upn.rsplit_once('@')
             .is_some_and(|(_, d)| self.federated_domains.load().iter().any(|f| f.eq_ignore_ascii_case(d)))
+    }
+}
+
+/// The kinds of slow work a decision can wait on. Each has its own bound in
+/// the server, so one cannot starve another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkKind {
+    /// argon2 verification of a local `password_hash`.
+    Argon2,
+    /// The password grant against Entra ID (with its argon2 cache).
+    EntraPassword,
+}
+
+impl WorkKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkKind::Argon2 => "argon2",
+            WorkKind::EntraPassword => "entra_password",
+        }
     }
 }
 
@@ -146,17 +204,32 @@ impl Authenticator {
     /// `entra` is the long-lived Entra directory (the sync worker keeps it
     /// current); `None` leaves Entra ID out of the chain.
     pub fn new(entra: Option<Arc<EntraDirectory>>, cfg: AuthConfig) -> Authenticator {
+        Authenticator::with_pool(
+            entra,
+            cfg,
+            Arc::new(CpuPool::new("argon2", pool::default_argon2_threads())),
+        )
+    }
+
+    /// `new` with the pool argon2 runs on.
+    pub fn with_pool(entra: Option<Arc<EntraDirectory>>, cfg: AuthConfig, argon2: Arc<CpuPool>) -> Authenticator {
         let state = ArcSwap::from_pointee(build_state(entra.as_ref(), cfg));
         Authenticator {
             entra,
             state,
-            entra_passwords: arc_swap::ArcSwapOption::empty(),
+            entra_passwords: Arc::new(EntraPasswords::new()),
+            argon2,
         }
     }
 
-    /// Turns on PAP for Entra ID users (or off, with `None`).
-    pub fn set_entra_passwords(&self, p: Option<Arc<EntraPasswords>>) {
-        self.entra_passwords.store(p);
+    /// PAP for Entra ID users: its switch, cache and failure limit.
+    pub fn entra_passwords(&self) -> &Arc<EntraPasswords> {
+        &self.entra_passwords
+    }
+
+    /// How many argon2 verifications run at once.
+    pub fn argon2_threads(&self) -> usize {
+        self.argon2.threads()
     }
 
     pub fn reload(&self, cfg: AuthConfig) {
@@ -192,6 +265,7 @@ impl Authenticator {
             Step::Wait(work) => Err(Deferred {
                 state: arc_swap::Guard::into_inner(state),
                 work,
+                argon2: self.argon2.clone(),
             }),
         }
     }
@@ -293,11 +367,12 @@ impl Authenticator {
             ));
         }
         if directory == DirectoryKind::Entra
-            && let Some(passwords) = self.entra_passwords.load_full()
+            && let Some(checker) = self.entra_passwords.checker()
             && let Some(password) = password
         {
             return Step::Wait(Work::EntraPap {
-                passwords,
+                passwords: self.entra_passwords.clone(),
+                checker,
                 account,
                 label,
                 password,
@@ -368,6 +443,7 @@ enum Work {
     },
     EntraPap {
         passwords: Arc<EntraPasswords>,
+        checker: Arc<dyn PasswordChecker>,
         account: Arc<Account>,
         label: String,
         password: Password,
@@ -380,9 +456,18 @@ enum Work {
 pub struct Deferred {
     state: Arc<State>,
     work: Work,
+    argon2: Arc<CpuPool>,
 }
 
 impl Deferred {
+    /// Which bound the server admits this work under.
+    pub fn kind(&self) -> WorkKind {
+        match self.work {
+            Work::Argon2 { .. } => WorkKind::Argon2,
+            Work::EntraPap { .. } => WorkKind::EntraPassword,
+        }
+    }
+
     pub async fn finish(self) -> Decision {
         let state = &self.state;
         match self.work {
@@ -394,9 +479,11 @@ impl Deferred {
                 directory,
                 account,
             } => {
-                // Argon2 is deliberately slow; keep it off the threads that
-                // receive packets.
-                let ok = tokio::task::spawn_blocking(move || verify_argon2(&hash, password.as_bytes()))
+                // Argon2 is deliberately slow and large; it runs on its own
+                // few threads, never on those that receive packets.
+                let ok = self
+                    .argon2
+                    .run(move || verify_argon2(&hash, password.as_bytes()))
                     .await
                     .unwrap_or(false);
                 if ok {
@@ -407,16 +494,32 @@ impl Deferred {
             }
             Work::EntraPap {
                 passwords,
+                checker,
                 account,
                 label,
                 password,
-            } => entra_pap(state, &passwords, &account, label, &password).await,
+            } => {
+                let check = EntraCheck {
+                    passwords: &passwords,
+                    checker: checker.as_ref(),
+                    argon2: &self.argon2,
+                };
+                entra_pap(state, check, &account, label, &password).await
+            }
         }
     }
 }
 
+/// What checking an Entra ID password uses.
+struct EntraCheck<'a> {
+    passwords: &'a EntraPasswords,
+    checker: &'a dyn PasswordChecker,
+    argon2: &'a CpuPool,
+}
+
 /// PAP for an enabled Entra ID account.
-async fn entra_pap(state: &State, p: &EntraPasswords, account: &Account, label: String, pw: &Password) -> Decision {
+async fn entra_pap(state: &State, c: EntraCheck<'_>, account: &Account, label: String, pw: &Password) -> Decision {
+    let p = c.passwords;
     let (method, dir) = (Method::Pap, Some(DirectoryKind::Entra));
     let Some(upn) = account.upn() else {
         return Decision::reject(method, label, dir, "Entra ID account without a user principal name");
@@ -438,7 +541,10 @@ async fn entra_pap(state: &State, p: &EntraPasswords, account: &Account, label: 
             "too many failed password checks for this user recently; Entra ID was not asked (protects the account from smart lockout)",
         );
     }
-    if p.cache.matches(id, account.last_password_change(), pw.as_bytes()).await {
+    if p.cache
+        .matches(c.argon2, id, account.last_password_change(), pw.as_bytes())
+        .await
+    {
         return accept(
             state,
             method,
@@ -448,11 +554,11 @@ async fn entra_pap(state: &State, p: &EntraPasswords, account: &Account, label: 
             "password matches a recent check by Entra ID",
         );
     }
-    match p.checker.check(upn, pw.as_bytes()).await {
+    match c.checker.check(upn, pw.as_bytes()).await {
         PasswordVerdict::Accepted => {
             p.limiter.clear(id);
             p.cache
-                .remember(id, account.last_password_change(), pw.as_bytes())
+                .remember(c.argon2, id, account.last_password_change(), pw.as_bytes())
                 .await;
             accept(
                 state,
@@ -953,7 +1059,7 @@ mod tests {
             calls: Default::default(),
             reachable,
         });
-        a.set_entra_passwords(Some(Arc::new(EntraPasswords::new(t.clone()))));
+        a.entra_passwords().set_checker(Some(t.clone()));
         (a, t)
     }
 
@@ -1015,12 +1121,59 @@ mod tests {
             d.reason.contains("could not check the password: connection refused"),
             "{d:?}"
         );
-        let p = a.entra_passwords.load_full().unwrap();
-        p.federated_domains.store(Arc::new(vec!["CONTOSO.COM".into()]));
+        a.entra_passwords().set_federated_domains(vec!["CONTOSO.COM".into()]);
         let d = a
             .decide(&Packet::decode(&pap("alice@contoso.com", "entra-pw")).unwrap(), &s)
             .await;
         assert!(d.reason.contains("federated"), "{d:?}");
         assert_eq!(calls(&t), 1, "federated users are not sent to Entra ID");
+    }
+
+    /// Each sync round hands over a new Graph client: the cache and the
+    /// failure counts must outlive it, or a cached user is asked live again
+    /// (and refused while Graph is down) and wrong guesses reach Entra ID
+    /// beyond the limit.
+    #[tokio::test]
+    async fn a_new_checker_keeps_the_cache_and_the_failure_count() {
+        let (a, t) = with_tenant(true);
+        let s = ClientSecret::new(SECRET);
+        let pap_alice = |pw: &str| Packet::decode(&pap("alice@contoso.com", pw)).unwrap().bytes().to_vec();
+        assert!(
+            a.decide(&Packet::decode(&pap_alice("entra-pw")).unwrap(), &s)
+                .await
+                .accept
+        );
+        // A round while Entra ID is down: the cached password still works.
+        let down = Arc::new(FakeTenant {
+            calls: Default::default(),
+            reachable: false,
+        });
+        a.entra_passwords().set_checker(Some(down.clone()));
+        let d = a.decide(&Packet::decode(&pap_alice("entra-pw")).unwrap(), &s).await;
+        assert!(d.accept, "{d:?}");
+        assert_eq!(calls(&down), 0);
+        // Guesses around rounds: the limit counts across them.
+        let mut asked = 0;
+        for round in 0..4 {
+            let t2 = Arc::new(FakeTenant {
+                calls: Default::default(),
+                reachable: true,
+            });
+            a.entra_passwords().set_checker(Some(t2.clone()));
+            for _ in 0..3 {
+                a.decide(&Packet::decode(&pap_alice("guess")).unwrap(), &s).await;
+            }
+            asked += calls(&t2);
+            assert!(asked <= 5, "round {round}: {asked} guesses reached Entra ID");
+        }
+        assert_eq!(asked, 5);
+        assert_eq!(calls(&t), 1);
+        // Switched off (integration disabled): Entra PAP is refused with a reason.
+        a.entra_passwords().set_checker(None);
+        let d = a.decide(&Packet::decode(&pap_alice("entra-pw")).unwrap(), &s).await;
+        assert!(!d.accept);
+        assert!(d.reason.contains("not provisioned"), "{d:?}");
+        // A disabled or deleted account is forgotten.
+        assert_eq!(a.entra_passwords().forget_unless(|_| false), 1);
     }
 }

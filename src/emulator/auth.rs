@@ -391,6 +391,7 @@ fn password_grant(s: &Inner, form: &HashMap<String, String>, client_id: &str, t:
             "The request body must contain the following parameter: 'username' and 'password'.",
         );
     };
+    s.password_grants.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let grant = |code: u32, text: &str| aad_error(StatusCode::BAD_REQUEST, "invalid_grant", code, text);
     let Some(u) = s
         .users

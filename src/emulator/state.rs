@@ -219,6 +219,9 @@ const MAX_LOG: usize = 200_000;
 
 #[derive(Debug)]
 pub(crate) struct Inner {
+    /// Password grants answered (right or wrong), for tests of how many
+    /// guesses reach the tenant.
+    pub password_grants: std::sync::atomic::AtomicU64,
     pub tenant_id: String,
     pub base_url: String,
     pub domains: Vec<Domain>,
@@ -306,6 +309,7 @@ impl Inner {
         let mut apps = t.apps;
         apps.iter_mut().for_each(install_app);
         Inner {
+            password_grants: Default::default(),
             tenant_id: t.id,
             base_url: String::new(),
             domains: t.domains,
@@ -647,6 +651,13 @@ impl Control {
         let mut s = lock(&self.shared);
         s.replay_pct = u64::from(replay_pct.min(100));
         s.empty_pct = u64::from(empty_page_pct.min(90));
+    }
+
+    /// Resource-owner password grants the token endpoint has answered.
+    pub fn password_grants(&self) -> u64 {
+        lock(&self.shared)
+            .password_grants
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Everything the emulator has answered (newest last, capped).

@@ -162,7 +162,7 @@ impl Integration {
             "consent": s.consent,
             "domains": { "selected": s.selected_domains, "rescope_pending": s.rescope_pending },
             "replica": { "users": counts.users, "devices": counts.devices, "soft_deleted": counts.soft_deleted },
-            "sync": self.sync_status(),
+            "sync": self.sync_status().current(s.sync_blocker()),
             "delta_token_age_seconds": self.delta_ages(),
             "provisioning": self.provision_progress(),
             "next_step": self.next_step(&s),
@@ -182,7 +182,7 @@ impl Integration {
         self.set_keys(&[(keys::ENABLED, Some("false"))])?;
         // From here on no decision uses Entra accounts.
         self.handle.entra().set_enabled(false);
-        self.handle.authenticator().set_entra_passwords(None);
+        self.handle.authenticator().entra_passwords().set_checker(None);
         self.cancel_round();
         let mut purged = None;
         if body.purge {
@@ -201,6 +201,7 @@ impl Integration {
             let mut conn = self.handle.store().connect().map_err(store_err)?;
             let n = stored::purge(&mut conn).map_err(store_err)?;
             self.handle.entra().replica().load(std::iter::empty());
+            self.handle.authenticator().entra_passwords().forget_unless(|_| false);
             let mut st = self.status();
             for o in st.objects_mut() {
                 *o = Default::default();
@@ -513,7 +514,7 @@ impl Integration {
         let s = self.read_settings()?;
         let counts = self.handle.entra().replica().counts();
         Ok(json!({
-            "sync": self.sync_status(),
+            "sync": self.sync_status().current(s.sync_blocker()),
             "delta_token_age_seconds": self.delta_ages(),
             "replica": { "users": counts.users, "devices": counts.devices, "soft_deleted": counts.soft_deleted },
             "blocked": s.sync_blocker(),

@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::auth::EntraPasswords;
 use crate::auth::entra_password::{PasswordChecker, PasswordVerdict};
 use crate::config::EntraConfig;
 use crate::server::ServerHandle;
@@ -265,11 +264,16 @@ impl Integration {
             return;
         };
         let mut st = self.status();
-        for (name, _, updated) in list {
+        for (name, value, updated) in list {
             let slot = match name.as_str() {
                 "users.delta" => &mut st.users,
                 "devices.delta" => &mut st.devices,
                 "groups.delta" => &mut st.groups,
+                crate::sync::worker::INTUNE_DONE => {
+                    // Its value is the number of managed devices read.
+                    st.intune.items = value.parse().unwrap_or(0);
+                    &mut st.intune
+                }
                 _ => continue,
             };
             slot.last_success = Some(updated);
@@ -312,9 +316,12 @@ impl Integration {
         };
         self.handle.entra().set_enabled(settings.enabled);
         if let Some(blocker) = settings.sync_blocker() {
-            self.set_state(blocker);
+            let mut st = self.status();
+            st.state = blocker.into();
+            st.blocked = true;
+            drop(st);
             if !settings.enabled || !settings.provisioned() {
-                self.handle.authenticator().set_entra_passwords(None);
+                self.handle.authenticator().entra_passwords().set_checker(None);
             }
             return None;
         }
@@ -322,6 +329,7 @@ impl Integration {
             let mut st = self.status();
             st.rounds_started += 1;
             st.running = true;
+            st.blocked = false;
             st.state = "syncing".into();
             st.round_started_at = Some(now_unix());
             for o in st.objects_mut() {
@@ -368,16 +376,18 @@ impl Integration {
     /// Users, devices, groups and Intune MACs; returns the first failure.
     async fn sync_all(&self, client: GraphClient, settings: &Settings) -> Option<String> {
         // PAP for Entra users, with the federated domains Entra cannot check.
-        let passwords = Arc::new(EntraPasswords::new(Arc::new(GraphPasswords(client.clone()))));
+        // Only the checker is new: the cache and the failure counts live as
+        // long as the server.
+        let passwords = self.handle.authenticator().entra_passwords();
         match client.domains().await {
             Ok(domains) => {
                 let federated: Vec<String> = domains.iter().filter(|d| d.federated).map(|d| d.name.clone()).collect();
-                passwords.federated_domains.store(Arc::new(federated.clone()));
+                passwords.set_federated_domains(federated.clone());
                 self.status().federated_domains = federated;
             }
             Err(e) => warn!(error = %e, "listing the tenant's domains failed"),
         }
-        self.handle.authenticator().set_entra_passwords(Some(passwords));
+        passwords.set_checker(Some(Arc::new(GraphPasswords(client.clone()))));
 
         if settings.rescope_pending
             && let Err(e) = self.start_rescope()
@@ -436,10 +446,25 @@ impl Integration {
                 }
             }
         }
+        // Passwords remembered for accounts disabled or deleted since are
+        // forgotten: if such an account comes back, Entra ID checks again.
+        let replica = self.handle.entra().replica();
+        let forgotten = passwords.forget_unless(|id| replica.get(id).is_some_and(|a| a.enabled() && !a.soft_deleted()));
+        if forgotten > 0 {
+            info!(
+                accounts = forgotten,
+                "forgot cached passwords of accounts disabled or deleted"
+            );
+        }
         self.status().current = Some("intune".into());
         let started = Instant::now();
+        let observe = |r: &crate::sync::worker::IntuneReport| {
+            let mut st = self.status();
+            st.intune.running_pages = r.pages;
+            st.intune.running_items = r.managed_devices;
+        };
         let intune = syncer
-            .intune_round(&managed_devices_url(ep, MANAGED_DEVICE_SELECT))
+            .intune_round_observed(&managed_devices_url(ep, MANAGED_DEVICE_SELECT), &observe)
             .await;
         let mut st = self.status();
         st.intune.last_duration_ms = started.elapsed().as_millis() as u64;

@@ -60,9 +60,28 @@ pub struct SyncStatus {
     /// Intune managed devices (MAC addresses for MAB).
     pub intune: ObjectStatus,
     pub federated_domains: Vec<String>,
+    /// `state` names what blocked the last round; it is stale once the
+    /// administrator has fixed that (see [`SyncStatus::as_of`]).
+    #[serde(skip)]
+    pub(super) blocked: bool,
 }
 
 impl SyncStatus {
+    /// The status with `state` as of the settings now rather than as of the
+    /// last round: what blocks the next round, if anything does, or that
+    /// the block is gone. `entra status` and `sync status` both show this,
+    /// so they agree right after `entra enable` or `domains select`.
+    pub(super) fn current(mut self, blocker: Option<&str>) -> SyncStatus {
+        if !self.running {
+            match blocker {
+                Some(b) => self.state = b.into(),
+                None if self.blocked => self.state = "ready: the next round starts shortly".into(),
+                None => {}
+            }
+        }
+        self
+    }
+
     pub(super) fn object_mut(&mut self, o: ObjectType) -> &mut ObjectStatus {
         match o {
             ObjectType::Users => &mut self.users,

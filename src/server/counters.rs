@@ -24,8 +24,14 @@ pub enum DropReason {
     MissingMessageAuthenticator,
     /// `limit_proxy_state`: Proxy-State without Message-Authenticator.
     ProxyStateWithoutMessageAuthenticator,
-    /// More requests in progress than `max_in_flight`.
-    Overloaded,
+    /// argon2 verifications (local `password_hash` users) at their bound,
+    /// or this NAS at its share of it.
+    Argon2Busy,
+    /// Entra ID password checks at their bound, or this NAS at its share.
+    EntraPasswordBusy,
+    /// Accounting records waiting for the store at `max_in_flight`, or
+    /// this NAS at its share.
+    AccountingBusy,
     /// The accounting record could not be stored; the NAS will retry.
     StoreFailed,
     /// The reply could not be encoded (too large).
@@ -33,7 +39,7 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 12] = [
         DropReason::Malformed,
         DropReason::Oversize,
         DropReason::UnexpectedCode,
@@ -41,7 +47,9 @@ impl DropReason {
         DropReason::BadMessageAuthenticator,
         DropReason::MissingMessageAuthenticator,
         DropReason::ProxyStateWithoutMessageAuthenticator,
-        DropReason::Overloaded,
+        DropReason::Argon2Busy,
+        DropReason::EntraPasswordBusy,
+        DropReason::AccountingBusy,
         DropReason::StoreFailed,
         DropReason::EncodeFailed,
     ];
@@ -55,7 +63,9 @@ impl DropReason {
             DropReason::BadMessageAuthenticator => "bad_message_authenticator",
             DropReason::MissingMessageAuthenticator => "missing_message_authenticator",
             DropReason::ProxyStateWithoutMessageAuthenticator => "proxy_state_without_message_authenticator",
-            DropReason::Overloaded => "overloaded",
+            DropReason::Argon2Busy => "argon2_busy",
+            DropReason::EntraPasswordBusy => "entra_password_busy",
+            DropReason::AccountingBusy => "accounting_busy",
             DropReason::StoreFailed => "store_failed",
             DropReason::EncodeFailed => "encode_failed",
         }
@@ -287,11 +297,11 @@ mod tests {
     fn counters_survive_by_name() {
         let r = CounterRegistry::default();
         inc(&r.for_client("a").accepts);
-        r.for_client("a").count_drop(DropReason::Overloaded);
+        r.for_client("a").count_drop(DropReason::Argon2Busy);
         let s = r.snapshot();
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].1.accepts, 1);
-        assert_eq!(s[0].1.drops.get("overloaded"), Some(&1));
-        assert!(s[0].1.to_string().contains("drop.overloaded=1"));
+        assert_eq!(s[0].1.drops.get("argon2_busy"), Some(&1));
+        assert!(s[0].1.to_string().contains("drop.argon2_busy=1"));
     }
 }

@@ -9,22 +9,22 @@ pub mod admin_backend;
 pub mod clients;
 pub mod counters;
 pub mod dedup;
+pub mod limits;
 mod udp;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use moka::sync::Cache;
 use tokio::net::UdpSocket;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
-use crate::auth::{AuthConfig, Authenticator, Decision};
+use crate::auth::{AuthConfig, Authenticator, Decision, WorkKind};
 use crate::config::Config;
 use crate::directory::persist::{self, LoadReport};
 use crate::directory::policy::ReplyPlan;
@@ -73,12 +73,12 @@ struct Shared {
     authenticator: Authenticator,
     acct: AcctWriter,
     responses: ResponseCache,
-    /// Bounds the requests being worked on; when it is exhausted new
-    /// requests are shed (and counted) instead of queueing without bound.
-    in_flight: Arc<Semaphore>,
-    /// One warning per source and reason per minute, so a misconfigured or
-    /// hostile sender cannot flood the log.
-    log_limit: Cache<(IpAddr, &'static str), ()>,
+    /// Bounds on slow work, one per kind; memory-only decisions take none.
+    limits: Limits,
+    /// One warning per source (address and port) and reason per minute, so
+    /// a misconfigured or hostile sender cannot flood the log while two
+    /// NASes behind one address are both heard.
+    log_limit: Cache<(SocketAddr, &'static str), ()>,
     dictionary: Arc<Dictionary>,
     /// The Entra replica as a directory; the sync worker and the admin API
     /// share it with the resolver.
@@ -89,6 +89,43 @@ struct Shared {
     started: std::time::Instant,
     listen_addrs: Vec<(Port, SocketAddr)>,
 }
+
+/// How much slow work of each kind may be in progress at once. A request
+/// beyond its kind's bound is shed and counted under that kind's reason.
+struct Limits {
+    /// Running or queued for the argon2 pool: a few per pool thread, so a
+    /// queued request waits well under a NAS's timeout.
+    argon2: Arc<limits::Bound>,
+    /// Password grants to Entra ID in progress (network round trips).
+    entra_password: Arc<limits::Bound>,
+    /// Accounting records waiting for the store (`max_in_flight`).
+    accounting: Arc<limits::Bound>,
+}
+
+impl Limits {
+    fn new(argon2_threads: usize, max_in_flight: usize) -> Limits {
+        Limits {
+            argon2: limits::Bound::new(argon2_threads * ARGON2_QUEUE_PER_THREAD),
+            entra_password: limits::Bound::new(ENTRA_PASSWORD_CHECKS),
+            accounting: limits::Bound::new(max_in_flight),
+        }
+    }
+
+    fn for_work(&self, kind: WorkKind) -> (&Arc<limits::Bound>, DropReason) {
+        match kind {
+            WorkKind::Argon2 => (&self.argon2, DropReason::Argon2Busy),
+            WorkKind::EntraPassword => (&self.entra_password, DropReason::EntraPasswordBusy),
+        }
+    }
+}
+
+/// An argon2 verification takes tens of milliseconds: sixteen waiting per
+/// thread is a wait of well under a second, far inside a NAS's timeout.
+const ARGON2_QUEUE_PER_THREAD: usize = 16;
+
+/// Entra ID password grants in progress at once. Each is a network round
+/// trip of tens of milliseconds to a few seconds.
+const ENTRA_PASSWORD_CHECKS: usize = 64;
 
 /// A bound server, ready to run.
 pub struct Server {
@@ -256,13 +293,15 @@ impl Server {
             .iter()
             .filter_map(|l| l.socket.local_addr().ok().map(|a| (l.port, a)))
             .collect();
+        let authenticator = Authenticator::new(Some(entra.clone()), auth_config(cfg));
+        let limits = Limits::new(authenticator.argon2_threads(), cfg.server.max_in_flight);
         let shared = Arc::new(Shared {
             clients: ArcSwap::from_pointee(ClientTable::new(&cfg.clients, &counters)),
             counters,
-            authenticator: Authenticator::new(Some(entra.clone()), auth_config(cfg)),
+            authenticator,
             acct,
             responses: ResponseCache::new(cfg.server.response_cache_ttl, 1 << 18),
-            in_flight: Arc::new(Semaphore::new(cfg.server.max_in_flight)),
+            limits,
             log_limit: Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(Duration::from_secs(60))
@@ -425,8 +464,8 @@ fn now_unix() -> i64 {
 }
 
 impl Shared {
-    fn log_allowed(&self, ip: IpAddr, what: &'static str) -> bool {
-        let key = (ip, what);
+    fn log_allowed(&self, source: SocketAddr, what: &'static str) -> bool {
+        let key = (source, what);
         if self.log_limit.contains_key(&key) {
             return false;
         }
@@ -436,7 +475,7 @@ impl Shared {
 
     fn drop_packet(&self, client: &Client, src: SocketAddr, reason: DropReason, detail: &dyn std::fmt::Display) {
         client.counters.count_drop(reason);
-        if self.log_allowed(src.ip(), reason.as_str()) {
+        if self.log_allowed(src, reason.as_str()) {
             warn!(client = %client.name, source = %src, reason = reason.as_str(), "dropped packet: {detail} (further drops for this reason from this source are not logged for 60s)");
         }
     }
@@ -452,7 +491,7 @@ impl Shared {
         let table = self.clients.load();
         let Some(client) = table.lookup(src.ip()) else {
             inc(&self.counters.unknown_client);
-            if self.log_allowed(src.ip(), "unknown_client") {
+            if self.log_allowed(src, "unknown_client") {
                 warn!(source = %src, "dropped packet from unknown client (no [[clients]] entry covers this address; not logged again for 60s)");
             }
             return;
@@ -489,7 +528,7 @@ impl Shared {
         }
     }
 
-    /// Duplicate check and admission; `None` when the packet is already dealt with.
+    /// The duplicate check; `None` when the packet is already dealt with.
     fn admit(
         &self,
         l: &Listener,
@@ -497,7 +536,7 @@ impl Shared {
         packet: &Packet<'_>,
         src: SocketAddr,
         out: &mut Outbox,
-    ) -> Option<(Arc<dedup::Entry>, tokio::sync::OwnedSemaphorePermit)> {
+    ) -> Option<Arc<dedup::Entry>> {
         let key = DedupKey {
             listener: l.index,
             source: src,
@@ -515,16 +554,26 @@ impl Shared {
                 return None;
             }
         };
-        match self.in_flight.clone().try_acquire_owned() {
-            Ok(permit) => Some((entry, permit)),
-            Err(_) => {
+        Some(entry)
+    }
+
+    /// A place under `bound` for this client's request, or the request is
+    /// shed: counted, logged at a limited rate, and forgotten by the
+    /// response cache so that the NAS's retransmission is taken as new.
+    fn place(
+        &self,
+        bound: &Arc<limits::Bound>,
+        reason: DropReason,
+        client: &Client,
+        src: SocketAddr,
+        entry: &dedup::Entry,
+    ) -> Option<limits::Permit> {
+        match bound.try_acquire(&client.name) {
+            Ok(p) => Some(p),
+            Err(shed) => {
                 entry.finish(None);
-                self.drop_packet(
-                    client,
-                    src,
-                    DropReason::Overloaded,
-                    &"too many requests in progress (server.max_in_flight)",
-                );
+                let detail = shed.describe(reason.as_str(), bound.capacity(), bound.per_client());
+                self.drop_packet(client, src, reason, &detail);
                 None
             }
         }
@@ -587,15 +636,15 @@ impl Shared {
                 return;
             }
         }
-        let Some((entry, permit)) = self.admit(l, client, packet, src, out) else {
+        let Some(entry) = self.admit(l, client, packet, src, out) else {
             return;
         };
-        // Memory-only decisions (nearly all) are answered here, with no task.
+        // Memory-only decisions (nearly all) are answered here, with no
+        // task and no place to take.
         let deferred = match self.authenticator.decide_or_defer(packet, &client.secret) {
             Ok(d) => {
                 let buf = std::mem::take(&mut out.scratch);
                 let reply = self.decided(packet, client, &d, buf);
-                drop(permit);
                 match reply {
                     Some(v) => {
                         let bytes: Arc<[u8]> = Arc::from(&v[..]);
@@ -608,6 +657,10 @@ impl Shared {
                 return;
             }
             Err(deferred) => deferred,
+        };
+        let (bound, reason) = self.limits.for_work(deferred.kind());
+        let Some(permit) = self.place(bound, reason, client, src, &entry) else {
+            return;
         };
         let shared = self.clone();
         let client = client.clone();
@@ -712,7 +765,10 @@ impl Shared {
             );
             return;
         }
-        let Some((entry, permit)) = self.admit(l, client, packet, src, out) else {
+        let Some(entry) = self.admit(l, client, packet, src, out) else {
+            return;
+        };
+        let Some(permit) = self.place(&self.limits.accounting, DropReason::AccountingBusy, client, src, &entry) else {
             return;
         };
         let record = acct::record_from_packet(packet, src.ip(), &client.name, now_unix());

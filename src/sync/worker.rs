@@ -418,6 +418,9 @@ impl<S: PageSource> Syncer<S> {
     }
 }
 
+/// The checkpoint a finished Intune pass leaves; its time is when.
+pub const INTUNE_DONE: &str = "intune.done";
+
 /// What an Intune pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IntuneReport {
@@ -433,6 +436,17 @@ impl<S: PageSource> Syncer<S> {
     /// Intune reports for its `deviceId`, so MAB finds it. A device Intune no
     /// longer lists loses its MACs.
     pub async fn intune_round(&self, first_url: &str) -> Result<IntuneReport, SyncError> {
+        self.intune_round_observed(first_url, &|_| {}).await
+    }
+
+    /// `intune_round`, calling `observe` after each page (progress for
+    /// `sync now --wait`). A finished pass leaves the checkpoint
+    /// `intune.done`, whose time is the last success after a restart.
+    pub async fn intune_round_observed(
+        &self,
+        first_url: &str,
+        observe: &(dyn Fn(&IntuneReport) + Sync),
+    ) -> Result<IntuneReport, SyncError> {
         let mut report = IntuneReport::default();
         let mut macs: std::collections::HashMap<String, Vec<crate::directory::MacAddr>> =
             std::collections::HashMap::new();
@@ -454,6 +468,7 @@ impl<S: PageSource> Syncer<S> {
                     }
                 }
             }
+            observe(&report);
             match page.next_link {
                 Some(n) => url = n,
                 None => break,
@@ -481,10 +496,15 @@ impl<S: PageSource> Syncer<S> {
             }
         }
         report.updated = changes.len() as u64;
-        if !changes.is_empty() {
-            let mut conn = self.store.connect()?;
-            self.apply_and_store(&mut conn, changes, now_unix())?;
-        }
+        let mut conn = self.store.connect()?;
+        let now = now_unix();
+        self.apply_and_store(&mut conn, changes, now)?;
+        stored::apply(
+            &mut conn,
+            &[],
+            &[(INTUNE_DONE, &report.managed_devices.to_string())],
+            now,
+        )?;
         Ok(report)
     }
 }
@@ -807,8 +827,22 @@ mod tests {
             None,
             None,
         );
-        let r = s.intune_round("md").await.unwrap();
+        let seen = Mutex::new(Vec::new());
+        let r = s
+            .intune_round_observed("md", &|r| seen.lock().unwrap().push((r.pages, r.managed_devices)))
+            .await
+            .unwrap();
         assert_eq!((r.pages, r.managed_devices, r.updated), (2, 2, 1));
+        // Progress after each page, for `sync now --wait`.
+        assert_eq!(*seen.lock().unwrap(), vec![(1, 1), (2, 2)]);
+        // The pass is recorded, so its last success survives a restart.
+        let conn = s.store.connect().unwrap();
+        assert!(
+            stored::checkpoints(&conn)
+                .unwrap()
+                .iter()
+                .any(|(n, _, _)| n == INTUNE_DONE)
+        );
         let d = s.replica.lookup(&Identity::parse("a1:b2:c3:d4:e5:f6")).unwrap();
         assert_eq!(d.object_id(), "d1");
         assert!(s.replica.lookup(&Identity::parse("0a0b.0c0d.0e0f")).is_some());

@@ -108,6 +108,39 @@ impl TestServer {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// A line of `/proc/PID/status` as a number (`VmRSS`, `VmHWM` in KiB,
+    /// `Threads`).
+    pub fn proc_status(&self, key: &str) -> u64 {
+        let text = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("/proc status");
+        text.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in /proc status"))
+    }
+
+    /// The Prometheus text of the admin API's `/metrics`.
+    pub fn metrics(&self) -> String {
+        let token = std::fs::read_to_string(self.state_dir().join("admin.token")).expect("admin token");
+        let mut s = std::net::TcpStream::connect(self.admin).expect("admin API");
+        std::io::Write::write_all(
+            &mut s,
+            format!(
+                "GET /metrics HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+                self.admin,
+                token.trim()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+
     pub fn state_dir(&self) -> PathBuf {
         self.dir.path().join("state")
     }
@@ -302,4 +335,29 @@ pub fn start_emulator(
         ))
         .unwrap();
     (rt, emu)
+}
+
+/// The integration state `entra provision`, `domains select` and
+/// `entra enable` leave behind, for the emulator's demo application.
+pub fn provision(state: &Path, tenant_id: &str, domains: &[&str]) {
+    use entra_radius::emulator::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};
+    provision_app(state, tenant_id, domains, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET);
+}
+
+/// `provision` for another application.
+pub fn provision_app(state: &Path, tenant_id: &str, domains: &[&str], client_id: &str, secret: &str) {
+    use entra_radius::store::integration::{keys, set};
+    let store = entra_radius::store::Store::open(state).unwrap();
+    let c = store.connect().unwrap();
+    set(&c, keys::TENANT_ID, Some(tenant_id), 1).unwrap();
+    set(&c, keys::CLIENT_ID, Some(client_id), 1).unwrap();
+    set(
+        &c,
+        keys::SELECTED_DOMAINS,
+        Some(&serde_json::to_string(domains).unwrap()),
+        1,
+    )
+    .unwrap();
+    set(&c, keys::ENABLED, Some("true"), 1).unwrap();
+    write_private(&state.join("entra-client-secret"), secret.as_bytes());
 }

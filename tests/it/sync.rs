@@ -3,37 +3,12 @@
 //! a disabled user after the next delta round, domain scoping, nested groups
 //! turned into a VLAN, an expired delta token, and throttling.
 
-use std::path::Path;
-
-use entra_radius::emulator::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Emulator, Fault, Tenant};
+use entra_radius::emulator::{DEMO_CLIENT_ID, Emulator, Fault, Tenant};
 use entra_radius::store::Store;
-use entra_radius::store::integration::{keys, set};
 
 use crate::harness::*;
 
 const MA: &str = "Message-Authenticator = 0x00";
-
-/// The integration state `entra provision`, `domains select` and
-/// `entra enable` leave behind.
-fn provision(state: &Path, tenant_id: &str, domains: &[&str]) {
-    provision_app(state, tenant_id, domains, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET);
-}
-
-fn provision_app(state: &Path, tenant_id: &str, domains: &[&str], client_id: &str, secret: &str) {
-    let store = Store::open(state).unwrap();
-    let c = store.connect().unwrap();
-    set(&c, keys::TENANT_ID, Some(tenant_id), 1).unwrap();
-    set(&c, keys::CLIENT_ID, Some(client_id), 1).unwrap();
-    set(
-        &c,
-        keys::SELECTED_DOMAINS,
-        Some(&serde_json::to_string(domains).unwrap()),
-        1,
-    )
-    .unwrap();
-    set(&c, keys::ENABLED, Some("true"), 1).unwrap();
-    write_private(&state.join("entra-client-secret"), secret.as_bytes());
-}
 
 struct Setup {
     rt: tokio::runtime::Runtime,

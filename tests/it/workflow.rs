@@ -151,6 +151,18 @@ fn the_whole_workflow_by_hand_with_every_step_repeated() {
         let t = run(&s, &["entra", "enable"], 0);
         assert!(t.contains("Next step: register the application"), "{t}");
     }
+    // Both statuses say what blocks the sync now, not what blocked the
+    // round at startup (the integration was disabled then).
+    let sync_line = |t: &str| {
+        t.lines()
+            .find(|l| l.starts_with("Sync:"))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let entra = sync_line(&run(&s, &["entra", "status"], 0));
+    let sync = sync_line(&run(&s, &["sync", "status"], 0));
+    assert_eq!(entra, sync);
+    assert!(entra.contains("no application is registered"), "{entra}");
     let t = run(&s, &["entra", "consent", "--check"], 1);
     assert!(t.contains("no application is registered yet"), "{t}");
     let t = run(&s, &["domains", "list"], 1);
@@ -621,4 +633,36 @@ fn sync_now_wait_reports_failed_rounds_with_their_reason() {
         .update_user(&Tenant::demo().users[0].id, |u| u.display_name = "A".into());
     let t = run(&s, &["sync", "now", "--wait"], 0);
     assert!(t.contains("finished"), "one 504 is retried: {t}");
+}
+
+/// After a restart, every object type's last success comes from the store,
+/// Intune's included, even when the first round after the restart fails.
+#[test]
+fn last_successes_survive_a_restart() {
+    let (_rt, emu) = start_emulator(Tenant::demo());
+    emu.control().set_delta_quirks(0, 0);
+    let keep = tempfile::tempdir().unwrap();
+    let state = keep.path().join("state");
+    provision(&state, &emu.tenant_id(), &["contoso.example", "fabrikam.example"]);
+    let config = format!(
+        "{}{}\n[entra]\nauthority_host = \"{url}\"\ngraph_endpoint = \"{url}\"\nsync_interval = \"1h\"\n",
+        base_config(&state),
+        localhost_client(""),
+        url = emu.base_url()
+    );
+    let s = TestServer::start_raw(&config, tempfile::tempdir().unwrap());
+    s.wait_for_log("intune MAC addresses synced");
+    let (st, logs) = s.stop();
+    assert!(st.success(), "{logs}");
+    // The round at the next start fails: consent is gone.
+    emu.control().revoke_consent(DEMO_CLIENT_ID);
+    let s = TestServer::start_raw(&config, tempfile::tempdir().unwrap());
+    s.wait_for_log("sync round failed");
+    let t = run(&s, &["sync", "status", "--json"], 0);
+    let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+    assert_eq!(v["sync"]["last_round_ok"], false, "{t}");
+    assert_eq!(v["sync"]["intune"]["items"], 3, "{t}");
+    for object in ["users", "devices", "groups", "intune"] {
+        assert!(v["sync"][object]["last_success"].is_i64(), "{object}: {t}");
+    }
 }
