@@ -130,6 +130,33 @@ fn malformed_packets_are_dropped_and_the_server_keeps_answering() {
     assert!(!logs.contains("panicked"), "{logs}");
 }
 
+/// The log limiter keys on source address and port and reason: two NASes
+/// behind one address are both heard, and one source is heard once a
+/// minute per reason.
+#[test]
+fn drops_are_logged_once_per_source_port_and_reason() {
+    let s = server();
+    let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for _ in 0..3 {
+        a.send_to(&[1u8; 10], s.auth).unwrap();
+        b.send_to(&[1u8; 10], s.auth).unwrap();
+    }
+    a.send_to(&[1u8; 5000], s.auth).unwrap();
+    // A good request afterwards: once it is answered, the drops before it
+    // have been logged.
+    exchange(s.auth, &pap(1, [8; 16], "alice", "wonderland")).expect("answered");
+    let (status, logs) = s.stop();
+    assert!(status.success(), "{logs}");
+    let logged = |src: &UdpSocket, reason: &str| {
+        let needle = format!("source={} reason=\"{reason}\"", src.local_addr().unwrap());
+        logs.matches(&needle).count()
+    };
+    assert_eq!(logged(&a, "malformed"), 1, "{logs}");
+    assert_eq!(logged(&b, "malformed"), 1, "{logs}");
+    assert_eq!(logged(&a, "oversize"), 1, "{logs}");
+}
+
 #[test]
 fn wrong_codes_on_a_port_are_dropped() {
     let s = server();
