@@ -228,6 +228,13 @@ pub(crate) fn routes() -> Router<Shared> {
         }),
     )
     .route(
+        "/_emulator/forget-page-links",
+        post(|State(s): State<Shared>| async move {
+            ctl(s).forget_page_links();
+            done()
+        }),
+    )
+    .route(
         "/_emulator/consent",
         post(
             |State(s): State<Shared>, body: Result<Json<ConsentReq>, JsonRejection>| async move {

@@ -71,6 +71,14 @@ pub(crate) fn fault_response(f: &Fault, headers: &HeaderMap) -> Response {
             "The sync state generation is not found.",
             None,
         ),
+        // Served by cutting the connection (see `observe`); a server that
+        // cannot cut one says so instead of answering as if nothing failed.
+        Fault::Reset | Fault::Truncate => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "generalException",
+            "This server cannot cut connections: start it with Emulator::start.",
+            None,
+        ),
     };
     let mut r = graph_error(status, code, msg, headers);
     if let Some(secs) = retry {
@@ -206,9 +214,11 @@ fn decode_token<T: DeserializeOwned>(s: &str) -> Option<T> {
     serde_json::from_slice(&bytes).ok()
 }
 
-/// `$deltatoken`: where the next round starts.
+/// `$deltatoken`: where the next round starts. `i` is the emulator
+/// instance that minted it (see `Inner::instance`), in every token below.
 #[derive(Serialize, Deserialize)]
 struct DeltaTok {
+    i: u64,
     k: Kind,
     s: Option<Vec<String>>,
     q: u64,
@@ -218,6 +228,7 @@ struct DeltaTok {
 /// Delta `$skiptoken`: round, offset into its entries, page number.
 #[derive(Serialize, Deserialize)]
 struct SkipTok {
+    i: u64,
     r: u64,
     o: usize,
     p: u64,
@@ -227,6 +238,7 @@ struct SkipTok {
 /// List `$skiptoken`.
 #[derive(Serialize, Deserialize)]
 struct ListTok {
+    i: u64,
     k: Kind,
     o: usize,
     t: usize,
@@ -352,7 +364,7 @@ pub(crate) async fn list(kind: Kind, shared: Shared, h: HeaderMap, q: Q) -> Resp
     }
     let (offset, top, select) = if let Some(tok) = q.get("$skiptoken") {
         match decode_token::<ListTok>(tok) {
-            Some(t) if t.k == kind => (t.o, t.t, t.s),
+            Some(t) if t.k == kind && t.i == s.instance => (t.o, t.t, t.s),
             _ => {
                 return graph_error(
                     StatusCode::BAD_REQUEST,
@@ -385,6 +397,7 @@ pub(crate) async fn list(kind: Kind, shared: Shared, h: HeaderMap, q: Q) -> Resp
     let mut body = json!({"@odata.context": context(&s, kind), "value": value});
     if offset + top < live_len(&s, kind) {
         let tok = encode_token(&ListTok {
+            i: s.instance,
             k: kind,
             o: offset + top,
             t: top,
@@ -513,6 +526,7 @@ fn render_page(s: &Inner, round_id: u64, offset: usize, page: u64, minimal: bool
     let mut body = json!({"@odata.context": context(s, r.kind), "value": value});
     if next_offset >= len {
         let tok = encode_token(&DeltaTok {
+            i: s.instance,
             k: r.kind,
             s: r.select.clone(),
             q: r.end_seq,
@@ -521,6 +535,7 @@ fn render_page(s: &Inner, round_id: u64, offset: usize, page: u64, minimal: bool
         body["@odata.deltaLink"] = json!(format!("{}/v1.0/{}/delta?$deltatoken={tok}", s.base_url, r.kind.path()));
     } else {
         let tok = encode_token(&SkipTok {
+            i: s.instance,
             r: round_id,
             o: next_offset,
             p: page + 1,
@@ -562,7 +577,13 @@ pub(crate) async fn delta(kind: Kind, shared: Shared, h: HeaderMap, q: Q) -> Res
         let Some(t) = decode_token::<SkipTok>(skip) else {
             return bad_request("Invalid skip token.", &h);
         };
-        let round_ok = s.rounds.get(&t.r).filter(|r| r.kind == kind).map(|r| r.select.clone());
+        // Another instance's round ids mean nothing here: unknown, like a
+        // round this instance forgot.
+        let round_ok = s
+            .rounds
+            .get(&t.r)
+            .filter(|r| r.kind == kind && t.i == s.instance)
+            .map(|r| r.select.clone());
         match round_ok {
             Some(_) if t.e >= s.epoch => render_page(&s, t.r, t.o, t.p, minimal),
             Some(sel_) => {
@@ -582,7 +603,7 @@ pub(crate) async fn delta(kind: Kind, shared: Shared, h: HeaderMap, q: Q) -> Res
         if t.k != kind {
             return bad_request("The delta token belongs to another collection.", &h);
         }
-        if t.e < s.epoch {
+        if t.e < s.epoch || t.i != s.instance {
             let style = s.expiry_style;
             return expired(&s, kind, style, t.s.as_deref(), &h);
         }

@@ -6,7 +6,9 @@
 //! so its base URL is both authority host and Graph endpoint. It follows the documented behaviour, traps included: the small
 //! default user property set, `$select`-only tracking, partial objects and
 //! `@removed` in delta rounds, replays and empty pages, 410 on expired delta
-//! tokens, tokens without `roles` before consent. Test controls live under
+//! tokens, tokens without `roles` before consent, and (when injected) the
+//! network's failures: connections reset under a request, answers cut off
+//! mid-body. Test controls live under
 //! `/_emulator/...` and in [`Control`].
 //!
 //! Differences from the real service: admin consent is granted at once (no
@@ -35,6 +37,7 @@
 
 mod apps;
 mod auth;
+mod conn;
 mod control_http;
 mod devicecode;
 mod graph;
@@ -48,9 +51,10 @@ mod tests_provision;
 use std::net::SocketAddr;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -108,7 +112,8 @@ impl Emulator {
         let cancel = CancellationToken::new();
         let stop = cancel.clone();
         let task = tokio::spawn(async move {
-            let served = axum::serve(listener, app)
+            let app = app.into_make_service_with_connect_info::<conn::Cut>();
+            let served = axum::serve(conn::CuttableListener(listener), app)
                 .with_graceful_shutdown(stop.cancelled_owned())
                 .await;
             if let Err(e) = served {
@@ -213,8 +218,9 @@ async fn not_found(h: axum::http::HeaderMap) -> Response {
     )
 }
 
-/// Logs every request, answers injected faults before routing, and stamps
-/// Graph's `request-id` / `client-request-id` headers.
+/// Logs every request, answers injected faults before routing (cutting the
+/// connection for the transport ones), and stamps Graph's `request-id` /
+/// `client-request-id` headers.
 async fn observe(State(shared): State<Shared>, req: Request, next: Next) -> Response {
     let headers = req.headers().clone();
     let header_str = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -230,9 +236,20 @@ async fn observe(State(shared): State<Shared>, req: Request, next: Next) -> Resp
     } else {
         lock(&shared).take_fault(&path, false)
     };
-    let mut resp = match fault {
-        Some(f) => graph::fault_response(&f, &headers),
-        None => next.run(req).await,
+    let cut = req.extensions().get::<ConnectInfo<conn::Cut>>().map(|c| c.0.clone());
+    let mut answered = true;
+    let mut resp = match (fault, cut) {
+        (None, _) => next.run(req).await,
+        (Some(Fault::Reset), Some(cut)) => {
+            cut.reset();
+            answered = false;
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+        (Some(Fault::Truncate), Some(cut)) => {
+            cut.truncate();
+            next.run(req).await
+        }
+        (Some(f), _) => graph::fault_response(&f, &headers),
     };
     let crid = header_str("client-request-id").unwrap_or_else(auth::new_guid);
     if let Ok(v) = axum::http::HeaderValue::from_str(&crid) {
@@ -247,7 +264,7 @@ async fn observe(State(shared): State<Shared>, req: Request, next: Next) -> Resp
         throttle_priority: header_str("x-ms-throttle-priority"),
         has_authorization: headers.contains_key(axum::http::header::AUTHORIZATION),
         client_request_id: header_str("client-request-id"),
-        status: resp.status().as_u16(),
+        status: if answered { resp.status().as_u16() } else { 0 },
     });
     resp
 }

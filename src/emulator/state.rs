@@ -22,6 +22,11 @@ pub enum Fault {
     /// The next delta call carrying a `$deltatoken` or `$skiptoken` is told
     /// its token expired, in the given style.
     ExpireDeltaTokens { style: DeltaExpiry },
+    /// No answer: the connection closes under the request (a reset).
+    Reset,
+    /// The real answer, cut off a few bytes into its body (the connection
+    /// closes before the `Content-Length` promised is sent).
+    Truncate,
 }
 
 /// How an expired delta token is reported; Graph documents both.
@@ -58,7 +63,7 @@ pub struct LoggedRequest {
     pub throttle_priority: Option<String>,
     pub has_authorization: bool,
     pub client_request_id: Option<String>,
-    /// Response status.
+    /// Response status; 0 when no answer was sent ([`Fault::Reset`]).
     pub status: u16,
 }
 
@@ -231,6 +236,9 @@ pub(crate) struct Inner {
     pub managed: Collection<ManagedDevice>,
     pub apps: Vec<App>,
     pub seq: u64,
+    /// Random per emulator and carried in every paging and delta token, so a
+    /// restarted emulator does not mistake an earlier one's links for its own.
+    pub instance: u64,
     /// Delta tokens minted under an older epoch are expired.
     pub epoch: u64,
     pub expiry_style: DeltaExpiry,
@@ -319,6 +327,10 @@ impl Inner {
             managed: Collection::new(t.managed_devices),
             apps,
             seq: 0,
+            instance: {
+                use rand::RngExt;
+                rand::rng().random()
+            },
             epoch: 0,
             expiry_style: DeltaExpiry::Gone,
             delta_props: DeltaProps::ChangedOnly,
@@ -633,6 +645,15 @@ impl Control {
     /// Expires every delta token and skiptoken minted so far.
     pub fn expire_delta_tokens(&self) {
         lock(&self.shared).epoch += 1;
+    }
+
+    /// Forgets every delta round in progress, as a restarted service would:
+    /// their `$skiptoken` links become unknown (answered as expired, in the
+    /// current expiry style), while delta links of finished rounds keep working.
+    pub fn forget_page_links(&self) {
+        let mut s = lock(&self.shared);
+        s.rounds.clear();
+        s.round_order.clear();
     }
 
     /// How expired delta tokens are reported (default: 410 Gone + Location).

@@ -717,3 +717,85 @@ fn consent_redirects_match_like_entra() {
     ));
     assert!(redirect_matches("https://app.example/cb", "https://app.example/cb"));
 }
+
+#[tokio::test]
+async fn forgotten_page_links_expire_and_links_belong_to_one_emulator() {
+    let (emu, c, tok) = demo().await;
+    let ctl = emu.control();
+    ctl.set_page_size(1);
+    ctl.set_delta_quirks(0, 0);
+    let base = emu.base_url();
+    let first = format!("{base}/v1.0/users/delta?$select=id,accountEnabled");
+    let (_, _, body) = get(&c, &first, &tok).await;
+    let next = body["@odata.nextLink"].as_str().unwrap().to_owned();
+    let (_, delta) = round(&c, &first, &tok).await;
+    let r = c
+        .post(format!("{base}/_emulator/forget-page-links"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    // The round in progress is gone; a finished round's delta link is not.
+    let (st, h, body) = get(&c, &next, &tok).await;
+    assert_eq!(st, 410, "{body}");
+    assert!(h.get("location").is_some());
+    let (st, _, body) = get(&c, &delta, &tok).await;
+    assert_eq!(st, 200, "{body}");
+
+    // A second emulator, as after a restart: it has rounds with the same
+    // numbers, but links of the first are not its own.
+    let (other, c2, tok2) = demo().await;
+    other.control().set_page_size(1);
+    let other_first = first.replacen(&base, &other.base_url(), 1);
+    for _ in 0..4 {
+        let (st, _, _) = get(&c2, &other_first, &tok2).await;
+        assert_eq!(st, 200);
+    }
+    for link in [&next, &delta] {
+        let moved = link.replacen(&base, &other.base_url(), 1);
+        let (st, _, body) = get(&c2, &moved, &tok2).await;
+        assert_eq!(st, 410, "{moved}: {body}");
+    }
+    let list = format!("{base}/v1.0/users?$top=1");
+    let (_, _, body) = get(&c, &list, &tok).await;
+    let list_next = body["@odata.nextLink"]
+        .as_str()
+        .unwrap()
+        .replacen(&base, &other.base_url(), 1);
+    let (st, _, body) = get(&c2, &list_next, &tok2).await;
+    assert_eq!(st, 400);
+    assert_eq!(body["error"]["code"], "Directory_ExpiredPageToken");
+}
+
+#[tokio::test]
+async fn transport_faults_cut_the_connection() {
+    let (emu, c, tok) = demo().await;
+    let base = emu.base_url();
+    for fault in ["Reset", "Truncate"] {
+        let r = c
+            .post(format!("{base}/_emulator/faults"))
+            .json(&serde_json::json!({"path_prefix": "/v1.0/users", "fault": {"type": fault}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 204);
+    }
+    let url = format!("{base}/v1.0/users");
+    let e = c.get(&url).bearer_auth(&tok).send().await.unwrap_err();
+    assert!(e.is_request(), "a reset is a failed request, not an answer: {e:?}");
+    let r = c.get(&url).bearer_auth(&tok).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let e = r.text().await.unwrap_err();
+    assert!(e.is_body() || e.is_decode(), "a cut-off body: {e:?}");
+    let (st, _, body) = get(&c, &url, &tok).await;
+    assert_eq!(st, 200, "faults used up");
+    assert!(body["value"].is_array());
+    let statuses: Vec<u16> = emu
+        .control()
+        .request_log()
+        .iter()
+        .filter(|l| l.path_and_query == "/v1.0/users")
+        .map(|l| l.status)
+        .collect();
+    assert_eq!(statuses, vec![0, 200, 200]);
+}
