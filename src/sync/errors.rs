@@ -33,14 +33,43 @@ pub enum GraphError {
         missing_roles.join(", ")
     )]
     ConsentMissing { missing_roles: Vec<String> },
-    /// The delta link can no longer be used: a full resync is needed.
+    /// The link (a delta link, or the page link of an enumeration) can no
+    /// longer be used: the enumeration must start over from its first URL.
     /// `location` is the fresh link from a 410's `Location` header, if any.
-    #[error("the delta token expired; a full resync is needed")]
+    #[error(
+        "Graph no longer accepts the link (expired or unknown delta or page token); the enumeration must start over"
+    )]
     DeltaExpired { location: Option<String> },
-    /// Still throttled (429/503/504) after the allowed attempts.
-    #[error("Microsoft Graph kept throttling: gave up after {attempts} attempts (last wait asked: {retry_after:?})")]
-    Throttled { retry_after: Duration, attempts: u32 },
-    /// Transport failure (DNS, connect, TLS, timeout, body read).
+    /// 429 Too Many Requests for longer than the request's waiting budget.
+    #[error(
+        "{service} kept throttling (429 Too Many Requests): gave up after {answers} answers and {} of waiting{}",
+        humantime::format_duration(*.waited),
+        asked_text(*.asked)
+    )]
+    Throttled {
+        service: &'static str,
+        answers: u32,
+        waited: Duration,
+        /// The last `Retry-After`, when it was beyond what the budget had left.
+        asked: Option<Duration>,
+    },
+    /// 503 Service Unavailable or 504 Gateway Timeout for longer than the
+    /// request's waiting budget: an outage, not throttling.
+    #[error(
+        "{service} {}: gave up after {answers} answers and {} of waiting{}",
+        unavailable_text(*.status),
+        humantime::format_duration(*.waited),
+        asked_text(*.asked)
+    )]
+    Unavailable {
+        service: &'static str,
+        status: u16,
+        answers: u32,
+        waited: Duration,
+        asked: Option<Duration>,
+    },
+    /// Transport failure (DNS, connect, TLS, timeout, reset, body read),
+    /// after the allowed attempts when it looked transient.
     #[error("HTTP transport error: {0}")]
     Http(#[from] reqwest::Error),
     /// An answer that does not have the documented shape.
@@ -52,6 +81,23 @@ pub enum GraphError {
     /// A configuration value that cannot be used at all (unparsable URL, bad tenant).
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
+}
+
+fn asked_text(asked: Option<Duration>) -> String {
+    match asked {
+        Some(d) => format!(
+            " (it asked for {} more, beyond the waiting budget of the request)",
+            humantime::format_duration(d)
+        ),
+        None => String::new(),
+    }
+}
+
+fn unavailable_text(status: u16) -> &'static str {
+    match status {
+        504 => "timed out at its gateway (504 Gateway Timeout)",
+        _ => "was unavailable (503 Service Unavailable)",
+    }
 }
 
 /// Why a resource-owner password check did not succeed.

@@ -101,8 +101,8 @@ impl std::fmt::Debug for GraphConfig {
 /// Retry and concurrency limits of a client.
 #[derive(Debug, Clone)]
 pub struct GraphOptions {
-    /// Attempts per request, the first included, before giving up on
-    /// throttling (429/503/504) or transient transport errors.
+    /// Attempts per request, the first included, when the request fails in
+    /// transit (refused or reset connection, timeout, an answer cut off).
     pub max_attempts: u32,
     /// Graph requests in flight at once per client.
     pub max_in_flight: usize,
@@ -112,6 +112,9 @@ pub struct GraphOptions {
     /// Upper bound on a server-sent `Retry-After`, so a bogus header cannot
     /// stall the worker indefinitely.
     pub max_retry_after: Duration,
+    /// Total time one request may spend waiting out 429/503/504 answers
+    /// (their `Retry-After`, else backoff) before it gives up.
+    pub max_throttle_wait: Duration,
 }
 
 impl Default for GraphOptions {
@@ -122,6 +125,7 @@ impl Default for GraphOptions {
             backoff_base: Duration::from_secs(1),
             backoff_cap: Duration::from_secs(60),
             max_retry_after: Duration::from_secs(300),
+            max_throttle_wait: Duration::from_secs(600),
         }
     }
 }
@@ -280,6 +284,25 @@ fn is_retryable(status: StatusCode) -> bool {
     )
 }
 
+/// Names of the services in retry errors.
+const GRAPH: &str = "Microsoft Graph";
+const TOKEN_ENDPOINT: &str = "the Entra ID token endpoint";
+
+/// Transport failures worth another attempt: the server's answer never
+/// arrived whole, so the same request may well succeed (a refused or reset
+/// connection, a timeout, a body cut off). Builder and redirect errors would
+/// only fail again the same way.
+fn is_transient(e: &reqwest::Error) -> bool {
+    e.is_connect() || e.is_timeout() || e.is_request() || e.is_body() || e.is_decode()
+}
+
+/// How long one request has waited out 429/503/504 answers so far.
+#[derive(Debug, Default)]
+struct BusyWaits {
+    answers: u32,
+    waited: Duration,
+}
+
 /// `Retry-After` in seconds; the HTTP-date form is not used by Graph and falls
 /// back to backoff.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
@@ -295,18 +318,28 @@ pub(crate) fn backoff(base: Duration, cap: Duration, attempt: u32) -> Duration {
     Duration::from_millis(rand::rng().random_range(0..=ms))
 }
 
-/// Error codes that mean the delta state is gone and a full resync is needed.
-fn is_resync_code(body: &serde_json::Value) -> bool {
+/// Error codes that mean the link's state is gone (an expired delta token,
+/// an expired page token) and the enumeration must start over.
+fn is_expired_code(body: &serde_json::Value) -> bool {
     let err = body.get("error");
     let codes = [
         err.and_then(|e| e.get("code")),
         err.and_then(|e| e.get("innerError")).and_then(|e| e.get("code")),
     ];
-    codes
-        .into_iter()
-        .flatten()
-        .filter_map(|c| c.as_str())
-        .any(|c| c.eq_ignore_ascii_case("syncStateNotFound") || c.eq_ignore_ascii_case("resyncRequired"))
+    codes.into_iter().flatten().filter_map(|c| c.as_str()).any(|c| {
+        ["syncStateNotFound", "resyncRequired", "Directory_ExpiredPageToken"]
+            .iter()
+            .any(|known| c.eq_ignore_ascii_case(known))
+    })
+}
+
+/// A link Graph handed out carries its state in `$skiptoken` or
+/// `$deltatoken`. A 400 to such a link says Graph does not recognise that
+/// state any more (a restarted or failed-over service answers so too):
+/// nothing in the link is ours to correct, so the enumeration starts over.
+fn carries_graph_state(url: &Url) -> bool {
+    url.query_pairs()
+        .any(|(k, v)| (k == "$skiptoken" || k == "$deltatoken") && !v.is_empty())
 }
 
 fn parse_page(v: serde_json::Value) -> Result<Page, GraphError> {
@@ -350,7 +383,9 @@ const MAX_DOMAIN_PAGES: usize = 1000;
 const PASSWORD_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl GraphClient {
-    /// A client with the default limits (6 attempts, 4 requests in flight).
+    /// A client with the default limits (6 attempts after transport
+    /// failures, 10 minutes of waiting out 429/503/504 per request, 4
+    /// requests in flight).
     pub fn new(cfg: GraphConfig) -> Result<GraphClient, GraphError> {
         GraphClient::with_options(cfg, GraphOptions::default())
     }
@@ -449,38 +484,49 @@ impl GraphClient {
             ("grant_type", "client_credentials"),
         ];
         form.extend(auth.iter().map(|(k, v)| (*k, v.as_str())));
-        let mut attempt = 0u32;
+        let mut busy = BusyWaits::default();
+        let mut failures = 0u32;
         loop {
-            attempt += 1;
             // Measured before sending, so the lifetime is counted conservatively.
             let sent_at = Instant::now();
-            let resp = self
+            let sent = self
                 .inner
                 .http
                 .post(&self.inner.token_url)
                 .header(ACCEPT, "application/json")
                 .form(&form)
                 .send()
-                .await?;
+                .await;
+            let resp = match sent {
+                Ok(r) => r,
+                Err(e) => {
+                    if is_transient(&e) && self.pause_after_failure(&mut failures, "token", &e).await {
+                        continue;
+                    }
+                    return Err(e.into());
+                }
+            };
             let status = resp.status();
             if is_retryable(status) {
-                let wait = self.retry_wait(resp.headers(), attempt);
-                if attempt >= self.inner.opts.max_attempts {
-                    return Err(GraphError::Throttled {
-                        retry_after: wait,
-                        attempts: attempt,
-                    });
-                }
+                let wait = self.busy_wait(&mut busy, TOKEN_ENDPOINT, status, resp.headers())?;
                 info!(
                     status = status.as_u16(),
                     wait_ms = wait.as_millis() as u64,
-                    attempt,
+                    answers = busy.answers,
                     "token endpoint busy; retrying"
                 );
                 tokio::time::sleep(wait).await;
                 continue;
             }
-            let text = resp.text().await?;
+            let text = match resp.text().await {
+                Ok(t) => t,
+                Err(e) => {
+                    if is_transient(&e) && self.pause_after_failure(&mut failures, "token", &e).await {
+                        continue;
+                    }
+                    return Err(e.into());
+                }
+            };
             let body: serde_json::Value = serde_json::from_str(&text)
                 .map_err(|_| GraphError::BadResponse(format!("token endpoint answered {status} without JSON")))?;
             if !status.is_success() {
@@ -532,12 +578,63 @@ impl GraphClient {
         }
     }
 
-    fn retry_wait(&self, headers: &HeaderMap, attempt: u32) -> Duration {
+    /// How long to wait after a 429/503/504 answer, or the error to give
+    /// up with once the request's waiting budget cannot cover the wait.
+    fn busy_wait(
+        &self,
+        busy: &mut BusyWaits,
+        service: &'static str,
+        status: StatusCode,
+        headers: &HeaderMap,
+    ) -> Result<Duration, GraphError> {
         let o = &self.inner.opts;
-        match retry_after(headers) {
-            Some(wait) => wait.min(o.max_retry_after),
-            None => backoff(o.backoff_base, o.backoff_cap, attempt),
+        busy.answers += 1;
+        let asked = retry_after(headers).map(|w| w.min(o.max_retry_after));
+        // Never less than the base: `Retry-After: 0`, or a jittered backoff
+        // near 0, would otherwise hammer a service that said it is overloaded.
+        let wait = asked
+            .unwrap_or_else(|| backoff(o.backoff_base, o.backoff_cap, busy.answers))
+            .max(o.backoff_base);
+        if busy.waited + wait <= o.max_throttle_wait {
+            busy.waited += wait;
+            return Ok(wait);
         }
+        let (answers, waited) = (busy.answers, busy.waited);
+        Err(if status == StatusCode::TOO_MANY_REQUESTS {
+            GraphError::Throttled {
+                service,
+                answers,
+                waited,
+                asked,
+            }
+        } else {
+            GraphError::Unavailable {
+                service,
+                status: status.as_u16(),
+                answers,
+                waited,
+                asked,
+            }
+        })
+    }
+
+    /// After a request failed in transit: waits the backoff and returns
+    /// true when another attempt is allowed, else returns false at once.
+    async fn pause_after_failure(
+        &self,
+        failures: &mut u32,
+        path: &str,
+        error: &(dyn std::fmt::Display + Sync),
+    ) -> bool {
+        let o = &self.inner.opts;
+        if *failures + 1 >= o.max_attempts {
+            return false;
+        }
+        *failures += 1;
+        let wait = backoff(o.backoff_base, o.backoff_cap, *failures);
+        warn!(%path, failures = *failures, wait_ms = wait.as_millis() as u64, %error, "request failed in transit; retrying");
+        tokio::time::sleep(wait).await;
+        true
     }
 
     /// Turns a path or an absolute link into a URL on the Graph host. An
@@ -586,20 +683,23 @@ impl GraphClient {
     /// GET a Graph URL (absolute link or path) and parse the JSON answer.
     ///
     /// Retries: 429/503/504 wait `Retry-After` seconds, else exponential
-    /// backoff with full jitter; connect errors and timeouts back off the
-    /// same way; at most `max_attempts` attempts, then `Throttled` (or
-    /// `Http`). A 401 drops the token, fetches a new one and retries once.
-    /// 410 → `DeltaExpired` with the `Location` link; `syncStateNotFound` /
-    /// `resyncRequired` → `DeltaExpired`; other JSON errors → `Graph`.
-    /// `background` adds `x-ms-throttle-priority: low`.
+    /// backoff with full jitter, for at most `max_throttle_wait` in all, then
+    /// `Throttled` (429) or `Unavailable` (503/504). A request that fails in
+    /// transit (refused or reset connection, timeout, a body cut off or not
+    /// whole JSON) backs off the same way, at most `max_attempts` attempts,
+    /// then `Http` (or `BadResponse`). A 401 drops the token, fetches a new
+    /// one and retries once. 410 → `DeltaExpired` with the `Location` link;
+    /// `syncStateNotFound` / `resyncRequired` / `Directory_ExpiredPageToken`,
+    /// or any 400 to a link carrying Graph's `$skiptoken` / `$deltatoken` →
+    /// `DeltaExpired`; other JSON errors → `Graph`. `background` adds
+    /// `x-ms-throttle-priority: low`.
     pub async fn get_json(&self, url: &str, background: bool) -> Result<serde_json::Value, GraphError> {
         let target = self.resolve(url)?;
         let path = target.path().to_string();
-        let max = self.inner.opts.max_attempts;
-        let mut attempt = 0u32;
+        let mut busy = BusyWaits::default();
+        let mut failures = 0u32;
         let mut reauthenticated = false;
         loop {
-            attempt += 1;
             let token = self.token().await?;
             let mut req = self
                 .inner
@@ -612,28 +712,36 @@ impl GraphClient {
             }
             let (status, headers, body) = match self.exchange(req).await? {
                 Ok(answer) => answer,
-                Err(e) if (e.is_connect() || e.is_timeout()) && attempt < max => {
-                    let wait = backoff(self.inner.opts.backoff_base, self.inner.opts.backoff_cap, attempt);
-                    warn!(%path, attempt, wait_ms = wait.as_millis() as u64, error = %e, "Graph request failed; retrying");
-                    tokio::time::sleep(wait).await;
-                    continue;
+                Err(e) => {
+                    if is_transient(&e) && self.pause_after_failure(&mut failures, &path, &e).await {
+                        continue;
+                    }
+                    return Err(GraphError::Http(e));
                 }
-                Err(e) => return Err(GraphError::Http(e)),
             };
             if status.is_success() {
-                return serde_json::from_str(&body)
-                    .map_err(|e| GraphError::BadResponse(format!("{path}: invalid JSON: {e}")));
+                match serde_json::from_str(&body) {
+                    Ok(v) => return Ok(v),
+                    // A success whose JSON stops short is an answer cut off
+                    // on the way, like a body that failed to arrive.
+                    Err(e) => {
+                        let e = format!("{path}: invalid JSON: {e}");
+                        if self.pause_after_failure(&mut failures, &path, &e).await {
+                            continue;
+                        }
+                        return Err(GraphError::BadResponse(e));
+                    }
+                }
             }
             if is_retryable(status) {
-                let wait = self.retry_wait(&headers, attempt);
-                if attempt >= max {
-                    warn!(%path, attempts = attempt, "Graph still throttling; giving up");
-                    return Err(GraphError::Throttled {
-                        retry_after: wait,
-                        attempts: attempt,
-                    });
-                }
-                info!(%path, status = status.as_u16(), attempt, wait_ms = wait.as_millis() as u64, "Graph throttled the request; retrying");
+                let wait = match self.busy_wait(&mut busy, GRAPH, status, &headers) {
+                    Ok(w) => w,
+                    Err(e) => {
+                        warn!(%path, answers = busy.answers, error = %e, "giving up on the request");
+                        return Err(e);
+                    }
+                };
+                info!(%path, status = status.as_u16(), answers = busy.answers, wait_ms = wait.as_millis() as u64, "Graph is busy; retrying");
                 tokio::time::sleep(wait).await;
                 continue;
             }
@@ -650,7 +758,9 @@ impl GraphClient {
                 continue;
             }
             let json = serde_json::from_str::<serde_json::Value>(&body).ok();
-            if json.as_ref().is_some_and(is_resync_code) {
+            if json.as_ref().is_some_and(is_expired_code)
+                || (status == StatusCode::BAD_REQUEST && carries_graph_state(&target))
+            {
                 return Err(GraphError::DeltaExpired { location: None });
             }
             return Err(match json.as_ref().and_then(parse_graph_error) {

@@ -211,7 +211,7 @@ async fn service_unavailable_without_retry_after_backs_off() {
 }
 
 #[tokio::test]
-async fn gives_up_after_max_attempts() {
+async fn gives_up_once_the_waiting_budget_is_spent() {
     let fake = graph_server(|_, n| {
         if n % 2 == 0 {
             graph_error(504, "gatewayTimeout")
@@ -220,16 +220,21 @@ async fn gives_up_after_max_attempts() {
         }
     })
     .await;
+    // Each wait is at least the backoff base (10 ms): a few answers fit.
     let opts = GraphOptions {
-        max_attempts: 3,
+        max_throttle_wait: Duration::from_millis(45),
         ..fast_options()
     };
     let c = GraphClient::with_options(super::testutil::config(&fake.base), opts).unwrap();
-    match c.get_json("/v1.0/users", true).await.unwrap_err() {
-        GraphError::Throttled { attempts, .. } => assert_eq!(attempts, 3),
+    let answers = match c.get_json("/v1.0/users", true).await.unwrap_err() {
+        GraphError::Throttled { answers, .. } => answers,
+        GraphError::Unavailable {
+            answers, status: 504, ..
+        } => answers,
         other => panic!("unexpected {other:?}"),
-    }
-    assert_eq!(fake.graph_requests().len(), 3);
+    };
+    assert!(answers > 1, "{answers}");
+    assert_eq!(fake.graph_requests().len(), answers as usize);
 }
 
 #[tokio::test]
@@ -612,4 +617,142 @@ fn backoff_is_full_jitter_within_the_cap() {
     // Jitter: not always the same value.
     let samples: std::collections::HashSet<_> = (0..50).map(|_| graph::backoff(base, cap, 6)).collect();
     assert!(samples.len() > 1);
+}
+
+/// A client of the demo tenant served by the project's emulator, with short
+/// backoff (10-50 ms).
+async fn emulated(opts: GraphOptions) -> (crate::emulator::Emulator, GraphClient) {
+    use crate::emulator::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Emulator, Tenant};
+    let emu = Emulator::start("127.0.0.1:0".parse().unwrap(), Tenant::demo())
+        .await
+        .unwrap();
+    let cfg = GraphConfig {
+        authority_host: emu.base_url(),
+        graph_endpoint: emu.base_url(),
+        tenant_id: emu.tenant_id(),
+        client_id: DEMO_CLIENT_ID.into(),
+        credential: Credential::Secret(DEMO_CLIENT_SECRET.into()),
+    };
+    let c = GraphClient::with_options(cfg, opts).unwrap();
+    (emu, c)
+}
+
+/// Statuses the emulator answered on `path` (0: the connection was cut).
+fn statuses(emu: &crate::emulator::Emulator, path: &str) -> Vec<u16> {
+    emu.control()
+        .request_log()
+        .iter()
+        .filter(|l| l.path_and_query.split('?').next() == Some(path))
+        .map(|l| l.status)
+        .collect()
+}
+
+#[tokio::test]
+async fn resets_and_cut_off_answers_are_retried() {
+    use crate::emulator::Fault;
+    let (emu, c) = emulated(fast_options()).await;
+    emu.control().fail_next("/v1.0/users/delta", Fault::Reset, 2);
+    emu.control().fail_next("/v1.0/users/delta", Fault::Truncate, 2);
+    let page = c
+        .get_page(&users_delta_url(&emu.base_url(), USER_SELECT))
+        .await
+        .unwrap();
+    assert!(!page.items.is_empty());
+    assert_eq!(statuses(&emu, "/v1.0/users/delta"), vec![0, 0, 200, 200, 200]);
+}
+
+#[tokio::test]
+async fn unavailable_is_waited_out_past_six_answers_within_the_budget() {
+    use crate::emulator::Fault;
+    let (emu, c) = emulated(fast_options()).await;
+    // Retry-After: 0 still waits the backoff base (10 ms here) each time.
+    emu.control()
+        .fail_next("/v1.0/users/delta", Fault::Unavailable { retry_after_s: Some(0) }, 9);
+    c.get_page(&users_delta_url(&emu.base_url(), USER_SELECT))
+        .await
+        .unwrap();
+    let seen = statuses(&emu, "/v1.0/users/delta");
+    assert_eq!(seen.len(), 10, "{seen:?}");
+    assert_eq!(seen.last(), Some(&200));
+}
+
+#[tokio::test]
+async fn a_retry_after_beyond_the_budget_is_not_waited_for() {
+    use crate::emulator::Fault;
+    let opts = GraphOptions {
+        max_throttle_wait: Duration::from_secs(2),
+        ..fast_options()
+    };
+    let (emu, c) = emulated(opts).await;
+    emu.control()
+        .fail_next("/v1.0/users/delta", Fault::Throttle { retry_after_s: 30 }, 1);
+    let url = users_delta_url(&emu.base_url(), USER_SELECT);
+    // Only a guard against a client that sleeps the 30 s: nothing is timed.
+    let answer = tokio::time::timeout(Duration::from_secs(20), c.get_page(&url))
+        .await
+        .expect("the client waited although the budget could not cover the wait");
+    let err = answer.unwrap_err();
+    assert!(matches!(err, GraphError::Throttled { .. }), "{err:?}");
+    assert!(err.to_string().contains("30s"), "{err}");
+    assert_eq!(statuses(&emu, "/v1.0/users/delta"), vec![429]);
+}
+
+#[tokio::test]
+async fn throttling_and_unavailability_are_told_apart() {
+    use crate::emulator::Fault;
+    let cases = [
+        (Fault::Throttle { retry_after_s: 0 }, "429", "throttl"),
+        (Fault::Unavailable { retry_after_s: None }, "503", "unavailable"),
+        (Fault::GatewayTimeout, "504", "gateway timeout"),
+    ];
+    for (fault, status, words) in cases {
+        let opts = GraphOptions {
+            max_throttle_wait: Duration::from_millis(100),
+            ..fast_options()
+        };
+        let (emu, c) = emulated(opts).await;
+        emu.control().fail_next("/v1.0/users/delta", fault, 1000);
+        let err = c
+            .get_page(&users_delta_url(&emu.base_url(), USER_SELECT))
+            .await
+            .unwrap_err();
+        let text = err.to_string().to_lowercase();
+        assert!(text.contains(status) && text.contains(words), "{text}");
+        if status != "429" {
+            assert!(!text.contains("throttl"), "{text}");
+        }
+        assert!(statuses(&emu, "/v1.0/users/delta").len() > 1, "{text}");
+    }
+}
+
+#[tokio::test]
+async fn expired_and_unknown_page_links_mean_start_over() {
+    use crate::emulator::DeltaExpiry;
+    let (emu, c) = emulated(fast_options()).await;
+    let ctl = emu.control();
+    ctl.set_page_size(1);
+    ctl.set_delta_quirks(0, 0);
+    let base = emu.base_url();
+    let first = users_delta_url(&base, USER_SELECT);
+    let expired = |r: Result<Page, GraphError>| matches!(r, Err(GraphError::DeltaExpired { .. }));
+    for style in [DeltaExpiry::Gone, DeltaExpiry::SyncStateNotFound] {
+        ctl.set_delta_expiry_style(style);
+        let next = c.get_page(&first).await.unwrap().next_link.unwrap();
+        ctl.forget_page_links();
+        assert!(expired(c.get_page(&next).await), "{style:?}");
+    }
+    // Links Graph does not recognise at all: a 400, not an expiry code.
+    for link in [
+        format!("{base}/v1.0/users/delta?$skiptoken=bm90LWEtdG9rZW4"),
+        format!("{base}/v1.0/users/delta?$deltatoken=bm90LWEtdG9rZW4"),
+        format!("{base}/v1.0/users?$skiptoken=bm90LWEtdG9rZW4"),
+    ] {
+        let r = c.get_page(&link).await;
+        assert!(expired(r), "{link}");
+    }
+    // A 400 to a request of our own making is reported as such.
+    match c.get_page(&format!("{base}/v1.0/users/delta?$select=nope")).await {
+        Err(GraphError::Graph { status: 400, .. }) => {}
+        other => panic!("{other:?}"),
+    }
 }
