@@ -139,6 +139,16 @@ pub fn ids_written_before(conn: &Connection, kind: &str, before: i64) -> Result<
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// The latest write time (unix seconds) of any object of `kind`, if any:
+/// a full resync marks its own writes as later than every earlier one.
+pub fn last_written(conn: &Connection, kind: &str) -> Result<Option<i64>, StoreError> {
+    Ok(conn.query_row(
+        "SELECT max(updated_at) FROM replica_objects WHERE kind = ?1",
+        [kind],
+        |r| r.get(0),
+    )?)
+}
+
 /// Every checkpoint as `(name, value, updated_at)`, by name.
 pub fn checkpoints(conn: &Connection) -> Result<Vec<(String, String, i64)>, StoreError> {
     let mut stmt = conn.prepare("SELECT name, value, updated_at FROM sync_checkpoints ORDER BY name")?;
@@ -313,6 +323,9 @@ mod tests {
         .unwrap();
         assert_eq!(ids_written_before(&c, "user", 10).unwrap(), vec!["old".to_string()]);
         assert!(ids_written_before(&c, "user", 5).unwrap().is_empty());
+        assert_eq!(last_written(&c, "user").unwrap(), Some(10));
+        assert_eq!(last_written(&c, "device").unwrap(), Some(5));
+        assert_eq!(last_written(&c, "group").unwrap(), None);
     }
 
     #[test]

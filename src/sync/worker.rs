@@ -3,13 +3,16 @@
 //! them to the live replica and store them with the checkpoint of the page,
 //! in one transaction. A restart resumes at the last stored page.
 //!
-//! A full resync (first run, or Graph saying the delta token is gone) does
-//! not empty anything: every object of the fresh enumeration is applied as it
-//! arrives (it is current data), and when the enumeration ends, the objects
-//! of that type it did not see again are removed in one batch. Lookups keep
-//! answering throughout, from a replica that is at every moment a mix of
-//! last-round and fresh objects, all of them valid data. The store's write
-//! time of each object makes the sweep survive a restart in the middle.
+//! A full resync (first run, or Graph no longer accepting a stored delta or
+//! page link, in any round) does not empty anything: every object of the
+//! fresh enumeration is applied as it arrives (it is current data), and when
+//! the enumeration ends, the objects of that type it did not see again are
+//! removed in one batch. Lookups keep answering throughout, from a replica
+//! that is at every moment a mix of last-round and fresh objects, all of them
+//! valid data. The enumeration's start is a mark stored with the round: the
+//! enumeration writes its objects at or after the mark, every earlier write
+//! lies before it, so the sweep compares against exactly what this
+//! enumeration saw, across a restart of the process or of the enumeration.
 
 use std::future::Future;
 
@@ -36,9 +39,10 @@ pub struct PageData {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum FetchError {
-    /// The delta token is no longer valid (410 Gone, syncStateNotFound,
-    /// resyncRequired): start over with a full enumeration.
-    #[error("Graph requires a full resync (delta token expired)")]
+    /// The link is no longer valid (410 Gone, syncStateNotFound,
+    /// resyncRequired, an expired or unknown page token): the enumeration
+    /// starts over from its first URL.
+    #[error("Graph no longer accepts the link (expired or unknown delta or page token)")]
     DeltaExpired,
     #[error("{0}")]
     Other(String),
@@ -79,6 +83,10 @@ impl ObjectType {
 /// Checkpoints that close a page, and the ids a finished full resync sweeps.
 type Closing = (Vec<(String, String)>, Vec<String>);
 
+/// Times one round may start its enumeration over: links that expire again
+/// and again before the end would otherwise keep it going forever.
+const MAX_RESTARTS: u32 = 3;
+
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SyncError {
@@ -86,6 +94,17 @@ pub enum SyncError {
     Fetch { object: &'static str, source: FetchError },
     #[error("{object}: a page with neither @odata.nextLink nor @odata.deltaLink")]
     NoLink { object: &'static str },
+    /// The first URL of a fresh enumeration was answered as expired too:
+    /// starting over again would only loop.
+    #[error(
+        "{object}: Graph refused even the first page of a fresh enumeration as an expired link; gave up instead of starting over again"
+    )]
+    ExpiredAtStart { object: &'static str },
+    /// Page links kept expiring before the enumeration could finish.
+    #[error(
+        "{object}: Graph's page links expired {restarts} times before the enumeration could finish; gave up instead of starting over again"
+    )]
+    KeepsExpiring { object: &'static str, restarts: u32 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -101,6 +120,9 @@ pub struct RoundReport {
     pub swept: u64,
     pub full: bool,
     pub resumed: bool,
+    /// Set when a link Graph no longer accepts made the enumeration start
+    /// over during the round: what happened, in a sentence for the admin.
+    pub restarted: Option<String>,
 }
 
 /// The checkpoint names of one object type.
@@ -113,6 +135,28 @@ fn now_unix() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+/// The write time of objects applied now: during a full enumeration never
+/// before its mark, so the sweep cannot take them for unseen ones.
+fn write_time(mark: Option<i64>) -> i64 {
+    now_unix().max(mark.unwrap_or(i64::MIN))
+}
+
+/// What made the round start over, for the admin.
+fn restart_reason(from_delta_link: bool, from_stored_link: bool, restarts: u32) -> String {
+    let what = if from_delta_link {
+        "the delta token had expired; the enumeration started over from the beginning (a full resync)"
+    } else if from_stored_link {
+        "the stored page link had expired; the enumeration started over from the beginning"
+    } else {
+        "a page link expired during the round; the enumeration started over from the beginning"
+    };
+    if restarts > 1 {
+        format!("{what} ({restarts} times)")
+    } else {
+        what.to_string()
+    }
 }
 
 /// Runs sync rounds for one tenant against one replica and store.
@@ -138,8 +182,9 @@ impl<S: PageSource> Syncer<S> {
     }
 
     /// One round of `object`: resumes an interrupted round, else a delta
-    /// round from the stored delta link, else a full enumeration. On
-    /// `DeltaExpired` it starts a full enumeration at once.
+    /// round from the stored delta link, else a full enumeration. When Graph
+    /// no longer accepts a link (`DeltaExpired`) the enumeration starts over
+    /// at once, a few times at most.
     pub async fn round(&self, object: ObjectType) -> Result<RoundReport, SyncError> {
         self.round_observed(object, &|_| {}).await
     }
@@ -154,25 +199,50 @@ impl<S: PageSource> Syncer<S> {
         let mut conn = self.store.connect()?;
         let next = stored::checkpoint(&conn, &cp(object, "next"))?;
         let delta = stored::checkpoint(&conn, &cp(object, "delta"))?;
+        // An unreadable mark sweeps nothing: keeping a stale object until the
+        // next full resync is better than removing a current one.
+        let stored_mark =
+            stored::checkpoint(&conn, &cp(object, "resync_since"))?.map(|m| m.parse::<i64>().unwrap_or(i64::MIN));
         let mut report = RoundReport::default();
-        let mut url = match (next, delta) {
+        let from_delta_link = next.is_none() && delta.is_some();
+        // Whether `url` is the first page of an enumeration started from
+        // scratch: if that is refused as expired too, starting over is no cure.
+        let mut fresh = false;
+        let (mut url, mut mark) = match (next, delta) {
             (Some(n), _) => {
                 report.resumed = true;
-                n
+                (n, stored_mark)
             }
-            (None, Some(d)) => d,
-            (None, None) => self.start_full(&mut conn, object, &mut report)?,
+            (None, Some(d)) => (d, stored_mark),
+            (None, None) => {
+                fresh = true;
+                let (url, mark) = self.start_full(&mut conn, object)?;
+                (url, Some(mark))
+            }
         };
-        report.full |= stored::checkpoint(&conn, &cp(object, "resync_since"))?.is_some();
+        report.full = mark.is_some();
+        let mut restarts = 0u32;
         loop {
             let page = match self.source.fetch(&url).await {
                 Ok(p) => p,
-                Err(FetchError::DeltaExpired) if !report.full => {
-                    tracing::warn!(
-                        object = object.as_str(),
-                        "delta token expired: full resync, the replica keeps serving meanwhile"
-                    );
-                    url = self.start_full(&mut conn, object, &mut report)?;
+                Err(FetchError::DeltaExpired) => {
+                    let name = object.as_str();
+                    if fresh {
+                        return Err(SyncError::ExpiredAtStart { object: name });
+                    }
+                    if restarts == MAX_RESTARTS {
+                        return Err(SyncError::KeepsExpiring { object: name, restarts });
+                    }
+                    let first_fetch = report.pages == 0 && restarts == 0;
+                    restarts += 1;
+                    let why = restart_reason(first_fetch && from_delta_link, first_fetch && report.resumed, restarts);
+                    tracing::warn!(object = name, reason = %why, "starting the enumeration over; the replica keeps serving meanwhile");
+                    report.restarted = Some(why);
+                    let (first, new_mark) = self.start_full(&mut conn, object)?;
+                    url = first;
+                    mark = Some(new_mark);
+                    report.full = true;
+                    fresh = true;
                     continue;
                 }
                 Err(source) => {
@@ -182,8 +252,9 @@ impl<S: PageSource> Syncer<S> {
                     });
                 }
             };
+            fresh = false;
             report.pages += 1;
-            self.apply_page(&mut conn, object, &page, &mut report)?;
+            self.apply_page(&mut conn, object, &page, &mut report, mark)?;
             observe(&report);
             if page.delta_link.is_some() {
                 break;
@@ -195,39 +266,42 @@ impl<S: PageSource> Syncer<S> {
         Ok(report)
     }
 
-    /// Clears the round's checkpoints and records when the full
-    /// enumeration began (for the sweep). Returns the first URL.
-    fn start_full(
-        &self,
-        conn: &mut rusqlite::Connection,
-        object: ObjectType,
-        report: &mut RoundReport,
-    ) -> Result<String, SyncError> {
-        let since = now_unix().to_string();
-        let resync = cp(object, "resync_since");
-        let existing = stored::checkpoint(conn, &resync)?;
-        let since = existing.unwrap_or(since);
+    /// Starts the enumeration from scratch: clears the round's links and
+    /// stores the mark that tells this enumeration's writes from earlier
+    /// ones (for the sweep). Returns the first URL and the mark.
+    fn start_full(&self, conn: &mut rusqlite::Connection, object: ObjectType) -> Result<(String, i64), SyncError> {
+        // Later than every write so far, not only than the clock: what an
+        // abandoned enumeration wrote this very second still counts as
+        // unseen, and what this one writes (at or after the mark) as seen.
+        let last = stored::last_written(conn, object.stored_kind())?.unwrap_or(i64::MIN);
+        let mark = now_unix().max(last).saturating_add(1);
         stored::apply(
             conn,
             &[],
-            &[(&cp(object, "delta"), ""), (&cp(object, "next"), ""), (&resync, &since)],
+            &[
+                (&cp(object, "delta"), ""),
+                (&cp(object, "next"), ""),
+                (&cp(object, "resync_since"), &mark.to_string()),
+            ],
             now_unix(),
         )?;
-        report.full = true;
-        Ok(self.initial_url(object).unwrap_or_default().to_string())
+        Ok((self.initial_url(object).unwrap_or_default().to_string(), mark))
     }
 
+    /// Applies and stores one page; `mark` is the start of the full
+    /// enumeration in progress, if one is.
     fn apply_page(
         &self,
         conn: &mut rusqlite::Connection,
         object: ObjectType,
         page: &PageData,
         report: &mut RoundReport,
+        mark: Option<i64>,
     ) -> Result<(), SyncError> {
         if object == ObjectType::Groups {
-            return self.apply_groups_page(conn, page, report);
+            return self.apply_groups_page(conn, page, report, mark);
         }
-        let now = now_unix();
+        let now = write_time(mark);
         let mut changes = Vec::with_capacity(page.items.len());
         for item in &page.items {
             report.items += 1;
@@ -261,7 +335,7 @@ impl<S: PageSource> Syncer<S> {
                 None => gone.push(id),
             }
         }
-        let (checkpoints, swept_ids) = self.closing_checkpoints(conn, object, page, &touched)?;
+        let (checkpoints, swept_ids) = self.closing_checkpoints(conn, object, page, &touched, mark)?;
         gone.extend(swept_ids.iter().map(String::as_str));
         let cps: Vec<(&str, &str)> = checkpoints.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
         persist::save_accounts(conn, &puts, &gone, &cps, now)?;
@@ -281,13 +355,15 @@ impl<S: PageSource> Syncer<S> {
 impl<S: PageSource> Syncer<S> {
     /// The checkpoints that close a page: the next link, or at the end of a
     /// round the delta link (and the end of a full resync). Returns them with
-    /// the ids of `kind` that a finished full resync did not see again.
+    /// the ids of `kind` that a finished full resync, begun at `mark`, did
+    /// not see again.
     fn closing_checkpoints(
         &self,
         conn: &rusqlite::Connection,
         object: ObjectType,
         page: &PageData,
         seen: &[String],
+        mark: Option<i64>,
     ) -> Result<Closing, SyncError> {
         let mut checkpoints = Vec::new();
         let mut swept = Vec::new();
@@ -295,9 +371,8 @@ impl<S: PageSource> Syncer<S> {
             (_, Some(d)) => {
                 checkpoints.push((cp(object, "delta"), d.clone()));
                 checkpoints.push((cp(object, "next"), String::new()));
-                if let Some(since) = stored::checkpoint(conn, &cp(object, "resync_since"))? {
-                    let since: i64 = since.parse().unwrap_or(i64::MAX);
-                    swept = stored::ids_written_before(conn, object.stored_kind(), since)?;
+                if let Some(mark) = mark {
+                    swept = stored::ids_written_before(conn, object.stored_kind(), mark)?;
                     swept.retain(|id| !seen.contains(id));
                     checkpoints.push((cp(object, "resync_since"), String::new()));
                 }
@@ -313,8 +388,9 @@ impl<S: PageSource> Syncer<S> {
         conn: &mut rusqlite::Connection,
         page: &PageData,
         report: &mut RoundReport,
+        mark: Option<i64>,
     ) -> Result<(), SyncError> {
-        let now = now_unix();
+        let now = write_time(mark);
         let mut seen = Vec::new();
         let mut table = self.groups.lock().unwrap_or_else(|p| p.into_inner());
         for item in &page.items {
@@ -330,7 +406,7 @@ impl<S: PageSource> Syncer<S> {
                 }
             }
         }
-        let (checkpoints, swept) = self.closing_checkpoints(conn, ObjectType::Groups, page, &seen)?;
+        let (checkpoints, swept) = self.closing_checkpoints(conn, ObjectType::Groups, page, &seen, mark)?;
         for id in &swept {
             table.groups.remove(id);
         }
@@ -526,8 +602,6 @@ mod tests {
 
     use serde_json::json;
 
-    use std::time::Duration;
-
     use super::*;
     use crate::directory::Identity;
 
@@ -558,7 +632,10 @@ mod tests {
 
     impl PageSource for Scripted {
         async fn fetch(&self, url: &str) -> Result<PageData, FetchError> {
-            self.fetched.lock().unwrap().push(url.to_string());
+            let mut fetched = self.fetched.lock().unwrap();
+            assert!(fetched.len() < 1000, "the round keeps fetching: {:?}", &fetched[..20]);
+            fetched.push(url.to_string());
+            drop(fetched);
             if self.fail.lock().unwrap().remove(url) {
                 return Err(FetchError::Other("connection reset".into()));
             }
@@ -697,20 +774,148 @@ mod tests {
             None,
             Some("d1"),
         );
-        s.round(ObjectType::Users).await.unwrap();
-        // A second later the token has expired and u2 is gone from the tenant.
-        std::thread::sleep(Duration::from_millis(1100));
+        let r = s.round(ObjectType::Users).await.unwrap();
+        assert_eq!(r.restarted, None);
+        // The token has expired and u2 is gone from the tenant. Within the
+        // same second: the sweep does not depend on the clock moving on.
         s.source.expired("d1");
         s.source
             .page("start", vec![user("u1", "a@contoso.com", false)], None, Some("d9"));
         let r = s.round(ObjectType::Users).await.unwrap();
         assert!(r.full);
         assert_eq!(r.swept, 1);
+        assert!(r.restarted.as_deref().is_some_and(|w| w.contains("delta")), "{r:?}");
         assert_eq!(s.source.fetched(), vec!["start", "d1", "start"]);
         assert_eq!(enabled(&s, "a@contoso.com"), Some(false));
         assert!(s.replica.lookup(&Identity::parse("b@contoso.com")).is_none());
         let r2 = reloaded(&s);
         assert_eq!(r2.counts().users, 1);
+    }
+
+    fn upns(r: &EntraReplica) -> Vec<String> {
+        let mut v: Vec<String> = r
+            .snapshot_accounts()
+            .iter()
+            .filter_map(|a| a.upn().map(str::to_string))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[tokio::test]
+    async fn a_resumed_enumeration_whose_link_expired_starts_over_and_converges() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = syncer(dir.path());
+        s.source.page(
+            "start",
+            vec![user("u1", "a@contoso.com", true), user("u2", "b@contoso.com", true)],
+            Some("p2"),
+            None,
+        );
+        s.source
+            .page("p2", vec![user("u3", "c@contoso.com", true)], Some("p3"), None);
+        s.source.fail.lock().unwrap().insert("p3".into());
+        assert!(s.round(ObjectType::Users).await.is_err());
+        assert_eq!(s.replica.counts().users, 3);
+
+        // Meanwhile u2 left the tenant, u4 joined, and Graph forgot p3.
+        let s2 = Syncer {
+            replica: reloaded(&s),
+            ..syncer(dir.path())
+        };
+        s2.source.expired("p3");
+        s2.source.page(
+            "start",
+            vec![user("u3", "c@contoso.com", true), user("u1", "a@contoso.com", false)],
+            Some("q2"),
+            None,
+        );
+        s2.source
+            .page("q2", vec![user("u4", "d@contoso.com", true)], None, Some("d1"));
+        let r = s2.round(ObjectType::Users).await.unwrap();
+        assert!(r.resumed && r.full, "{r:?}");
+        assert_eq!(s2.source.fetched(), vec!["p3", "start", "q2"]);
+        let why = r.restarted.expect("the report says the enumeration started over");
+        assert!(why.contains("started over"), "{why}");
+        assert_eq!(r.swept, 1, "u2, seen before the restart only");
+        let want = ["a@contoso.com", "c@contoso.com", "d@contoso.com"];
+        assert_eq!(upns(&s2.replica), want);
+        assert_eq!(enabled(&s2, "a@contoso.com"), Some(false));
+        assert_eq!(upns(&reloaded(&s2)), want, "the store agrees");
+
+        // The next round is an ordinary delta round.
+        s2.source.page(
+            "d1",
+            vec![json!({"id": "u3", "accountEnabled": false})],
+            None,
+            Some("d2"),
+        );
+        let r = s2.round(ObjectType::Users).await.unwrap();
+        assert!(!r.full && r.restarted.is_none(), "{r:?}");
+        assert_eq!(enabled(&s2, "c@contoso.com"), Some(false));
+        assert_eq!(upns(&s2.replica), want);
+    }
+
+    #[tokio::test]
+    async fn an_expired_page_link_mid_round_starts_over_without_losing_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = syncer(dir.path());
+        s.source.page(
+            "start",
+            vec![user("u1", "a@contoso.com", true), user("u2", "b@contoso.com", true)],
+            None,
+            Some("d1"),
+        );
+        s.round(ObjectType::Users).await.unwrap();
+        // A delta round whose second page link expires under it.
+        s.source
+            .page("d1", vec![user("u3", "c@contoso.com", true)], Some("d1-p2"), None);
+        s.source.expired("d1-p2");
+        s.source.page(
+            "start",
+            vec![user("u1", "a@contoso.com", true), user("u3", "c@contoso.com", true)],
+            None,
+            Some("d2"),
+        );
+        let r = s.round(ObjectType::Users).await.unwrap();
+        assert!(r.full && r.restarted.is_some(), "{r:?}");
+        assert_eq!(s.source.fetched(), vec!["start", "d1", "d1-p2", "start"]);
+        assert_eq!(upns(&s.replica), ["a@contoso.com", "c@contoso.com"]);
+        assert_eq!(upns(&reloaded(&s)), ["a@contoso.com", "c@contoso.com"]);
+    }
+
+    #[tokio::test]
+    async fn a_source_that_keeps_answering_expired_ends_the_round() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = syncer(dir.path());
+        // Even the first URL of a fresh enumeration is "expired".
+        s.source.expired("start");
+        let e = s.round(ObjectType::Users).await.unwrap_err();
+        assert!(matches!(e, SyncError::ExpiredAtStart { .. }), "{e:?}");
+        assert!(e.to_string().contains("first page"), "{e}");
+        assert_eq!(s.source.fetched(), vec!["start"]);
+
+        // A stored delta link that expired, then the same.
+        s.source
+            .page("start", vec![user("u1", "a@contoso.com", true)], None, Some("d1"));
+        s.round(ObjectType::Users).await.unwrap();
+        s.source.fetched();
+        s.source.expired("d1");
+        s.source.expired("start");
+        let e = s.round(ObjectType::Users).await.unwrap_err();
+        assert!(matches!(e, SyncError::ExpiredAtStart { .. }), "{e:?}");
+        assert_eq!(s.source.fetched(), vec!["d1", "start"]);
+        assert_eq!(s.replica.counts().users, 1, "the replica keeps serving");
+
+        // The first page works, the second always expires: a few restarts, then an error.
+        s.source
+            .page("start", vec![user("u1", "a@contoso.com", true)], Some("p2"), None);
+        s.source.expired("p2");
+        let e = s.round(ObjectType::Users).await.unwrap_err();
+        assert!(matches!(e, SyncError::KeepsExpiring { .. }), "{e:?}");
+        let fetched = s.source.fetched();
+        assert!(fetched.len() <= 10, "{fetched:?}");
+        assert_eq!(enabled(&s, "a@contoso.com"), Some(true));
     }
 
     #[tokio::test]

@@ -145,7 +145,7 @@ fn an_expired_delta_token_and_throttling_are_survived() {
     emu.control()
         .fail_next("/v1.0/users/delta", Fault::Throttle { retry_after_s: 1 }, 1);
     emu.control().expire_delta_tokens();
-    s.wait_for_log("delta token expired: full resync");
+    s.wait_for_log("the delta token had expired; the enumeration started over");
     // The users resync completes (after waiting out the 429).
     s.wait_for_log_count("full=true", full_rounds + 1);
     assert!(
