@@ -170,6 +170,9 @@ fn sync_lines(sync: &Value, ages: &Value) -> String {
         if let Some(age) = ages[object].as_i64() {
             line.push_str(&format!("; delta token {}", ago(now_unix() - age)));
         }
+        if let (Some(why), Some(t)) = (o["restarted"].as_str(), o["restarted_at"].as_i64()) {
+            line.push_str(&format!("\n            {}: {why}", ago(t)));
+        }
         if let Some(e) = o["last_error"].as_str() {
             line.push_str(&format!("\n            last error: {e}"));
         }

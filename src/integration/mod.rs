@@ -437,6 +437,7 @@ impl Integration {
                         "sync round done"
                     );
                     slot.succeeded(r.pages, r.items, r.full);
+                    slot.note_restart(r.restarted.as_deref());
                 }
                 Err(e) => {
                     warn!(object = object.as_str(), error = %e, "sync round failed; the next round resumes where this one stopped");

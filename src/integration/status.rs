@@ -22,6 +22,11 @@ pub struct ObjectStatus {
     /// Pages and items of the round running now (0 when none runs).
     pub running_pages: u64,
     pub running_items: u64,
+    /// The last time a round had to start its enumeration over (Graph no
+    /// longer accepted a stored link), and why; kept after later rounds, so
+    /// the admin sees it happened. The round itself succeeded: nothing to do.
+    pub restarted: Option<String>,
+    pub restarted_at: Option<i64>,
 }
 
 impl ObjectStatus {
@@ -31,6 +36,14 @@ impl ObjectStatus {
         self.items = items;
         self.full = full;
         self.last_error = None;
+    }
+
+    /// Records a round's start-over, if it had one.
+    pub(super) fn note_restart(&mut self, why: Option<&str>) {
+        if let Some(why) = why {
+            self.restarted = Some(why.to_string());
+            self.restarted_at = Some(super::now_unix());
+        }
     }
 
     pub(super) fn failed(&mut self, error: String) {
