@@ -1,7 +1,8 @@
 //! The sync worker against the project's Graph emulator, through the real
 //! binary: the first full round, PAP for Entra users by the password grant,
 //! a disabled user after the next delta round, domain scoping, nested groups
-//! turned into a VLAN, an expired delta token, and throttling.
+//! turned into a VLAN, an expired delta token, throttling, and a restart
+//! after which Graph no longer knows the stored page link.
 
 use entra_radius::emulator::{DEMO_CLIENT_ID, Emulator, Fault, Tenant};
 use entra_radius::store::Store;
@@ -247,6 +248,108 @@ fn a_server_killed_mid_round_resumes_at_the_stored_page() {
     let out = stdout(&s.cli(&["accounts", "lookup", "--json", "x@y"]));
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["entra"]["users"], 3000, "{v:#}");
+}
+
+#[test]
+fn a_resumed_round_whose_stored_link_graph_forgot_starts_over() {
+    use entra_radius::directory::{AccountKind, EntraReplica, persist};
+    use entra_radius::emulator::{SYNTHETIC_CLIENT_ID, SYNTHETIC_CLIENT_SECRET};
+    let tenant = Tenant::synthetic(1000, 10, 11);
+    let domains: Vec<String> = tenant.domains.iter().map(|d| d.id.clone()).collect();
+    let upn_of: std::collections::HashMap<String, String> = tenant
+        .users
+        .iter()
+        .map(|u| (u.id.clone(), u.user_principal_name.clone()))
+        .collect();
+    let (_rt, emu) = start_emulator(tenant);
+    emu.control().set_page_size(10);
+    emu.control().set_delta_quirks(0, 0);
+    let keep = tempfile::tempdir().unwrap();
+    let state = keep.path().join("state");
+    let refs: Vec<&str> = domains.iter().map(String::as_str).collect();
+    provision_app(
+        &state,
+        &emu.tenant_id(),
+        &refs,
+        SYNTHETIC_CLIENT_ID,
+        SYNTHETIC_CLIENT_SECRET,
+    );
+    let config = format!(
+        "{}{}\n[entra]\nauthority_host = \"{url}\"\ngraph_endpoint = \"{url}\"\nsync_interval = \"1h\"\n",
+        base_config(&state),
+        localhost_client(""),
+        url = emu.base_url()
+    );
+    let s = TestServer::start_raw(&config, tempfile::tempdir().unwrap());
+    let store = Store::open(&state).unwrap();
+    let next = || {
+        let c = store.connect().unwrap();
+        entra_radius::store::replica::checkpoint(&c, "users.next").unwrap()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while next().is_none() {
+        assert!(std::time::Instant::now() < deadline, "no page was stored");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // Hold the first round in the middle of the enumeration (its next page
+    // waits out a long Retry-After), then kill -9 it there.
+    emu.control()
+        .fail_next("/v1.0/users/delta", Fault::Throttle { retry_after_s: 120 }, 1);
+    s.wait_for_log("Graph is busy; retrying");
+    s.kill();
+    assert!(next().is_some(), "the position survives the kill");
+
+    // While the server is down, users it already stored leave the tenant,
+    // one joins, and Graph forgets the page links of rounds in progress.
+    let replica = EntraReplica::new();
+    persist::load_replica(&store, &replica).unwrap();
+    let stored: Vec<String> = replica
+        .snapshot_accounts()
+        .iter()
+        .filter(|a| a.kind() == AccountKind::User)
+        .map(|a| a.object_id().to_string())
+        .collect();
+    assert!(stored.len() >= 3 && stored.len() < 1000, "{}", stored.len());
+    let gone = &stored[..3];
+    for id in gone {
+        emu.control().delete_user(id);
+    }
+    let mut newcomer = emu.control().user(&stored[3.min(stored.len() - 1)]).unwrap();
+    let domain = newcomer.user_principal_name.rsplit('@').next().unwrap().to_string();
+    newcomer.id = "0000beef-0000-4000-8000-000000000001".into();
+    newcomer.user_principal_name = format!("newcomer@{domain}");
+    emu.control().add_user(newcomer);
+    emu.control().forget_page_links();
+
+    let s = TestServer::start_raw(&config, tempfile::tempdir().unwrap());
+    s.wait_for_log("sync round done object=\"users\"");
+    assert!(s.logs().contains("the stored page link had expired"), "{}", s.logs());
+    let out = s.cli(&["sync", "now", "--wait"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let out = stdout(&s.cli(&["accounts", "lookup", "--json", "x@y"]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["entra"]["users"], 1000 - 3 + 1, "{v:#}");
+    for id in gone {
+        let out = stdout(&s.cli(&["accounts", "lookup", &upn_of[id]]));
+        assert!(out.contains("decided by: none"), "{out}");
+    }
+    let out = stdout(&s.cli(&["accounts", "lookup", &format!("newcomer@{domain}")]));
+    assert!(out.contains("decided by: entra"), "{out}");
+    // The status says the round started over, without calling it a failure.
+    let out = s.cli(&["sync", "status"]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    let users = text
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("users"))
+        .take(2)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        users.contains("started over") && users.contains("the stored page link had expired"),
+        "{text}"
+    );
+    assert!(!text.contains("last error"), "{text}");
 }
 
 /// An RSA key and a self-signed certificate for it: the PEM an
