@@ -51,6 +51,11 @@ pub enum StoreError {
     #[error("cannot create {}: {source}", path.display())]
     Create { path: PathBuf, source: io::Error },
 
+    /// The database file is there but cannot be opened for reading and
+    /// writing (permissions, or a directory in its place).
+    #[error("cannot read {}: {source}", path.display())]
+    Read { path: PathBuf, source: io::Error },
+
     /// The database could not be opened or configured (not a database,
     /// unreadable, WAL not available, ...).
     #[error("cannot open database {}: {source}", path.display())]
@@ -269,21 +274,42 @@ fn ensure_private_dir(dir: &Path) -> Result<(), StoreError> {
     tighten_if_exists(dir, 0o700)
 }
 
-fn ensure_private_file(path: &Path) -> Result<(), StoreError> {
-    // Created here rather than by SQLite because SQLite would use 0644
-    // (minus umask), leaving the file readable to others until our chmod.
-    fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
-        .map_err(|source| StoreError::Create {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    tighten_if_exists(path, 0o600)
+/// Makes sure the database file exists and can be opened for reading and
+/// writing; returns whether it was already there.
+fn ensure_private_file(path: &Path) -> Result<bool, StoreError> {
+    let existed = match fs::OpenOptions::new().read(true).write(true).open(path) {
+        Ok(_) => true,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            // Created here rather than by SQLite because SQLite would use 0644
+            // (minus umask), leaving the file readable to others until our chmod.
+            match fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+            {
+                Ok(_) => false,
+                // Another process created it since our first attempt.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => true,
+                Err(source) => {
+                    return Err(StoreError::Create {
+                        path: path.to_path_buf(),
+                        source,
+                    });
+                }
+            }
+        }
+        // The file is there, so saying "cannot create" would mislead.
+        Err(source) => {
+            return Err(StoreError::Read {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    tighten_if_exists(path, 0o600)?;
+    Ok(existed)
 }
 
 /// Removes permission bits outside `allowed` (e.g. group/other) from `path`.

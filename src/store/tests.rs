@@ -167,6 +167,32 @@ fn not_a_database_is_an_open_error_naming_the_file() {
 }
 
 #[test]
+fn unreadable_database_is_cannot_read_not_cannot_create() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join(DB_FILE);
+    fs::create_dir(&db).unwrap();
+    let err = Store::open(tmp.path()).unwrap_err();
+    assert!(matches!(err, StoreError::Read { .. }), "{err:?}");
+    assert!(
+        err.to_string().starts_with(&format!("cannot read {}:", db.display())),
+        "{err}"
+    );
+    fs::remove_dir(&db).unwrap();
+
+    // Root reads any file whatever its mode: only an ordinary user can see this.
+    if unsafe { libc::geteuid() } != 0 {
+        Store::open(tmp.path()).unwrap();
+        fs::set_permissions(&db, fs::Permissions::from_mode(0o000)).unwrap();
+        let err = Store::open(tmp.path()).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with(&format!("cannot read {}: Permission denied", db.display())),
+            "{err}"
+        );
+    }
+}
+
+#[test]
 fn migration_list_is_contiguous_from_one() {
     for (i, m) in MIGRATIONS.iter().enumerate() {
         assert_eq!(m.version as usize, i + 1);
