@@ -1,5 +1,6 @@
-//! The state directory as an administrator meets it: a database that cannot
-//! be read called so.
+//! The state directory as an administrator meets it: a database that is not
+//! ours (or was emptied) refused rather than silently replaced, and a
+//! database that cannot be read called so.
 
 use std::path::Path;
 use std::time::Duration;
@@ -13,6 +14,48 @@ fn config_in(dir: &Path, state: &Path) -> std::path::PathBuf {
     let path = dir.join("entra-radius.toml");
     std::fs::write(&path, format!("{}{}", base_config(state), localhost_client(""))).unwrap();
     path
+}
+
+#[test]
+fn an_emptied_or_foreign_database_in_a_used_state_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let config = config_in(dir.path(), &state);
+    // A server ran here (it left its admin token), then the database was truncated.
+    std::fs::create_dir(&state).unwrap();
+    write_private(&state.join("admin.token"), &[b'a'; 64]);
+    let db = state.join("entra-radius.db");
+    write_private(&db, b"");
+    let (code, out) = serve_expecting_exit(&config, REFUSAL_WAIT);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(&format!(
+            "{} is empty, but the state directory {} has been used before (it holds admin.token)",
+            db.display(),
+            state.display()
+        )),
+        "{out}"
+    );
+    assert!(out.contains("restore the database from a backup"), "{out}");
+    assert_eq!(std::fs::metadata(&db).unwrap().len(), 0, "left as it was");
+
+    // Another program's SQLite file.
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch("CREATE TABLE inventory (id INTEGER PRIMARY KEY);")
+            .unwrap();
+    }
+    let (code, out) = serve_expecting_exit(&config, REFUSAL_WAIT);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(&format!("{} is not an entra-radius database", db.display())),
+        "{out}"
+    );
+
+    // Deleting it is how to start afresh on purpose.
+    std::fs::remove_file(&db).unwrap();
+    let s = TestServer::start_raw(&std::fs::read_to_string(&config).unwrap(), dir);
+    drop(s);
 }
 
 #[test]
