@@ -23,6 +23,7 @@ use entra_radius::proto::dictionary::{Dictionary, describe};
 use entra_radius::proto::{ClientSecret, Code};
 use entra_radius::server::admin_backend::freshness_line;
 use entra_radius::server::{Port, Server};
+use entra_radius::store::StateLock;
 use entra_radius::test_auth::{self, Credentials};
 
 #[derive(Parser)]
@@ -362,6 +363,16 @@ fn serve(path: Option<&Path>, demo: bool) -> ExitCode {
         error!("{e:#}");
         return ExitCode::from(1);
     }
+    // Before anything writes to the state directory (`--demo` resets it):
+    // a second server on it must change nothing.
+    let lock = match StateLock::acquire(&cfg.server.state_dir) {
+        Ok(l) => l,
+        Err(e) => {
+            error!("{e}");
+            eprintln!("entra-radius: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let dictionary = match load_dictionary(cfg.server.dictionary_dir.as_deref()) {
         Ok(d) => Arc::new(d),
         Err(e) => {
@@ -393,7 +404,7 @@ fn serve(path: Option<&Path>, demo: bool) -> ExitCode {
         } else {
             None
         };
-        let server = match Server::bind(&cfg, dictionary) {
+        let server = match Server::bind(&cfg, dictionary, lock) {
             Ok(s) => s,
             Err(e) => {
                 error!("{e}");

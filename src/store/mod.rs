@@ -10,7 +10,8 @@
 //! Opening refuses a file that is not this program's database (another
 //! program's SQLite file, or no SQLite file at all), and an empty one in a
 //! state directory that other files show to have been used: starting afresh
-//! there would silently drop the integration and the replica.
+//! there would silently drop the integration and the replica. The state
+//! directory's lock (`lock.rs`, [`StateLock`]) keeps a second server off it.
 //!
 //! Writes of accounting records go through [`AcctWriter`], a single OS thread
 //! that group-commits whatever the async server has queued, so that an
@@ -20,6 +21,7 @@
 
 mod acct;
 pub mod integration;
+mod lock;
 mod migrations;
 pub mod replica;
 mod writer;
@@ -37,6 +39,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 pub use acct::{AcctRecord, AcctStatus, SessionRow, TERMINATE_CAUSE_NAS_REBOOT};
+pub use lock::{LOCK_FILE, StateLock};
 pub use migrations::{MIGRATIONS, Migration, SCHEMA_VERSION};
 pub use writer::{AcctWriter, MAX_BATCH};
 
@@ -95,6 +98,25 @@ pub enum StoreError {
         others: Vec<String>,
     },
 
+    /// Another process holds the state directory's lock.
+    #[error(
+        "the state directory {} is in use by another entra-radius server ({}, holding {}): stop it \
+         first, or give this server its own state_dir",
+        dir.display(),
+        pid.map_or_else(|| "PID unknown".to_string(), |p| format!("PID {p}")),
+        path.display()
+    )]
+    Locked {
+        dir: PathBuf,
+        path: PathBuf,
+        pid: Option<u32>,
+    },
+
+    /// Taking the state directory's lock failed for another reason than
+    /// another holder.
+    #[error("cannot lock {}: {source}", path.display())]
+    Lock { path: PathBuf, source: io::Error },
+
     /// The database could not be opened or configured (not a database,
     /// unreadable, WAL not available, ...).
     #[error("cannot open database {}: {source}", path.display())]
@@ -139,8 +161,10 @@ pub enum StoreError {
 ///
 /// Opening creates the state directory (0700) and the file (0600) when
 /// missing, tightens them when they are more open than that, checks that the
-/// file is ours, configures WAL and runs pending migrations. The handle holds
-/// no connection itself: each thread that needs one calls [`Store::connect`].
+/// file is ours, configures WAL and runs pending migrations. It does not take
+/// the state directory's [`StateLock`]: the server does, and tools that read
+/// the store beside a running server must not. The handle holds no
+/// connection itself: each thread that needs one calls [`Store::connect`].
 #[derive(Debug, Clone)]
 pub struct Store {
     path: Arc<Path>,
@@ -425,7 +449,7 @@ fn is_not_a_database(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::NotADatabase)
 }
 
-/// Names in `dir` other than the database and its companions:
+/// Names in `dir` other than the database, its companions and the lock:
 /// files a server leaves (admin token and address, credentials), so signs
 /// that the directory was in use. Sorted; empty if it cannot be listed.
 fn other_state(dir: &Path) -> Vec<String> {
@@ -433,8 +457,10 @@ fn other_state(dir: &Path) -> Vec<String> {
         return Vec::new();
     };
     let ours = |name: &str| {
-        name.strip_prefix(DB_FILE)
-            .is_some_and(|rest| rest.is_empty() || DB_COMPANIONS.contains(&rest))
+        name == LOCK_FILE
+            || name
+                .strip_prefix(DB_FILE)
+                .is_some_and(|rest| rest.is_empty() || DB_COMPANIONS.contains(&rest))
     };
     let mut names: Vec<String> = entries
         .filter_map(Result::ok)

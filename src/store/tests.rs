@@ -256,11 +256,13 @@ fn empty_database_in_a_used_state_directory_is_refused() {
 }
 
 #[test]
-fn empty_database_alone_is_a_first_start() {
+fn empty_database_alone_or_beside_only_the_lock_is_a_first_start() {
     let tmp = tempfile::tempdir().unwrap();
+    let lock = StateLock::acquire(tmp.path()).unwrap();
     fs::write(tmp.path().join(DB_FILE), b"").unwrap();
     let store = Store::open(tmp.path()).unwrap();
     assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    drop(lock);
 }
 
 #[test]
@@ -327,6 +329,39 @@ fn unreadable_database_is_cannot_read_not_cannot_create() {
             "{err}"
         );
     }
+}
+
+#[test]
+fn state_lock_is_exclusive_names_its_holder_and_ends_with_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("state");
+    let lock = StateLock::acquire(&dir).unwrap();
+    assert_eq!(lock.path(), dir.join(LOCK_FILE));
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(lock.path()), 0o600);
+    let pid = std::process::id();
+    assert_eq!(fs::read_to_string(lock.path()).unwrap(), format!("{pid}\n"));
+
+    // flock belongs to the open file, so a second open in this same process
+    // is refused as another server's would be.
+    let err = StateLock::acquire(&dir).unwrap_err();
+    assert!(
+        matches!(err, StoreError::Locked { pid: Some(p), .. } if p == pid),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("(PID {pid}, holding {})", dir.join(LOCK_FILE).display())),
+        "{text}"
+    );
+    // Refusing does not erase the holder's PID.
+    assert_eq!(fs::read_to_string(lock.path()).unwrap(), format!("{pid}\n"));
+    // Reading the store beside the holder is fine.
+    Store::open(&dir).unwrap();
+
+    drop(lock);
+    let again = StateLock::acquire(&dir).unwrap();
+    drop(again);
 }
 
 #[test]

@@ -1,6 +1,6 @@
-//! The state directory as an administrator meets it: a database that is not
-//! ours (or was emptied) refused rather than silently replaced, and a
-//! database that cannot be read called so.
+//! The state directory as an administrator meets it: one server at a time,
+//! a database that is not ours (or was emptied) refused rather than silently
+//! replaced, and a database that cannot be read called so.
 
 use std::path::Path;
 use std::time::Duration;
@@ -14,6 +14,49 @@ fn config_in(dir: &Path, state: &Path) -> std::path::PathBuf {
     let path = dir.join("entra-radius.toml");
     std::fs::write(&path, format!("{}{}", base_config(state), localhost_client(""))).unwrap();
     path
+}
+
+#[test]
+fn a_second_server_on_the_same_state_directory_is_refused_naming_the_first() {
+    // The state directory outlives the first server's own directory.
+    let keep = tempfile::tempdir().unwrap();
+    let state = keep.path().join("state");
+    let config = format!("{}{}", base_config(&state), localhost_client(""));
+    let first = TestServer::start_raw(&config, tempfile::tempdir().unwrap());
+    let other = tempfile::tempdir().unwrap();
+    let other_config = config_in(other.path(), &state);
+
+    let (code, out) = serve_expecting_exit(&other_config, REFUSAL_WAIT);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(&format!(
+            "the state directory {} is in use by another entra-radius server (PID {},",
+            state.display(),
+            first.pid()
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("stop it first, or give this server its own state_dir"),
+        "{out}"
+    );
+
+    // Neither check-config nor the admin commands take the lock.
+    let o = run_cli(
+        &["check-config", "--config", first.config_path.to_str().unwrap()],
+        keep.path(),
+    );
+    assert!(o.status.success(), "{}", stdout(&o));
+    let o = first.cli(&["sync", "status"]);
+    assert!(o.status.success(), "{}", stdout(&o));
+
+    // SIGKILL leaves the dead server's PID in the lock file, but no lock.
+    let lock = state.join("entra-radius.lock");
+    let dead = first.pid();
+    first.kill();
+    assert_eq!(std::fs::read_to_string(&lock).unwrap().trim(), dead.to_string());
+    let second = TestServer::start_raw(&config, other);
+    assert_eq!(std::fs::read_to_string(&lock).unwrap().trim(), second.pid().to_string());
 }
 
 #[test]
