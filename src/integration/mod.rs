@@ -150,8 +150,9 @@ pub(crate) fn now_unix() -> i64 {
 
 /// The application's credential: the certificate if there is one, else
 /// the client secret. Either file is refused when group or others may read
-/// it.
-fn read_credential(state_dir: &Path) -> Result<Credential, String> {
+/// it. Public so that `serve` can report a missing or unusable credential
+/// once at startup.
+pub fn read_credential(state_dir: &Path) -> Result<Credential, String> {
     let cert = state_dir.join(CLIENT_CERT_FILE);
     match crate::private_file::read_private_file(&cert) {
         Ok(pem) => CertificateCredential::from_pem(&pem)
