@@ -2,7 +2,8 @@
 //! with every error naming the file, line and key at fault.
 //!
 //! `from_toml(&str)` is what tests call; `read_config(path)` reads the file
-//! and resolves `secret_file` paths relative to it.
+//! and resolves `secret_file` paths relative to it. A `secret_file` that
+//! group or others may read is refused (see [`crate::private_file`]).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::Range;
@@ -15,6 +16,7 @@ use toml::Spanned;
 
 use crate::directory::policy::{self, PolicyRule};
 use crate::directory::{DirectoryKind, LocalMac, LocalUser, MacAddr, UserCredential};
+use crate::private_file::read_private_file;
 use crate::proto::auth::Password;
 
 /// Where the default configuration listens and keeps its state.
@@ -418,13 +420,8 @@ fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             }
             (None, Some(f)) => {
                 let p = ctx.resolve(f.get_ref());
-                let mut bytes = std::fs::read(&p).map_err(|e| {
-                    ctx.err(
-                        Some(f.span()),
-                        key("secret_file"),
-                        format!("cannot read {}: {e}", p.display()),
-                    )
-                })?;
+                let mut bytes =
+                    read_private_file(&p).map_err(|e| ctx.err(Some(f.span()), key("secret_file"), e.to_string()))?;
                 // Editors and `echo` leave a trailing newline that is not part
                 // of the secret.
                 while matches!(bytes.last(), Some(b'\n' | b'\r')) {
@@ -758,10 +755,16 @@ description = "printer"
         assert!(e.contains("entra.sync_interval"), "{e}");
     }
 
+    fn write_secret(path: &Path, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(path, "from-file\n").unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
     #[test]
     fn secret_file_is_read_relative_to_the_config() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("nas.secret"), "from-file\n").unwrap();
+        write_secret(&dir.path().join("nas.secret"), 0o600);
         let cfg = dir.path().join("c.toml");
         std::fs::write(
             &cfg,
@@ -777,6 +780,32 @@ description = "printer"
         .unwrap();
         let e = read_config(&cfg).unwrap_err().to_string();
         assert!(e.contains("c.toml:4:15: clients[0].secret_file: cannot read"), "{e}");
+    }
+
+    #[test]
+    fn secret_file_readable_by_others_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("nas.secret");
+        let cfg = dir.path().join("c.toml");
+        std::fs::write(
+            &cfg,
+            "[[clients]]\nname = \"a\"\naddress = \"::1\"\nsecret_file = \"nas.secret\"\n",
+        )
+        .unwrap();
+        for mode in [0o644, 0o640] {
+            write_secret(&secret, mode);
+            let e = read_config(&cfg).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!(
+                    "c.toml:4:15: clients[0].secret_file: {} has mode {mode:04o}",
+                    secret.display()
+                )),
+                "{e}"
+            );
+            assert!(e.contains(&format!("chmod 600 {}", secret.display())), "{e}");
+        }
+        write_secret(&secret, 0o400);
+        assert_eq!(read_config(&cfg).unwrap().clients[0].secret, b"from-file");
     }
 
     #[test]

@@ -12,6 +12,8 @@
 //! - [`proto`]: the RADIUS wire format (packets, attributes, authenticators,
 //!   dictionaries). No sockets, no clock, no tokio.
 //! - [`config`]: the TOML configuration, parsed and validated.
+//! - [`private_file`]: reading files that hold a secret, refused when group
+//!   or others may read them.
 //! - [`directory`]: accounts and the directories that own them (local for now).
 //! - [`auth`]: one Access-Request in, one decision out (PAP, CHAP, MAB).
 //! - [`server`]: UDP transport, client table, duplicate cache, accounting,
@@ -50,6 +52,7 @@ pub mod demo;
 pub mod directory;
 pub mod emulator;
 pub mod integration;
+pub mod private_file;
 pub mod proto;
 pub mod server;
 pub mod store;

@@ -17,12 +17,13 @@ use entra_radius::admin::commands;
 use entra_radius::config::{self, Config};
 use entra_radius::demo;
 use entra_radius::directory::{LocalMac, LocalUser, MacAddr, UserCredential};
-use entra_radius::integration::{Integration, IntegrationBackend};
+use entra_radius::integration::{Integration, IntegrationBackend, Settings};
 use entra_radius::proto::auth::{MessageAuth, Password};
 use entra_radius::proto::dictionary::{Dictionary, describe};
 use entra_radius::proto::{ClientSecret, Code};
 use entra_radius::server::admin_backend::freshness_line;
-use entra_radius::server::{Port, Server};
+use entra_radius::server::{Port, Server, ServerHandle};
+use entra_radius::store::StateLock;
 use entra_radius::test_auth::{self, Credentials};
 
 #[derive(Parser)]
@@ -362,6 +363,16 @@ fn serve(path: Option<&Path>, demo: bool) -> ExitCode {
         error!("{e:#}");
         return ExitCode::from(1);
     }
+    // Before anything writes to the state directory (`--demo` resets it):
+    // a second server on it must change nothing.
+    let lock = match StateLock::acquire(&cfg.server.state_dir) {
+        Ok(l) => l,
+        Err(e) => {
+            error!("{e}");
+            eprintln!("entra-radius: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let dictionary = match load_dictionary(cfg.server.dictionary_dir.as_deref()) {
         Ok(d) => Arc::new(d),
         Err(e) => {
@@ -393,7 +404,7 @@ fn serve(path: Option<&Path>, demo: bool) -> ExitCode {
         } else {
             None
         };
-        let server = match Server::bind(&cfg, dictionary) {
+        let server = match Server::bind(&cfg, dictionary, lock) {
             Ok(s) => s,
             Err(e) => {
                 error!("{e}");
@@ -412,6 +423,7 @@ fn serve(path: Option<&Path>, demo: bool) -> ExitCode {
         entra_radius::server::release_freed_memory();
         let shutdown = CancellationToken::new();
         let entra = Integration::new(cfg.entra.clone(), cfg.server.state_dir.clone(), server.handle());
+        warn_if_credential_unusable(&cfg.server.state_dir, &server.handle());
         let admin = match start_admin(&cfg, &entra, shutdown.clone()).await {
             Ok(a) => a,
             Err(e) => {
@@ -472,6 +484,20 @@ fn serve(path: Option<&Path>, demo: bool) -> ExitCode {
         }
         ExitCode::SUCCESS
     })
+}
+
+/// A provisioned integration whose credential file is missing or refused
+/// fails every sync round, with the reason in `entra status` and `sync
+/// status`; the log says it once, at startup, where whoever starts the
+/// server looks. RADIUS service from the replica and local accounts goes on.
+fn warn_if_credential_unusable(state_dir: &Path, server: &ServerHandle) {
+    match Settings::read(server.store()) {
+        Ok(s) if s.provisioned() => {}
+        _ => return,
+    }
+    if let Err(e) = entra_radius::integration::read_credential(state_dir) {
+        warn!("the Entra ID sync cannot run: {e}");
+    }
 }
 
 /// `serve --demo`: the Graph emulator with the demo tenant, the config

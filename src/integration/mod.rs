@@ -149,22 +149,33 @@ pub(crate) fn now_unix() -> i64 {
 }
 
 /// The application's credential: the certificate if there is one, else
-/// the client secret.
-fn read_credential(state_dir: &Path) -> Result<Credential, String> {
+/// the client secret. Either file is refused when group or others may read
+/// it. Public so that `serve` can report a missing or unusable credential
+/// once at startup.
+pub fn read_credential(state_dir: &Path) -> Result<Credential, String> {
     let cert = state_dir.join(CLIENT_CERT_FILE);
-    match std::fs::read(&cert) {
+    match crate::private_file::read_private_file(&cert) {
         Ok(pem) => CertificateCredential::from_pem(&pem)
             .map(|c| Credential::Certificate(Arc::new(c)))
             .map_err(|e| format!("{}: {e}", cert.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => read_secret(state_dir).map(Credential::Secret),
-        Err(e) => Err(format!("cannot read the certificate {}: {e}", cert.display())),
+        Err(e) if e.is_not_found() => read_secret(state_dir).map(Credential::Secret),
+        Err(e) => Err(format!("the application's certificate: {e}")),
     }
 }
 
 fn read_secret(state_dir: &Path) -> Result<String, String> {
     let path: PathBuf = state_dir.join(CLIENT_SECRET_FILE);
-    let s =
-        std::fs::read_to_string(&path).map_err(|e| format!("cannot read the client secret {}: {e}", path.display()))?;
+    let bytes = crate::private_file::read_private_file(&path).map_err(|e| {
+        if e.is_not_found() {
+            format!(
+                "cannot read the client secret {}: the file is missing; run `entra-radius entra provision` again to store one",
+                path.display()
+            )
+        } else {
+            format!("the client secret: {e}")
+        }
+    })?;
+    let s = String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8 text", path.display()))?;
     let s = s.trim().to_string();
     if s.is_empty() {
         return Err(format!("{} is empty", path.display()));

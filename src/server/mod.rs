@@ -34,7 +34,7 @@ use crate::proto::auth::{MessageAuth, check_message_authenticator, verify_hashed
 use crate::proto::dictionary::Dictionary;
 use crate::proto::packet::MAX_PACKET_LEN;
 use crate::proto::{AttrType, Builder, Code, Packet};
-use crate::store::{AcctWriter, Store, StoreError};
+use crate::store::{AcctWriter, StateLock, Store, StoreError};
 use clients::{Client, ClientTable, MaVerdict};
 use counters::{CounterRegistry, DropReason, inc};
 use dedup::{DedupKey, ResponseCache, Seen};
@@ -85,6 +85,9 @@ struct Shared {
     entra: Arc<EntraDirectory>,
     replica_load: LoadReport,
     store: Store,
+    /// Held, never read: no second server may use the state directory
+    /// while this one runs.
+    _state_lock: StateLock,
     config_path: Option<std::path::PathBuf>,
     started: std::time::Instant,
     listen_addrs: Vec<(Port, SocketAddr)>,
@@ -250,8 +253,10 @@ fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
 
 impl Server {
     /// Opens the state store and binds every listener. Must be called inside
-    /// a tokio runtime.
-    pub fn bind(cfg: &Config, dictionary: Arc<Dictionary>) -> Result<Server, ServerError> {
+    /// a tokio runtime. `lock` is the state directory's lock, taken by the
+    /// caller (before anything else touches the directory) and held by the
+    /// server from here on.
+    pub fn bind(cfg: &Config, dictionary: Arc<Dictionary>, lock: StateLock) -> Result<Server, ServerError> {
         let store = Store::open(&cfg.server.state_dir)?;
         // The last synced state is loaded before the first packet is read, so
         // a restart while Graph is unreachable answers as before the restart.
@@ -310,6 +315,7 @@ impl Server {
             entra,
             replica_load,
             store,
+            _state_lock: lock,
             config_path: cfg.path.clone(),
             started: std::time::Instant::now(),
             listen_addrs,

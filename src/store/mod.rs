@@ -7,6 +7,12 @@
 //! [`MIGRATIONS`]), and the RADIUS accounting tables with their merge rules
 //! (`acct.rs`, [`AcctRecord`]).
 //!
+//! Opening refuses a file that is not this program's database (another
+//! program's SQLite file, or no SQLite file at all), and an empty one in a
+//! state directory that other files show to have been used: starting afresh
+//! there would silently drop the integration and the replica. The state
+//! directory's lock (`lock.rs`, [`StateLock`]) keeps a second server off it.
+//!
 //! Writes of accounting records go through [`AcctWriter`], a single OS thread
 //! that group-commits whatever the async server has queued, so that an
 //! Accounting-Response is only sent once its record is durable (RFC 2866 §2).
@@ -15,6 +21,7 @@
 
 mod acct;
 pub mod integration;
+mod lock;
 mod migrations;
 pub mod replica;
 mod writer;
@@ -32,11 +39,20 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 pub use acct::{AcctRecord, AcctStatus, SessionRow, TERMINATE_CAUSE_NAS_REBOOT};
+pub use lock::{LOCK_FILE, StateLock};
 pub use migrations::{MIGRATIONS, Migration, SCHEMA_VERSION};
 pub use writer::{AcctWriter, MAX_BATCH};
 
 /// File name of the database inside the state directory.
 pub const DB_FILE: &str = "entra-radius.db";
+
+/// `PRAGMA application_id` of our databases (ASCII "ERad"), stamped on open,
+/// so that a database is known to be ours from its header alone.
+pub const APPLICATION_ID: i32 = 0x4552_6164;
+
+/// What SQLite keeps beside the database; like the database itself, these
+/// say nothing about whether the directory was in use.
+const DB_COMPANIONS: [&str; 3] = ["-wal", "-shm", "-journal"];
 
 /// How long a connection waits for another one's write lock before failing
 /// with `SQLITE_BUSY`. Long enough to ride out a migration or an admin tool,
@@ -50,6 +66,56 @@ pub enum StoreError {
     /// The state directory or the database file could not be created.
     #[error("cannot create {}: {source}", path.display())]
     Create { path: PathBuf, source: io::Error },
+
+    /// The database file is there but cannot be opened for reading and
+    /// writing (permissions, or a directory in its place).
+    #[error("cannot read {}: {source}", path.display())]
+    Read { path: PathBuf, source: io::Error },
+
+    /// The file is not an entra-radius database; it is left untouched.
+    #[error(
+        "{} is not an entra-radius database ({reason}); refusing to use it: point state_dir at the \
+         right directory, restore the database from a backup, or move this file aside to start with \
+         an empty one",
+        path.display()
+    )]
+    Foreign { path: PathBuf, reason: String },
+
+    /// The database is empty although the state directory holds other
+    /// files of a server that ran there: it was truncated or replaced.
+    #[error(
+        "{} is empty, but the state directory {} has been used before (it holds {}); refusing to \
+         start with empty state: restore the database from a backup, or delete {} to start afresh \
+         (the Entra ID integration then has to be set up again)",
+        path.display(),
+        dir.display(),
+        others.join(", "),
+        path.display()
+    )]
+    EmptyInUsedDir {
+        path: PathBuf,
+        dir: PathBuf,
+        others: Vec<String>,
+    },
+
+    /// Another process holds the state directory's lock.
+    #[error(
+        "the state directory {} is in use by another entra-radius server ({}, holding {}): stop it \
+         first, or give this server its own state_dir",
+        dir.display(),
+        pid.map_or_else(|| "PID unknown".to_string(), |p| format!("PID {p}")),
+        path.display()
+    )]
+    Locked {
+        dir: PathBuf,
+        path: PathBuf,
+        pid: Option<u32>,
+    },
+
+    /// Taking the state directory's lock failed for another reason than
+    /// another holder.
+    #[error("cannot lock {}: {source}", path.display())]
+    Lock { path: PathBuf, source: io::Error },
 
     /// The database could not be opened or configured (not a database,
     /// unreadable, WAL not available, ...).
@@ -94,9 +160,11 @@ pub enum StoreError {
 /// Cheap clone handle on the database at `<state_dir>/entra-radius.db`.
 ///
 /// Opening creates the state directory (0700) and the file (0600) when
-/// missing, tightens them when they are more open than that, configures WAL
-/// and runs pending migrations. The handle holds no connection itself: each
-/// thread that needs one calls [`Store::connect`].
+/// missing, tightens them when they are more open than that, checks that the
+/// file is ours, configures WAL and runs pending migrations. It does not take
+/// the state directory's [`StateLock`]: the server does, and tools that read
+/// the store beside a running server must not. The handle holds no
+/// connection itself: each thread that needs one calls [`Store::connect`].
 #[derive(Debug, Clone)]
 pub struct Store {
     path: Arc<Path>,
@@ -107,21 +175,52 @@ impl Store {
     /// its schema up to [`SCHEMA_VERSION`].
     ///
     /// Fails with [`StoreError::NewerSchema`] if the file was migrated by a
-    /// newer build.
+    /// newer build, [`StoreError::Foreign`] if it is not ours, and
+    /// [`StoreError::EmptyInUsedDir`] if it is empty beside other state.
     pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
         ensure_private_dir(state_dir)?;
         let path = state_dir.join(DB_FILE);
-        ensure_private_file(&path)?;
+        let existed = ensure_private_file(&path)?;
 
-        let mut conn = Connection::open_with_flags(&path, open_flags()).map_err(|source| StoreError::Open {
+        let open_err = |source| StoreError::Open {
             path: path.clone(),
             source,
-        })?;
-        configure(&conn).map_err(|source| StoreError::Open {
+        };
+        let foreign = |reason: &str| StoreError::Foreign {
             path: path.clone(),
-            source,
-        })?;
+            reason: reason.into(),
+        };
+        let mut conn = Connection::open_with_flags(&path, open_flags()).map_err(open_err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+        // Before `configure`, which would already switch a foreign file to WAL.
+        match identify(&conn) {
+            Ok(Contents::Ours) => {}
+            Ok(Contents::Empty) => {
+                // A file we just created is a first start. One that was
+                // already there and is empty is a first start only if
+                // nothing else in the directory says a server ran here.
+                let others = if existed { other_state(state_dir) } else { Vec::new() };
+                if !others.is_empty() {
+                    return Err(StoreError::EmptyInUsedDir {
+                        path,
+                        dir: state_dir.to_path_buf(),
+                        others,
+                    });
+                }
+            }
+            Ok(Contents::Foreign(reason)) => return Err(foreign(&reason)),
+            Err(e) if is_not_a_database(&e) => return Err(foreign("it is not an SQLite database")),
+            Err(e) => return Err(open_err(e)),
+        }
+        configure(&conn).map_err(open_err)?;
         migrations::migrate(&mut conn, &path, MIGRATIONS)?;
+        let app_id: i32 = conn
+            .pragma_query_value(None, "application_id", |r| r.get(0))
+            .map_err(open_err)?;
+        if app_id != APPLICATION_ID {
+            conn.pragma_update(None, "application_id", APPLICATION_ID)
+                .map_err(open_err)?;
+        }
 
         // SQLite creates these with the database file's mode, but a file left
         // by an older build or copied in by hand may be more open, and the WAL
@@ -269,21 +368,107 @@ fn ensure_private_dir(dir: &Path) -> Result<(), StoreError> {
     tighten_if_exists(dir, 0o700)
 }
 
-fn ensure_private_file(path: &Path) -> Result<(), StoreError> {
-    // Created here rather than by SQLite because SQLite would use 0644
-    // (minus umask), leaving the file readable to others until our chmod.
-    fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
-        .map_err(|source| StoreError::Create {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    tighten_if_exists(path, 0o600)
+/// Makes sure the database file exists and can be opened for reading and
+/// writing; returns whether it was already there.
+fn ensure_private_file(path: &Path) -> Result<bool, StoreError> {
+    let existed = match fs::OpenOptions::new().read(true).write(true).open(path) {
+        Ok(_) => true,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            // Created here rather than by SQLite because SQLite would use 0644
+            // (minus umask), leaving the file readable to others until our chmod.
+            match fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+            {
+                Ok(_) => false,
+                // Another process created it since our first attempt.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => true,
+                Err(source) => {
+                    return Err(StoreError::Create {
+                        path: path.to_path_buf(),
+                        source,
+                    });
+                }
+            }
+        }
+        // The file is there, so saying "cannot create" would mislead.
+        Err(source) => {
+            return Err(StoreError::Read {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    tighten_if_exists(path, 0o600)?;
+    Ok(existed)
+}
+
+/// What an opened database file holds.
+enum Contents {
+    /// No schema at all: a new file, or a zero-byte one.
+    Empty,
+    Ours,
+    /// Another program's SQLite database; the reason, for the error.
+    Foreign(String),
+}
+
+fn identify(conn: &Connection) -> rusqlite::Result<Contents> {
+    let app_id: i32 = conn.pragma_query_value(None, "application_id", |r| r.get(0))?;
+    if app_id == APPLICATION_ID {
+        return Ok(Contents::Ours);
+    }
+    if app_id != 0 {
+        return Ok(Contents::Foreign(format!(
+            "its application_id is {:#010x}, not entra-radius's {APPLICATION_ID:#010x}",
+            app_id.cast_unsigned()
+        )));
+    }
+    let objects: i64 = conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))?;
+    let version = migrations::user_version(conn)?;
+    if objects == 0 && version == 0 {
+        return Ok(Contents::Empty);
+    }
+    // Databases from before the application id was stamped: every schema
+    // version has had the accounting table of version 1.
+    let sessions: i64 = conn.query_row(
+        "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'sessions'",
+        [],
+        |r| r.get(0),
+    )?;
+    if version >= 1 && sessions == 1 {
+        Ok(Contents::Ours)
+    } else {
+        Ok(Contents::Foreign("its tables are not entra-radius's schema".into()))
+    }
+}
+
+fn is_not_a_database(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::NotADatabase)
+}
+
+/// Names in `dir` other than the database, its companions and the lock:
+/// files a server leaves (admin token and address, credentials), so signs
+/// that the directory was in use. Sorted; empty if it cannot be listed.
+fn other_state(dir: &Path) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let ours = |name: &str| {
+        name == LOCK_FILE
+            || name
+                .strip_prefix(DB_FILE)
+                .is_some_and(|rest| rest.is_empty() || DB_COMPANIONS.contains(&rest))
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !ours(n))
+        .collect();
+    names.sort();
+    names
 }
 
 /// Removes permission bits outside `allowed` (e.g. group/other) from `path`.

@@ -158,12 +158,210 @@ fn newer_schema_is_refused() {
 }
 
 #[test]
-fn not_a_database_is_an_open_error_naming_the_file() {
+fn not_a_database_is_refused_naming_the_file_and_the_way_out() {
     let tmp = tempfile::tempdir().unwrap();
-    fs::write(tmp.path().join(DB_FILE), vec![0x42; 4096]).unwrap();
+    let db = tmp.path().join(DB_FILE);
+    fs::write(&db, vec![0x42; 4096]).unwrap();
     let err = Store::open(tmp.path()).unwrap_err();
-    assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
-    assert!(err.to_string().contains(DB_FILE), "{err}");
+    assert!(matches!(err, StoreError::Foreign { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!(
+            "{} is not an entra-radius database (it is not an SQLite database)",
+            db.display()
+        )),
+        "{text}"
+    );
+    assert!(text.contains("move this file aside"), "{text}");
+    assert_eq!(fs::read(&db).unwrap(), vec![0x42; 4096]);
+}
+
+#[test]
+fn another_programs_sqlite_database_is_refused_and_left_untouched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join(DB_FILE);
+    {
+        let conn = Connection::open(&db).unwrap();
+        conn.execute_batch("CREATE TABLE photos (id INTEGER PRIMARY KEY); PRAGMA user_version = 3;")
+            .unwrap();
+    }
+    let before = fs::read(&db).unwrap();
+    let err = Store::open(tmp.path()).unwrap_err();
+    assert!(matches!(err, StoreError::Foreign { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("its tables are not entra-radius's schema"),
+        "{err}"
+    );
+    assert_eq!(fs::read(&db).unwrap(), before, "neither migrated nor switched to WAL");
+
+    // Another program's application id is enough, whatever the tables.
+    let conn = Connection::open(&db).unwrap();
+    conn.pragma_update(None, "application_id", 0x1234_5678).unwrap();
+    drop(conn);
+    let err = Store::open(tmp.path()).unwrap_err();
+    assert!(err.to_string().contains("its application_id is 0x12345678"), "{err}");
+}
+
+#[test]
+fn databases_are_stamped_and_older_unstamped_ones_are_ours() {
+    let (tmp, store) = temp_store();
+    let app_id = |path: &Path| -> i32 {
+        Connection::open(path)
+            .unwrap()
+            .pragma_query_value(None, "application_id", |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(app_id(store.path()), APPLICATION_ID);
+
+    // A database written before the stamp existed.
+    let old = tmp.path().join("old");
+    fs::create_dir(&old).unwrap();
+    let path = old.join(DB_FILE);
+    let mut conn = Connection::open(&path).unwrap();
+    migrations::migrate(&mut conn, &path, MIGRATIONS).unwrap();
+    drop(conn);
+    assert_eq!(app_id(&path), 0);
+    Store::open(&old).unwrap();
+    assert_eq!(app_id(&path), APPLICATION_ID);
+}
+
+#[test]
+fn empty_database_in_a_used_state_directory_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join(DB_FILE);
+    fs::write(tmp.path().join("admin.token"), "x").unwrap();
+    fs::write(tmp.path().join("entra-client-secret"), "x").unwrap();
+    fs::write(&db, b"").unwrap();
+    let err = Store::open(tmp.path()).unwrap_err();
+    assert!(matches!(err, StoreError::EmptyInUsedDir { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!(
+            "{} is empty, but the state directory {} has been used before (it holds admin.token, entra-client-secret)",
+            db.display(),
+            tmp.path().display()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("delete {} to start afresh", db.display())),
+        "{text}"
+    );
+    assert_eq!(fs::metadata(&db).unwrap().len(), 0, "left as found");
+
+    // Deleting it is the administrator's way to start afresh.
+    fs::remove_file(&db).unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+}
+
+#[test]
+fn empty_database_alone_or_beside_only_the_lock_is_a_first_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lock = StateLock::acquire(tmp.path()).unwrap();
+    fs::write(tmp.path().join(DB_FILE), b"").unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    drop(lock);
+}
+
+#[test]
+fn a_database_written_only_to_its_wal_is_not_empty() {
+    // A server killed before its first checkpoint leaves a main file with
+    // no schema (only the header that switching to WAL wrote) and everything
+    // else in the WAL: that is not an empty database.
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join(DB_FILE);
+    fs::write(&db, b"").unwrap();
+    // While this connection is open, closing the others checkpoints nothing.
+    let keep = Connection::open(&db).unwrap();
+    let _: String = keep
+        .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+        .unwrap();
+    let _: i64 = keep
+        .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+        .unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    apply_all(&store, &[rec("10.0.0.1", "s1", AcctStatus::Start, 100)]);
+    let copy = tmp.path().join("copy");
+    fs::create_dir(&copy).unwrap();
+    for suffix in ["", "-wal"] {
+        fs::copy(
+            format!("{}{suffix}", db.display()),
+            copy.join(format!("{DB_FILE}{suffix}")),
+        )
+        .unwrap();
+    }
+    drop(keep);
+    let main_only = tmp.path().join("main-only.db");
+    fs::copy(copy.join(DB_FILE), &main_only).unwrap();
+    let objects: i64 = Connection::open(&main_only)
+        .unwrap()
+        .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(objects, 0, "without its WAL the copy would look empty");
+    fs::write(copy.join("admin.token"), "x").unwrap();
+    let copied = Store::open(&copy).unwrap();
+    assert_eq!(copied.count_sessions().unwrap(), 1);
+}
+
+#[test]
+fn unreadable_database_is_cannot_read_not_cannot_create() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join(DB_FILE);
+    fs::create_dir(&db).unwrap();
+    let err = Store::open(tmp.path()).unwrap_err();
+    assert!(matches!(err, StoreError::Read { .. }), "{err:?}");
+    assert!(
+        err.to_string().starts_with(&format!("cannot read {}:", db.display())),
+        "{err}"
+    );
+    fs::remove_dir(&db).unwrap();
+
+    // Root reads any file whatever its mode: only an ordinary user can see this.
+    if unsafe { libc::geteuid() } != 0 {
+        Store::open(tmp.path()).unwrap();
+        fs::set_permissions(&db, fs::Permissions::from_mode(0o000)).unwrap();
+        let err = Store::open(tmp.path()).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with(&format!("cannot read {}: Permission denied", db.display())),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn state_lock_is_exclusive_names_its_holder_and_ends_with_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("state");
+    let lock = StateLock::acquire(&dir).unwrap();
+    assert_eq!(lock.path(), dir.join(LOCK_FILE));
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(lock.path()), 0o600);
+    let pid = std::process::id();
+    assert_eq!(fs::read_to_string(lock.path()).unwrap(), format!("{pid}\n"));
+
+    // flock belongs to the open file, so a second open in this same process
+    // is refused as another server's would be.
+    let err = StateLock::acquire(&dir).unwrap_err();
+    assert!(
+        matches!(err, StoreError::Locked { pid: Some(p), .. } if p == pid),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("(PID {pid}, holding {})", dir.join(LOCK_FILE).display())),
+        "{text}"
+    );
+    // Refusing does not erase the holder's PID.
+    assert_eq!(fs::read_to_string(lock.path()).unwrap(), format!("{pid}\n"));
+    // Reading the store beside the holder is fine.
+    Store::open(&dir).unwrap();
+
+    drop(lock);
+    let again = StateLock::acquire(&dir).unwrap();
+    drop(again);
 }
 
 #[test]

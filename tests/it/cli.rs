@@ -58,6 +58,43 @@ fn serve_refuses_a_bad_config_with_exit_2() {
 }
 
 #[test]
+fn check_config_and_serve_refuse_a_secret_file_others_can_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("nas.secret");
+    std::fs::write(&secret, "s3cret\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "{}[[clients]]\nname = \"sw\"\naddress = \"10.0.0.1\"\nsecret_file = \"nas.secret\"\n",
+            base_config(&dir.path().join("state"))
+        ),
+    )
+    .unwrap();
+    let expected = format!(
+        "{}:12:15: clients[0].secret_file: {} has mode 0644: group or others may read the secret it holds",
+        path.display(),
+        secret.display()
+    );
+    let fix = format!("run `chmod 600 {}`", secret.display());
+
+    let o = run_cli(&["check-config", "--config", path.to_str().unwrap()], dir.path());
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&expected) && err.contains(&fix), "{err}");
+
+    let (code, out) = serve_expecting_exit(&path, std::time::Duration::from_secs(10));
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains(&expected) && out.contains(&fix), "{out}");
+
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let o = run_cli(&["check-config", "--config", path.to_str().unwrap()], dir.path());
+    assert!(o.status.success(), "{}", stdout(&o));
+}
+
+#[test]
 fn test_auth_reports_accept_reject_and_mab() {
     let s = TestServer::start(&format!("{}{USERS}", localhost_client("")));
     let server = s.auth.to_string();

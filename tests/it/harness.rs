@@ -310,6 +310,33 @@ impl TestServer {
     }
 }
 
+/// Runs `serve --config config` where it is expected to refuse to start:
+/// returns its exit code and output, or `None` for the code when it was
+/// still running after `wait` (then it is killed), so that a server that
+/// wrongly starts fails the test instead of hanging it.
+pub fn serve_expecting_exit(config: &Path, wait: Duration) -> (Option<i32>, String) {
+    let mut child = Command::new(bin())
+        .args(["serve", "--config"])
+        .arg(config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start entra-radius");
+    let deadline = Instant::now() + wait;
+    let code = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let o = child.wait_with_output().expect("output");
+    (code, stdout(&o))
+}
+
 pub fn run_cli(args: &[&str], cwd: &Path) -> Output {
     Command::new(bin())
         .args(args)

@@ -12,5 +12,6 @@ mod interop;
 mod overload;
 mod radclient;
 mod robustness;
+mod state;
 mod sync;
 mod workflow;
