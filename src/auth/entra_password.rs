@@ -74,11 +74,7 @@ impl PasswordCache {
         }
         let pw = password.to_vec();
         pool.run(move || {
-            use argon2::password_hash::PasswordVerifier;
-            use argon2::password_hash::phc::PasswordHash;
-            let ok = PasswordHash::new(&c.phc)
-                .map(|h| argon2::Argon2::default().verify_password(&pw, &h).is_ok())
-                .unwrap_or(false);
+            let ok = super::argon2_mem::verify(&c.phc, &pw);
             let mut pw = pw;
             zeroize::Zeroize::zeroize(&mut pw);
             ok
@@ -92,8 +88,7 @@ impl PasswordCache {
         let pw = password.to_vec();
         let phc = pool
             .run(move || {
-                use argon2::password_hash::PasswordHasher;
-                let h = argon2::Argon2::default().hash_password(&pw).map(|h| h.to_string()).ok();
+                let h = super::argon2_mem::hash(&pw);
                 let mut pw = pw;
                 zeroize::Zeroize::zeroize(&mut pw);
                 h

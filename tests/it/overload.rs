@@ -86,6 +86,13 @@ fn an_argon2_flood_is_shed_and_memory_stays_flat() {
     while sent < 2_000 && started.elapsed() < Duration::from_secs(10) {
         let _ = flood.send_to(&pap(sent as u8, ra(sent), "slow", "slow-pw"), s.auth);
         sent += 1;
+        if sent % 200 == 0 {
+            eprintln!(
+                "sample {sent}: rss {} hwm {}",
+                s.proc_status("VmRSS"),
+                s.proc_status("VmHWM")
+            );
+        }
         while flood.recv(&mut buf).is_ok() {
             answers += 1;
         }
@@ -100,6 +107,9 @@ fn an_argon2_flood_is_shed_and_memory_stays_flat() {
     let peak_kib = s.proc_status("VmHWM");
     let threads = s.proc_status("Threads");
     let grown_mib = peak_kib.saturating_sub(idle_kib) / 1024;
+    eprintln!(
+        "argon2 flood: {sent} sent, {answers} answered, RSS idle {idle_kib} KiB, peak {peak_kib} KiB, {threads} threads"
+    );
     // The target is 64 MiB over idle; the limit is generous so that no
     // allocator or machine makes this flaky, and still far below the
     // gigabytes of the defect.
