@@ -86,13 +86,6 @@ fn an_argon2_flood_is_shed_and_memory_stays_flat() {
     while sent < 2_000 && started.elapsed() < Duration::from_secs(10) {
         let _ = flood.send_to(&pap(sent as u8, ra(sent), "slow", "slow-pw"), s.auth);
         sent += 1;
-        if sent % 200 == 0 {
-            eprintln!(
-                "sample {sent}: rss {} hwm {}",
-                s.proc_status("VmRSS"),
-                s.proc_status("VmHWM")
-            );
-        }
         while flood.recv(&mut buf).is_ok() {
             answers += 1;
         }
@@ -110,11 +103,13 @@ fn an_argon2_flood_is_shed_and_memory_stays_flat() {
     eprintln!(
         "argon2 flood: {sent} sent, {answers} answered, RSS idle {idle_kib} KiB, peak {peak_kib} KiB, {threads} threads"
     );
-    // The target is 64 MiB over idle; the limit is generous so that no
-    // allocator or machine makes this flaky, and still far below the
-    // gigabytes of the defect.
+    // argon2 needs 19 MiB per pool thread (two here: 38 MiB measured); the
+    // target is 64 MiB over idle. The limit leaves room for a machine with
+    // four pool threads and for the allocator, and still catches both the
+    // gigabytes of the defect and the ~150 MiB that per-call allocation of
+    // argon2's memory left behind in glibc.
     assert!(
-        grown_mib < 256,
+        grown_mib < 128,
         "RSS grew by {grown_mib} MiB under the flood (idle {idle_kib} KiB, peak {peak_kib} KiB)"
     );
     assert!(threads < 40, "{threads} threads under the flood");
