@@ -58,7 +58,7 @@ fn main() {
         t.elapsed()
     };
     // As `serve` does after loading.
-    entra_radius::server::release_freed_memory();
+    entra_radius::sys::release_freed_memory();
     let (rss1, hwm1) = (status("VmRSS:"), status("VmHWM:"));
     println!(
         "load of {n} accounts{}: {load:.2?}",
@@ -102,7 +102,7 @@ fn from_store(dir: &std::path::Path, n: usize) {
     let replica = EntraReplica::new();
     let report = persist::load_replica(&store, &replica).expect("load");
     // What `serve` does after loading: hand freed heap back to the kernel.
-    entra_radius::server::release_freed_memory();
+    entra_radius::sys::release_freed_memory();
     let (rss1, hwm1) = (status("VmRSS:"), status("VmHWM:"));
     println!(
         "startup load from SQLite: {} accounts ({} skipped) in {:.2?}",

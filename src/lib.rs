@@ -3,6 +3,8 @@
 //!
 //! # Layout
 //!
+//! - [`app`]: the composition root of `serve`: builds every part, owns
+//!   every task, stops them in order; the admin API's backend.
 //! - [`admin`]: the admin HTTP API (loopback, bearer token) and the client
 //!   the CLI uses.
 //! - [`emulator`]: the Microsoft Graph / Entra ID emulator used by tests,
@@ -16,12 +18,14 @@
 //!   or others may read them.
 //! - [`directory`]: accounts and the directories that own them (local for now).
 //! - [`auth`]: one Access-Request in, one decision out (PAP, CHAP, MAB).
-//! - [`server`]: UDP transport, client table, duplicate cache, accounting,
-//!   counters and shutdown.
+//! - [`server`]: UDP transport on sockets it is given: client table,
+//!   BlastRADIUS rules, duplicate cache, bounds on slow work, accounting
+//!   hand-off, counters and draining on shutdown.
 //! - [`store`]: SQLite persistence under the state directory.
 //! - [`sync`]: from Microsoft Graph to the Entra replica (Graph items to
 //!   replica changes, nested group expansion), and `entra provision`'s
 //!   registration of the application after a device-code sign-in.
+//! - [`sys`]: process-level helpers (returning freed memory).
 //! - [`test_auth`]: the small RADIUS client behind `entra-radius test-auth`.
 //!
 //! # Example
@@ -46,6 +50,7 @@
 //! ```
 
 pub mod admin;
+pub mod app;
 pub mod auth;
 pub mod config;
 pub mod demo;
@@ -57,4 +62,5 @@ pub mod proto;
 pub mod server;
 pub mod store;
 pub mod sync;
+pub mod sys;
 pub mod test_auth;

@@ -9,20 +9,18 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 use entra_radius::admin;
-use entra_radius::admin::commands;
+use entra_radius::admin::commands::{self, freshness_line};
+use entra_radius::app;
 use entra_radius::config::{self, Config};
 use entra_radius::demo;
 use entra_radius::directory::{LocalMac, LocalUser, MacAddr, UserCredential};
-use entra_radius::integration::{Integration, IntegrationBackend, Settings};
+use entra_radius::integration::Integration;
 use entra_radius::proto::auth::{MessageAuth, Password};
 use entra_radius::proto::dictionary::{Dictionary, describe};
 use entra_radius::proto::{ClientSecret, Code};
-use entra_radius::server::admin_backend::freshness_line;
-use entra_radius::server::{Port, Server, ServerHandle};
 use entra_radius::store::StateLock;
 use entra_radius::test_auth::{self, Credentials};
 
@@ -404,63 +402,12 @@ fn serve(path: Option<&Path>, demo: bool) -> ExitCode {
         } else {
             None
         };
-        let server = match Server::bind(&cfg, dictionary, lock) {
-            Ok(s) => s,
-            Err(e) => {
-                error!("{e}");
-                eprintln!("entra-radius: {e}");
-                return ExitCode::from(1);
-            }
-        };
-        let auth = server.local_addrs(Port::Auth);
-        let acct = server.local_addrs(Port::Acct);
-        // The server has built its own tables from the local accounts, and
-        // a reload reads the file again: this copy would only take memory
-        // (about 100 bytes an account) for as long as the server runs.
-        let (users, macs) = (cfg.local_users.len(), cfg.local_macs.len());
-        cfg.local_users = Vec::new();
-        cfg.local_macs = Vec::new();
-        entra_radius::server::release_freed_memory();
-        let shutdown = CancellationToken::new();
-        let entra = Integration::new(cfg.entra.clone(), cfg.server.state_dir.clone(), server.handle());
-        warn_if_credential_unusable(&cfg.server.state_dir, &server.handle());
-        let admin = match start_admin(&cfg, &entra, shutdown.clone()).await {
-            Ok(a) => a,
-            Err(e) => {
-                // Each error message already carries its cause.
-                error!("{e}");
-                eprintln!("entra-radius: {e}");
-                return ExitCode::from(1);
-            }
-        };
-        info!(
-            clients = cfg.clients.len(),
-            users,
-            macs,
-            state_dir = %cfg.server.state_dir.display(),
-            "entra-radius {} starting",
-            env!("CARGO_PKG_VERSION")
-        );
-        let signal_task = signals(shutdown.clone(), server.handle());
-        tokio::spawn(signal_task);
-        // Scripts and tests wait for this line; it carries the real ports
-        // when the config asked for port 0.
-        println!(
-            "entra-radius ready: auth {} acct {} admin {}",
-            list(&auth),
-            list(&acct),
-            admin.0
-        );
-        let sync = tokio::spawn(Arc::clone(&entra).run(shutdown.clone()));
-        if emulator.is_some()
-            && let Some(a) = auth.first().copied()
-        {
-            let entra = Arc::clone(&entra);
-            tokio::task::spawn_blocking(move || {
+        let on_ready: Option<app::OnReady> = emulator.as_ref().map(|_| {
+            Box::new(|integration: Arc<Integration>, auth: SocketAddr| {
                 let tenant = entra_radius::emulator::Tenant::demo();
-                match demo::setup(&entra, &tenant) {
+                match demo::setup(&integration, &tenant) {
                     Ok(()) => {
-                        println!("{}", demo::commands_text(a, &tenant));
+                        println!("{}", demo::commands_text(auth, &tenant));
                         println!("entra-radius demo ready");
                     }
                     Err(e) => {
@@ -468,36 +415,22 @@ fn serve(path: Option<&Path>, demo: bool) -> ExitCode {
                         println!("entra-radius demo failed: {e} (local accounts still work)");
                     }
                 }
-            });
-        }
-        server.run(shutdown, Duration::from_secs(10)).await;
-        // A round in progress is abandoned: its pages are checkpointed, and
-        // the next start resumes it.
-        sync.abort();
-        match admin.1.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => warn!("admin API: {e}"),
-            Err(e) => warn!("admin API task: {e}"),
-        }
+            }) as app::OnReady
+        });
+        let result = app::serve(cfg, dictionary, lock, on_ready).await;
         if let Some(e) = emulator {
             e.shutdown().await;
         }
-        ExitCode::SUCCESS
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                // Each error message already carries its cause.
+                error!("{e}");
+                eprintln!("entra-radius: {e}");
+                ExitCode::from(1)
+            }
+        }
     })
-}
-
-/// A provisioned integration whose credential file is missing or refused
-/// fails every sync round, with the reason in `entra status` and `sync
-/// status`; the log says it once, at startup, where whoever starts the
-/// server looks. RADIUS service from the replica and local accounts goes on.
-fn warn_if_credential_unusable(state_dir: &Path, server: &ServerHandle) {
-    match Settings::read(server.store()) {
-        Ok(s) if s.provisioned() => {}
-        _ => return,
-    }
-    if let Err(e) = entra_radius::integration::read_credential(state_dir) {
-        warn!("the Entra ID sync cannot run: {e}");
-    }
 }
 
 /// `serve --demo`: the Graph emulator with the demo tenant, the config
@@ -510,36 +443,12 @@ async fn start_demo_emulator(cfg: &mut Config) -> anyhow::Result<entra_radius::e
     Ok(emulator)
 }
 
-/// File in the state directory holding the admin API's bound address, so
-/// that admin commands find a server whose config asked for port 0.
-const ADMIN_ADDR_FILE: &str = "admin.addr";
-
-/// Starts the admin API on its loopback address with the token from the
-/// state directory (created on first start, mode 0600).
-async fn start_admin(
-    cfg: &Config,
-    entra: &Arc<Integration>,
-    shutdown: CancellationToken,
-) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<Result<(), admin::AdminError>>)> {
-    let token = admin::ensure_token(&cfg.server.state_dir)?;
-    let backend = Arc::new(IntegrationBackend::new(Arc::clone(entra)));
-    let api = admin::AdminServer::bind(cfg.admin_listen, token, backend).await?;
-    let addr = api.local_addr();
-    let path = cfg.server.state_dir.join(ADMIN_ADDR_FILE);
-    // The cause goes into the message itself, like the admin module's own
-    // errors, so that the one-line report below names it exactly once.
-    entra_radius::store::write_private_file(&path, format!("{addr}\n").as_bytes())
-        .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
-    info!(address = %addr, "admin API listening");
-    Ok((addr, tokio::spawn(api.run(shutdown))))
-}
-
 /// Where the admin API of the server using this config listens: the
 /// configured address, or the one the server recorded when it asked for
 /// port 0.
 fn admin_address(cfg: &Config) -> SocketAddr {
     if cfg.admin_listen.port() == 0
-        && let Ok(text) = std::fs::read_to_string(cfg.server.state_dir.join(ADMIN_ADDR_FILE))
+        && let Ok(text) = std::fs::read_to_string(cfg.server.state_dir.join(app::ADMIN_ADDR_FILE))
         && let Ok(addr) = text.trim().parse()
     {
         return addr;
@@ -692,52 +601,6 @@ fn sync_cmd(command: SyncCommand) -> ExitCode {
         }),
     }
 }
-
-/// SIGTERM and SIGINT stop the server; SIGHUP reloads clients, local
-/// accounts and policy from the config file.
-/// The handlers are installed before this returns (so before the ready
-/// line: a SIGTERM right after it must not kill the process); the returned
-/// future then waits for signals.
-fn signals(
-    shutdown: CancellationToken,
-    handle: entra_radius::server::ServerHandle,
-) -> impl std::future::Future<Output = ()> + Send + 'static {
-    use tokio::signal::unix::{SignalKind, signal};
-    let installed = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    );
-    async move {
-        let (Ok(term), Ok(int), Ok(hup)) = installed else {
-            error!("cannot install signal handlers; stop the server with SIGKILL");
-            return;
-        };
-        wait_for_signals(term, int, hup, shutdown, handle).await;
-    }
-}
-
-async fn wait_for_signals(
-    mut term: tokio::signal::unix::Signal,
-    mut int: tokio::signal::unix::Signal,
-    mut hup: tokio::signal::unix::Signal,
-    shutdown: CancellationToken,
-    handle: entra_radius::server::ServerHandle,
-) {
-    loop {
-        tokio::select! {
-            _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
-            _ = int.recv() => { info!("SIGINT: shutting down"); break; }
-            _ = hup.recv() => {
-                if let Err(e) = handle.reload_from_file() {
-                    error!("SIGHUP: keeping the running configuration: {e}");
-                }
-            }
-        }
-    }
-    shutdown.cancel();
-}
-
 fn test_auth_cmd(a: TestAuthArgs) -> anyhow::Result<ExitCode> {
     let secret = match &a.secret_file {
         Some(f) => {

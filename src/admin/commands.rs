@@ -722,6 +722,26 @@ pub async fn sync_now(client: &AdminClient, wait: bool) -> Result<u8, AdminError
     }
 }
 
+/// One line on how fresh the Entra replica is, for the CLI.
+pub fn freshness_line(entra: &Value) -> String {
+    let users = entra["users"].as_u64().unwrap_or(0);
+    let devices = entra["devices"].as_u64().unwrap_or(0);
+    let newest = entra["checkpoints"]
+        .as_array()
+        .and_then(|c| c.iter().filter_map(|c| c["age_seconds"].as_i64()).min());
+    let enabled = if entra["enabled"].as_bool().unwrap_or(false) {
+        "enabled"
+    } else {
+        "disabled"
+    };
+    match newest {
+        Some(age) => {
+            format!("entra replica: {enabled}, {users} users, {devices} devices, last sync checkpoint {age} s ago")
+        }
+        None => format!("entra replica: {enabled}, {users} users, {devices} devices, never synced"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

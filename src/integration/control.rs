@@ -63,7 +63,7 @@ impl Integration {
     }
 
     fn set_keys(&self, pairs: &[(&str, Option<&str>)]) -> Result<(), ApiError> {
-        let conn = self.handle.store().connect().map_err(store_err)?;
+        let conn = self.parts.store.connect().map_err(store_err)?;
         let now = now_unix();
         for (k, v) in pairs {
             state::set(&conn, k, *v, now).map_err(store_err)?;
@@ -134,7 +134,7 @@ impl Integration {
     fn delta_ages(&self) -> Value {
         let now = now_unix();
         let mut ages = serde_json::Map::new();
-        if let Ok(conn) = self.handle.store().connect()
+        if let Ok(conn) = self.parts.store.connect()
             && let Ok(list) = stored::checkpoints(&conn)
         {
             for (name, _, updated) in list {
@@ -148,7 +148,7 @@ impl Integration {
 
     fn status_json(&self) -> Result<Value, ApiError> {
         let s = self.read_settings()?;
-        let counts = self.handle.entra().replica().counts();
+        let counts = self.parts.entra.replica().counts();
         Ok(json!({
             "enabled": s.enabled,
             "provisioned": s.provisioned().then(|| json!({
@@ -171,7 +171,7 @@ impl Integration {
 
     fn enable(&self) -> Result<Value, ApiError> {
         self.set_keys(&[(keys::ENABLED, Some("true"))])?;
-        self.handle.entra().set_enabled(true);
+        self.parts.entra.set_enabled(true);
         let s = self.read_settings()?;
         let round = s.sync_blocker().is_none().then(|| self.request_round());
         info!("entra integration enabled");
@@ -181,8 +181,8 @@ impl Integration {
     fn disable(&self, body: DisableBody) -> Result<Value, ApiError> {
         self.set_keys(&[(keys::ENABLED, Some("false"))])?;
         // From here on no decision uses Entra accounts.
-        self.handle.entra().set_enabled(false);
-        self.handle.authenticator().entra_passwords().set_checker(None);
+        self.parts.entra.set_enabled(false);
+        self.parts.passwords.set_checker(None);
         self.cancel_round();
         let mut purged = None;
         if body.purge {
@@ -198,10 +198,10 @@ impl Integration {
     pub(super) fn purge(&self) -> Result<u64, ApiError> {
         self.runtime.block_on(async {
             let _no_round = self.round_lock.lock().await;
-            let mut conn = self.handle.store().connect().map_err(store_err)?;
+            let mut conn = self.parts.store.connect().map_err(store_err)?;
             let n = stored::purge(&mut conn).map_err(store_err)?;
-            self.handle.entra().replica().load(std::iter::empty());
-            self.handle.authenticator().entra_passwords().forget_unless(|_| false);
+            self.parts.entra.replica().load(std::iter::empty());
+            self.parts.passwords.forget_unless(|_| false);
             let mut st = self.status();
             for o in st.objects_mut() {
                 *o = Default::default();
@@ -512,7 +512,7 @@ impl Integration {
 
     fn sync_status_json(&self) -> Result<Value, ApiError> {
         let s = self.read_settings()?;
-        let counts = self.handle.entra().replica().counts();
+        let counts = self.parts.entra.replica().counts();
         Ok(json!({
             "sync": self.sync_status().current(s.sync_blocker()),
             "delta_token_age_seconds": self.delta_ages(),

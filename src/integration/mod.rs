@@ -4,10 +4,11 @@
 //! selection), and the operations the admin API offers on it (`control`).
 //! PAP checks for Entra users and the list of federated domains are kept
 //! current from here. The sync worker and the RADIUS path share only the
-//! directory handle (through the authenticator).
+//! Entra directory and the password checks, handed over by the composition
+//! root (`app`).
 
-mod backend;
 mod control;
+mod metrics;
 mod provisioning;
 mod status;
 
@@ -20,9 +21,11 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::auth::EntraPasswords;
 use crate::auth::entra_password::{PasswordChecker, PasswordVerdict};
 use crate::config::EntraConfig;
-use crate::server::ServerHandle;
+use crate::directory::EntraDirectory;
+use crate::store::Store;
 use crate::store::integration::{self as state, keys};
 use crate::store::replica as stored;
 use crate::sync::worker::{FetchError, ObjectType, PageData, PageSource, RoundReport, Syncer, load_groups};
@@ -32,7 +35,7 @@ use crate::sync::{
     users_delta_url,
 };
 
-pub use backend::IntegrationBackend;
+pub use metrics::render_sync_metrics;
 pub use status::{ConsentRecord, ObjectStatus, SyncStatus};
 
 /// The client secret's file in the state directory (mode 0600).
@@ -183,11 +186,20 @@ fn read_secret(state_dir: &Path) -> Result<String, String> {
     Ok(s)
 }
 
+/// What the integration works on, built by the composition root: the
+/// store, the Entra directory the RADIUS path reads, and PAP for Entra
+/// users.
+pub struct IntegrationParts {
+    pub store: Store,
+    pub entra: Arc<EntraDirectory>,
+    pub passwords: Arc<EntraPasswords>,
+}
+
 /// The Entra ID integration of one server.
 pub struct Integration {
     cfg: EntraConfig,
     state_dir: PathBuf,
-    handle: ServerHandle,
+    parts: IntegrationParts,
     status: Mutex<SyncStatus>,
     /// Wakes the loop for a round now (`sync now`, `entra enable`).
     wake: tokio::sync::Notify,
@@ -206,11 +218,11 @@ pub struct Integration {
 
 impl Integration {
     /// Must be called inside the tokio runtime that will run [`Integration::run`].
-    pub fn new(cfg: EntraConfig, state_dir: PathBuf, handle: ServerHandle) -> Arc<Integration> {
+    pub fn new(cfg: EntraConfig, state_dir: PathBuf, parts: IntegrationParts) -> Arc<Integration> {
         Arc::new(Integration {
             cfg,
             state_dir,
-            handle,
+            parts,
             status: Mutex::new(SyncStatus::default()),
             wake: tokio::sync::Notify::new(),
             round_lock: tokio::sync::Mutex::new(()),
@@ -232,7 +244,7 @@ impl Integration {
     }
 
     fn settings(&self) -> Result<Settings, String> {
-        Settings::read(self.handle.store())
+        Settings::read(&self.parts.store)
     }
 
     /// Runs the integration until `shutdown`: a round at once, then one
@@ -268,7 +280,7 @@ impl Integration {
     /// After a restart, "last success" comes from the stored delta links:
     /// each is written when a round of its object type completes.
     fn last_successes_from_store(&self) {
-        let Ok(conn) = self.handle.store().connect() else {
+        let Ok(conn) = self.parts.store.connect() else {
             return;
         };
         let Ok(list) = stored::checkpoints(&conn) else {
@@ -325,14 +337,14 @@ impl Integration {
                 return None;
             }
         };
-        self.handle.entra().set_enabled(settings.enabled);
+        self.parts.entra.set_enabled(settings.enabled);
         if let Some(blocker) = settings.sync_blocker() {
             let mut st = self.status();
             st.state = blocker.into();
             st.blocked = true;
             drop(st);
             if !settings.enabled || !settings.provisioned() {
-                self.handle.authenticator().entra_passwords().set_checker(None);
+                self.parts.passwords.set_checker(None);
             }
             return None;
         }
@@ -354,7 +366,7 @@ impl Integration {
             Err(e) => Some(e),
         };
         // A round's pages and JSON peak well above what the replica keeps.
-        crate::server::release_freed_memory();
+        crate::sys::release_freed_memory();
         let mut st = self.status();
         st.running = false;
         st.current = None;
@@ -389,7 +401,7 @@ impl Integration {
         // PAP for Entra users, with the federated domains Entra cannot check.
         // Only the checker is new: the cache and the failure counts live as
         // long as the server.
-        let passwords = self.handle.authenticator().entra_passwords();
+        let passwords = &self.parts.passwords;
         match client.domains().await {
             Ok(domains) => {
                 let federated: Vec<String> = domains.iter().filter(|d| d.federated).map(|d| d.name.clone()).collect();
@@ -405,15 +417,15 @@ impl Integration {
         {
             return Some(format!("cannot re-scope to the new domain selection: {e}"));
         }
-        let groups = match load_groups(self.handle.store()) {
+        let groups = match load_groups(&self.parts.store) {
             Ok(g) => g,
             Err(e) => return Some(format!("cannot read stored groups: {e}")),
         };
         let ep = &self.cfg.graph_endpoint;
         let syncer = Syncer {
             source: GraphPages(client),
-            replica: self.handle.entra().replica().clone(),
-            store: self.handle.store().clone(),
+            replica: self.parts.entra.replica().clone(),
+            store: self.parts.store.clone(),
             selected_domains: settings.selected_domains.clone(),
             initial_urls: vec![
                 (ObjectType::Users, users_delta_url(ep, USER_SELECT)),
@@ -460,7 +472,7 @@ impl Integration {
         }
         // Passwords remembered for accounts disabled or deleted since are
         // forgotten: if such an account comes back, Entra ID checks again.
-        let replica = self.handle.entra().replica();
+        let replica = self.parts.entra.replica();
         let forgotten = passwords.forget_unless(|id| replica.get(id).is_some_and(|a| a.enabled() && !a.soft_deleted()));
         if forgotten > 0 {
             info!(
@@ -506,7 +518,7 @@ impl Integration {
     /// scratch (its sweep removes users now out of scope; users newly in
     /// scope arrive). Clears the flag in the same transaction.
     fn start_rescope(&self) -> Result<(), String> {
-        let mut conn = self.handle.store().connect().map_err(|e| e.to_string())?;
+        let mut conn = self.parts.store.connect().map_err(|e| e.to_string())?;
         let now = now_unix();
         stored::apply(
             &mut conn,

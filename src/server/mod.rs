@@ -5,7 +5,6 @@
 //! task reading the socket; only verified, new requests become tasks.
 
 pub mod acct;
-pub mod admin_backend;
 pub mod clients;
 pub mod counters;
 pub mod dedup;
@@ -24,17 +23,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
-use crate::auth::{AuthConfig, Authenticator, Decision, WorkKind};
-use crate::config::Config;
-use crate::directory::persist::{self, LoadReport};
+use crate::auth::{Authenticator, Decision, WorkKind};
+use crate::config::{ClientConfig, ServerConfig};
 use crate::directory::policy::ReplyPlan;
-use crate::directory::{EntraDirectory, EntraReplica, Explanation, Identity, LocalDirectory};
 use crate::proto::attr::tunnel;
 use crate::proto::auth::{MessageAuth, check_message_authenticator, verify_hashed_request};
 use crate::proto::dictionary::Dictionary;
 use crate::proto::packet::MAX_PACKET_LEN;
 use crate::proto::{AttrType, Builder, Code, Packet};
-use crate::store::{AcctWriter, StateLock, Store, StoreError};
+use crate::store::AcctWriter;
 use clients::{Client, ClientTable, MaVerdict};
 use counters::{CounterRegistry, DropReason, inc};
 use dedup::{DedupKey, ResponseCache, Seen};
@@ -44,8 +41,6 @@ use dedup::{DedupKey, ResponseCache, Seen};
 pub enum ServerError {
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
-    #[error(transparent)]
-    Store(#[from] StoreError),
 }
 
 /// Which service a socket offers.
@@ -70,7 +65,7 @@ struct Shared {
     /// Swapped whole on SIGHUP; a packet in progress keeps the table it began with.
     clients: ArcSwap<ClientTable>,
     counters: Arc<CounterRegistry>,
-    authenticator: Authenticator,
+    authenticator: Arc<Authenticator>,
     acct: AcctWriter,
     responses: ResponseCache,
     /// Bounds on slow work, one per kind; memory-only decisions take none.
@@ -80,15 +75,6 @@ struct Shared {
     /// NASes behind one address are both heard.
     log_limit: Cache<(SocketAddr, &'static str), ()>,
     dictionary: Arc<Dictionary>,
-    /// The Entra replica as a directory; the sync worker and the admin API
-    /// share it with the resolver.
-    entra: Arc<EntraDirectory>,
-    replica_load: LoadReport,
-    store: Store,
-    /// Held, never read: no second server may use the state directory
-    /// while this one runs.
-    _state_lock: StateLock,
-    config_path: Option<std::path::PathBuf>,
     started: std::time::Instant,
     listen_addrs: Vec<(Port, SocketAddr)>,
 }
@@ -138,66 +124,22 @@ pub struct Server {
     readers: usize,
 }
 
-/// A handle for reloading and reading counters while the server runs.
+/// A handle for reloading the client table and reading counters while the
+/// server runs.
 #[derive(Clone)]
 pub struct ServerHandle {
     shared: Arc<Shared>,
 }
 
 impl ServerHandle {
-    /// Replaces the client table and local accounts. Listen addresses and
-    /// the state directory need a restart; a change to them is reported.
-    pub fn reload(&self, cfg: &Config) {
-        let table = ClientTable::new(&cfg.clients, &self.shared.counters);
-        let n = table.len();
+    /// Replaces the client table; a packet in progress keeps the old one.
+    pub fn reload_clients(&self, clients: &[ClientConfig]) {
+        let table = ClientTable::new(clients, &self.shared.counters);
         self.shared.clients.store(Arc::new(table));
-        self.shared.authenticator.reload(auth_config(cfg));
-        info!(
-            clients = n,
-            users = cfg.local_users.len(),
-            macs = cfg.local_macs.len(),
-            policy_rules = cfg.policy.len(),
-            "reloaded clients, local accounts, policy and directory order"
-        );
-    }
-
-    /// Re-reads the config file the server was started with and applies it;
-    /// the error names the file, line and key. SIGHUP and the admin API both
-    /// come here.
-    pub fn reload_from_file(&self) -> Result<String, String> {
-        let Some(path) = &self.shared.config_path else {
-            return Err("running on built-in defaults: there is no config file to reload".into());
-        };
-        let cfg = crate::config::read_config(path).map_err(|e| e.to_string())?;
-        self.reload(&cfg);
-        Ok(format!(
-            "reloaded {}: {} clients, {} local users, {} local MACs, {} policy rules",
-            path.display(),
-            cfg.clients.len(),
-            cfg.local_users.len(),
-            cfg.local_macs.len(),
-            cfg.policy.len()
-        ))
-    }
-
-    /// How an identity is decided, for `accounts lookup`.
-    pub fn explain(&self, identity: &str) -> Explanation {
-        self.shared.authenticator.explain(&Identity::parse(identity))
-    }
-
-    /// The Entra directory and its replica.
-    pub fn entra(&self) -> &Arc<EntraDirectory> {
-        &self.shared.entra
     }
 
     pub fn started(&self) -> std::time::Instant {
         self.shared.started
-    }
-
-    /// Local users and MACs in force.
-    pub fn local_counts(&self) -> (usize, usize) {
-        let l = self.shared.authenticator.local();
-        (l.user_count(), l.mac_count())
     }
 
     pub fn client_count(&self) -> usize {
@@ -208,32 +150,55 @@ impl ServerHandle {
         &self.shared.listen_addrs
     }
 
-    /// The authenticator (to switch PAP for Entra users on and off).
-    pub fn authenticator(&self) -> &Authenticator {
-        &self.shared.authenticator
-    }
-
-    /// The state store.
-    pub fn store(&self) -> &Store {
-        &self.shared.store
-    }
-
-    /// What loading the replica at startup found.
-    pub fn replica_load(&self) -> &LoadReport {
-        &self.shared.replica_load
-    }
-
     pub fn counters(&self) -> Arc<CounterRegistry> {
         self.shared.counters.clone()
     }
 }
 
-fn auth_config(cfg: &Config) -> AuthConfig {
-    AuthConfig {
-        order: cfg.directory_order.clone(),
-        local: LocalDirectory::new(cfg.local_users.clone(), cfg.local_macs.clone()),
-        policy: cfg.policy.clone(),
+/// What the server needs besides its sockets: the decisions, where
+/// accounting goes, the clients and the transport's settings.
+pub struct ServerParts {
+    pub authenticator: Arc<Authenticator>,
+    pub acct: AcctWriter,
+    pub clients: Vec<ClientConfig>,
+    pub dictionary: Arc<Dictionary>,
+    pub response_cache_ttl: Duration,
+    /// Accounting records waiting for the store at once.
+    pub max_in_flight: usize,
+    /// Tasks reading each socket; `None` is one per CPU.
+    pub readers: Option<usize>,
+}
+
+/// A socket bound for one service.
+pub struct BoundSocket {
+    socket: UdpSocket,
+    port: Port,
+}
+
+impl BoundSocket {
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.socket.local_addr()
     }
+
+    pub fn port(&self) -> Port {
+        self.port
+    }
+}
+
+/// Binds every listening socket of `cfg`, authentication first. Must be
+/// called inside a tokio runtime.
+pub fn bind_sockets(cfg: &ServerConfig) -> Result<Vec<BoundSocket>, ServerError> {
+    let all = cfg
+        .auth_listen
+        .iter()
+        .map(|a| (*a, Port::Auth))
+        .chain(cfg.acct_listen.iter().map(|a| (*a, Port::Acct)));
+    all.map(|(addr, port)| {
+        let socket = bind_udp(addr).map_err(|source| ServerError::Bind { addr, source })?;
+        udp::report_drops(&socket);
+        Ok(BoundSocket { socket, port })
+    })
+    .collect()
 }
 
 /// Binds a UDP socket. IPv6 sockets are v6-only so that `0.0.0.0` and `[::]`
@@ -252,84 +217,47 @@ fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
 }
 
 impl Server {
-    /// Opens the state store and binds every listener. Must be called inside
-    /// a tokio runtime. `lock` is the state directory's lock, taken by the
-    /// caller (before anything else touches the directory) and held by the
-    /// server from here on.
-    pub fn bind(cfg: &Config, dictionary: Arc<Dictionary>, lock: StateLock) -> Result<Server, ServerError> {
-        let store = Store::open(&cfg.server.state_dir)?;
-        // The last synced state is loaded before the first packet is read, so
-        // a restart while Graph is unreachable answers as before the restart.
-        let replica = EntraReplica::new();
-        let replica_load = persist::load_replica(&store, &replica)?;
-        info!(
-            objects = replica_load.loaded,
-            skipped = replica_load.skipped,
-            ms = replica_load.elapsed.as_millis() as u64,
-            "loaded the Entra ID replica from the store"
-        );
-        let entra = Arc::new(EntraDirectory::new(replica));
-        // Disabled until the integration state says otherwise: an
-        // administrator who disabled it wants Entra accounts out of decisions
-        // from the first packet on, not after the first sync round.
-        let enabled = crate::store::integration::get(&store.connect()?, crate::store::integration::keys::ENABLED)?;
-        entra.set_enabled(enabled.as_deref() == Some("true"));
-        info!(enabled = entra.is_enabled(), "Entra ID integration");
-        let (acct, _writer_thread) = AcctWriter::spawn(&store, 4096)?;
+    /// A server on sockets already bound (see [`bind_sockets`]).
+    pub fn new(sockets: Vec<BoundSocket>, parts: ServerParts) -> Server {
         let counters = Arc::new(CounterRegistry::default());
-        let mut listeners = Vec::new();
-        let all = cfg
-            .server
-            .auth_listen
-            .iter()
-            .map(|a| (*a, Port::Auth))
-            .chain(cfg.server.acct_listen.iter().map(|a| (*a, Port::Acct)));
-        for (i, (addr, port)) in all.enumerate() {
-            let socket = bind_udp(addr).map_err(|source| ServerError::Bind { addr, source })?;
-            udp::report_drops(&socket);
-            listeners.push(Listener {
-                socket: Arc::new(socket),
-                port,
+        let listeners: Vec<Listener> = sockets
+            .into_iter()
+            .enumerate()
+            .map(|(i, b)| Listener {
+                socket: Arc::new(b.socket),
+                port: b.port,
                 index: i as u16,
                 dropped: Default::default(),
-            });
-        }
+            })
+            .collect();
         let listen_addrs = listeners
             .iter()
             .filter_map(|l| l.socket.local_addr().ok().map(|a| (l.port, a)))
             .collect();
-        let authenticator = Authenticator::new(Some(entra.clone()), auth_config(cfg));
-        let limits = Limits::new(authenticator.argon2_threads(), cfg.server.max_in_flight);
+        let limits = Limits::new(parts.authenticator.argon2_threads(), parts.max_in_flight);
         let shared = Arc::new(Shared {
-            clients: ArcSwap::from_pointee(ClientTable::new(&cfg.clients, &counters)),
+            clients: ArcSwap::from_pointee(ClientTable::new(&parts.clients, &counters)),
             counters,
-            authenticator,
-            acct,
-            responses: ResponseCache::new(cfg.server.response_cache_ttl, 1 << 18),
+            authenticator: parts.authenticator,
+            acct: parts.acct,
+            responses: ResponseCache::new(parts.response_cache_ttl, 1 << 18),
             limits,
             log_limit: Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(Duration::from_secs(60))
                 .build(),
-            dictionary,
-            entra,
-            replica_load,
-            store,
-            _state_lock: lock,
-            config_path: cfg.path.clone(),
+            dictionary: parts.dictionary,
             started: std::time::Instant::now(),
             listen_addrs,
         });
-        release_freed_memory();
-        let readers = cfg
-            .server
-            .threads
+        let readers = parts
+            .readers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        Ok(Server {
+        Server {
             shared,
             listeners,
             readers,
-        })
+        }
     }
 
     pub fn local_addrs(&self, port: Port) -> Vec<SocketAddr> {
@@ -448,18 +376,6 @@ async fn listen(shared: Arc<Shared>, l: Arc<Listener>, tracker: TaskTracker, shu
 struct Outbox {
     replies: udp::SendBatch,
     scratch: Vec<u8>,
-}
-
-/// Hands the heap pages freed since startup back to the kernel. Parsing a
-/// config with 100k local users and loading the replica peak at about twice
-/// what stays live; glibc keeps the freed pages otherwise, and they would
-/// count as the server's resident memory for as long as it runs.
-pub fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free pages; it has no preconditions.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 fn now_unix() -> i64 {

@@ -143,7 +143,7 @@ const NOWHERE: &str = "[entra]\nauthority_host = \"http://127.0.0.1:9\"\ngraph_e
 fn a_missing_credential_is_one_warning_at_startup_and_service_goes_on() {
     let s = TestServer::start_seeded(&format!("{}{USERS}{NOWHERE}", localhost_client("")), provisioned);
     let secret = s.state_dir().join("entra-client-secret");
-    let warning = "WARN entra_radius: the Entra ID sync cannot run: cannot read the client secret";
+    let warning = "WARN entra_radius::app: the Entra ID sync cannot run: cannot read the client secret";
     s.wait_for_log(warning);
     let logs = s.logs();
     assert!(
@@ -190,7 +190,7 @@ fn a_credential_others_can_read_is_refused_and_said_at_startup() {
         secret.display(),
         secret.display()
     );
-    s.wait_for_log("WARN entra_radius: the Entra ID sync cannot run: the client secret:");
+    s.wait_for_log("WARN entra_radius::app: the Entra ID sync cannot run: the client secret:");
     assert!(s.logs().contains(&reason), "{}", s.logs());
     // The sync refuses it too, with the same words.
     let o = s.cli(&["sync", "now", "--wait"]);

@@ -1,60 +1,9 @@
-//! The admin API's backend with the integration: the server's own answers
-//! (lookup, status, metrics, reload) plus the integration's operations and
-//! sync gauges.
+//! The sync's gauges and counters for `/metrics`, in Prometheus' text format.
 
 use std::fmt::Write;
-use std::sync::Arc;
-
-use serde_json::Value;
-
-use super::Integration;
-use crate::admin::{AdminBackend, ApiError, IntegrationRequest};
-use crate::server::admin_backend::Backend;
-
-pub struct IntegrationBackend {
-    server: Backend,
-    integration: Arc<Integration>,
-}
-
-impl IntegrationBackend {
-    pub fn new(integration: Arc<Integration>) -> IntegrationBackend {
-        let status = Arc::clone(&integration);
-        IntegrationBackend {
-            server: Backend::new(
-                integration.handle.clone(),
-                Box::new(move || serde_json::to_value(status.sync_status()).unwrap_or_default()),
-            ),
-            integration,
-        }
-    }
-}
-
-impl AdminBackend for IntegrationBackend {
-    fn lookup(&self, identity: &str) -> Value {
-        self.server.lookup(identity)
-    }
-
-    fn status(&self) -> Value {
-        self.server.status()
-    }
-
-    fn metrics(&self) -> String {
-        let mut out = self.server.metrics();
-        render_sync_metrics(&self.integration.sync_status(), &mut out);
-        out
-    }
-
-    fn reload(&self) -> Result<Value, String> {
-        self.server.reload()
-    }
-
-    fn integration(&self, request: IntegrationRequest) -> Result<Value, ApiError> {
-        self.integration.handle(request)
-    }
-}
 
 /// Sync gauges and counters in Prometheus' text format.
-fn render_sync_metrics(st: &super::SyncStatus, out: &mut String) {
+pub fn render_sync_metrics(st: &super::SyncStatus, out: &mut String) {
     let objects = st.objects();
     let mut family = |name: &str, kind: &str, help: &str, value: &dyn Fn(&super::ObjectStatus) -> Option<f64>| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");

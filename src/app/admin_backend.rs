@@ -1,38 +1,43 @@
 //! What the admin API asks of the running server: account explanations,
-//! status, Prometheus metrics and reload.
+//! status, Prometheus metrics, reload, and the Entra ID integration's
+//! operations. It reads the parts the composition root built; none of it
+//! is on the RADIUS path.
+
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::{Port, ServerHandle};
-use crate::admin::AdminBackend;
+use super::Running;
+use crate::admin::{AdminBackend, ApiError, IntegrationRequest};
+use crate::integration::{Integration, render_sync_metrics};
+use crate::server::Port;
 use crate::store::replica as stored;
 
-/// The admin API's view of the server.
+/// The admin API's view of the running server and its integration.
 pub struct Backend {
-    handle: ServerHandle,
-    /// The sync's status as JSON, supplied by whoever runs the sync.
-    sync_status: Box<dyn Fn() -> Value + Send + Sync>,
+    running: Arc<Running>,
+    integration: Arc<Integration>,
 }
 
 impl Backend {
-    pub fn new(handle: ServerHandle, sync_status: Box<dyn Fn() -> Value + Send + Sync>) -> Backend {
-        Backend { handle, sync_status }
+    pub fn new(running: Arc<Running>, integration: Arc<Integration>) -> Backend {
+        Backend { running, integration }
     }
 
     /// The replica's size and how fresh it is: the sync checkpoints with
     /// their age. Reads the store (admin path, never the RADIUS path).
     fn entra(&self) -> Value {
-        let entra = self.handle.entra();
+        let entra = &self.running.entra;
         let counts = entra.replica().counts();
-        let now = super::now_unix();
-        let checkpoints: Vec<Value> = match self.handle.store().connect().and_then(|c| stored::checkpoints(&c)) {
+        let now = crate::integration::now_unix();
+        let checkpoints: Vec<Value> = match self.running.store.connect().and_then(|c| stored::checkpoints(&c)) {
             Ok(list) => list
                 .into_iter()
                 .map(|(name, _value, updated_at)| json!({ "name": name, "updated_at": updated_at, "age_seconds": now - updated_at }))
                 .collect(),
             Err(e) => vec![json!({ "error": e.to_string() })],
         };
-        let load = self.handle.replica_load();
+        let load = &self.running.replica_load;
         json!({
             "enabled": entra.is_enabled(),
             "users": counts.users,
@@ -46,29 +51,12 @@ impl Backend {
     }
 }
 
-/// One line on how fresh the Entra replica is, for the CLI.
-pub fn freshness_line(entra: &Value) -> String {
-    let users = entra["users"].as_u64().unwrap_or(0);
-    let devices = entra["devices"].as_u64().unwrap_or(0);
-    let newest = entra["checkpoints"]
-        .as_array()
-        .and_then(|c| c.iter().filter_map(|c| c["age_seconds"].as_i64()).min());
-    let enabled = if entra["enabled"].as_bool().unwrap_or(false) {
-        "enabled"
-    } else {
-        "disabled"
-    };
-    match newest {
-        Some(age) => {
-            format!("entra replica: {enabled}, {users} users, {devices} devices, last sync checkpoint {age} s ago")
-        }
-        None => format!("entra replica: {enabled}, {users} users, {devices} devices, never synced"),
-    }
-}
-
 impl AdminBackend for Backend {
     fn lookup(&self, identity: &str) -> Value {
-        let e = self.handle.explain(identity);
+        let e = self
+            .running
+            .authenticator
+            .explain(&crate::directory::Identity::parse(identity));
         let mut v = serde_json::to_value(&e).unwrap_or_else(|err| json!({ "error": err.to_string() }));
         v["text"] = Value::String(e.to_string());
         v["entra"] = self.entra();
@@ -76,29 +64,29 @@ impl AdminBackend for Backend {
     }
 
     fn status(&self) -> Value {
-        let listeners: Vec<Value> = self
-            .handle
+        let server = &self.running.server;
+        let listeners: Vec<Value> = server
             .listeners()
             .iter()
             .map(|(port, addr)| json!({ "service": match port { Port::Auth => "auth", Port::Acct => "acct" }, "address": addr.to_string() }))
             .collect();
-        let (users, macs) = self.handle.local_counts();
+        let (users, macs) = self.running.local_counts();
         json!({
             "version": env!("CARGO_PKG_VERSION"),
-            "uptime_seconds": self.handle.started().elapsed().as_secs(),
+            "uptime_seconds": server.started().elapsed().as_secs(),
             "listeners": listeners,
-            "clients": self.handle.client_count(),
+            "clients": server.client_count(),
             "local": { "users": users, "macs": macs },
             "entra": self.entra(),
-            "sync": (self.sync_status)(),
+            "sync": serde_json::to_value(self.integration.sync_status()).unwrap_or_default(),
         })
     }
 
     fn metrics(&self) -> String {
         use std::fmt::Write;
         let mut out = String::new();
-        self.handle.counters().render_prometheus(&mut out);
-        let counts = self.handle.entra().replica().counts();
+        self.running.server.counters().render_prometheus(&mut out);
+        let counts = self.running.entra.replica().counts();
         let _ = writeln!(
             out,
             "# HELP entra_radius_replica_objects Objects in the Entra ID replica.\n# TYPE entra_radius_replica_objects gauge"
@@ -110,17 +98,22 @@ impl AdminBackend for Backend {
         ] {
             let _ = writeln!(out, "entra_radius_replica_objects{{kind=\"{kind}\"}} {n}");
         }
-        let (users, macs) = self.handle.local_counts();
+        let (users, macs) = self.running.local_counts();
         let _ = writeln!(
             out,
             "# HELP entra_radius_local_accounts Local accounts from the config file.\n# TYPE entra_radius_local_accounts gauge\nentra_radius_local_accounts{{kind=\"user\"}} {users}\nentra_radius_local_accounts{{kind=\"mac\"}} {macs}"
         );
+        render_sync_metrics(&self.integration.sync_status(), &mut out);
         out
     }
 
     fn reload(&self) -> Result<Value, String> {
-        self.handle
+        self.running
             .reload_from_file()
             .map(|summary| json!({ "summary": summary }))
+    }
+
+    fn integration(&self, request: IntegrationRequest) -> Result<Value, ApiError> {
+        self.integration.handle(request)
     }
 }

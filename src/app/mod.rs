@@ -1,0 +1,304 @@
+//! The composition root of `serve`: opens the store, loads the replica,
+//! reads the integration's switch, starts the accounting writer, builds the
+//! authenticator, binds the sockets and hands them to the server, then
+//! starts the admin API, the sync loop and the signal handler. It owns every
+//! task it starts and stops them in order: RADIUS is drained first, then the
+//! sync round is abandoned (its pages are checkpointed), the admin API
+//! closes, and the accounting writer is joined last, after its final commit.
+//! Nothing else constructs what another part owns.
+
+pub mod admin_backend;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use crate::admin::{self, AdminError};
+use crate::auth::{AuthConfig, Authenticator};
+use crate::config::Config;
+use crate::directory::persist::{self, LoadReport};
+use crate::directory::{EntraDirectory, EntraReplica, LocalDirectory};
+use crate::integration::{Integration, IntegrationParts, Settings};
+use crate::proto::dictionary::Dictionary;
+use crate::server::{self, Port, Server, ServerError, ServerHandle, ServerParts};
+use crate::store::{AcctWriter, StateLock, Store, StoreError};
+
+/// File in the state directory holding the admin API's bound address, so
+/// that admin commands find a server whose config asked for port 0.
+pub const ADMIN_ADDR_FILE: &str = "admin.addr";
+
+/// How long requests in progress may take to finish after SIGTERM.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// Accounting records queued for the writer thread.
+const ACCT_QUEUE: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AppError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    #[error(transparent)]
+    Admin(#[from] AdminError),
+    #[error("writing {path}: {source}")]
+    AdminAddress { path: PathBuf, source: std::io::Error },
+}
+
+/// The running parts that the admin API and the signal handler act on.
+pub struct Running {
+    pub server: ServerHandle,
+    pub authenticator: Arc<Authenticator>,
+    pub entra: Arc<EntraDirectory>,
+    pub store: Store,
+    /// What loading the replica at startup found.
+    pub replica_load: LoadReport,
+    /// The file `serve` was started with; `None` on built-in defaults.
+    pub config_path: Option<PathBuf>,
+}
+
+impl Running {
+    /// Local users and MACs in force.
+    pub fn local_counts(&self) -> (usize, usize) {
+        let l = self.authenticator.local();
+        (l.user_count(), l.mac_count())
+    }
+
+    /// Replaces the client table, local accounts, policy and directory
+    /// order. Listen addresses and the state directory need a restart.
+    pub fn reload(&self, cfg: &Config) {
+        self.server.reload_clients(&cfg.clients);
+        self.authenticator.reload(auth_config(cfg));
+        info!(
+            clients = cfg.clients.len(),
+            users = cfg.local_users.len(),
+            macs = cfg.local_macs.len(),
+            policy_rules = cfg.policy.len(),
+            "reloaded clients, local accounts, policy and directory order"
+        );
+    }
+
+    /// Re-reads the config file the server was started with and applies it;
+    /// the error names the file, line and key. SIGHUP and the admin API both
+    /// come here.
+    pub fn reload_from_file(&self) -> Result<String, String> {
+        let Some(path) = &self.config_path else {
+            return Err("running on built-in defaults: there is no config file to reload".into());
+        };
+        let cfg = crate::config::read_config(path).map_err(|e| e.to_string())?;
+        self.reload(&cfg);
+        Ok(format!(
+            "reloaded {}: {} clients, {} local users, {} local MACs, {} policy rules",
+            path.display(),
+            cfg.clients.len(),
+            cfg.local_users.len(),
+            cfg.local_macs.len(),
+            cfg.policy.len()
+        ))
+    }
+}
+
+/// What a reload of the authenticator takes from the config.
+pub fn auth_config(cfg: &Config) -> AuthConfig {
+    AuthConfig {
+        order: cfg.directory_order.clone(),
+        local: LocalDirectory::new(cfg.local_users.clone(), cfg.local_macs.clone()),
+        policy: cfg.policy.clone(),
+    }
+}
+
+/// Work to run once the server is ready (the demo's setup), on a blocking
+/// thread: it is given the integration and the first authentication address.
+pub type OnReady = Box<dyn FnOnce(Arc<Integration>, SocketAddr) + Send>;
+
+/// Runs the server until SIGTERM or SIGINT. `lock` is the state directory's
+/// lock, held until this returns. Must be called inside the runtime that
+/// will run everything.
+pub async fn serve(
+    mut cfg: Config,
+    dictionary: Arc<Dictionary>,
+    lock: StateLock,
+    on_ready: Option<OnReady>,
+) -> Result<(), AppError> {
+    let store = Store::open(&cfg.server.state_dir)?;
+    // The last synced state is loaded before the first packet is read, so
+    // a restart while Graph is unreachable answers as before the restart.
+    let replica = EntraReplica::new();
+    let replica_load = persist::load_replica(&store, &replica)?;
+    info!(
+        objects = replica_load.loaded,
+        skipped = replica_load.skipped,
+        ms = replica_load.elapsed.as_millis() as u64,
+        "loaded the Entra ID replica from the store"
+    );
+    let entra = Arc::new(EntraDirectory::new(replica));
+    // Disabled until the integration state says otherwise: an administrator
+    // who disabled it wants Entra accounts out of decisions from the first
+    // packet on, not after the first sync round.
+    let enabled = crate::store::integration::get(&store.connect()?, crate::store::integration::keys::ENABLED)?;
+    entra.set_enabled(enabled.as_deref() == Some("true"));
+    info!(enabled = entra.is_enabled(), "Entra ID integration");
+    let (acct, writer_thread) = AcctWriter::spawn(&store, ACCT_QUEUE)?;
+    let authenticator = Arc::new(Authenticator::new(Some(entra.clone()), auth_config(&cfg)));
+    let sockets = server::bind_sockets(&cfg.server)?;
+    let server = Server::new(
+        sockets,
+        ServerParts {
+            authenticator: authenticator.clone(),
+            acct,
+            clients: std::mem::take(&mut cfg.clients),
+            dictionary,
+            response_cache_ttl: cfg.server.response_cache_ttl,
+            max_in_flight: cfg.server.max_in_flight,
+            readers: cfg.server.threads,
+        },
+    );
+    let auth_addrs = server.local_addrs(Port::Auth);
+    let acct_addrs = server.local_addrs(Port::Acct);
+    // The authenticator has built its own tables from the local accounts,
+    // and a reload reads the file again: this copy would only take memory
+    // (about 100 bytes an account) for as long as the server runs.
+    let (users, macs, clients) = (
+        cfg.local_users.len(),
+        cfg.local_macs.len(),
+        server.handle().client_count(),
+    );
+    cfg.local_users = Vec::new();
+    cfg.local_macs = Vec::new();
+    crate::sys::release_freed_memory();
+
+    let running = Arc::new(Running {
+        server: server.handle(),
+        authenticator: authenticator.clone(),
+        entra: entra.clone(),
+        store: store.clone(),
+        replica_load,
+        config_path: cfg.path.clone(),
+    });
+    let integration = Integration::new(
+        cfg.entra.clone(),
+        cfg.server.state_dir.clone(),
+        IntegrationParts {
+            store: store.clone(),
+            entra,
+            passwords: authenticator.entra_passwords().clone(),
+        },
+    );
+    warn_if_credential_unusable(&cfg, &store);
+
+    let shutdown = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let token = admin::ensure_token(&cfg.server.state_dir)?;
+    let backend = Arc::new(admin_backend::Backend::new(running.clone(), integration.clone()));
+    let api = admin::AdminServer::bind(cfg.admin_listen, token, backend).await?;
+    let admin_addr = api.local_addr();
+    let path = cfg.server.state_dir.join(ADMIN_ADDR_FILE);
+    crate::store::write_private_file(&path, format!("{admin_addr}\n").as_bytes())
+        .map_err(|source| AppError::AdminAddress { path, source })?;
+    let admin_done = shutdown.clone();
+    tasks.spawn(async move {
+        if let Err(e) = api.run(admin_done).await {
+            warn!("admin API: {e}");
+        }
+    });
+    info!(
+        clients,
+        users,
+        macs,
+        state_dir = %cfg.server.state_dir.display(),
+        "entra-radius {} starting",
+        env!("CARGO_PKG_VERSION")
+    );
+    // Installed before the ready line: a SIGTERM sent as soon as a script
+    // sees it must stop the server, not kill it.
+    tasks.spawn(signals(shutdown.clone(), running.clone()));
+    // Scripts and tests wait for this line; it carries the real ports when
+    // the config asked for port 0.
+    println!(
+        "entra-radius ready: auth {} acct {} admin {}",
+        list(&auth_addrs),
+        list(&acct_addrs),
+        admin_addr
+    );
+    tasks.spawn(Arc::clone(&integration).run(shutdown.clone()));
+    if let (Some(f), Some(a)) = (on_ready, auth_addrs.first().copied()) {
+        let integration = Arc::clone(&integration);
+        tasks.spawn_blocking(move || f(integration, a));
+    }
+
+    server.run(shutdown.clone(), DRAIN).await;
+    // The server stops only once `shutdown` is cancelled, which also ends
+    // the sync loop (a round in progress is abandoned: its pages are
+    // checkpointed, and the next start resumes it), the admin API and the
+    // signal handler.
+    tasks.close();
+    tasks.wait().await;
+    drop(running);
+    drop(integration);
+    // Every handle to the accounting writer is gone with the server: the
+    // thread commits what is queued and ends.
+    match tokio::task::spawn_blocking(move || writer_thread.join()).await {
+        Ok(Ok(())) => {}
+        _ => error!("the accounting writer thread panicked"),
+    }
+    drop(lock);
+    Ok(())
+}
+
+fn list(addrs: &[SocketAddr]) -> String {
+    addrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+}
+
+/// A provisioned integration whose credential file is missing or refused
+/// fails every sync round, with the reason in `entra status` and `sync
+/// status`; the log says it once, at startup, where whoever starts the
+/// server looks. RADIUS service from the replica and local accounts goes on.
+fn warn_if_credential_unusable(cfg: &Config, store: &Store) {
+    match Settings::read(store) {
+        Ok(s) if s.provisioned() => {}
+        _ => return,
+    }
+    if let Err(e) = crate::integration::read_credential(&cfg.server.state_dir) {
+        warn!("the Entra ID sync cannot run: {e}");
+    }
+}
+
+/// Installs the handlers for SIGTERM, SIGINT (stop) and SIGHUP (reload) at
+/// once, so that none is missed once the ready line is out; the returned
+/// future then waits for signals, or for `shutdown` from elsewhere.
+fn signals(
+    shutdown: CancellationToken,
+    running: Arc<Running>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{SignalKind, signal};
+    let installed = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = installed else {
+            error!("cannot install signal handlers; stop the server with SIGKILL");
+            return;
+        };
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
+                _ = int.recv() => { info!("SIGINT: shutting down"); break; }
+                _ = hup.recv() => {
+                    if let Err(e) = running.reload_from_file() {
+                        error!("SIGHUP: keeping the running configuration: {e}");
+                    }
+                }
+            }
+        }
+        shutdown.cancel();
+    }
+}
