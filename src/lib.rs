@@ -51,6 +51,7 @@ pub mod config;
 pub mod demo;
 pub mod directory;
 pub mod emulator;
+pub mod graph;
 pub mod integration;
 pub mod private_file;
 pub mod proto;

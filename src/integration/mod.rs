@@ -22,15 +22,15 @@ use tracing::{info, warn};
 
 use crate::auth::entra_password::{PasswordChecker, PasswordVerdict};
 use crate::config::EntraConfig;
-use crate::server::ServerHandle;
-use crate::store::integration::{self as state, keys};
-use crate::store::replica as stored;
-use crate::sync::worker::{FetchError, ObjectType, PageData, PageSource, RoundReport, Syncer, load_groups};
-use crate::sync::{
+use crate::graph::{
     CertificateCredential, Credential, DEVICE_SELECT, GROUP_SELECT, GraphClient, GraphConfig, GraphError,
     MANAGED_DEVICE_SELECT, PasswordError, USER_SELECT, devices_delta_url, groups_delta_url, managed_devices_url,
     users_delta_url,
 };
+use crate::server::ServerHandle;
+use crate::store::integration::{self as state, keys};
+use crate::store::replica as stored;
+use crate::sync::worker::{FetchError, ObjectType, PageData, PageSource, RoundReport, Syncer, load_groups};
 
 pub use backend::IntegrationBackend;
 pub use status::{ConsentRecord, ObjectStatus, SyncStatus};
