@@ -7,6 +7,10 @@
 //!   the CLI uses.
 //! - [`emulator`]: the Microsoft Graph / Entra ID emulator used by tests,
 //!   benchmarks and `serve --demo` (no tenant is reachable from CI).
+//! - [`graph`]: the Microsoft Graph and Entra ID token-endpoint client
+//!   (tokens, paging, delta, throttling, AADSTS explanations, the password
+//!   grant), and `entra provision`'s registration of the application after a
+//!   device-code sign-in. Uses nothing else of the crate.
 //! - [`integration`]: the Entra ID integration at run time (sync rounds on an
 //!   interval, PAP checks for Entra users, status).
 //! - [`proto`]: the RADIUS wire format (packets, attributes, authenticators,
@@ -19,9 +23,8 @@
 //! - [`server`]: UDP transport, client table, duplicate cache, accounting,
 //!   counters and shutdown.
 //! - [`store`]: SQLite persistence under the state directory.
-//! - [`sync`]: from Microsoft Graph to the Entra replica (Graph items to
-//!   replica changes, nested group expansion), and `entra provision`'s
-//!   registration of the application after a device-code sign-in.
+//! - [`sync`]: the sync worker, from pages of Graph items to the Entra
+//!   replica (replica changes, nested group expansion, per-page checkpoints).
 //! - [`test_auth`]: the small RADIUS client behind `entra-radius test-auth`.
 //!
 //! # Example
