@@ -556,7 +556,7 @@ fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     ] {
         if let Some(v) = field {
             let url = v.get_ref().trim_end_matches('/').to_string();
-            crate::sync::validate_endpoint(&url).map_err(|e| ctx.err(Some(v.span()), key, e.to_string()))?;
+            crate::graph::validate_endpoint(&url).map_err(|e| ctx.err(Some(v.span()), key, e.to_string()))?;
             *target = url;
         }
     }

@@ -9,6 +9,10 @@
 //!   the CLI uses.
 //! - [`emulator`]: the Microsoft Graph / Entra ID emulator used by tests,
 //!   benchmarks and `serve --demo` (no tenant is reachable from CI).
+//! - [`graph`]: the Microsoft Graph and Entra ID token-endpoint client
+//!   (tokens, paging, delta, throttling, AADSTS explanations, the password
+//!   grant), and `entra provision`'s registration of the application after a
+//!   device-code sign-in. Uses nothing else of the crate.
 //! - [`integration`]: the Entra ID integration at run time (sync rounds on an
 //!   interval, PAP checks for Entra users, status).
 //! - [`proto`]: the RADIUS wire format (packets, attributes, authenticators,
@@ -22,9 +26,8 @@
 //!   BlastRADIUS rules, duplicate cache, bounds on slow work, accounting
 //!   hand-off, counters and draining on shutdown.
 //! - [`store`]: SQLite persistence under the state directory.
-//! - [`sync`]: from Microsoft Graph to the Entra replica (Graph items to
-//!   replica changes, nested group expansion), and `entra provision`'s
-//!   registration of the application after a device-code sign-in.
+//! - [`sync`]: the sync worker, from pages of Graph items to the Entra
+//!   replica (replica changes, nested group expansion, per-page checkpoints).
 //! - [`sys`]: process-level helpers (returning freed memory).
 //! - [`test_auth`]: the small RADIUS client behind `entra-radius test-auth`.
 //!
@@ -56,6 +59,7 @@ pub mod config;
 pub mod demo;
 pub mod directory;
 pub mod emulator;
+pub mod graph;
 pub mod integration;
 pub mod private_file;
 pub mod proto;

@@ -14,11 +14,11 @@ use crate::admin::ApiError;
 use crate::admin::api::{
     ConsentBody, CredentialsBody, DisableBody, IntegrationRequest, SelectionAction, SelectionBody,
 };
-use crate::store::integration::{self as state, keys};
-use crate::store::replica as stored;
-use crate::sync::{
+use crate::graph::{
     CertificateCredential, Credential, DomainInfo, GraphClient, GraphConfig, GraphError, REQUIRED_ROLES, query_escape,
 };
+use crate::store::integration::{self as state, keys};
+use crate::store::replica as stored;
 
 /// After admin consent, Entra ID may take a while before tokens carry the
 /// new roles; the check retries after these pauses.
@@ -373,7 +373,7 @@ impl Integration {
             let explained = match aadsts_code(&description) {
                 Some(code) => format!(
                     "admin consent failed: AADSTS{code}: {}",
-                    crate::sync::explain_aadsts(code)
+                    crate::graph::explain_aadsts(code)
                 ),
                 None => format!("admin consent failed: {error}: {description}"),
             };

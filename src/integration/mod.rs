@@ -25,15 +25,15 @@ use crate::auth::EntraPasswords;
 use crate::auth::entra_password::{PasswordChecker, PasswordVerdict};
 use crate::config::EntraConfig;
 use crate::directory::EntraDirectory;
-use crate::store::Store;
-use crate::store::integration::{self as state, keys};
-use crate::store::replica as stored;
-use crate::sync::worker::{FetchError, ObjectType, PageData, PageSource, RoundReport, Syncer, load_groups};
-use crate::sync::{
+use crate::graph::{
     CertificateCredential, Credential, DEVICE_SELECT, GROUP_SELECT, GraphClient, GraphConfig, GraphError,
     MANAGED_DEVICE_SELECT, PasswordError, USER_SELECT, devices_delta_url, groups_delta_url, managed_devices_url,
     users_delta_url,
 };
+use crate::store::Store;
+use crate::store::integration::{self as state, keys};
+use crate::store::replica as stored;
+use crate::sync::worker::{FetchError, ObjectType, PageData, PageSource, RoundReport, Syncer, load_groups};
 
 pub use metrics::render_sync_metrics;
 pub use status::{ConsentRecord, ObjectStatus, SyncStatus};

@@ -1,7 +1,7 @@
 //! `entra provision` without a hand-made application: the server signs the
 //! administrator in with the device-code flow, then creates the application,
 //! its service principal and a client secret through Graph
-//! (`sync::provision`), and records them. The admin API starts it and
+//! (`graph::provision`), and records them. The admin API starts it and
 //! reports its progress; the CLI prints the code and follows the steps.
 
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use tracing::{info, warn};
 use super::{CLIENT_CERT_FILE, CLIENT_SECRET_FILE, Integration, now_unix};
 use crate::admin::ApiError;
 use crate::admin::api::ProvisionBody;
-use crate::sync::provision::{ProvisionStep, Provisioner};
+use crate::graph::provision::{ProvisionStep, Provisioner};
 
 /// The application's name in the tenant when the administrator gives none.
 pub const DEFAULT_DISPLAY_NAME: &str = "entra-radius";
@@ -143,7 +143,7 @@ impl Integration {
     async fn provision_run(
         self: &Arc<Self>,
         provisioner: Provisioner,
-        flow: crate::sync::provision::DeviceCodeFlow,
+        flow: crate::graph::provision::DeviceCodeFlow,
         name: String,
     ) -> Result<(), String> {
         let token = provisioner.wait_for_sign_in(&flow).await.map_err(|e| e.to_string())?;

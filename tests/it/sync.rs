@@ -377,7 +377,7 @@ fn certificate() -> (String, entra_radius::emulator::AppCertificate) {
 
 #[test]
 fn a_certificate_credential_signs_client_assertions() {
-    use entra_radius::sync::{CertificateCredential, Credential, GraphClient, GraphConfig, GraphError};
+    use entra_radius::graph::{CertificateCredential, Credential, GraphClient, GraphConfig, GraphError};
     let (rt, emu) = start_emulator(Tenant::demo());
     let (pem, registered) = certificate();
     let (other_pem, _) = certificate();

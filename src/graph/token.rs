@@ -8,6 +8,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 
+use super::errors::GraphError;
+
 /// How the application proves its identity to the token endpoint.
 #[derive(Clone)]
 #[non_exhaustive]
@@ -67,14 +69,12 @@ impl std::fmt::Debug for CertificateCredential {
 impl CertificateCredential {
     /// Reads a PEM file holding the certificate and its PKCS#8 RSA private
     /// key (the form `openssl pkcs12 -nodes` or most CAs hand out).
-    pub fn from_pem(pem: &[u8]) -> Result<CertificateCredential, String> {
+    pub fn from_pem(pem: &[u8]) -> Result<CertificateCredential, GraphError> {
         use rustls_pki_types::pem::PemObject;
         use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer};
-        let cert = CertificateDer::from_pem_slice(pem).map_err(|e| format!("no certificate in the PEM: {e}"))?;
-        let key = PrivatePkcs8KeyDer::from_pem_slice(pem)
-            .map_err(|e| format!("no PKCS#8 private key (BEGIN PRIVATE KEY) in the PEM: {e}"))?;
-        let key = aws_lc_rs::rsa::KeyPair::from_pkcs8(key.secret_pkcs8_der())
-            .map_err(|e| format!("the private key is not a usable RSA key: {e}"))?;
+        let cert = CertificateDer::from_pem_slice(pem).map_err(GraphError::NoCertificate)?;
+        let key = PrivatePkcs8KeyDer::from_pem_slice(pem).map_err(GraphError::NoPrivateKey)?;
+        let key = aws_lc_rs::rsa::KeyPair::from_pkcs8(key.secret_pkcs8_der()).map_err(GraphError::UnusableKey)?;
         let thumb = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, cert.as_ref());
         Ok(CertificateCredential {
             x5t: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(thumb.as_ref()),

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use super::*;
 use crate::emulator::{self, Emulator, Tenant};
-use crate::sync::{Credential, GraphClient, GraphConfig};
+use crate::graph::{Credential, GraphClient, GraphConfig};
 
 const ADMIN: &str = "admin@contosodemo.onmicrosoft.com";
 const ADMIN_PW: &str = "admin-pw";

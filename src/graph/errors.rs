@@ -81,6 +81,16 @@ pub enum GraphError {
     /// A configuration value that cannot be used at all (unparsable URL, bad tenant).
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
+    /// The PEM given as the application's certificate holds no certificate.
+    #[error("no certificate in the PEM: {0}")]
+    NoCertificate(#[source] rustls_pki_types::pem::Error),
+    /// The PEM given as the application's certificate holds no PKCS#8
+    /// private key.
+    #[error("no PKCS#8 private key (BEGIN PRIVATE KEY) in the PEM: {0}")]
+    NoPrivateKey(#[source] rustls_pki_types::pem::Error),
+    /// The certificate's private key cannot sign client assertions.
+    #[error("the private key is not a usable RSA key: {0}")]
+    UnusableKey(#[source] aws_lc_rs::error::KeyRejected),
 }
 
 fn asked_text(asked: Option<Duration>) -> String {

@@ -22,8 +22,8 @@ use serde_json::{Value, json};
 use tracing::{debug, info, warn};
 use zeroize::Zeroizing;
 
+use super::client::{REQUIRED_ROLES, query_escape, validate_endpoint, validate_tenant};
 use super::errors::{GraphError, OAuthError, explain_aadsts, parse_graph_error, parse_oauth_error};
-use super::graph::{REQUIRED_ROLES, query_escape, validate_endpoint, validate_tenant};
 
 /// Microsoft Graph's application id: the `resourceAppId` of Graph
 /// permissions in `requiredResourceAccess`, the same in every tenant.

@@ -611,11 +611,11 @@ fn backoff_is_full_jitter_within_the_cap() {
     for attempt in 1..=40 {
         let ceiling = (base * 2u32.saturating_pow(attempt - 1)).min(cap);
         for _ in 0..20 {
-            assert!(graph::backoff(base, cap, attempt) <= ceiling);
+            assert!(client::backoff(base, cap, attempt) <= ceiling);
         }
     }
     // Jitter: not always the same value.
-    let samples: std::collections::HashSet<_> = (0..50).map(|_| graph::backoff(base, cap, 6)).collect();
+    let samples: std::collections::HashSet<_> = (0..50).map(|_| client::backoff(base, cap, 6)).collect();
     assert!(samples.len() > 1);
 }
 
