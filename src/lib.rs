@@ -25,6 +25,8 @@
 //! - [`server`]: UDP transport on sockets it is given: client table,
 //!   BlastRADIUS rules, duplicate cache, bounds on slow work, accounting
 //!   hand-off, counters and draining on shutdown.
+//! - [`sessions`]: sessions from accounting (today: the record an
+//!   Accounting-Request becomes).
 //! - [`store`]: SQLite persistence under the state directory.
 //! - [`sync`]: the sync worker, from pages of Graph items to the Entra
 //!   replica (replica changes, nested group expansion, per-page checkpoints).
@@ -64,6 +66,7 @@ pub mod integration;
 pub mod private_file;
 pub mod proto;
 pub mod server;
+pub mod sessions;
 pub mod store;
 pub mod sync;
 pub mod sys;

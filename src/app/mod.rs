@@ -25,6 +25,8 @@ use crate::directory::persist::{self, LoadReport};
 use crate::directory::{EntraDirectory, EntraReplica, LocalDirectory};
 use crate::integration::{Integration, IntegrationParts, Settings};
 use crate::proto::dictionary::Dictionary;
+use crate::proto::{ClientSecret, Packet};
+use crate::server::handler::{AccountingFailed, Handler, SlowKind};
 use crate::server::{self, Port, Server, ServerError, ServerHandle, ServerParts};
 use crate::store::{AcctWriter, StateLock, Store, StoreError};
 
@@ -51,9 +53,42 @@ pub enum AppError {
     AdminAddress { path: PathBuf, source: std::io::Error },
 }
 
+/// What the RADIUS server hands its verified requests to: Access-Requests
+/// to the authenticator, accounting to the store's writer (through
+/// `sessions`).
+pub struct RadiusHandler {
+    authenticator: Arc<Authenticator>,
+    acct: AcctWriter,
+}
+
+impl Handler for RadiusHandler {
+    type Outcome = crate::auth::Decision;
+    type Slow = crate::auth::Deferred;
+
+    fn slow_kinds(&self) -> Vec<SlowKind> {
+        self.authenticator.slow_kinds()
+    }
+
+    fn access_request(&self, packet: &Packet<'_>, secret: &ClientSecret) -> Result<Self::Outcome, Self::Slow> {
+        self.authenticator.decide_or_defer(packet, secret)
+    }
+
+    fn accounting_request(
+        &self,
+        packet: &Packet<'_>,
+        source: std::net::IpAddr,
+        client: &str,
+        now: i64,
+    ) -> impl std::future::Future<Output = Result<(), AccountingFailed>> + Send + 'static {
+        let record = crate::sessions::record_from_packet(packet, source, client, now);
+        let acct = self.acct.clone();
+        async move { acct.record(record).await.map_err(|e| AccountingFailed(e.to_string())) }
+    }
+}
+
 /// The running parts that the admin API and the signal handler act on.
 pub struct Running {
-    pub server: ServerHandle,
+    pub server: ServerHandle<RadiusHandler>,
     pub authenticator: Arc<Authenticator>,
     pub entra: Arc<EntraDirectory>,
     pub store: Store,
@@ -150,8 +185,10 @@ pub async fn serve(
     let server = Server::new(
         sockets,
         ServerParts {
-            authenticator: authenticator.clone(),
-            acct,
+            handler: RadiusHandler {
+                authenticator: authenticator.clone(),
+                acct,
+            },
             clients: std::mem::take(&mut cfg.clients),
             dictionary,
             response_cache_ttl: cfg.server.response_cache_ttl,

@@ -23,8 +23,10 @@ use crate::proto::attr::service_type;
 use entra_password::{PasswordChecker, PasswordVerdict};
 use pool::CpuPool;
 
+use crate::proto::attr::tunnel;
 use crate::proto::auth::{Password, chap_challenge, chap_matches, unhide_password};
-use crate::proto::{AttrType, ClientSecret, Packet};
+use crate::proto::{AttrType, Builder, ClientSecret, EncodeError, Packet};
+use crate::server::handler::{Outcome, Slow, SlowKind};
 
 /// How the request asked to be authenticated.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -186,13 +188,29 @@ pub enum WorkKind {
 }
 
 impl WorkKind {
+    /// Every kind, in the order of their index ([`WorkKind::index`]).
+    pub const ALL: [WorkKind; 2] = [WorkKind::Argon2, WorkKind::EntraPassword];
+
     pub fn as_str(self) -> &'static str {
         match self {
             WorkKind::Argon2 => "argon2",
             WorkKind::EntraPassword => "entra_password",
         }
     }
+
+    /// The index of this kind in [`Authenticator::slow_kinds`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
 }
+
+/// An argon2 verification takes tens of milliseconds: sixteen waiting per
+/// pool thread is a wait of well under a second, far inside a NAS's timeout.
+const ARGON2_QUEUE_PER_THREAD: usize = 16;
+
+/// Entra ID password grants in progress at once. Each is a network round
+/// trip of tens of milliseconds to a few seconds.
+const ENTRA_PASSWORD_CHECKS: usize = 64;
 
 /// What a reload can change.
 pub struct AuthConfig {
@@ -231,6 +249,23 @@ impl Authenticator {
     /// How many argon2 verifications run at once.
     pub fn argon2_threads(&self) -> usize {
         self.argon2.threads()
+    }
+
+    /// The bound of each kind of slow work, by [`WorkKind::index`].
+    pub fn slow_kinds(&self) -> Vec<SlowKind> {
+        WorkKind::ALL
+            .iter()
+            .map(|k| match k {
+                WorkKind::Argon2 => SlowKind {
+                    reason: "argon2_busy",
+                    capacity: self.argon2.threads() * ARGON2_QUEUE_PER_THREAD,
+                },
+                WorkKind::EntraPassword => SlowKind {
+                    reason: "entra_password_busy",
+                    capacity: ENTRA_PASSWORD_CHECKS,
+                },
+            })
+            .collect()
     }
 
     pub fn reload(&self, cfg: AuthConfig) {
@@ -580,6 +615,54 @@ async fn entra_pap(state: &State, c: EntraCheck<'_>, account: &Account, label: S
             dir,
             format!("Entra ID could not check the password: {reason}"),
         ),
+    }
+}
+
+impl Outcome for Decision {
+    fn accept(&self) -> bool {
+        self.accept
+    }
+
+    /// The policy rule's attributes: the VLAN as the three RFC 3580 tunnel
+    /// attributes sharing tag 1, Filter-Id, Session-Timeout and
+    /// Reply-Message.
+    fn write_attributes(&self, b: &mut Builder) -> Result<(), EncodeError> {
+        let Some(p) = &self.reply else {
+            return Ok(());
+        };
+        if let Some(vlan) = &p.vlan {
+            b.push_tagged_u32(AttrType::TUNNEL_TYPE, 1, tunnel::TYPE_VLAN)?;
+            b.push_tagged_u32(AttrType::TUNNEL_MEDIUM_TYPE, 1, tunnel::MEDIUM_IEEE_802)?;
+            b.push_tagged(AttrType::TUNNEL_PRIVATE_GROUP_ID, 1, vlan.as_bytes())?;
+        }
+        if let Some(f) = &p.filter_id {
+            b.push(AttrType::FILTER_ID, f.as_bytes())?;
+        }
+        if let Some(t) = p.session_timeout {
+            b.push_u32(AttrType::SESSION_TIMEOUT, t)?;
+        }
+        if let Some(m) = &p.reply_message {
+            b.push(AttrType::REPLY_MESSAGE, m.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    fn log(&self, client: &str) {
+        let directory = self.directory.map(|k| k.as_str()).unwrap_or("-");
+        let result = if self.accept { "accept" } else { "reject" };
+        tracing::info!(client = %client, identity = ?self.identity, method = self.method.as_str(), directory, result, reason = %self.reason, "access decision");
+    }
+}
+
+impl Slow for Deferred {
+    type Outcome = Decision;
+
+    fn kind(&self) -> usize {
+        Deferred::kind(self).index()
+    }
+
+    fn finish(self) -> impl std::future::Future<Output = Decision> + Send {
+        Deferred::finish(self)
     }
 }
 

@@ -24,13 +24,9 @@ pub enum DropReason {
     MissingMessageAuthenticator,
     /// `limit_proxy_state`: Proxy-State without Message-Authenticator.
     ProxyStateWithoutMessageAuthenticator,
-    /// argon2 verifications (local `password_hash` users) at their bound,
-    /// or this NAS at its share of it.
-    Argon2Busy,
-    /// Entra ID password checks at their bound, or this NAS at its share.
-    EntraPasswordBusy,
     /// Accounting records waiting for the store at `max_in_flight`, or
-    /// this NAS at its share.
+    /// this NAS at its share. (Slow kinds of the handler have reasons of
+    /// their own: see [`Counters::count_busy`].)
     AccountingBusy,
     /// The accounting record could not be stored; the NAS will retry.
     StoreFailed,
@@ -39,7 +35,7 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 12] = [
+    pub const ALL: [DropReason; 10] = [
         DropReason::Malformed,
         DropReason::Oversize,
         DropReason::UnexpectedCode,
@@ -47,8 +43,6 @@ impl DropReason {
         DropReason::BadMessageAuthenticator,
         DropReason::MissingMessageAuthenticator,
         DropReason::ProxyStateWithoutMessageAuthenticator,
-        DropReason::Argon2Busy,
-        DropReason::EntraPasswordBusy,
         DropReason::AccountingBusy,
         DropReason::StoreFailed,
         DropReason::EncodeFailed,
@@ -63,8 +57,6 @@ impl DropReason {
             DropReason::BadMessageAuthenticator => "bad_message_authenticator",
             DropReason::MissingMessageAuthenticator => "missing_message_authenticator",
             DropReason::ProxyStateWithoutMessageAuthenticator => "proxy_state_without_message_authenticator",
-            DropReason::Argon2Busy => "argon2_busy",
-            DropReason::EntraPasswordBusy => "entra_password_busy",
             DropReason::AccountingBusy => "accounting_busy",
             DropReason::StoreFailed => "store_failed",
             DropReason::EncodeFailed => "encode_failed",
@@ -87,7 +79,13 @@ pub struct Counters {
     /// Retransmissions of a request still being worked on: ignored.
     pub duplicates_in_progress: AtomicU64,
     drops: [AtomicU64; DropReason::ALL.len()],
+    /// Requests shed because a kind of slow work was at its bound, by the
+    /// index of the kind (the registry knows their names).
+    busy: [AtomicU64; MAX_SLOW_KINDS],
 }
+
+/// Kinds of slow work a handler may have.
+pub const MAX_SLOW_KINDS: usize = 8;
 
 impl Counters {
     pub fn count_drop(&self, reason: DropReason) {
@@ -98,7 +96,15 @@ impl Counters {
         self.drops[reason as usize].load(Ordering::Relaxed)
     }
 
-    pub fn snapshot(&self) -> CounterSnapshot {
+    /// A request shed by the bound of slow kind `kind`.
+    pub fn count_busy(&self, kind: usize) {
+        if let Some(c) = self.busy.get(kind) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The counters, with the slow kinds' drops under `busy_reasons`.
+    pub fn snapshot(&self, busy_reasons: &[&'static str]) -> CounterSnapshot {
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
         CounterSnapshot {
             access_requests: l(&self.access_requests),
@@ -112,6 +118,12 @@ impl Counters {
             drops: DropReason::ALL
                 .iter()
                 .map(|r| (r.as_str(), self.drops(*r)))
+                .chain(
+                    busy_reasons
+                        .iter()
+                        .zip(&self.busy)
+                        .map(|(r, n)| (*r, n.load(Ordering::Relaxed))),
+                )
                 .filter(|(_, n)| *n > 0)
                 .collect(),
         }
@@ -160,6 +172,8 @@ impl fmt::Display for CounterSnapshot {
 #[derive(Debug, Default)]
 pub struct CounterRegistry {
     clients: Mutex<BTreeMap<String, Arc<Counters>>>,
+    /// The drop reasons of the handler's slow kinds, by index.
+    busy_reasons: Vec<&'static str>,
     /// Packets from addresses no client covers.
     pub unknown_client: AtomicU64,
     /// Datagrams the kernel dropped because a listening socket's receive
@@ -168,6 +182,14 @@ pub struct CounterRegistry {
 }
 
 impl CounterRegistry {
+    /// A registry whose slow kinds shed under these reasons (by index).
+    pub fn with_busy_reasons(busy_reasons: Vec<&'static str>) -> CounterRegistry {
+        CounterRegistry {
+            busy_reasons,
+            ..CounterRegistry::default()
+        }
+    }
+
     pub fn for_client(&self, name: &str) -> Arc<Counters> {
         let mut m = self.clients.lock().unwrap_or_else(|e| e.into_inner());
         m.entry(name.to_string()).or_default().clone()
@@ -175,7 +197,9 @@ impl CounterRegistry {
 
     pub fn snapshot(&self) -> Vec<(String, CounterSnapshot)> {
         let m = self.clients.lock().unwrap_or_else(|e| e.into_inner());
-        m.iter().map(|(k, v)| (k.clone(), v.snapshot())).collect()
+        m.iter()
+            .map(|(k, v)| (k.clone(), v.snapshot(&self.busy_reasons)))
+            .collect()
     }
 }
 
@@ -236,15 +260,15 @@ impl CounterRegistry {
             out,
             "# HELP {name} Packets dropped without a reply, by reason.\n# TYPE {name} counter"
         );
+        let reasons = DropReason::ALL
+            .iter()
+            .map(|r| r.as_str())
+            .chain(self.busy_reasons.iter().copied());
+        let reasons: Vec<&str> = reasons.collect();
         for (client, c) in &snap {
-            for r in DropReason::ALL {
-                let n = c.drops.get(r.as_str()).copied().unwrap_or(0);
-                let _ = writeln!(
-                    out,
-                    "{name}{{client=\"{}\",reason=\"{}\"}} {n}",
-                    escape_label(client),
-                    r.as_str()
-                );
+            for r in &reasons {
+                let n = c.drops.get(r).copied().unwrap_or(0);
+                let _ = writeln!(out, "{name}{{client=\"{}\",reason=\"{r}\"}} {n}", escape_label(client),);
             }
         }
         let name = "entra_radius_unknown_client_total";
@@ -295,13 +319,14 @@ mod tests {
 
     #[test]
     fn counters_survive_by_name() {
-        let r = CounterRegistry::default();
+        let r = CounterRegistry::with_busy_reasons(vec!["argon2_busy"]);
         inc(&r.for_client("a").accepts);
-        r.for_client("a").count_drop(DropReason::Argon2Busy);
+        r.for_client("a").count_drop(DropReason::AccountingBusy);
+        r.for_client("a").count_busy(0);
         let s = r.snapshot();
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].1.accepts, 1);
-        assert_eq!(s[0].1.drops.get("argon2_busy"), Some(&1));
+        assert_eq!(s[0].1.drops.get("accounting_busy"), Some(&1));
         assert!(s[0].1.to_string().contains("drop.argon2_busy=1"));
     }
 }

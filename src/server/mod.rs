@@ -4,10 +4,10 @@
 //! framing, authenticators, BlastRADIUS rules, duplicates) is decided in the
 //! task reading the socket; only verified, new requests become tasks.
 
-pub mod acct;
 pub mod clients;
 pub mod counters;
 pub mod dedup;
+pub mod handler;
 pub mod limits;
 mod udp;
 
@@ -23,18 +23,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
-use crate::auth::{Authenticator, Decision, WorkKind};
 use crate::config::{ClientConfig, ServerConfig};
-use crate::directory::policy::ReplyPlan;
-use crate::proto::attr::tunnel;
 use crate::proto::auth::{MessageAuth, check_message_authenticator, verify_hashed_request};
 use crate::proto::dictionary::Dictionary;
 use crate::proto::packet::MAX_PACKET_LEN;
 use crate::proto::{AttrType, Builder, Code, Packet};
-use crate::store::AcctWriter;
 use clients::{Client, ClientTable, MaVerdict};
 use counters::{CounterRegistry, DropReason, inc};
 use dedup::{DedupKey, ResponseCache, Seen};
+use handler::{Handler, Outcome, Slow};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -61,12 +58,11 @@ struct Listener {
 }
 
 /// What the listener tasks and request tasks share.
-struct Shared {
+struct Shared<H> {
     /// Swapped whole on SIGHUP; a packet in progress keeps the table it began with.
     clients: ArcSwap<ClientTable>,
     counters: Arc<CounterRegistry>,
-    authenticator: Arc<Authenticator>,
-    acct: AcctWriter,
+    handler: H,
     responses: ResponseCache,
     /// Bounds on slow work, one per kind; memory-only decisions take none.
     limits: Limits,
@@ -82,43 +78,15 @@ struct Shared {
 /// How much slow work of each kind may be in progress at once. A request
 /// beyond its kind's bound is shed and counted under that kind's reason.
 struct Limits {
-    /// Running or queued for the argon2 pool: a few per pool thread, so a
-    /// queued request waits well under a NAS's timeout.
-    argon2: Arc<limits::Bound>,
-    /// Password grants to Entra ID in progress (network round trips).
-    entra_password: Arc<limits::Bound>,
-    /// Accounting records waiting for the store (`max_in_flight`).
+    /// The handler's slow kinds, by [`Slow::kind`].
+    slow: Vec<(Arc<limits::Bound>, &'static str)>,
+    /// Accounting records waiting for the handler (`max_in_flight`).
     accounting: Arc<limits::Bound>,
 }
 
-impl Limits {
-    fn new(argon2_threads: usize, max_in_flight: usize) -> Limits {
-        Limits {
-            argon2: limits::Bound::new(argon2_threads * ARGON2_QUEUE_PER_THREAD),
-            entra_password: limits::Bound::new(ENTRA_PASSWORD_CHECKS),
-            accounting: limits::Bound::new(max_in_flight),
-        }
-    }
-
-    fn for_work(&self, kind: WorkKind) -> (&Arc<limits::Bound>, DropReason) {
-        match kind {
-            WorkKind::Argon2 => (&self.argon2, DropReason::Argon2Busy),
-            WorkKind::EntraPassword => (&self.entra_password, DropReason::EntraPasswordBusy),
-        }
-    }
-}
-
-/// An argon2 verification takes tens of milliseconds: sixteen waiting per
-/// thread is a wait of well under a second, far inside a NAS's timeout.
-const ARGON2_QUEUE_PER_THREAD: usize = 16;
-
-/// Entra ID password grants in progress at once. Each is a network round
-/// trip of tens of milliseconds to a few seconds.
-const ENTRA_PASSWORD_CHECKS: usize = 64;
-
 /// A bound server, ready to run.
-pub struct Server {
-    shared: Arc<Shared>,
+pub struct Server<H> {
+    shared: Arc<Shared<H>>,
     listeners: Vec<Listener>,
     /// Tasks reading each socket: one per runtime worker thread.
     readers: usize,
@@ -126,12 +94,19 @@ pub struct Server {
 
 /// A handle for reloading the client table and reading counters while the
 /// server runs.
-#[derive(Clone)]
-pub struct ServerHandle {
-    shared: Arc<Shared>,
+pub struct ServerHandle<H> {
+    shared: Arc<Shared<H>>,
 }
 
-impl ServerHandle {
+impl<H> Clone for ServerHandle<H> {
+    fn clone(&self) -> Self {
+        ServerHandle {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<H> ServerHandle<H> {
     /// Replaces the client table; a packet in progress keeps the old one.
     pub fn reload_clients(&self, clients: &[ClientConfig]) {
         let table = ClientTable::new(clients, &self.shared.counters);
@@ -155,15 +130,14 @@ impl ServerHandle {
     }
 }
 
-/// What the server needs besides its sockets: the decisions, where
-/// accounting goes, the clients and the transport's settings.
-pub struct ServerParts {
-    pub authenticator: Arc<Authenticator>,
-    pub acct: AcctWriter,
+/// What the server needs besides its sockets: the handler, the clients and
+/// the transport's settings.
+pub struct ServerParts<H> {
+    pub handler: H,
     pub clients: Vec<ClientConfig>,
     pub dictionary: Arc<Dictionary>,
     pub response_cache_ttl: Duration,
-    /// Accounting records waiting for the store at once.
+    /// Accounting records waiting for the handler at once.
     pub max_in_flight: usize,
     /// Tasks reading each socket; `None` is one per CPU.
     pub readers: Option<usize>,
@@ -216,10 +190,18 @@ fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     UdpSocket::from_std(s.into())
 }
 
-impl Server {
+impl<H: Handler> Server<H> {
     /// A server on sockets already bound (see [`bind_sockets`]).
-    pub fn new(sockets: Vec<BoundSocket>, parts: ServerParts) -> Server {
-        let counters = Arc::new(CounterRegistry::default());
+    pub fn new(sockets: Vec<BoundSocket>, parts: ServerParts<H>) -> Server<H> {
+        let kinds = parts.handler.slow_kinds();
+        assert!(
+            kinds.len() <= counters::MAX_SLOW_KINDS,
+            "a handler has at most {} slow kinds",
+            counters::MAX_SLOW_KINDS
+        );
+        let counters = Arc::new(CounterRegistry::with_busy_reasons(
+            kinds.iter().map(|k| k.reason).collect(),
+        ));
         let listeners: Vec<Listener> = sockets
             .into_iter()
             .enumerate()
@@ -234,12 +216,17 @@ impl Server {
             .iter()
             .filter_map(|l| l.socket.local_addr().ok().map(|a| (l.port, a)))
             .collect();
-        let limits = Limits::new(parts.authenticator.argon2_threads(), parts.max_in_flight);
+        let limits = Limits {
+            slow: kinds
+                .iter()
+                .map(|k| (limits::Bound::new(k.capacity), k.reason))
+                .collect(),
+            accounting: limits::Bound::new(parts.max_in_flight),
+        };
         let shared = Arc::new(Shared {
             clients: ArcSwap::from_pointee(ClientTable::new(&parts.clients, &counters)),
             counters,
-            authenticator: parts.authenticator,
-            acct: parts.acct,
+            handler: parts.handler,
             responses: ResponseCache::new(parts.response_cache_ttl, 1 << 18),
             limits,
             log_limit: Cache::builder()
@@ -268,7 +255,7 @@ impl Server {
             .collect()
     }
 
-    pub fn handle(&self) -> ServerHandle {
+    pub fn handle(&self) -> ServerHandle<H> {
         ServerHandle {
             shared: self.shared.clone(),
         }
@@ -326,7 +313,12 @@ impl Server {
     }
 }
 
-async fn listen(shared: Arc<Shared>, l: Arc<Listener>, tracker: TaskTracker, shutdown: CancellationToken) {
+async fn listen<H: Handler>(
+    shared: Arc<Shared<H>>,
+    l: Arc<Listener>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+) {
     let mut rx = udp::RecvBatch::default();
     let mut out = Outbox::default();
     loop {
@@ -385,7 +377,7 @@ fn now_unix() -> i64 {
         .unwrap_or(0)
 }
 
-impl Shared {
+impl<H: Handler> Shared<H> {
     fn log_allowed(&self, source: SocketAddr, what: &'static str) -> bool {
         let key = (source, what);
         if self.log_limit.contains_key(&key) {
@@ -480,12 +472,14 @@ impl Shared {
     }
 
     /// A place under `bound` for this client's request, or the request is
-    /// shed: counted, logged at a limited rate, and forgotten by the
-    /// response cache so that the NAS's retransmission is taken as new.
+    /// shed: counted (by `count`), logged at a limited rate under `reason`,
+    /// and forgotten by the response cache so that the NAS's retransmission
+    /// is taken as new.
     fn place(
         &self,
         bound: &Arc<limits::Bound>,
-        reason: DropReason,
+        reason: &'static str,
+        count: impl FnOnce(&Client),
         client: &Client,
         src: SocketAddr,
         entry: &dedup::Entry,
@@ -494,8 +488,11 @@ impl Shared {
             Ok(p) => Some(p),
             Err(shed) => {
                 entry.finish(None);
-                let detail = shed.describe(reason.as_str(), bound.capacity(), bound.per_client());
-                self.drop_packet(client, src, reason, &detail);
+                count(client);
+                if self.log_allowed(src, reason) {
+                    let detail = shed.describe(reason, bound.capacity(), bound.per_client());
+                    warn!(client = %client.name, source = %src, reason, "dropped packet: {detail} (further drops for this reason from this source are not logged for 60s)");
+                }
                 None
             }
         }
@@ -563,7 +560,7 @@ impl Shared {
         };
         // Memory-only decisions (nearly all) are answered here, with no
         // task and no place to take.
-        let deferred = match self.authenticator.decide_or_defer(packet, &client.secret) {
+        let deferred = match self.handler.access_request(packet, &client.secret) {
             Ok(d) => {
                 let buf = std::mem::take(&mut out.scratch);
                 let reply = self.decided(packet, client, &d, buf);
@@ -580,8 +577,14 @@ impl Shared {
             }
             Err(deferred) => deferred,
         };
-        let (bound, reason) = self.limits.for_work(deferred.kind());
-        let Some(permit) = self.place(bound, reason, client, src, &entry) else {
+        let kind = deferred.kind();
+        let Some((bound, reason)) = self.limits.slow.get(kind) else {
+            // A handler bug; never let it through unbounded.
+            entry.finish(None);
+            error!(kind, "slow work of an unknown kind; request dropped");
+            return;
+        };
+        let Some(permit) = self.place(bound, reason, |c| c.counters.count_busy(kind), client, src, &entry) else {
             return;
         };
         let shared = self.clone();
@@ -598,17 +601,16 @@ impl Shared {
     }
 
     /// Logs and counts a decision and encodes its reply into `buf`.
-    fn decided(&self, packet: &Packet<'_>, client: &Client, d: &Decision, buf: Vec<u8>) -> Option<Vec<u8>> {
-        let code = if d.accept {
+    fn decided(&self, packet: &Packet<'_>, client: &Client, d: &H::Outcome, buf: Vec<u8>) -> Option<Vec<u8>> {
+        let accept = d.accept();
+        let code = if accept {
             Code::ACCESS_ACCEPT
         } else {
             Code::ACCESS_REJECT
         };
-        let reply = build_reply_with(buf, code, packet, client, true, d.reply.as_ref());
-        let directory = d.directory.map(|k| k.as_str()).unwrap_or("-");
-        let result = if d.accept { "accept" } else { "reject" };
-        info!(client = %client.name, identity = ?d.identity, method = d.method.as_str(), directory, result, reason = %d.reason, "access decision");
-        inc(if d.accept {
+        let reply = build_reply_with(buf, code, packet, client, true, Some(d));
+        d.log(&client.name);
+        inc(if accept {
             &client.counters.accepts
         } else {
             &client.counters.rejects
@@ -690,10 +692,23 @@ impl Shared {
         let Some(entry) = self.admit(l, client, packet, src, out) else {
             return;
         };
-        let Some(permit) = self.place(&self.limits.accounting, DropReason::AccountingBusy, client, src, &entry) else {
+        let Some(permit) = self.place(
+            &self.limits.accounting,
+            DropReason::AccountingBusy.as_str(),
+            |c| c.counters.count_drop(DropReason::AccountingBusy),
+            client,
+            src,
+            &entry,
+        ) else {
             return;
         };
-        let record = acct::record_from_packet(packet, src.ip(), &client.name, now_unix());
+        let stored = self
+            .handler
+            .accounting_request(packet, src.ip(), &client.name, now_unix());
+        let status = packet.get_u32(AttrType::ACCT_STATUS_TYPE);
+        let session = packet
+            .get(AttrType::ACCT_SESSION_ID)
+            .map(|v| String::from_utf8_lossy(v).into_owned());
         let shared = self.clone();
         let client = client.clone();
         let socket = l.socket.clone();
@@ -701,10 +716,8 @@ impl Shared {
         tracker.spawn(async move {
             let _permit = permit;
             let packet = Packet::decode(&bytes).expect("decoded before");
-            let status = record.status;
-            let session = record.session_id.clone();
             // RFC 2866 §4.1: answer only once the record is safely stored.
-            match shared.acct.record(record).await {
+            match stored.await {
                 Ok(()) => {
                     debug!(client = %client.name, ?status, session = ?session, "accounting stored");
                     let reply = build_reply(Code::ACCOUNTING_RESPONSE, &packet, &client, false);
@@ -743,38 +756,37 @@ impl Shared {
 /// A reply with Proxy-State copied in order (RFC 2865 §5.33) and, where
 /// asked, Message-Authenticator first.
 fn build_reply(code: Code, request: &Packet<'_>, client: &Client, with_ma: bool) -> Option<Vec<u8>> {
-    build_reply_with(Vec::new(), code, request, client, with_ma, None)
+    build_reply_with(Vec::new(), code, request, client, with_ma, None::<&NoAttributes>)
 }
 
-/// `build_reply` plus the attributes of a policy rule: the VLAN as the three
-/// RFC 3580 tunnel attributes sharing tag 1, Filter-Id, Session-Timeout and
-/// Reply-Message.
+/// The attributes of a reply that carries none of its own.
+struct NoAttributes;
+
+impl Outcome for NoAttributes {
+    fn accept(&self) -> bool {
+        false
+    }
+
+    fn write_attributes(&self, _: &mut Builder) -> Result<(), crate::proto::EncodeError> {
+        Ok(())
+    }
+
+    fn log(&self, _: &str) {}
+}
+
+/// `build_reply` plus the decision's own attributes, between
+/// Message-Authenticator and the copied Proxy-State.
 fn build_reply_with(
     buf: Vec<u8>,
     code: Code,
     request: &Packet<'_>,
     client: &Client,
     with_ma: bool,
-    plan: Option<&ReplyPlan>,
+    outcome: Option<&impl Outcome>,
 ) -> Option<Vec<u8>> {
     let mut b = Builder::reply_into(buf, code, request, with_ma);
-    if let Some(p) = plan {
-        if let Some(vlan) = &p.vlan {
-            b.push_tagged_u32(AttrType::TUNNEL_TYPE, 1, tunnel::TYPE_VLAN).ok()?;
-            b.push_tagged_u32(AttrType::TUNNEL_MEDIUM_TYPE, 1, tunnel::MEDIUM_IEEE_802)
-                .ok()?;
-            b.push_tagged(AttrType::TUNNEL_PRIVATE_GROUP_ID, 1, vlan.as_bytes())
-                .ok()?;
-        }
-        if let Some(f) = &p.filter_id {
-            b.push(AttrType::FILTER_ID, f.as_bytes()).ok()?;
-        }
-        if let Some(t) = p.session_timeout {
-            b.push_u32(AttrType::SESSION_TIMEOUT, t).ok()?;
-        }
-        if let Some(m) = &p.reply_message {
-            b.push(AttrType::REPLY_MESSAGE, m.as_bytes()).ok()?;
-        }
+    if let Some(o) = outcome {
+        o.write_attributes(&mut b).ok()?;
     }
     for ps in request.get_all(AttrType::PROXY_STATE) {
         b.push(AttrType::PROXY_STATE, ps).ok()?;

@@ -1,4 +1,5 @@
-//! Turns a verified Accounting-Request into the record the store keeps.
+//! Sessions from accounting. Today: turning a verified Accounting-Request
+//! into the record the store keeps (the session table is written from it).
 
 use std::net::IpAddr;
 

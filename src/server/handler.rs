@@ -1,0 +1,69 @@
+//! Where the transport meets the logic behind it. The server verifies a
+//! packet (client, framing, authenticators, BlastRADIUS rules, duplicates)
+//! and hands it to a [`Handler`]; it knows nothing of directories, policy
+//! or the store. `auth` decides Access-Requests; the composition root puts
+//! that together with where accounting goes.
+
+use std::future::Future;
+use std::net::IpAddr;
+
+use crate::proto::packet::EncodeError;
+use crate::proto::{Builder, ClientSecret, Packet};
+
+/// One kind of slow work and how much of it may be in progress at once.
+/// Beyond `capacity` (or a NAS's half of it) requests are shed and counted
+/// under `reason`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlowKind {
+    /// The drop reason in counters and logs, for example `argon2_busy`.
+    pub reason: &'static str,
+    pub capacity: usize,
+}
+
+/// The decision on one Access-Request, as the server needs it: which code
+/// to answer with, the attributes to put in the reply, and the log line.
+pub trait Outcome: Send {
+    fn accept(&self) -> bool;
+    /// Writes the reply's own attributes: after Message-Authenticator, before
+    /// the copied Proxy-State.
+    fn write_attributes(&self, reply: &mut Builder) -> Result<(), EncodeError>;
+    /// Logs the decision for the client named.
+    fn log(&self, client: &str);
+}
+
+/// A decision that has to wait for slow work (argon2, a network check).
+pub trait Slow: Send + 'static {
+    type Outcome: Outcome;
+    /// Index into [`Handler::slow_kinds`]: the bound it is admitted under.
+    fn kind(&self) -> usize;
+    fn finish(self) -> impl Future<Output = Self::Outcome> + Send;
+}
+
+/// Why an accounting record was not kept; the NAS gets no answer and
+/// retransmits.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct AccountingFailed(pub String);
+
+/// The logic behind the server.
+pub trait Handler: Send + Sync + 'static {
+    type Outcome: Outcome;
+    type Slow: Slow<Outcome = Self::Outcome>;
+
+    /// The kinds of slow work [`Slow::kind`] indexes, with their bounds.
+    fn slow_kinds(&self) -> Vec<SlowKind>;
+
+    /// Decides from memory when it can; otherwise hands back the slow part,
+    /// which the server runs in a task under its kind's bound.
+    fn access_request(&self, packet: &Packet<'_>, secret: &ClientSecret) -> Result<Self::Outcome, Self::Slow>;
+
+    /// Keeps a verified Accounting-Request; resolves once it is safely
+    /// stored (RFC 2866 §4.1: answer only then). `now` is the receive time.
+    fn accounting_request(
+        &self,
+        packet: &Packet<'_>,
+        source: IpAddr,
+        client: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<(), AccountingFailed>> + Send + 'static;
+}
