@@ -5,8 +5,6 @@
 //!
 //! - [`admin`]: the admin HTTP API (loopback, bearer token) and the client
 //!   the CLI uses.
-//! - [`emulator`]: the Microsoft Graph / Entra ID emulator used by tests,
-//!   benchmarks and `serve --demo` (no tenant is reachable from CI).
 //! - [`integration`]: the Entra ID integration at run time (sync rounds on an
 //!   interval, PAP checks for Entra users, status).
 //! - [`proto`]: the RADIUS wire format (packets, attributes, authenticators,
@@ -23,6 +21,10 @@
 //!   replica changes, nested group expansion), and `entra provision`'s
 //!   registration of the application after a device-code sign-in.
 //! - [`test_auth`]: the small RADIUS client behind `entra-radius test-auth`.
+//!
+//! The Microsoft Graph / Entra ID emulator used by tests, benchmarks and
+//! `serve --demo` (no tenant is reachable from CI) is the workspace crate
+//! `graph-emulator` in `crates/graph-emulator/`.
 //!
 //! # Example
 //!
@@ -50,7 +52,6 @@ pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod directory;
-pub mod emulator;
 pub mod integration;
 pub mod private_file;
 pub mod proto;

@@ -457,7 +457,7 @@ fn serve(path: Option<&Path>, demo: bool) -> ExitCode {
         {
             let entra = Arc::clone(&entra);
             tokio::task::spawn_blocking(move || {
-                let tenant = entra_radius::emulator::Tenant::demo();
+                let tenant = graph_emulator::Tenant::demo();
                 match demo::setup(&entra, &tenant) {
                     Ok(()) => {
                         println!("{}", demo::commands_text(a, &tenant));
@@ -502,7 +502,7 @@ fn warn_if_credential_unusable(state_dir: &Path, server: &ServerHandle) {
 
 /// `serve --demo`: the Graph emulator with the demo tenant, the config
 /// pointed at it, and the state directory made ready for a demo.
-async fn start_demo_emulator(cfg: &mut Config) -> anyhow::Result<entra_radius::emulator::Emulator> {
+async fn start_demo_emulator(cfg: &mut Config) -> anyhow::Result<graph_emulator::Emulator> {
     let emulator = demo::start_emulator().await.map_err(anyhow::Error::msg)?;
     demo::configure(cfg, &emulator.base_url());
     demo::prepare_state(&cfg.server.state_dir).map_err(anyhow::Error::msg)?;
