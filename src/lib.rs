@@ -50,6 +50,7 @@
 pub mod admin;
 pub mod auth;
 pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod directory;
 pub mod integration;

@@ -15,6 +15,7 @@ use tracing::{error, info, warn};
 use entra_radius::admin;
 use entra_radius::admin::commands;
 use entra_radius::config::{self, Config};
+#[cfg(feature = "demo")]
 use entra_radius::demo;
 use entra_radius::directory::{LocalMac, LocalUser, MacAddr, UserCredential};
 use entra_radius::integration::{Integration, IntegrationBackend, Settings};
@@ -350,6 +351,10 @@ fn add_demo_accounts(cfg: &mut Config) -> anyhow::Result<()> {
 }
 
 fn serve(path: Option<&Path>, demo: bool) -> ExitCode {
+    if demo && !cfg!(feature = "demo") {
+        eprintln!("entra-radius: this build has no demo (built without the `demo` feature)");
+        return ExitCode::from(2);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
@@ -392,6 +397,7 @@ fn serve(path: Option<&Path>, demo: bool) -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        #[cfg(feature = "demo")]
         let emulator = if demo {
             match start_demo_emulator(&mut cfg).await {
                 Ok(e) => Some(e),
@@ -452,6 +458,7 @@ fn serve(path: Option<&Path>, demo: bool) -> ExitCode {
             admin.0
         );
         let sync = tokio::spawn(Arc::clone(&entra).run(shutdown.clone()));
+        #[cfg(feature = "demo")]
         if emulator.is_some()
             && let Some(a) = auth.first().copied()
         {
@@ -479,6 +486,7 @@ fn serve(path: Option<&Path>, demo: bool) -> ExitCode {
             Ok(Err(e)) => warn!("admin API: {e}"),
             Err(e) => warn!("admin API task: {e}"),
         }
+        #[cfg(feature = "demo")]
         if let Some(e) = emulator {
             e.shutdown().await;
         }
@@ -502,6 +510,7 @@ fn warn_if_credential_unusable(state_dir: &Path, server: &ServerHandle) {
 
 /// `serve --demo`: the Graph emulator with the demo tenant, the config
 /// pointed at it, and the state directory made ready for a demo.
+#[cfg(feature = "demo")]
 async fn start_demo_emulator(cfg: &mut Config) -> anyhow::Result<graph_emulator::Emulator> {
     let emulator = demo::start_emulator().await.map_err(anyhow::Error::msg)?;
     demo::configure(cfg, &emulator.base_url());
