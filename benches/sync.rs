@@ -8,7 +8,6 @@
 use std::time::Instant;
 
 use entra_radius::directory::{EntraReplica, Identity};
-use entra_radius::emulator::{Emulator, SYNTHETIC_CLIENT_ID, SYNTHETIC_CLIENT_SECRET, Tenant};
 use entra_radius::graph::{
     Credential, DEVICE_SELECT, GROUP_SELECT, GraphClient, GraphConfig, USER_SELECT, devices_delta_url,
     groups_delta_url, users_delta_url,
@@ -16,6 +15,7 @@ use entra_radius::graph::{
 use entra_radius::integration::GraphPages;
 use entra_radius::store::Store;
 use entra_radius::sync::worker::{FetchError, ObjectType, PageData, PageSource, Syncer};
+use graph_emulator::{Emulator, SYNTHETIC_CLIENT_ID, SYNTHETIC_CLIENT_SECRET, Tenant};
 
 /// Graph pages, with the time spent waiting for them (HTTP and the
 /// emulator) counted, so the table can tell fetching from applying.

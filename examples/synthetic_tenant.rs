@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use entra_radius::emulator::Tenant;
+use graph_emulator::Tenant;
 
 fn main() {
     let start = Instant::now();

@@ -10,13 +10,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use graph_emulator::{Emulator, Tenant};
 use serde_json::Value;
 
 use crate::admin::api::{ConsentBody, ProvisionBody, SelectionAction, SelectionBody};
 use crate::admin::{ApiError, IntegrationRequest};
 use crate::config::Config;
 use crate::directory::{LocalUser, PolicyRule, UserCredential};
-use crate::emulator::{Emulator, Tenant};
 use crate::integration::Integration;
 use crate::proto::auth::Password;
 use crate::store::Store;

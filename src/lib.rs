@@ -7,8 +7,6 @@
 //!   every task, stops them in order; the admin API's backend.
 //! - [`admin`]: the admin HTTP API (loopback, bearer token) and the client
 //!   the CLI uses.
-//! - [`emulator`]: the Microsoft Graph / Entra ID emulator used by tests,
-//!   benchmarks and `serve --demo` (no tenant is reachable from CI).
 //! - [`graph`]: the Microsoft Graph and Entra ID token-endpoint client
 //!   (tokens, paging, delta, throttling, AADSTS explanations, the password
 //!   grant), and `entra provision`'s registration of the application after a
@@ -32,6 +30,10 @@
 //!   replica (replica changes, nested group expansion, per-page checkpoints).
 //! - [`sys`]: process-level helpers (returning freed memory).
 //! - [`test_auth`]: the small RADIUS client behind `entra-radius test-auth`.
+//!
+//! The Microsoft Graph / Entra ID emulator used by tests, benchmarks and
+//! `serve --demo` (no tenant is reachable from CI) is the workspace crate
+//! `graph-emulator` in `crates/graph-emulator/`.
 //!
 //! # Example
 //!
@@ -58,9 +60,9 @@ pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod directory;
-pub mod emulator;
 pub mod graph;
 pub mod integration;
 pub mod private_file;

@@ -9,14 +9,16 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use tracing::{error, info};
+use tracing::error;
 
 use entra_radius::admin;
 use entra_radius::admin::commands::{self, freshness_line};
 use entra_radius::app;
 use entra_radius::config::{self, Config};
+#[cfg(feature = "demo")]
 use entra_radius::demo;
 use entra_radius::directory::{LocalMac, LocalUser, MacAddr, UserCredential};
+#[cfg(feature = "demo")]
 use entra_radius::integration::Integration;
 use entra_radius::proto::auth::{MessageAuth, Password};
 use entra_radius::proto::dictionary::{Dictionary, describe};
@@ -348,6 +350,10 @@ fn add_demo_accounts(cfg: &mut Config) -> anyhow::Result<()> {
 }
 
 fn serve(path: Option<&Path>, demo: bool) -> ExitCode {
+    if demo && !cfg!(feature = "demo") {
+        eprintln!("entra-radius: this build has no demo (built without the `demo` feature)");
+        return ExitCode::from(2);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
@@ -390,6 +396,7 @@ fn serve(path: Option<&Path>, demo: bool) -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        #[cfg(feature = "demo")]
         let emulator = if demo {
             match start_demo_emulator(&mut cfg).await {
                 Ok(e) => Some(e),
@@ -402,9 +409,10 @@ fn serve(path: Option<&Path>, demo: bool) -> ExitCode {
         } else {
             None
         };
+        #[cfg(feature = "demo")]
         let on_ready: Option<app::OnReady> = emulator.as_ref().map(|_| {
             Box::new(|integration: Arc<Integration>, auth: SocketAddr| {
-                let tenant = entra_radius::emulator::Tenant::demo();
+                let tenant = graph_emulator::Tenant::demo();
                 match demo::setup(&integration, &tenant) {
                     Ok(()) => {
                         println!("{}", demo::commands_text(auth, &tenant));
@@ -417,7 +425,10 @@ fn serve(path: Option<&Path>, demo: bool) -> ExitCode {
                 }
             }) as app::OnReady
         });
+        #[cfg(not(feature = "demo"))]
+        let on_ready: Option<app::OnReady> = None;
         let result = app::serve(cfg, dictionary, lock, on_ready).await;
+        #[cfg(feature = "demo")]
         if let Some(e) = emulator {
             e.shutdown().await;
         }
@@ -435,11 +446,12 @@ fn serve(path: Option<&Path>, demo: bool) -> ExitCode {
 
 /// `serve --demo`: the Graph emulator with the demo tenant, the config
 /// pointed at it, and the state directory made ready for a demo.
-async fn start_demo_emulator(cfg: &mut Config) -> anyhow::Result<entra_radius::emulator::Emulator> {
+#[cfg(feature = "demo")]
+async fn start_demo_emulator(cfg: &mut Config) -> anyhow::Result<graph_emulator::Emulator> {
     let emulator = demo::start_emulator().await.map_err(anyhow::Error::msg)?;
     demo::configure(cfg, &emulator.base_url());
     demo::prepare_state(&cfg.server.state_dir).map_err(anyhow::Error::msg)?;
-    info!(url = %emulator.base_url(), "demo: Graph emulator listening");
+    tracing::info!(url = %emulator.base_url(), "demo: Graph emulator listening");
     Ok(emulator)
 }
 

@@ -10,7 +10,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 use entra_radius::directory::MacAddr;
-use entra_radius::emulator::{Emulator, SYNTHETIC_CLIENT_ID, SYNTHETIC_CLIENT_SECRET, Tenant};
+use graph_emulator::{Emulator, SYNTHETIC_CLIENT_ID, SYNTHETIC_CLIENT_SECRET, Tenant};
 
 use super::peers::{self, Peer};
 

@@ -621,8 +621,8 @@ fn backoff_is_full_jitter_within_the_cap() {
 
 /// A client of the demo tenant served by the project's emulator, with short
 /// backoff (10-50 ms).
-async fn emulated(opts: GraphOptions) -> (crate::emulator::Emulator, GraphClient) {
-    use crate::emulator::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Emulator, Tenant};
+async fn emulated(opts: GraphOptions) -> (graph_emulator::Emulator, GraphClient) {
+    use graph_emulator::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Emulator, Tenant};
     let emu = Emulator::start("127.0.0.1:0".parse().unwrap(), Tenant::demo())
         .await
         .unwrap();
@@ -638,7 +638,7 @@ async fn emulated(opts: GraphOptions) -> (crate::emulator::Emulator, GraphClient
 }
 
 /// Statuses the emulator answered on `path` (0: the connection was cut).
-fn statuses(emu: &crate::emulator::Emulator, path: &str) -> Vec<u16> {
+fn statuses(emu: &graph_emulator::Emulator, path: &str) -> Vec<u16> {
     emu.control()
         .request_log()
         .iter()
@@ -649,7 +649,7 @@ fn statuses(emu: &crate::emulator::Emulator, path: &str) -> Vec<u16> {
 
 #[tokio::test]
 async fn resets_and_cut_off_answers_are_retried() {
-    use crate::emulator::Fault;
+    use graph_emulator::Fault;
     let (emu, c) = emulated(fast_options()).await;
     emu.control().fail_next("/v1.0/users/delta", Fault::Reset, 2);
     emu.control().fail_next("/v1.0/users/delta", Fault::Truncate, 2);
@@ -663,7 +663,7 @@ async fn resets_and_cut_off_answers_are_retried() {
 
 #[tokio::test]
 async fn unavailable_is_waited_out_past_six_answers_within_the_budget() {
-    use crate::emulator::Fault;
+    use graph_emulator::Fault;
     let (emu, c) = emulated(fast_options()).await;
     // Retry-After: 0 still waits the backoff base (10 ms here) each time.
     emu.control()
@@ -678,7 +678,7 @@ async fn unavailable_is_waited_out_past_six_answers_within_the_budget() {
 
 #[tokio::test]
 async fn a_retry_after_beyond_the_budget_is_not_waited_for() {
-    use crate::emulator::Fault;
+    use graph_emulator::Fault;
     let opts = GraphOptions {
         max_throttle_wait: Duration::from_secs(2),
         ..fast_options()
@@ -699,7 +699,7 @@ async fn a_retry_after_beyond_the_budget_is_not_waited_for() {
 
 #[tokio::test]
 async fn throttling_and_unavailability_are_told_apart() {
-    use crate::emulator::Fault;
+    use graph_emulator::Fault;
     let cases = [
         (Fault::Throttle { retry_after_s: 0 }, "429", "throttl"),
         (Fault::Unavailable { retry_after_s: None }, "503", "unavailable"),
@@ -727,7 +727,7 @@ async fn throttling_and_unavailability_are_told_apart() {
 
 #[tokio::test]
 async fn expired_and_unknown_page_links_mean_start_over() {
-    use crate::emulator::DeltaExpiry;
+    use graph_emulator::DeltaExpiry;
     let (emu, c) = emulated(fast_options()).await;
     let ctl = emu.control();
     ctl.set_page_size(1);

@@ -129,6 +129,7 @@ fn test_auth_reports_accept_reject_and_mab() {
 }
 
 #[test]
+#[cfg(feature = "demo")]
 fn serve_demo_answers_the_commands_it_prints() {
     // --demo binds the default ports; run it on a private copy of the
     // defaults so that tests can run in parallel with a real server.

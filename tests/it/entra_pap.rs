@@ -4,7 +4,7 @@
 //! (and refused while Graph was down) and wrong guesses around a round went
 //! past the limit to Entra ID, towards smart lockout.
 
-use entra_radius::emulator::{Fault, Tenant};
+use graph_emulator::{Fault, Tenant};
 
 use crate::harness::*;
 

@@ -347,19 +347,14 @@ pub fn run_cli(args: &[&str], cwd: &Path) -> Output {
 
 /// The project's Graph emulator serving `tenant` on a loopback port, with
 /// the runtime it runs on (keep both alive for the test's length).
-pub fn start_emulator(
-    tenant: entra_radius::emulator::Tenant,
-) -> (tokio::runtime::Runtime, entra_radius::emulator::Emulator) {
+pub fn start_emulator(tenant: graph_emulator::Tenant) -> (tokio::runtime::Runtime, graph_emulator::Emulator) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
     let emu = rt
-        .block_on(entra_radius::emulator::Emulator::start(
-            "127.0.0.1:0".parse().unwrap(),
-            tenant,
-        ))
+        .block_on(graph_emulator::Emulator::start("127.0.0.1:0".parse().unwrap(), tenant))
         .unwrap();
     (rt, emu)
 }
@@ -367,7 +362,7 @@ pub fn start_emulator(
 /// The integration state `entra provision`, `domains select` and
 /// `entra enable` leave behind, for the emulator's demo application.
 pub fn provision(state: &Path, tenant_id: &str, domains: &[&str]) {
-    use entra_radius::emulator::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};
+    use graph_emulator::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};
     provision_app(state, tenant_id, domains, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET);
 }
 

@@ -4,8 +4,8 @@
 //! turned into a VLAN, an expired delta token, throttling, and a restart
 //! after which Graph no longer knows the stored page link.
 
-use entra_radius::emulator::{DEMO_CLIENT_ID, Emulator, Fault, Tenant};
 use entra_radius::store::Store;
+use graph_emulator::{DEMO_CLIENT_ID, Emulator, Fault, Tenant};
 
 use crate::harness::*;
 
@@ -191,7 +191,7 @@ fn missing_consent_is_reported_in_the_status() {
 
 #[test]
 fn a_server_killed_mid_round_resumes_at_the_stored_page() {
-    use entra_radius::emulator::{SYNTHETIC_CLIENT_ID, SYNTHETIC_CLIENT_SECRET};
+    use graph_emulator::{SYNTHETIC_CLIENT_ID, SYNTHETIC_CLIENT_SECRET};
     let tenant = Tenant::synthetic(3000, 10, 7);
     let domains: Vec<String> = tenant.domains.iter().map(|d| d.id.clone()).collect();
     let (_rt, emu) = start_emulator(tenant);
@@ -253,7 +253,7 @@ fn a_server_killed_mid_round_resumes_at_the_stored_page() {
 #[test]
 fn a_resumed_round_whose_stored_link_graph_forgot_starts_over() {
     use entra_radius::directory::{AccountKind, EntraReplica, persist};
-    use entra_radius::emulator::{SYNTHETIC_CLIENT_ID, SYNTHETIC_CLIENT_SECRET};
+    use graph_emulator::{SYNTHETIC_CLIENT_ID, SYNTHETIC_CLIENT_SECRET};
     let tenant = Tenant::synthetic(1000, 10, 11);
     let domains: Vec<String> = tenant.domains.iter().map(|d| d.id.clone()).collect();
     let upn_of: std::collections::HashMap<String, String> = tenant
@@ -355,7 +355,7 @@ fn a_resumed_round_whose_stored_link_graph_forgot_starts_over() {
 /// An RSA key and a self-signed certificate for it: the PEM an
 /// administrator gives `entra provision --certificate`, and what Entra ID
 /// keeps of the uploaded certificate.
-fn certificate() -> (String, entra_radius::emulator::AppCertificate) {
+fn certificate() -> (String, graph_emulator::AppCertificate) {
     use aws_lc_rs::encoding::AsDer;
     use base64::Engine as _;
     let key = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
@@ -371,7 +371,7 @@ fn certificate() -> (String, entra_radius::emulator::AppCertificate) {
     let x5t = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(thumb.as_ref());
     (
         format!("{}{}", cert.pem(), kp.serialize_pem()),
-        entra_radius::emulator::AppCertificate { x5t, public_key },
+        graph_emulator::AppCertificate { x5t, public_key },
     )
 }
 

@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use entra_radius::emulator::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Emulator, Tenant};
+use graph_emulator::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Emulator, Tenant};
 
 use crate::harness::*;
 
@@ -215,8 +215,7 @@ fn the_whole_workflow_by_hand_with_every_step_repeated() {
     let t = run(&s, &["entra", "status"], 0);
     assert!(t.contains("Consent:      MISSING Device.Read.All"), "{t}");
     assert!(t.contains("admin consent lacks Device.Read.All"), "{t}");
-    emu.control()
-        .grant_consent(DEMO_CLIENT_ID, entra_radius::emulator::ALL_ROLES);
+    emu.control().grant_consent(DEMO_CLIENT_ID, graph_emulator::ALL_ROLES);
     run(&s, &["entra", "consent", "--check"], 0);
 
     // Domains.
@@ -275,8 +274,7 @@ fn the_whole_workflow_by_hand_with_every_step_repeated() {
     assert!(t.contains("failed"), "{t}");
     let t = run(&s, &["sync", "status"], 1);
     assert!(t.contains("last error"), "{t}");
-    emu.control()
-        .grant_consent(DEMO_CLIENT_ID, entra_radius::emulator::ALL_ROLES);
+    emu.control().grant_consent(DEMO_CLIENT_ID, graph_emulator::ALL_ROLES);
 
     // Disable, then purge, each twice.
     run(&s, &["domains", "select", "--all"], 0);
@@ -537,7 +535,7 @@ fn wait_for_status(emu: &Emulator, status: u16) {
 
 #[test]
 fn tokens_that_expire_or_are_revoked_in_the_middle_of_a_round_are_renewed() {
-    use entra_radius::emulator::Fault;
+    use graph_emulator::Fault;
     let Setup {
         rt: _rt,
         emu,
@@ -628,7 +626,7 @@ fn sync_now_wait_reports_failed_rounds_with_their_reason() {
     run(&s, &["sync", "now", "--wait"], 0);
     // One 504 in the middle is retried and the round still finishes.
     emu.control()
-        .fail_next("/v1.0/users/delta", entra_radius::emulator::Fault::GatewayTimeout, 1);
+        .fail_next("/v1.0/users/delta", graph_emulator::Fault::GatewayTimeout, 1);
     emu.control()
         .update_user(&Tenant::demo().users[0].id, |u| u.display_name = "A".into());
     let t = run(&s, &["sync", "now", "--wait"], 0);

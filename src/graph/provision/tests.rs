@@ -4,8 +4,9 @@
 
 use std::sync::{Arc, Mutex};
 
+use graph_emulator::{self as emulator, Emulator, Tenant};
+
 use super::*;
-use crate::emulator::{self, Emulator, Tenant};
 use crate::graph::{Credential, GraphClient, GraphConfig};
 
 const ADMIN: &str = "admin@contosodemo.onmicrosoft.com";
