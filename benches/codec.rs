@@ -14,7 +14,7 @@ use entra_radius::config::DEFAULT_DIRECTORY_ORDER;
 use entra_radius::directory::policy::PolicyRule;
 use entra_radius::directory::{EntraDirectory, EntraReplica};
 use entra_radius::directory::{LocalDirectory, LocalMac, LocalUser, MacAddr, UserCredential};
-use entra_radius::proto::auth::{MessageAuth, Password, check_message_authenticator, hide_password, unhide_password};
+use entra_radius::proto::crypto::{MessageAuth, Password, check_message_authenticator, hide_password, unhide_password};
 use entra_radius::proto::{AttrType, Builder, ClientSecret, Code, Packet};
 
 const RA: [u8; 16] = [0x3c; 16];

@@ -17,7 +17,7 @@ use toml::Spanned;
 use crate::directory::policy::{self, PolicyRule};
 use crate::directory::{DirectoryKind, LocalMac, LocalUser, MacAddr, UserCredential};
 use crate::private_file::read_private_file;
-use crate::proto::auth::Password;
+use crate::proto::crypto::Password;
 
 /// Where the default configuration listens and keeps its state.
 pub const DEFAULT_AUTH_LISTEN: &str = "127.0.0.1:1812";

@@ -18,7 +18,7 @@ use crate::admin::{ApiError, IntegrationRequest};
 use crate::config::Config;
 use crate::directory::{LocalUser, PolicyRule, UserCredential};
 use crate::integration::Integration;
-use crate::proto::auth::Password;
+use crate::proto::crypto::Password;
 use crate::store::Store;
 use crate::store::integration::{self as state, keys};
 
@@ -72,7 +72,7 @@ pub fn prepare_state(state_dir: &Path) -> Result<(), String> {
             state_dir.display()
         ));
     }
-    crate::store::replica::purge(&mut conn).map_err(|e| e.to_string())?;
+    crate::store::objects::purge(&mut conn).map_err(|e| e.to_string())?;
     let now = crate::integration::now_unix();
     for key in [
         keys::ENABLED,

@@ -40,7 +40,7 @@
 //! Building an Access-Request as a NAS would, and reading it back:
 //!
 //! ```
-//! use entra_radius::proto::auth::{MessageAuth, check_message_authenticator, hide_password, unhide_password};
+//! use entra_radius::proto::crypto::{MessageAuth, check_message_authenticator, hide_password, unhide_password};
 //! use entra_radius::proto::{AttrType, Builder, ClientSecret, Code, Packet};
 //!
 //! let secret = ClientSecret::new(b"testing123");

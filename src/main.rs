@@ -20,7 +20,7 @@ use entra_radius::demo;
 use entra_radius::directory::{LocalMac, LocalUser, MacAddr, UserCredential};
 #[cfg(feature = "demo")]
 use entra_radius::integration::Integration;
-use entra_radius::proto::auth::{MessageAuth, Password};
+use entra_radius::proto::crypto::{MessageAuth, Password};
 use entra_radius::proto::dictionary::{Dictionary, describe};
 use entra_radius::proto::{ClientSecret, Code};
 use entra_radius::store::StateLock;

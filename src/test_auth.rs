@@ -11,7 +11,7 @@ use tokio::net::UdpSocket;
 
 use crate::directory::MacAddr;
 use crate::proto::attr::service_type;
-use crate::proto::auth::{MessageAuth, chap_response, check_message_authenticator, hide_password, verify_response};
+use crate::proto::crypto::{MessageAuth, chap_response, check_message_authenticator, hide_password, verify_response};
 use crate::proto::{AttrType, Builder, ClientSecret, Code, Packet};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

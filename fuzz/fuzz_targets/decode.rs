@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 
 use entra_radius::proto::attr::parse_vsa;
-use entra_radius::proto::auth::{
+use entra_radius::proto::crypto::{
     MessageAuth, chap_challenge, chap_matches, chap_response, check_message_authenticator,
     hide_password, unhide_password, verify_hashed_request, verify_response,
 };

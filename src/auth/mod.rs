@@ -24,7 +24,7 @@ use entra_password::{PasswordChecker, PasswordVerdict};
 use pool::CpuPool;
 
 use crate::proto::attr::tunnel;
-use crate::proto::auth::{Password, chap_challenge, chap_matches, unhide_password};
+use crate::proto::crypto::{Password, chap_challenge, chap_matches, unhide_password};
 use crate::proto::{AttrType, Builder, ClientSecret, EncodeError, Packet};
 use crate::server::handler::{Outcome, Slow, SlowKind};
 
@@ -759,7 +759,7 @@ fn mab(state: &State, packet: &Packet<'_>, mac: MacAddr, via: MabVia) -> Decisio
 mod tests {
     use super::*;
     use crate::directory::{AccountData, AccountKind, Change, EntraReplica, GroupRef, LocalMac, LocalUser};
-    use crate::proto::auth::{Password, chap_response, hide_password};
+    use crate::proto::crypto::{Password, chap_response, hide_password};
     use crate::proto::{Builder, Code};
 
     const SECRET: &[u8] = b"testing123";

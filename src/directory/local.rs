@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::identity::Identity;
 use super::resolver::{Directory, Lookup};
 use super::{Account, AccountData, AccountKind, DirectoryKind, MacAddr};
-use crate::proto::auth::Password;
+use crate::proto::crypto::Password;
 
 /// How a local user's password is kept.
 pub enum UserCredential {

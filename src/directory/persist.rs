@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::account::StoredView;
 use super::groups::{GroupState, GroupTable};
 use super::{Account, AccountData, AccountKind, EntraReplica};
-use crate::store::replica::{self as rows, Checkpoint, ObjectOp};
+use crate::store::objects::{self as rows, Checkpoint, ObjectOp};
 use crate::store::{Store, StoreError};
 
 /// First byte of a blob in the postcard encoding. Postcard is several times

@@ -18,7 +18,7 @@ use crate::graph::{
     CertificateCredential, Credential, DomainInfo, GraphClient, GraphConfig, GraphError, REQUIRED_ROLES, query_escape,
 };
 use crate::store::integration::{self as state, keys};
-use crate::store::replica as stored;
+use crate::store::objects;
 
 /// After admin consent, Entra ID may take a while before tokens carry the
 /// new roles; the check retries after these pauses.
@@ -135,7 +135,7 @@ impl Integration {
         let now = now_unix();
         let mut ages = serde_json::Map::new();
         if let Ok(conn) = self.parts.store.connect()
-            && let Ok(list) = stored::checkpoints(&conn)
+            && let Ok(list) = objects::checkpoints(&conn)
         {
             for (name, _, updated) in list {
                 if let Some(object) = name.strip_suffix(".delta") {
@@ -199,7 +199,7 @@ impl Integration {
         self.runtime.block_on(async {
             let _no_round = self.round_lock.lock().await;
             let mut conn = self.parts.store.connect().map_err(store_err)?;
-            let n = stored::purge(&mut conn).map_err(store_err)?;
+            let n = objects::purge(&mut conn).map_err(store_err)?;
             self.parts.entra.replica().load(std::iter::empty());
             self.parts.passwords.forget_unless(|_| false);
             let mut st = self.status();

@@ -32,7 +32,7 @@ use crate::graph::{
 };
 use crate::store::Store;
 use crate::store::integration::{self as state, keys};
-use crate::store::replica as stored;
+use crate::store::objects;
 use crate::sync::worker::{FetchError, ObjectType, PageData, PageSource, RoundReport, Syncer, load_groups};
 
 pub use metrics::render_sync_metrics;
@@ -283,7 +283,7 @@ impl Integration {
         let Ok(conn) = self.parts.store.connect() else {
             return;
         };
-        let Ok(list) = stored::checkpoints(&conn) else {
+        let Ok(list) = objects::checkpoints(&conn) else {
             return;
         };
         let mut st = self.status();
@@ -520,7 +520,7 @@ impl Integration {
     fn start_rescope(&self) -> Result<(), String> {
         let mut conn = self.parts.store.connect().map_err(|e| e.to_string())?;
         let now = now_unix();
-        stored::apply(
+        objects::apply(
             &mut conn,
             &[],
             &[("users.delta", ""), ("users.next", ""), ("users.resync_since", "")],

@@ -4,10 +4,10 @@
 //! this layer deterministic, fuzzable and cheap to benchmark.
 
 pub mod attr;
-pub mod auth;
+pub mod crypto;
 pub mod dictionary;
 pub mod packet;
 
 pub use attr::{AttrType, Code};
-pub use auth::ClientSecret;
+pub use crypto::ClientSecret;
 pub use packet::{Builder, DecodeError, EncodeError, Packet, RawAttr};

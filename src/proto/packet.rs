@@ -218,7 +218,7 @@ impl<'a> Iterator for Attrs<'a> {
 }
 
 /// Writes a packet in wire format. The header's Length and authenticator are
-/// filled in by the `finish_*` functions of `proto::auth`.
+/// filled in by the `finish_*` functions of `proto::crypto`.
 #[derive(Clone, Debug)]
 pub struct Builder {
     buf: Vec<u8>,

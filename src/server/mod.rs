@@ -24,7 +24,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
 use crate::config::{ClientConfig, ServerConfig};
-use crate::proto::auth::{MessageAuth, check_message_authenticator, verify_hashed_request};
+use crate::proto::crypto::{MessageAuth, check_message_authenticator, verify_hashed_request};
 use crate::proto::dictionary::Dictionary;
 use crate::proto::packet::MAX_PACKET_LEN;
 use crate::proto::{AttrType, Builder, Code, Packet};

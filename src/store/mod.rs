@@ -23,7 +23,7 @@ mod acct;
 pub mod integration;
 mod lock;
 mod migrations;
-pub mod replica;
+pub mod objects;
 mod writer;
 
 #[cfg(test)]

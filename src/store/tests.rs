@@ -425,7 +425,7 @@ fn migration_4_keeps_the_replica_and_its_upserts_work() {
     assert_eq!(store.schema_version().unwrap(), 4);
     let mut conn = store.connect().unwrap();
     let mut seen = Vec::new();
-    replica::load_all(&mut conn, |id, kind, data| {
+    objects::load_all(&mut conn, |id, kind, data| {
         seen.push((id.to_string(), kind.to_string(), data.to_vec()))
     })
     .unwrap();
@@ -438,9 +438,9 @@ fn migration_4_keeps_the_replica_and_its_upserts_work() {
         ]
     );
     // The upsert keys on the object id as before: no duplicate row.
-    replica::apply(
+    objects::apply(
         &mut conn,
-        &[replica::ObjectOp::Put {
+        &[objects::ObjectOp::Put {
             object_id: "u1",
             kind: "user",
             data: &[9],
@@ -450,15 +450,15 @@ fn migration_4_keeps_the_replica_and_its_upserts_work() {
     )
     .unwrap();
     assert_eq!(
-        replica::count_by_kind(&conn).unwrap(),
+        objects::count_by_kind(&conn).unwrap(),
         vec![("device".into(), 1), ("user".into(), 1)]
     );
     assert_eq!(
-        replica::ids_written_before(&conn, "user", 9).unwrap(),
+        objects::ids_written_before(&conn, "user", 9).unwrap(),
         Vec::<String>::new()
     );
     assert_eq!(
-        replica::ids_written_before(&conn, "device", 9).unwrap(),
+        objects::ids_written_before(&conn, "device", 9).unwrap(),
         vec!["d1".to_string()]
     );
 }

@@ -24,7 +24,7 @@ use crate::directory::persist;
 use crate::directory::persist::GROUP_KIND;
 pub use crate::directory::persist::load_groups;
 use crate::directory::{AccountKind, AccountPatch, Change, EntraReplica, GroupRef};
-use crate::store::replica as stored;
+use crate::store::objects;
 use crate::store::{Store, StoreError};
 
 /// One page of a Graph collection.
@@ -197,12 +197,12 @@ impl<S: PageSource> Syncer<S> {
         observe: &(dyn Fn(&RoundReport) + Send + Sync),
     ) -> Result<RoundReport, SyncError> {
         let mut conn = self.store.connect()?;
-        let next = stored::checkpoint(&conn, &cp(object, "next"))?;
-        let delta = stored::checkpoint(&conn, &cp(object, "delta"))?;
+        let next = objects::checkpoint(&conn, &cp(object, "next"))?;
+        let delta = objects::checkpoint(&conn, &cp(object, "delta"))?;
         // An unreadable mark sweeps nothing: keeping a stale object until the
         // next full resync is better than removing a current one.
         let stored_mark =
-            stored::checkpoint(&conn, &cp(object, "resync_since"))?.map(|m| m.parse::<i64>().unwrap_or(i64::MIN));
+            objects::checkpoint(&conn, &cp(object, "resync_since"))?.map(|m| m.parse::<i64>().unwrap_or(i64::MIN));
         let mut report = RoundReport::default();
         let from_delta_link = next.is_none() && delta.is_some();
         // Whether `url` is the first page of an enumeration started from
@@ -273,9 +273,9 @@ impl<S: PageSource> Syncer<S> {
         // Later than every write so far, not only than the clock: what an
         // abandoned enumeration wrote this very second still counts as
         // unseen, and what this one writes (at or after the mark) as seen.
-        let last = stored::last_written(conn, object.stored_kind())?.unwrap_or(i64::MIN);
+        let last = objects::last_written(conn, object.stored_kind())?.unwrap_or(i64::MIN);
         let mark = now_unix().max(last).saturating_add(1);
-        stored::apply(
+        objects::apply(
             conn,
             &[],
             &[
@@ -372,7 +372,7 @@ impl<S: PageSource> Syncer<S> {
                 checkpoints.push((cp(object, "delta"), d.clone()));
                 checkpoints.push((cp(object, "next"), String::new()));
                 if let Some(mark) = mark {
-                    swept = stored::ids_written_before(conn, object.stored_kind(), mark)?;
+                    swept = objects::ids_written_before(conn, object.stored_kind(), mark)?;
                     swept.retain(|id| !seen.contains(id));
                     checkpoints.push((cp(object, "resync_since"), String::new()));
                 }
@@ -419,9 +419,9 @@ impl<S: PageSource> Syncer<S> {
                     .map(|g| (id.clone(), crate::directory::persist::encode_group(g)))
             })
             .collect();
-        let mut ops: Vec<stored::ObjectOp<'_>> = blobs
+        let mut ops: Vec<objects::ObjectOp<'_>> = blobs
             .iter()
-            .map(|(id, b)| stored::ObjectOp::Put {
+            .map(|(id, b)| objects::ObjectOp::Put {
                 object_id: id,
                 kind: GROUP_KIND,
                 data: b,
@@ -432,9 +432,9 @@ impl<S: PageSource> Syncer<S> {
             .filter(|id| !table.groups.contains_key(*id))
             .chain(swept.iter())
             .collect();
-        ops.extend(removed.iter().map(|id| stored::ObjectOp::Delete { object_id: id }));
+        ops.extend(removed.iter().map(|id| objects::ObjectOp::Delete { object_id: id }));
         let cps: Vec<(&str, &str)> = checkpoints.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
-        stored::apply(conn, &ops, &cps, now)?;
+        objects::apply(conn, &ops, &cps, now)?;
         report.swept += swept.len() as u64;
         if page.delta_link.is_some() {
             // The round is complete: expand nesting once and give every
@@ -575,7 +575,7 @@ impl<S: PageSource> Syncer<S> {
         let mut conn = self.store.connect()?;
         let now = now_unix();
         self.apply_and_store(&mut conn, changes, now)?;
-        stored::apply(
+        objects::apply(
             &mut conn,
             &[],
             &[(INTUNE_DONE, &report.managed_devices.to_string())],
@@ -1043,7 +1043,7 @@ mod tests {
         // The pass is recorded, so its last success survives a restart.
         let conn = s.store.connect().unwrap();
         assert!(
-            stored::checkpoints(&conn)
+            objects::checkpoints(&conn)
                 .unwrap()
                 .iter()
                 .any(|(n, _, _)| n == INTUNE_DONE)

@@ -4,7 +4,7 @@
 use hmac::{Hmac, KeyInit, Mac};
 use md5::Md5;
 
-use entra_radius::proto::auth::hide_password;
+use entra_radius::proto::crypto::hide_password;
 use entra_radius::proto::{AttrType, Builder, ClientSecret, Code, Packet};
 
 use crate::harness::*;

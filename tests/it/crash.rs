@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use entra_radius::directory::persist;
 use entra_radius::directory::{AccountData, AccountKind, DirectoryKind, EntraReplica};
 use entra_radius::store::Store;
-use entra_radius::store::replica as stored;
+use entra_radius::store::objects;
 
 use crate::harness::*;
 
@@ -23,7 +23,7 @@ const OBJECTS: u32 = 100_000;
 
 fn generation_of(store: &Store) -> Option<u32> {
     let conn = store.connect().ok()?;
-    stored::checkpoint(&conn, "generation")
+    objects::checkpoint(&conn, "generation")
         .ok()?
         .and_then(|v| v.parse().ok())
 }

@@ -10,7 +10,7 @@ use entra_radius::directory::groups::GroupState;
 use entra_radius::directory::persist;
 use entra_radius::directory::{AccountData, AccountKind, DirectoryKind, GroupRef, MacAddr};
 use entra_radius::store::Store;
-use entra_radius::store::replica::ObjectOp;
+use entra_radius::store::objects::ObjectOp;
 
 use crate::harness::*;
 
@@ -98,7 +98,7 @@ pub fn seed(state: &Path) {
         kind: persist::GROUP_KIND,
         data: &blob,
     };
-    entra_radius::store::replica::apply(&mut conn, &[op], &[], 1_700_000_000).unwrap();
+    entra_radius::store::objects::apply(&mut conn, &[op], &[], 1_700_000_000).unwrap();
     enable(&conn);
 }
 

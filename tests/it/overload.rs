@@ -6,7 +6,7 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use entra_radius::proto::auth::hide_password;
+use entra_radius::proto::crypto::hide_password;
 use entra_radius::proto::{AttrType, Builder, ClientSecret, Code, Packet};
 
 use crate::harness::*;

@@ -3,7 +3,7 @@
 use std::net::UdpSocket;
 use std::time::Duration;
 
-use entra_radius::proto::auth::hide_password;
+use entra_radius::proto::crypto::hide_password;
 use entra_radius::proto::{AttrType, Builder, ClientSecret, Code};
 
 use crate::harness::*;

@@ -218,7 +218,7 @@ fn a_server_killed_mid_round_resumes_at_the_stored_page() {
     let store = Store::open(&state).unwrap();
     let next = || {
         let c = store.connect().unwrap();
-        entra_radius::store::replica::checkpoint(&c, "users.next").unwrap()
+        entra_radius::store::objects::checkpoint(&c, "users.next").unwrap()
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while next().is_none() {
@@ -284,7 +284,7 @@ fn a_resumed_round_whose_stored_link_graph_forgot_starts_over() {
     let store = Store::open(&state).unwrap();
     let next = || {
         let c = store.connect().unwrap();
-        entra_radius::store::replica::checkpoint(&c, "users.next").unwrap()
+        entra_radius::store::objects::checkpoint(&c, "users.next").unwrap()
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while next().is_none() {

@@ -17,8 +17,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::auth::{new_guid, now};
 use super::graph::{bad_request, bearer_claims, forbidden, graph_error, ok_json, reject_unsupported};
+use super::login::{new_guid, now};
 use super::model::{App, AppSecret, GRAPH_APP_ID, GRAPH_APP_ROLE_IDS, rfc3339};
 use super::state::{Inner, Shared, lock};
 

@@ -16,7 +16,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::json;
 
-use super::auth::{Claims, aad_error, mint, now, tenant_known, tenant_not_found};
+use super::login::{Claims, aad_error, mint, now, tenant_known, tenant_not_found};
 use super::model::{GRAPH_APP_ID, GRAPH_CLI_CLIENT_ID};
 use super::state::{DeviceCode, DeviceCodeState, Inner, Shared, lock};
 

@@ -17,7 +17,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::{Map, Value, json};
 
-use super::auth::{TokenError, new_guid, now, verify};
+use super::login::{TokenError, new_guid, now, verify};
 use super::model::{GraphObject, Kind, mix, rfc3339};
 use super::state::{DeltaExpiry, DeltaProps, Entry, Fault, Inner, Round, Shared, lock};
 
@@ -121,7 +121,7 @@ pub(crate) fn forbidden(h: &HeaderMap) -> Response {
 }
 
 /// The checked claims of the request's bearer token, or Graph's 401.
-pub(crate) fn bearer_claims(s: &Inner, h: &HeaderMap) -> Result<super::auth::Claims, Response> {
+pub(crate) fn bearer_claims(s: &Inner, h: &HeaderMap) -> Result<super::login::Claims, Response> {
     let token = h
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

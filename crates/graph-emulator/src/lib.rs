@@ -36,11 +36,11 @@
 //! service principal (AADSTS7000229 before it exists), as in Entra.
 
 mod apps;
-mod auth;
 mod conn;
 mod control_http;
 mod devicecode;
 mod graph;
+mod login;
 mod model;
 mod state;
 #[cfg(test)]
@@ -190,14 +190,14 @@ fn router(shared: Shared) -> Router {
             "/v1.0/servicePrincipals",
             get(apps::list_service_principals).post(apps::create_service_principal),
         )
-        .route("/{tenant}/oauth2/v2.0/token", post(auth::token))
+        .route("/{tenant}/oauth2/v2.0/token", post(login::token))
         .route("/{tenant}/oauth2/v2.0/devicecode", post(devicecode::devicecode))
         .route(
             "/devicelogin",
             get(devicecode::devicelogin_page).post(devicecode::devicelogin_submit),
         )
-        .route("/{tenant}/adminconsent", get(auth::admin_consent))
-        .route("/{tenant}/v2.0/adminconsent", get(auth::admin_consent));
+        .route("/{tenant}/adminconsent", get(login::admin_consent))
+        .route("/{tenant}/v2.0/adminconsent", get(login::admin_consent));
     graph
         .merge(control_http::routes())
         .fallback(not_found)
@@ -251,11 +251,11 @@ async fn observe(State(shared): State<Shared>, req: Request, next: Next) -> Resp
         }
         (Some(f), _) => graph::fault_response(&f, &headers),
     };
-    let crid = header_str("client-request-id").unwrap_or_else(auth::new_guid);
+    let crid = header_str("client-request-id").unwrap_or_else(login::new_guid);
     if let Ok(v) = axum::http::HeaderValue::from_str(&crid) {
         resp.headers_mut().insert("client-request-id", v);
     }
-    if let Ok(v) = axum::http::HeaderValue::from_str(&auth::new_guid()) {
+    if let Ok(v) = axum::http::HeaderValue::from_str(&login::new_guid()) {
         resp.headers_mut().insert("request-id", v);
     }
     lock(&shared).push_log(LoggedRequest {

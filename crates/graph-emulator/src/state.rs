@@ -302,10 +302,10 @@ pub(crate) struct DeviceCode {
 /// principal that registering it in the portal would have created.
 pub(crate) fn install_app(app: &mut App) {
     if app.object_id.is_empty() {
-        app.object_id = super::auth::new_guid();
+        app.object_id = super::login::new_guid();
     }
     if app.service_principal_id.is_none() {
-        app.service_principal_id = Some(super::auth::new_guid());
+        app.service_principal_id = Some(super::login::new_guid());
     }
     if app.sign_in_audience.is_empty() {
         app.sign_in_audience = "AzureADMyOrg".into();

@@ -700,7 +700,7 @@ async fn devices_delta_and_managed_device_macs() {
 
 #[test]
 fn consent_redirects_match_like_entra() {
-    use super::auth::redirect_matches;
+    use super::login::redirect_matches;
     let r = "http://localhost/consent";
     assert!(redirect_matches(r, "http://localhost/consent"));
     assert!(redirect_matches(r, "http://localhost:49152/consent"));
