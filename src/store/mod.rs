@@ -247,11 +247,12 @@ impl Store {
     }
 
     /// A fresh connection with the same pragmas (each thread owns its own
-    /// connection; `rusqlite::Connection` is not `Sync`).
+    /// connection; `rusqlite::Connection` is not `Sync`). Private: outside
+    /// the store, connections are [`Conn`]s.
     ///
     /// Unlike [`Store::open`] this never creates the file: if it vanished
     /// since opening, that is an error rather than a silent empty database.
-    pub fn connect(&self) -> Result<Connection, StoreError> {
+    fn connect(&self) -> Result<Connection, StoreError> {
         let flags = open_flags() - OpenFlags::SQLITE_OPEN_CREATE;
         let open_err = |source| StoreError::Open {
             path: self.path.to_path_buf(),
