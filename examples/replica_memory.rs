@@ -86,7 +86,7 @@ fn from_store(dir: &std::path::Path, n: usize) {
     let store = Store::open(dir).expect("open store");
     if fresh {
         let t = Instant::now();
-        let mut conn = store.connect().expect("connect");
+        let mut conn = store.conn().expect("connect");
         let all: Vec<AccountData> = synthetic(n).collect();
         for chunk in all.chunks(50_000) {
             persist::save(&mut conn, chunk, &[], &[("users.delta", "synthetic")], 1).expect("save");

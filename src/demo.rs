@@ -20,7 +20,7 @@ use crate::directory::{LocalUser, PolicyRule, UserCredential};
 use crate::integration::Integration;
 use crate::proto::crypto::Password;
 use crate::store::Store;
-use crate::store::integration::{self as state, keys};
+use crate::store::integration::keys;
 
 /// The VLAN the demo's policy gives members of the Engineering group.
 pub const DEMO_VLAN: &str = "20";
@@ -62,8 +62,8 @@ pub fn configure(cfg: &mut Config, emulator_url: &str) {
 /// A state directory with a real integration is refused.
 pub fn prepare_state(state_dir: &Path) -> Result<(), String> {
     let store = Store::open(state_dir).map_err(|e| e.to_string())?;
-    let mut conn = store.connect().map_err(|e| e.to_string())?;
-    let get = |k| state::get(&conn, k).map_err(|e| e.to_string());
+    let mut conn = store.conn().map_err(|e| e.to_string())?;
+    let get = |k| conn.setting(k).map_err(|e| e.to_string());
     let is_demo = get(keys::DEMO)?.is_some();
     let has_integration = get(keys::TENANT_ID)?.is_some();
     if has_integration && !is_demo {
@@ -72,7 +72,7 @@ pub fn prepare_state(state_dir: &Path) -> Result<(), String> {
             state_dir.display()
         ));
     }
-    crate::store::objects::purge(&mut conn).map_err(|e| e.to_string())?;
+    conn.purge().map_err(|e| e.to_string())?;
     let now = crate::integration::now_unix();
     for key in [
         keys::ENABLED,
@@ -85,9 +85,10 @@ pub fn prepare_state(state_dir: &Path) -> Result<(), String> {
         keys::PROVISIONED_BY,
         keys::CONSENT,
     ] {
-        state::set(&conn, key, None, now).map_err(|e| e.to_string())?;
+        conn.set_setting(key, None, now).map_err(|e| e.to_string())?;
     }
-    state::set(&conn, keys::DEMO, Some("1"), now).map_err(|e| e.to_string())?;
+    conn.set_setting(keys::DEMO, Some("1"), now)
+        .map_err(|e| e.to_string())?;
     for file in [
         crate::integration::CLIENT_SECRET_FILE,
         crate::integration::CLIENT_CERT_FILE,

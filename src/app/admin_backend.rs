@@ -11,7 +11,6 @@ use super::Running;
 use crate::admin::{AdminBackend, ApiError, IntegrationRequest};
 use crate::integration::{Integration, render_sync_metrics};
 use crate::server::Port;
-use crate::store::objects;
 
 /// The admin API's view of the running server and its integration.
 pub struct Backend {
@@ -30,7 +29,7 @@ impl Backend {
         let entra = &self.running.entra;
         let counts = entra.replica().counts();
         let now = crate::integration::now_unix();
-        let checkpoints: Vec<Value> = match self.running.store.connect().and_then(|c| objects::checkpoints(&c)) {
+        let checkpoints: Vec<Value> = match self.running.store.checkpoints() {
             Ok(list) => list
                 .into_iter()
                 .map(|(name, _value, updated_at)| json!({ "name": name, "updated_at": updated_at, "age_seconds": now - updated_at }))

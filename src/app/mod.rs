@@ -176,7 +176,7 @@ pub async fn serve(
     // Disabled until the integration state says otherwise: an administrator
     // who disabled it wants Entra accounts out of decisions from the first
     // packet on, not after the first sync round.
-    let enabled = crate::store::integration::get(&store.connect()?, crate::store::integration::keys::ENABLED)?;
+    let enabled = store.setting(crate::store::integration::keys::ENABLED)?;
     entra.set_enabled(enabled.as_deref() == Some("true"));
     info!(enabled = entra.is_enabled(), "Entra ID integration");
     let (acct, writer_thread) = AcctWriter::spawn(&store, ACCT_QUEUE)?;

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use super::account::StoredView;
 use super::groups::{GroupState, GroupTable};
 use super::{Account, AccountData, AccountKind, EntraReplica};
-use crate::store::objects::{self as rows, Checkpoint, ObjectOp};
-use crate::store::{Store, StoreError};
+use crate::store::objects::{Checkpoint, ObjectOp};
+use crate::store::{Conn, Store, StoreError};
 
 /// First byte of a blob in the postcard encoding. Postcard is several times
 /// smaller and faster to decode than JSON, which is what keeps the startup
@@ -61,18 +61,16 @@ pub fn encode_group(g: &GroupState) -> Vec<u8> {
 
 /// Reads the stored group table.
 pub fn load_groups(store: &Store) -> Result<GroupTable, StoreError> {
-    let mut conn = store.connect()?;
+    let mut conn = store.conn()?;
     let mut table = GroupTable::default();
-    rows::load_kinds(
-        &mut conn,
-        Some(&[GROUP_KIND]),
-        |id, _, data| match postcard::from_bytes::<GroupState>(data) {
+    conn.load_kinds(Some(&[GROUP_KIND]), |id, _, data| {
+        match postcard::from_bytes::<GroupState>(data) {
             Ok(g) => {
                 table.groups.insert(id.to_string(), g);
             }
             Err(e) => tracing::error!(group = %id, error = %e, "stored group does not decode; skipped"),
-        },
-    )?;
+        }
+    })?;
     Ok(table)
 }
 
@@ -89,17 +87,14 @@ pub struct LoadReport {
 /// Replaces the replica's contents with what the store holds.
 pub fn load_replica(store: &Store, replica: &EntraReplica) -> Result<LoadReport, StoreError> {
     let start = Instant::now();
-    let mut conn = store.connect()?;
-    // One sequential scan: SQLite's page cache would only hold pages already
-    // read (up to the 32 MiB every connection gets), memory that glibc then
-    // keeps for the process.
-    conn.pragma_update(None, "cache_size", -512)?;
+    // One sequential scan: a connection with a small page cache.
+    let mut conn = store.conn_for_scan()?;
     let (tx, rx) = mpsc::sync_channel::<Account>(4096);
     let reader = std::thread::Builder::new()
         .name("replica-load".into())
         .spawn(move || {
             let mut skipped = 0u64;
-            let result = rows::load_kinds(&mut conn, Some(ACCOUNT_KINDS), |id, _kind, data| {
+            let result = conn.load_kinds(Some(ACCOUNT_KINDS), |id, _kind, data| {
                 match decode(data) {
                     Ok(a) => {
                         // The receiver only goes away if the build panicked.
@@ -131,7 +126,7 @@ fn kind_str(k: AccountKind) -> &'static str {
 /// Stores `accounts` (upserts) and removes `deleted` object ids, with the
 /// checkpoints, in one transaction.
 pub fn save(
-    conn: &mut rusqlite::Connection,
+    conn: &mut Conn,
     accounts: &[AccountData],
     deleted: &[&str],
     checkpoints: &[Checkpoint<'_>],
@@ -148,12 +143,12 @@ pub fn save(
         })
         .collect();
     ops.extend(deleted.iter().map(|id| ObjectOp::Delete { object_id: id }));
-    rows::apply(conn, &ops, checkpoints, now)
+    conn.apply(&ops, checkpoints, now)
 }
 
 /// [`save`] for accounts of the replica, encoded without owned copies.
 pub fn save_accounts(
-    conn: &mut rusqlite::Connection,
+    conn: &mut Conn,
     accounts: &[std::sync::Arc<Account>],
     deleted: &[&str],
     checkpoints: &[Checkpoint<'_>],
@@ -170,20 +165,19 @@ pub fn save_accounts(
         })
         .collect();
     ops.extend(deleted.iter().map(|id| ObjectOp::Delete { object_id: id }));
-    rows::apply(conn, &ops, checkpoints, now)
+    conn.apply(&ops, checkpoints, now)
 }
 
 /// Replaces every stored account with `accounts`, with the checkpoints, in
 /// one transaction (a full resync).
 pub fn replace_all(
-    conn: &mut rusqlite::Connection,
+    conn: &mut Conn,
     accounts: &[AccountData],
     checkpoints: &[Checkpoint<'_>],
     now: i64,
 ) -> Result<u64, StoreError> {
     let blobs: Vec<Vec<u8>> = accounts.iter().map(encode).collect();
-    rows::replace_all(
-        conn,
+    conn.replace_all(
         accounts
             .iter()
             .zip(&blobs)
@@ -229,7 +223,7 @@ mod tests {
     fn save_then_load_round_trips() {
         let d = tempfile::tempdir().unwrap();
         let store = Store::open(d.path()).unwrap();
-        let mut conn = store.connect().unwrap();
+        let mut conn = store.conn().unwrap();
         let mut dev = AccountData::new(DirectoryKind::Entra, AccountKind::Device, "dev-1");
         dev.macs = vec![MacAddr::parse("02-00-00-00-00-01").unwrap()];
         dev.enabled = true;
@@ -247,8 +241,7 @@ mod tests {
                 .insert(format!("00000000-0000-0000-0000-{i:012}"), "user".into());
         }
         let blob = encode_group(&eng);
-        rows::apply(
-            &mut conn,
+        conn.apply(
             &[ObjectOp::Put {
                 object_id: "g1",
                 kind: GROUP_KIND,
@@ -260,8 +253,7 @@ mod tests {
         .unwrap();
         save(&mut conn, &[], &["00000000-0000-0000-0000-000000000003"], &[], 2).unwrap();
         // A row from a future or broken build is skipped, not fatal.
-        rows::apply(
-            &mut conn,
+        conn.apply(
             &[
                 ObjectOp::Put {
                     object_id: "junk",
@@ -287,7 +279,7 @@ mod tests {
             kind: "user",
             data: &json,
         };
-        rows::apply(&mut conn, &[op], &[], 4).unwrap();
+        conn.apply(&[op], &[], 4).unwrap();
 
         let replica = EntraReplica::new();
         let report = load_replica(&store, &replica).unwrap();

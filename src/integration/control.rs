@@ -17,8 +17,7 @@ use crate::admin::api::{
 use crate::graph::{
     CertificateCredential, Credential, DomainInfo, GraphClient, GraphConfig, GraphError, REQUIRED_ROLES, query_escape,
 };
-use crate::store::integration::{self as state, keys};
-use crate::store::objects;
+use crate::store::integration::keys;
 
 /// After admin consent, Entra ID may take a while before tokens carry the
 /// new roles; the check retries after these pauses.
@@ -63,10 +62,10 @@ impl Integration {
     }
 
     fn set_keys(&self, pairs: &[(&str, Option<&str>)]) -> Result<(), ApiError> {
-        let conn = self.parts.store.connect().map_err(store_err)?;
+        let conn = self.parts.store.conn().map_err(store_err)?;
         let now = now_unix();
         for (k, v) in pairs {
-            state::set(&conn, k, *v, now).map_err(store_err)?;
+            conn.set_setting(k, *v, now).map_err(store_err)?;
         }
         Ok(())
     }
@@ -134,9 +133,7 @@ impl Integration {
     fn delta_ages(&self) -> Value {
         let now = now_unix();
         let mut ages = serde_json::Map::new();
-        if let Ok(conn) = self.parts.store.connect()
-            && let Ok(list) = objects::checkpoints(&conn)
-        {
+        if let Ok(list) = self.parts.store.checkpoints() {
             for (name, _, updated) in list {
                 if let Some(object) = name.strip_suffix(".delta") {
                     ages.insert(object.to_string(), json!(now - updated));
@@ -198,8 +195,7 @@ impl Integration {
     pub(super) fn purge(&self) -> Result<u64, ApiError> {
         self.runtime.block_on(async {
             let _no_round = self.round_lock.lock().await;
-            let mut conn = self.parts.store.connect().map_err(store_err)?;
-            let n = objects::purge(&mut conn).map_err(store_err)?;
+            let n = self.parts.store.purge().map_err(store_err)?;
             self.parts.entra.replica().load(std::iter::empty());
             self.parts.passwords.forget_unless(|_| false);
             let mut st = self.status();

@@ -31,8 +31,7 @@ use crate::graph::{
     users_delta_url,
 };
 use crate::store::Store;
-use crate::store::integration::{self as state, keys};
-use crate::store::objects;
+use crate::store::integration::keys;
 use crate::sync::worker::{FetchError, ObjectType, PageData, PageSource, RoundReport, Syncer, load_groups};
 
 pub use metrics::render_sync_metrics;
@@ -66,8 +65,8 @@ pub struct Settings {
 
 impl Settings {
     pub fn read(store: &crate::store::Store) -> Result<Settings, String> {
-        let conn = store.connect().map_err(|e| e.to_string())?;
-        let get = |k| state::get(&conn, k).map_err(|e| e.to_string());
+        let conn = store.conn().map_err(|e| e.to_string())?;
+        let get = |k| conn.setting(k).map_err(|e| e.to_string());
         let domains = get(keys::SELECTED_DOMAINS)?
             .map(|j| serde_json::from_str::<Vec<String>>(&j).map_err(|e| format!("selected domains: {e}")))
             .transpose()?
@@ -280,10 +279,7 @@ impl Integration {
     /// After a restart, "last success" comes from the stored delta links:
     /// each is written when a round of its object type completes.
     fn last_successes_from_store(&self) {
-        let Ok(conn) = self.parts.store.connect() else {
-            return;
-        };
-        let Ok(list) = objects::checkpoints(&conn) else {
+        let Ok(list) = self.parts.store.checkpoints() else {
             return;
         };
         let mut st = self.status();
@@ -518,16 +514,16 @@ impl Integration {
     /// scratch (its sweep removes users now out of scope; users newly in
     /// scope arrive). Clears the flag in the same transaction.
     fn start_rescope(&self) -> Result<(), String> {
-        let mut conn = self.parts.store.connect().map_err(|e| e.to_string())?;
+        let mut conn = self.parts.store.conn().map_err(|e| e.to_string())?;
         let now = now_unix();
-        objects::apply(
-            &mut conn,
+        conn.apply(
             &[],
             &[("users.delta", ""), ("users.next", ""), ("users.resync_since", "")],
             now,
         )
         .map_err(|e| e.to_string())?;
-        state::set(&conn, keys::RESCOPE_PENDING, None, now).map_err(|e| e.to_string())?;
+        conn.set_setting(keys::RESCOPE_PENDING, None, now)
+            .map_err(|e| e.to_string())?;
         info!("domain selection changed: re-enumerating users");
         Ok(())
     }

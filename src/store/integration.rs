@@ -26,7 +26,7 @@ pub mod keys {
     pub const DEMO: &str = "demo";
 }
 
-pub fn get(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
+pub(super) fn get(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
     Ok(conn
         .query_row("SELECT value FROM integration_state WHERE key = ?1", [key], |r| {
             r.get(0)
@@ -35,7 +35,7 @@ pub fn get(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
 }
 
 /// Sets (or, with `None`, removes) one setting.
-pub fn set(conn: &Connection, key: &str, value: Option<&str>, now: i64) -> Result<(), StoreError> {
+pub(super) fn set(conn: &Connection, key: &str, value: Option<&str>, now: i64) -> Result<(), StoreError> {
     match value {
         Some(v) => conn.execute(
             "INSERT INTO integration_state (key, value, updated_at) VALUES (?1, ?2, ?3)

@@ -18,8 +18,14 @@
 //! Accounting-Response is only sent once its record is durable (RFC 2866 §2).
 //! Reads ([`Store::session`] and friends) open their own short-lived
 //! connection; WAL mode lets them run alongside the writer.
+//!
+//! No SQLite type leaves this module: the replica objects, sync checkpoints
+//! and integration settings are reached through typed operations, one-shot
+//! on [`Store`] or on a [`Conn`] that a thread holds for a series of them
+//! (`conn.rs`).
 
 mod acct;
+mod conn;
 pub mod integration;
 mod lock;
 mod migrations;
@@ -39,6 +45,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 pub use acct::{AcctRecord, AcctStatus, SessionRow, TERMINATE_CAUSE_NAS_REBOOT};
+pub use conn::Conn;
 pub use lock::{LOCK_FILE, StateLock};
 pub use migrations::{MIGRATIONS, Migration, SCHEMA_VERSION};
 pub use writer::{AcctWriter, MAX_BATCH};
@@ -164,7 +171,7 @@ pub enum StoreError {
 /// file is ours, configures WAL and runs pending migrations. It does not take
 /// the state directory's [`StateLock`]: the server does, and tools that read
 /// the store beside a running server must not. The handle holds no
-/// connection itself: each thread that needs one calls [`Store::connect`].
+/// connection itself: each thread that needs one calls [`Store::conn`].
 #[derive(Debug, Clone)]
 pub struct Store {
     path: Arc<Path>,
@@ -240,11 +247,12 @@ impl Store {
     }
 
     /// A fresh connection with the same pragmas (each thread owns its own
-    /// connection; `rusqlite::Connection` is not `Sync`).
+    /// connection; `rusqlite::Connection` is not `Sync`). Private: outside
+    /// the store, connections are [`Conn`]s.
     ///
     /// Unlike [`Store::open`] this never creates the file: if it vanished
     /// since opening, that is an error rather than a silent empty database.
-    pub fn connect(&self) -> Result<Connection, StoreError> {
+    fn connect(&self) -> Result<Connection, StoreError> {
         let flags = open_flags() - OpenFlags::SQLITE_OPEN_CREATE;
         let open_err = |source| StoreError::Open {
             path: self.path.to_path_buf(),

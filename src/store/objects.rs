@@ -44,7 +44,7 @@ fn write_checkpoints(tx: &Connection, checkpoints: &[Checkpoint<'_>], now: i64) 
 }
 
 /// Applies `ops` and records `checkpoints` in one transaction.
-pub fn apply(
+pub(super) fn apply(
     conn: &mut Connection,
     ops: &[ObjectOp<'_>],
     checkpoints: &[Checkpoint<'_>],
@@ -75,7 +75,7 @@ pub fn apply(
 
 /// Replaces every stored object with `objects` and records `checkpoints`, in
 /// one transaction: what a full resync produces. Returns the number stored.
-pub fn replace_all<'a>(
+pub(super) fn replace_all<'a>(
     conn: &mut Connection,
     objects: impl IntoIterator<Item = (&'a str, &'a str, &'a [u8])>,
     checkpoints: &[Checkpoint<'_>],
@@ -101,12 +101,13 @@ pub fn replace_all<'a>(
 /// Calls `f(object_id, kind, data)` for every stored object, inside one read
 /// transaction (a consistent snapshot even while a writer runs). Returns how
 /// many were visited.
-pub fn load_all(conn: &mut Connection, f: impl FnMut(&str, &str, &[u8])) -> Result<u64, StoreError> {
+#[cfg(test)]
+pub(super) fn load_all(conn: &mut Connection, f: impl FnMut(&str, &str, &[u8])) -> Result<u64, StoreError> {
     load_kinds(conn, None, f)
 }
 
 /// `load_all` restricted to objects of the given kinds.
-pub fn load_kinds(
+pub(super) fn load_kinds(
     conn: &mut Connection,
     kinds: Option<&[&str]>,
     mut f: impl FnMut(&str, &str, &[u8]),
@@ -133,7 +134,7 @@ pub fn load_kinds(
 
 /// Object ids of `kind` last written before `before` (unix seconds): what a
 /// full resync that started at `before` did not see again.
-pub fn ids_written_before(conn: &Connection, kind: &str, before: i64) -> Result<Vec<String>, StoreError> {
+pub(super) fn ids_written_before(conn: &Connection, kind: &str, before: i64) -> Result<Vec<String>, StoreError> {
     let mut stmt = conn.prepare("SELECT object_id FROM replica_objects WHERE kind = ?1 AND updated_at < ?2")?;
     let rows = stmt.query_map(params![kind, before], |r| r.get(0))?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -141,7 +142,7 @@ pub fn ids_written_before(conn: &Connection, kind: &str, before: i64) -> Result<
 
 /// The latest write time (unix seconds) of any object of `kind`, if any:
 /// a full resync marks its own writes as later than every earlier one.
-pub fn last_written(conn: &Connection, kind: &str) -> Result<Option<i64>, StoreError> {
+pub(super) fn last_written(conn: &Connection, kind: &str) -> Result<Option<i64>, StoreError> {
     Ok(conn.query_row(
         "SELECT max(updated_at) FROM replica_objects WHERE kind = ?1",
         [kind],
@@ -150,13 +151,13 @@ pub fn last_written(conn: &Connection, kind: &str) -> Result<Option<i64>, StoreE
 }
 
 /// Every checkpoint as `(name, value, updated_at)`, by name.
-pub fn checkpoints(conn: &Connection) -> Result<Vec<(String, String, i64)>, StoreError> {
+pub(super) fn checkpoints(conn: &Connection) -> Result<Vec<(String, String, i64)>, StoreError> {
     let mut stmt = conn.prepare("SELECT name, value, updated_at FROM sync_checkpoints ORDER BY name")?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-pub fn checkpoint(conn: &Connection, name: &str) -> Result<Option<String>, StoreError> {
+pub(super) fn checkpoint(conn: &Connection, name: &str) -> Result<Option<String>, StoreError> {
     use rusqlite::OptionalExtension;
     Ok(conn
         .query_row("SELECT value FROM sync_checkpoints WHERE name = ?1", [name], |r| {
@@ -168,7 +169,7 @@ pub fn checkpoint(conn: &Connection, name: &str) -> Result<Option<String>, Store
 /// Deletes every stored object and every checkpoint in one transaction
 /// (`entra disable --purge`, or a change of tenant). Returns the number of
 /// objects deleted.
-pub fn purge(conn: &mut Connection) -> Result<u64, StoreError> {
+pub(super) fn purge(conn: &mut Connection) -> Result<u64, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let n = tx.execute("DELETE FROM replica_objects", [])?;
     tx.execute("DELETE FROM sync_checkpoints", [])?;
@@ -177,7 +178,8 @@ pub fn purge(conn: &mut Connection) -> Result<u64, StoreError> {
 }
 
 /// Stored objects per kind.
-pub fn count_by_kind(conn: &Connection) -> Result<Vec<(String, u64)>, StoreError> {
+#[cfg(test)]
+pub(super) fn count_by_kind(conn: &Connection) -> Result<Vec<(String, u64)>, StoreError> {
     let mut stmt = conn.prepare("SELECT kind, count(*) FROM replica_objects GROUP BY kind ORDER BY kind")?;
     let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.unsigned_abs())))?;
     Ok(rows.collect::<Result<_, _>>()?)

@@ -25,7 +25,7 @@ use crate::directory::persist::GROUP_KIND;
 pub use crate::directory::persist::load_groups;
 use crate::directory::{AccountKind, AccountPatch, Change, EntraReplica, GroupRef};
 use crate::store::objects;
-use crate::store::{Store, StoreError};
+use crate::store::{Conn, Store, StoreError};
 
 /// One page of a Graph collection.
 #[derive(Debug, Clone, Default)]
@@ -196,13 +196,14 @@ impl<S: PageSource> Syncer<S> {
         object: ObjectType,
         observe: &(dyn Fn(&RoundReport) + Send + Sync),
     ) -> Result<RoundReport, SyncError> {
-        let mut conn = self.store.connect()?;
-        let next = objects::checkpoint(&conn, &cp(object, "next"))?;
-        let delta = objects::checkpoint(&conn, &cp(object, "delta"))?;
+        let mut conn = self.store.conn()?;
+        let next = conn.checkpoint(&cp(object, "next"))?;
+        let delta = conn.checkpoint(&cp(object, "delta"))?;
         // An unreadable mark sweeps nothing: keeping a stale object until the
         // next full resync is better than removing a current one.
-        let stored_mark =
-            objects::checkpoint(&conn, &cp(object, "resync_since"))?.map(|m| m.parse::<i64>().unwrap_or(i64::MIN));
+        let stored_mark = conn
+            .checkpoint(&cp(object, "resync_since"))?
+            .map(|m| m.parse::<i64>().unwrap_or(i64::MIN));
         let mut report = RoundReport::default();
         let from_delta_link = next.is_none() && delta.is_some();
         // Whether `url` is the first page of an enumeration started from
@@ -269,14 +270,13 @@ impl<S: PageSource> Syncer<S> {
     /// Starts the enumeration from scratch: clears the round's links and
     /// stores the mark that tells this enumeration's writes from earlier
     /// ones (for the sweep). Returns the first URL and the mark.
-    fn start_full(&self, conn: &mut rusqlite::Connection, object: ObjectType) -> Result<(String, i64), SyncError> {
+    fn start_full(&self, conn: &mut Conn, object: ObjectType) -> Result<(String, i64), SyncError> {
         // Later than every write so far, not only than the clock: what an
         // abandoned enumeration wrote this very second still counts as
         // unseen, and what this one writes (at or after the mark) as seen.
-        let last = objects::last_written(conn, object.stored_kind())?.unwrap_or(i64::MIN);
+        let last = conn.last_written(object.stored_kind())?.unwrap_or(i64::MIN);
         let mark = now_unix().max(last).saturating_add(1);
-        objects::apply(
-            conn,
+        conn.apply(
             &[],
             &[
                 (&cp(object, "delta"), ""),
@@ -292,7 +292,7 @@ impl<S: PageSource> Syncer<S> {
     /// enumeration in progress, if one is.
     fn apply_page(
         &self,
-        conn: &mut rusqlite::Connection,
+        conn: &mut Conn,
         object: ObjectType,
         page: &PageData,
         report: &mut RoundReport,
@@ -359,7 +359,7 @@ impl<S: PageSource> Syncer<S> {
     /// not see again.
     fn closing_checkpoints(
         &self,
-        conn: &rusqlite::Connection,
+        conn: &Conn,
         object: ObjectType,
         page: &PageData,
         seen: &[String],
@@ -372,7 +372,7 @@ impl<S: PageSource> Syncer<S> {
                 checkpoints.push((cp(object, "delta"), d.clone()));
                 checkpoints.push((cp(object, "next"), String::new()));
                 if let Some(mark) = mark {
-                    swept = objects::ids_written_before(conn, object.stored_kind(), mark)?;
+                    swept = conn.ids_written_before(object.stored_kind(), mark)?;
                     swept.retain(|id| !seen.contains(id));
                     checkpoints.push((cp(object, "resync_since"), String::new()));
                 }
@@ -385,7 +385,7 @@ impl<S: PageSource> Syncer<S> {
 
     fn apply_groups_page(
         &self,
-        conn: &mut rusqlite::Connection,
+        conn: &mut Conn,
         page: &PageData,
         report: &mut RoundReport,
         mark: Option<i64>,
@@ -434,7 +434,7 @@ impl<S: PageSource> Syncer<S> {
             .collect();
         ops.extend(removed.iter().map(|id| objects::ObjectOp::Delete { object_id: id }));
         let cps: Vec<(&str, &str)> = checkpoints.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
-        objects::apply(conn, &ops, &cps, now)?;
+        conn.apply(&ops, &cps, now)?;
         report.swept += swept.len() as u64;
         if page.delta_link.is_some() {
             // The round is complete: expand nesting once and give every
@@ -451,7 +451,7 @@ impl<S: PageSource> Syncer<S> {
     /// not change writes nothing; the first round writes every member.
     fn apply_memberships(
         &self,
-        conn: &mut rusqlite::Connection,
+        conn: &mut Conn,
         mut memberships: std::collections::HashMap<String, std::sync::Arc<[GroupRef]>>,
         now: i64,
     ) -> Result<(), SyncError> {
@@ -477,12 +477,7 @@ impl<S: PageSource> Syncer<S> {
 
     /// Applies merges to the live replica and stores the accounts as they
     /// now stand, in one transaction.
-    fn apply_and_store(
-        &self,
-        conn: &mut rusqlite::Connection,
-        changes: Vec<Change>,
-        now: i64,
-    ) -> Result<(), SyncError> {
+    fn apply_and_store(&self, conn: &mut Conn, changes: Vec<Change>, now: i64) -> Result<(), SyncError> {
         if changes.is_empty() {
             return Ok(());
         }
@@ -572,15 +567,10 @@ impl<S: PageSource> Syncer<S> {
             }
         }
         report.updated = changes.len() as u64;
-        let mut conn = self.store.connect()?;
+        let mut conn = self.store.conn()?;
         let now = now_unix();
         self.apply_and_store(&mut conn, changes, now)?;
-        objects::apply(
-            &mut conn,
-            &[],
-            &[(INTUNE_DONE, &report.managed_devices.to_string())],
-            now,
-        )?;
+        conn.apply(&[], &[(INTUNE_DONE, &report.managed_devices.to_string())], now)?;
         Ok(report)
     }
 }
@@ -1041,13 +1031,7 @@ mod tests {
         // Progress after each page, for `sync now --wait`.
         assert_eq!(*seen.lock().unwrap(), vec![(1, 1), (2, 2)]);
         // The pass is recorded, so its last success survives a restart.
-        let conn = s.store.connect().unwrap();
-        assert!(
-            objects::checkpoints(&conn)
-                .unwrap()
-                .iter()
-                .any(|(n, _, _)| n == INTUNE_DONE)
-        );
+        assert!(s.store.checkpoints().unwrap().iter().any(|(n, _, _)| n == INTUNE_DONE));
         let d = s.replica.lookup(&Identity::parse("a1:b2:c3:d4:e5:f6")).unwrap();
         assert_eq!(d.object_id(), "d1");
         assert!(s.replica.lookup(&Identity::parse("0a0b.0c0d.0e0f")).is_some());

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use entra_radius::directory::persist;
 use entra_radius::directory::{AccountData, AccountKind, DirectoryKind, EntraReplica};
 use entra_radius::store::Store;
-use entra_radius::store::objects;
 
 use crate::harness::*;
 
@@ -22,10 +21,7 @@ const ENV: &str = "CRASH_WRITER_STATE";
 const OBJECTS: u32 = 100_000;
 
 fn generation_of(store: &Store) -> Option<u32> {
-    let conn = store.connect().ok()?;
-    objects::checkpoint(&conn, "generation")
-        .ok()?
-        .and_then(|v| v.parse().ok())
+    store.checkpoint("generation").ok()?.and_then(|v| v.parse().ok())
 }
 
 /// One full resync's worth of accounts, all stamped with `generation`.
@@ -39,7 +35,7 @@ fn write_generation(store: &Store, generation: u32, count: u32) {
             a
         })
         .collect();
-    let mut conn = store.connect().unwrap();
+    let mut conn = store.conn().unwrap();
     let g = generation.to_string();
     persist::replace_all(&mut conn, &accounts, &[("generation", &g)], i64::from(generation)).unwrap();
 }
@@ -130,7 +126,7 @@ fn sigkill_during_a_large_write_leaves_a_consistent_replica() {
     assert_eq!(assert_consistent(&state, OBJECTS), committed);
 
     // And the real server starts on it and answers from it.
-    crate::directory::enable(&Store::open(&state).unwrap().connect().unwrap());
+    crate::directory::enable(&Store::open(&state).unwrap());
     let config = format!("{}{}", base_config(&state), localhost_client(""));
     let s = TestServer::start_raw(&config, tempfile::tempdir().unwrap());
     s.wait_for_log(&format!("loaded the Entra ID replica from the store objects={OBJECTS}"));

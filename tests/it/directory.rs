@@ -54,7 +54,7 @@ fn device(id: &str, mac: &str, enabled: bool) -> AccountData {
 /// What a finished sync leaves in the store.
 pub fn seed(state: &Path) {
     let store = Store::open(state).unwrap();
-    let mut conn = store.connect().unwrap();
+    let mut conn = store.conn().unwrap();
     let mut alice = AccountData::new(
         DirectoryKind::Entra,
         AccountKind::User,
@@ -98,14 +98,14 @@ pub fn seed(state: &Path) {
         kind: persist::GROUP_KIND,
         data: &blob,
     };
-    entra_radius::store::objects::apply(&mut conn, &[op], &[], 1_700_000_000).unwrap();
-    enable(&conn);
+    conn.apply(&[op], &[], 1_700_000_000).unwrap();
+    enable(&store);
 }
 
 /// The integration switch, as `entra enable` leaves it.
-pub fn enable(conn: &rusqlite::Connection) {
-    use entra_radius::store::integration::{keys, set};
-    set(conn, keys::ENABLED, Some("true"), 1).unwrap();
+pub fn enable(store: &Store) {
+    use entra_radius::store::integration::keys;
+    store.set_setting(keys::ENABLED, Some("true"), 1).unwrap();
 }
 
 fn mab(s: &TestServer, mac: &str) -> String {

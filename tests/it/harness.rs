@@ -368,18 +368,17 @@ pub fn provision(state: &Path, tenant_id: &str, domains: &[&str]) {
 
 /// `provision` for another application.
 pub fn provision_app(state: &Path, tenant_id: &str, domains: &[&str], client_id: &str, secret: &str) {
-    use entra_radius::store::integration::{keys, set};
+    use entra_radius::store::integration::keys;
     let store = entra_radius::store::Store::open(state).unwrap();
-    let c = store.connect().unwrap();
-    set(&c, keys::TENANT_ID, Some(tenant_id), 1).unwrap();
-    set(&c, keys::CLIENT_ID, Some(client_id), 1).unwrap();
-    set(
-        &c,
+    let c = store.conn().unwrap();
+    c.set_setting(keys::TENANT_ID, Some(tenant_id), 1).unwrap();
+    c.set_setting(keys::CLIENT_ID, Some(client_id), 1).unwrap();
+    c.set_setting(
         keys::SELECTED_DOMAINS,
         Some(&serde_json::to_string(domains).unwrap()),
         1,
     )
     .unwrap();
-    set(&c, keys::ENABLED, Some("true"), 1).unwrap();
+    c.set_setting(keys::ENABLED, Some("true"), 1).unwrap();
     write_private(&state.join("entra-client-secret"), secret.as_bytes());
 }

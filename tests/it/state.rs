@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use entra_radius::store::Store;
-use entra_radius::store::integration::{keys, set};
+use entra_radius::store::integration::keys;
 
 use crate::harness::*;
 
@@ -124,14 +124,14 @@ fn a_database_that_cannot_be_opened_is_cannot_read() {
 /// The state of an integration that was provisioned and can sync, as
 /// `entra provision` and `domains select` leave it (the credential file aside).
 fn provisioned(state: &Path) {
-    let conn = Store::open(state).unwrap().connect().unwrap();
+    let conn = Store::open(state).unwrap().conn().unwrap();
     for (k, v) in [
         (keys::ENABLED, "true"),
         (keys::TENANT_ID, "00000000-0000-0000-0000-00000000c0de"),
         (keys::CLIENT_ID, "00000000-0000-0000-0000-0000000000a1"),
         (keys::SELECTED_DOMAINS, "[\"contoso.example\"]"),
     ] {
-        set(&conn, k, Some(v), 1).unwrap();
+        conn.set_setting(k, Some(v), 1).unwrap();
     }
 }
 

@@ -216,10 +216,7 @@ fn a_server_killed_mid_round_resumes_at_the_stored_page() {
     let s = TestServer::start_raw(&config, tempfile::tempdir().unwrap());
     // Kill it once some pages are stored but the round has not finished.
     let store = Store::open(&state).unwrap();
-    let next = || {
-        let c = store.connect().unwrap();
-        entra_radius::store::objects::checkpoint(&c, "users.next").unwrap()
-    };
+    let next = || store.checkpoint("users.next").unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while next().is_none() {
         assert!(std::time::Instant::now() < deadline, "no page was stored");
@@ -282,10 +279,7 @@ fn a_resumed_round_whose_stored_link_graph_forgot_starts_over() {
     );
     let s = TestServer::start_raw(&config, tempfile::tempdir().unwrap());
     let store = Store::open(&state).unwrap();
-    let next = || {
-        let c = store.connect().unwrap();
-        entra_radius::store::objects::checkpoint(&c, "users.next").unwrap()
-    };
+    let next = || store.checkpoint("users.next").unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while next().is_none() {
         assert!(std::time::Instant::now() < deadline, "no page was stored");
