@@ -29,11 +29,7 @@ fn the_password_cache_and_failure_limit_outlive_sync_rounds() {
     let (_rt, emu) = start_emulator(Tenant::demo());
     emu.control().set_delta_quirks(0, 0);
     // Rounds only when asked, so the test knows how many ran.
-    let body = format!(
-        "{}\n[entra]\nauthority_host = \"{url}\"\ngraph_endpoint = \"{url}\"\nsync_interval = \"1h\"\n",
-        localhost_client(""),
-        url = emu.base_url()
-    );
+    let body = format!("{}{}", localhost_client(""), entra_section(&emu.base_url(), "1h"));
     let tenant = emu.tenant_id();
     let s = TestServer::start_seeded(&body, |state| provision(state, &tenant, &["contoso.example"]));
     s.wait_for_log("intune MAC addresses synced");

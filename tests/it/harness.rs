@@ -382,3 +382,44 @@ pub fn provision_app(state: &Path, tenant_id: &str, domains: &[&str], client_id:
     c.set_setting(keys::ENABLED, Some("true"), 1).unwrap();
     write_private(&state.join("entra-client-secret"), secret.as_bytes());
 }
+
+/// The `[entra]` section pointing at an emulator, with rounds every
+/// `interval` (`"1h"`: only the rounds a test asks for).
+pub fn entra_section(url: &str, interval: &str) -> String {
+    format!("\n[entra]\nauthority_host = \"{url}\"\ngraph_endpoint = \"{url}\"\nsync_interval = \"{interval}\"\n")
+}
+
+/// A state directory provisioned for the emulator's synthetic application
+/// with every domain of `tenant` selected, and the config of a server on it
+/// that syncs only when asked. Keep the returned directory for the test's
+/// length; the config lists `localhost_client`.
+pub fn synthetic_setup(emu: &graph_emulator::Emulator, domains: &[String]) -> (tempfile::TempDir, PathBuf, String) {
+    use graph_emulator::{SYNTHETIC_CLIENT_ID, SYNTHETIC_CLIENT_SECRET};
+    let keep = tempfile::tempdir().unwrap();
+    let state = keep.path().join("state");
+    let refs: Vec<&str> = domains.iter().map(String::as_str).collect();
+    provision_app(
+        &state,
+        &emu.tenant_id(),
+        &refs,
+        SYNTHETIC_CLIENT_ID,
+        SYNTHETIC_CLIENT_SECRET,
+    );
+    let config = format!(
+        "{}{}{}",
+        base_config(&state),
+        localhost_client(""),
+        entra_section(&emu.base_url(), "1h")
+    );
+    (keep, state, config)
+}
+
+/// Waits until the store holds a next-page link for users: a round is in
+/// the middle of its enumeration.
+pub fn wait_for_users_next(store: &entra_radius::store::Store) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while store.checkpoint("users.next").unwrap().is_none() {
+        assert!(Instant::now() < deadline, "no page was stored");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

@@ -23,9 +23,9 @@ fn setup(domains: &[&str]) -> Setup {
     // worker's own tests and by `replays_do_not_double_count`.
     emu.control().set_delta_quirks(0, 0);
     let body = format!(
-        "{}\n[entra]\nauthority_host = \"{url}\"\ngraph_endpoint = \"{url}\"\nsync_interval = \"1s\"\n\n[[policy]]\ngroup = \"Engineering\"\nvlan = \"20\"\n\n[[local.users]]\nname = \"alice@contoso.example\"\npassword = \"local-pw\"\n",
+        "{}{}\n[[policy]]\ngroup = \"Engineering\"\nvlan = \"20\"\n\n[[local.users]]\nname = \"alice@contoso.example\"\npassword = \"local-pw\"\n",
         localhost_client(""),
-        url = emu.base_url()
+        entra_section(&emu.base_url(), "1s")
     );
     let tenant = emu.tenant_id();
     let server = TestServer::start_seeded(&body, |state| provision(state, &tenant, domains));
@@ -161,11 +161,7 @@ fn an_expired_delta_token_and_throttling_are_survived() {
 fn missing_consent_is_reported_in_the_status() {
     let (_rt, emu) = start_emulator(Tenant::demo());
     emu.control().revoke_consent(DEMO_CLIENT_ID);
-    let body = format!(
-        "{}\n[entra]\nauthority_host = \"{url}\"\ngraph_endpoint = \"{url}\"\nsync_interval = \"1s\"\n",
-        localhost_client(""),
-        url = emu.base_url()
-    );
+    let body = format!("{}{}", localhost_client(""), entra_section(&emu.base_url(), "1s"));
     let tenant = emu.tenant_id();
     let s = TestServer::start_seeded(&body, |state| provision(state, &tenant, &["contoso.example"]));
     s.wait_for_log("sync round failed");
@@ -191,37 +187,17 @@ fn missing_consent_is_reported_in_the_status() {
 
 #[test]
 fn a_server_killed_mid_round_resumes_at_the_stored_page() {
-    use graph_emulator::{SYNTHETIC_CLIENT_ID, SYNTHETIC_CLIENT_SECRET};
     let tenant = Tenant::synthetic(3000, 10, 7);
     let domains: Vec<String> = tenant.domains.iter().map(|d| d.id.clone()).collect();
     let (_rt, emu) = start_emulator(tenant);
     // Small pages make a long round to interrupt.
     emu.control().set_page_size(10);
-    let keep = tempfile::tempdir().unwrap();
-    let state = keep.path().join("state");
-    let refs: Vec<&str> = domains.iter().map(String::as_str).collect();
-    provision_app(
-        &state,
-        &emu.tenant_id(),
-        &refs,
-        SYNTHETIC_CLIENT_ID,
-        SYNTHETIC_CLIENT_SECRET,
-    );
-    let config = format!(
-        "{}{}\n[entra]\nauthority_host = \"{url}\"\ngraph_endpoint = \"{url}\"\nsync_interval = \"1h\"\n",
-        base_config(&state),
-        localhost_client(""),
-        url = emu.base_url()
-    );
+    let (_keep, state, config) = synthetic_setup(&emu, &domains);
     let s = TestServer::start_raw(&config, tempfile::tempdir().unwrap());
     // Kill it once some pages are stored but the round has not finished.
     let store = Store::open(&state).unwrap();
     let next = || store.checkpoint("users.next").unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while next().is_none() {
-        assert!(std::time::Instant::now() < deadline, "no page was stored");
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    wait_for_users_next(&store);
     s.kill();
     let stored_next = next().expect("the position survives the kill");
     let before = emu.control().request_log().len();
@@ -250,7 +226,6 @@ fn a_server_killed_mid_round_resumes_at_the_stored_page() {
 #[test]
 fn a_resumed_round_whose_stored_link_graph_forgot_starts_over() {
     use entra_radius::directory::{AccountKind, EntraReplica, persist};
-    use graph_emulator::{SYNTHETIC_CLIENT_ID, SYNTHETIC_CLIENT_SECRET};
     let tenant = Tenant::synthetic(1000, 10, 11);
     let domains: Vec<String> = tenant.domains.iter().map(|d| d.id.clone()).collect();
     let upn_of: std::collections::HashMap<String, String> = tenant
@@ -261,30 +236,11 @@ fn a_resumed_round_whose_stored_link_graph_forgot_starts_over() {
     let (_rt, emu) = start_emulator(tenant);
     emu.control().set_page_size(10);
     emu.control().set_delta_quirks(0, 0);
-    let keep = tempfile::tempdir().unwrap();
-    let state = keep.path().join("state");
-    let refs: Vec<&str> = domains.iter().map(String::as_str).collect();
-    provision_app(
-        &state,
-        &emu.tenant_id(),
-        &refs,
-        SYNTHETIC_CLIENT_ID,
-        SYNTHETIC_CLIENT_SECRET,
-    );
-    let config = format!(
-        "{}{}\n[entra]\nauthority_host = \"{url}\"\ngraph_endpoint = \"{url}\"\nsync_interval = \"1h\"\n",
-        base_config(&state),
-        localhost_client(""),
-        url = emu.base_url()
-    );
+    let (_keep, state, config) = synthetic_setup(&emu, &domains);
     let s = TestServer::start_raw(&config, tempfile::tempdir().unwrap());
     let store = Store::open(&state).unwrap();
     let next = || store.checkpoint("users.next").unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while next().is_none() {
-        assert!(std::time::Instant::now() < deadline, "no page was stored");
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    wait_for_users_next(&store);
     // Hold the first round in the middle of the enumeration (its next page
     // waits out a long Retry-After), then kill -9 it there.
     emu.control()
@@ -404,11 +360,7 @@ fn a_certificate_credential_signs_client_assertions() {
     assert!(!format!("{:?}", CertificateCredential::from_pem(pem.as_bytes()).unwrap()).contains("PRIVATE"));
     // And through the binary: `entra provision --certificate` instead of a
     // secret; an unregistered certificate is refused before anything is saved.
-    let body = format!(
-        "{}\n[entra]\nauthority_host = \"{url}\"\ngraph_endpoint = \"{url}\"\nsync_interval = \"1h\"\n",
-        localhost_client(""),
-        url = emu.base_url()
-    );
+    let body = format!("{}{}", localhost_client(""), entra_section(&emu.base_url(), "1h"));
     let tenant = emu.tenant_id();
     let s = TestServer::start(&body);
     let cli = |args: &[&str], code: i32| {

@@ -25,9 +25,9 @@ fn setup() -> Setup {
     emu.control().set_delta_quirks(0, 0);
     // A long interval: every round in these tests is one the test asked for.
     let body = format!(
-        "{}\n[entra]\nauthority_host = \"{url}\"\ngraph_endpoint = \"{url}\"\nsync_interval = \"1h\"\n\n[[policy]]\ngroup = \"Engineering\"\nvlan = \"20\"\n",
+        "{}{}\n[[policy]]\ngroup = \"Engineering\"\nvlan = \"20\"\n",
         localhost_client(""),
-        url = emu.base_url()
+        entra_section(&emu.base_url(), "1h")
     );
     let server = TestServer::start(&body);
     Setup { rt, emu, server }
@@ -643,10 +643,10 @@ fn last_successes_survive_a_restart() {
     let state = keep.path().join("state");
     provision(&state, &emu.tenant_id(), &["contoso.example", "fabrikam.example"]);
     let config = format!(
-        "{}{}\n[entra]\nauthority_host = \"{url}\"\ngraph_endpoint = \"{url}\"\nsync_interval = \"1h\"\n",
+        "{}{}{}",
         base_config(&state),
         localhost_client(""),
-        url = emu.base_url()
+        entra_section(&emu.base_url(), "1h")
     );
     let s = TestServer::start_raw(&config, tempfile::tempdir().unwrap());
     s.wait_for_log("intune MAC addresses synced");
