@@ -73,7 +73,7 @@ pub fn prepare_state(state_dir: &Path) -> Result<(), String> {
         ));
     }
     crate::store::objects::purge(&mut conn).map_err(|e| e.to_string())?;
-    let now = crate::integration::now_unix();
+    let now = crate::clock::now_unix();
     for key in [
         keys::ENABLED,
         keys::TENANT_ID,

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::api::{CredentialsBody, SelectionAction};
 use super::pick::{PickItem, PickOutcome, Picker};
 use super::{AdminClient, AdminError};
+use crate::clock::now_unix;
 
 /// Exit codes of the admin commands.
 pub const EXIT_OK: u8 = 0;
@@ -31,13 +32,6 @@ pub fn report(e: &AdminError) -> u8 {
 
 fn print_json(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
-}
-
-fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// "3 min ago", "2 h ago", "just now".

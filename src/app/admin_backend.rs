@@ -29,7 +29,7 @@ impl Backend {
     fn entra(&self) -> Value {
         let entra = &self.running.entra;
         let counts = entra.replica().counts();
-        let now = crate::integration::now_unix();
+        let now = crate::clock::now_unix();
         let checkpoints: Vec<Value> = match self.running.store.connect().and_then(|c| objects::checkpoints(&c)) {
             Ok(list) => list
                 .into_iter()

@@ -21,6 +21,7 @@ use super::errors::{
     parse_oauth_error,
 };
 use super::token::{Cached, Credential, Token, decode_claims, lifetime, renew_after};
+use crate::clock::now_unix;
 
 /// Application permissions the sync needs (checked against the token's `roles`).
 pub const REQUIRED_ROLES: &[&str] = &[
@@ -541,7 +542,7 @@ impl GraphClient {
                 .ok_or_else(|| GraphError::BadResponse("token answer without access_token".into()))?
                 .to_string();
             let claims = decode_claims(&access_token);
-            let life = lifetime(body.get("expires_in"), claims.exp)
+            let life = lifetime(body.get("expires_in"), claims.exp, now_unix())
                 .ok_or_else(|| GraphError::BadResponse("token answer without expires_in or exp".into()))?;
             debug!(
                 lifetime_s = life.as_secs(),

@@ -9,11 +9,12 @@ use serde_json::{Value, json};
 use tracing::info;
 
 use super::status::ConsentRecord;
-use super::{CLIENT_CERT_FILE, CLIENT_SECRET_FILE, Integration, Settings, now_unix};
+use super::{CLIENT_CERT_FILE, CLIENT_SECRET_FILE, Integration, Settings};
 use crate::admin::ApiError;
 use crate::admin::api::{
     ConsentBody, CredentialsBody, DisableBody, IntegrationRequest, SelectionAction, SelectionBody,
 };
+use crate::clock::now_unix;
 use crate::graph::{
     CertificateCredential, Credential, DomainInfo, GraphClient, GraphConfig, GraphError, REQUIRED_ROLES, query_escape,
 };
