@@ -24,6 +24,7 @@ use zeroize::Zeroizing;
 
 use super::client::{REQUIRED_ROLES, query_escape, validate_endpoint, validate_tenant};
 use super::errors::{GraphError, OAuthError, explain_aadsts, parse_graph_error, parse_oauth_error};
+use super::token::jwt_payload;
 use crate::clock::{Rfc3339, now_unix};
 
 /// Microsoft Graph's application id: the `resourceAppId` of Graph
@@ -263,8 +264,8 @@ impl AdminToken {
             .as_str()
             .filter(|t| !t.is_empty())
             .ok_or_else(|| ProvisionError::BadResponse("token answer without access_token".into()))?;
-        let id = body["id_token"].as_str().map(jwt_payload).unwrap_or(Value::Null);
-        let at = jwt_payload(access);
+        let id = body["id_token"].as_str().and_then(jwt_payload).unwrap_or(Value::Null);
+        let at = jwt_payload(access).unwrap_or(Value::Null);
         let claim = |k: &str| id[k].as_str().or_else(|| at[k].as_str()).map(str::to_owned);
         let tenant_id = claim("tid")
             .ok_or_else(|| ProvisionError::BadResponse("the sign-in token names no tenant (no `tid` claim)".into()))?;
@@ -829,20 +830,6 @@ fn str_field(v: &Value, k: &str) -> Result<String, ProvisionError> {
 /// A string literal inside an OData `$filter`: quotes are doubled.
 fn odata_quote(v: &str) -> String {
     v.replace('\'', "''")
-}
-
-/// Decodes a JWT payload without checking it; `Null` if it is not a JWT.
-fn jwt_payload(jwt: &str) -> Value {
-    use base64::Engine as _;
-    jwt.split('.')
-        .nth(1)
-        .and_then(|p| {
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(p.trim_end_matches('='))
-                .ok()
-        })
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or(Value::Null)
 }
 
 #[cfg(test)]

@@ -140,17 +140,21 @@ pub(crate) struct Claims {
     pub tid: Option<String>,
 }
 
-/// Decodes the payload of a JWT without checking it. An opaque (non-JWT)
-/// token yields empty claims, which `check_roles` then reports as missing consent.
-pub(crate) fn decode_claims(token: &str) -> Claims {
-    let Some(payload) = token.split('.').nth(1) else {
-        return Claims::default();
-    };
+/// The payload of a JWT as JSON, decoded without checking it: `None` for an
+/// opaque (non-JWT) token or a payload that is not base64url JSON.
+pub(crate) fn jwt_payload(token: &str) -> Option<serde_json::Value> {
+    let payload = token.split('.').nth(1)?;
     // JWTs use unpadded base64url, but tolerate padding from odd issuers.
-    let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')) else {
-        return Claims::default();
-    };
-    let Ok(json) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// The claims of a token's payload. An opaque (non-JWT) token yields empty
+/// claims, which `check_roles` then reports as missing consent.
+pub(crate) fn decode_claims(token: &str) -> Claims {
+    let Some(json) = jwt_payload(token) else {
         return Claims::default();
     };
     let roles = json
