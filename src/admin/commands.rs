@@ -217,8 +217,12 @@ pub enum ProvisionArgs {
     },
 }
 
-fn read_file(path: &PathBuf, what: &str) -> Result<String, String> {
-    std::fs::read_to_string(path).map_err(|e| format!("cannot read the {what} {}: {e}", path.display()))
+fn read_file(path: &PathBuf, what: &'static str) -> Result<String, AdminError> {
+    std::fs::read_to_string(path).map_err(|source| AdminError::ReadFile {
+        what,
+        path: path.clone(),
+        source,
+    })
 }
 
 /// `entra provision`.
@@ -238,7 +242,9 @@ pub async fn entra_provision(client: &AdminClient, args: ProvisionArgs) -> Resul
             let read = match (&secret_file, &certificate) {
                 (Some(f), None) => read_file(f, "client secret file").map(|s| body.client_secret = Some(s)),
                 (None, Some(f)) => read_file(f, "certificate file").map(|s| body.certificate_pem = Some(s)),
-                _ => Err("give exactly one of --client-secret-file and --certificate".to_string()),
+                _ => Err(AdminError::Usage(
+                    "give exactly one of --client-secret-file and --certificate",
+                )),
             };
             if let Err(e) = read {
                 eprintln!("entra-radius: {e}");

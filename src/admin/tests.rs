@@ -18,11 +18,11 @@ const TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789a
 /// Records the identities it is asked about, so tests can see what reached the backend.
 struct FakeBackend {
     seen: Mutex<Vec<String>>,
-    reload: Result<Value, String>,
+    reload: Result<Value, &'static str>,
 }
 
 impl FakeBackend {
-    fn new(reload: Result<Value, String>) -> Arc<FakeBackend> {
+    fn new(reload: Result<Value, &'static str>) -> Arc<FakeBackend> {
         Arc::new(FakeBackend {
             seen: Mutex::new(Vec::new()),
             reload,
@@ -45,8 +45,8 @@ impl AdminBackend for FakeBackend {
     fn metrics(&self) -> String {
         METRICS_TEXT.to_owned()
     }
-    fn reload(&self) -> Result<Value, String> {
-        self.reload.clone()
+    fn reload(&self) -> Result<Value, BoxError> {
+        self.reload.clone().map_err(Into::into)
     }
 }
 
@@ -262,7 +262,7 @@ async fn reload_success_returns_the_summary() {
 #[tokio::test]
 async fn reload_error_is_422_with_its_message() {
     let message = "/etc/entra-radius.toml line 12: unknown key `secrett`";
-    let running = start(FakeBackend::new(Err(message.to_owned()))).await;
+    let running = start(FakeBackend::new(Err(message))).await;
     let client = AdminClient::new(running.addr, TOKEN.to_owned()).unwrap();
     match client.post_json("/v1/reload", &json!({})).await {
         Err(AdminError::Api {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::Running;
-use crate::admin::{AdminBackend, ApiError, IntegrationRequest};
+use crate::admin::{AdminBackend, ApiError, BoxError, IntegrationRequest};
 use crate::integration::{Integration, render_sync_metrics};
 use crate::prometheus::{Kind, family};
 use crate::server::Port;
@@ -109,10 +109,11 @@ impl AdminBackend for Backend {
         out
     }
 
-    fn reload(&self) -> Result<Value, String> {
+    fn reload(&self) -> Result<Value, BoxError> {
         self.running
             .reload_from_file()
             .map(|summary| json!({ "summary": summary }))
+            .map_err(Into::into)
     }
 
     fn integration(&self, request: IntegrationRequest) -> Result<Value, ApiError> {
