@@ -32,6 +32,15 @@ pub const REQUIRED_ROLES: &[&str] = &[
     "DeviceManagementManagedDevices.Read.All",
 ];
 
+/// The [`REQUIRED_ROLES`] that `granted` lacks (names compared ignoring case).
+pub fn missing_roles(granted: &[String]) -> Vec<String> {
+    REQUIRED_ROLES
+        .iter()
+        .filter(|r| !granted.iter().any(|g| g.eq_ignore_ascii_case(r)))
+        .map(|r| r.to_string())
+        .collect()
+}
+
 /// User properties tracked by the users delta (only `$select`ed ones are tracked).
 pub const USER_SELECT: &[&str] = &[
     "id",
@@ -567,11 +576,7 @@ impl GraphClient {
     pub async fn check_roles(&self) -> Result<Vec<String>, GraphError> {
         self.invalidate(None).await;
         let token = self.token().await?;
-        let missing: Vec<String> = REQUIRED_ROLES
-            .iter()
-            .filter(|r| !token.roles.iter().any(|g| g.eq_ignore_ascii_case(r)))
-            .map(|r| r.to_string())
-            .collect();
+        let missing = missing_roles(&token.roles);
         if missing.is_empty() {
             Ok(token.roles)
         } else {

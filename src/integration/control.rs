@@ -16,7 +16,8 @@ use crate::admin::api::{
 };
 use crate::clock::now_unix;
 use crate::graph::{
-    CertificateCredential, Credential, DomainInfo, GraphClient, GraphConfig, GraphError, REQUIRED_ROLES, query_escape,
+    CertificateCredential, Credential, DomainInfo, GraphClient, GraphConfig, GraphError, REQUIRED_ROLES, missing_roles,
+    query_escape,
 };
 use crate::store::integration::{self as state, keys};
 use crate::store::objects;
@@ -545,14 +546,6 @@ pub(super) fn domains_value(domains: &[DomainInfo], selected: &[String]) -> Valu
         .filter(|s| !domains.iter().any(|d| d.name.eq_ignore_ascii_case(s)))
         .collect();
     json!({ "domains": list, "selected": selected, "selected_but_gone": stale })
-}
-
-fn missing_roles(granted: &[String]) -> Vec<String> {
-    REQUIRED_ROLES
-        .iter()
-        .filter(|r| !granted.iter().any(|g| g.eq_ignore_ascii_case(r)))
-        .map(|r| r.to_string())
-        .collect()
 }
 
 fn is_guid(s: &str) -> bool {
