@@ -571,7 +571,7 @@ fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let spans: Vec<_> = raw.policy.iter().map(|p| p.span()).collect();
     let policy: Vec<PolicyRule> = raw.policy.into_iter().map(|p| p.into_inner()).collect();
     if let Err((i, message)) = policy::validate(&policy) {
-        return Err(ctx.err(spans.get(i).cloned(), format!("policy[{i}]"), message));
+        return Err(ctx.err(spans.get(i).cloned(), format!("policy[{i}]"), message.to_string()));
     }
 
     Ok(Config {

@@ -6,11 +6,11 @@
 //! list of commands to try.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use graph_emulator::{Emulator, Tenant};
+use graph_emulator::{Emulator, EmulatorError, Tenant};
 use serde_json::Value;
 
 use crate::admin::api::{ConsentBody, ProvisionBody, SelectionAction, SelectionBody};
@@ -19,8 +19,8 @@ use crate::config::Config;
 use crate::directory::{LocalUser, PolicyRule, UserCredential};
 use crate::integration::Integration;
 use crate::proto::crypto::Password;
-use crate::store::Store;
 use crate::store::integration::keys;
+use crate::store::{Store, StoreError};
 
 /// The VLAN the demo's policy gives members of the Engineering group.
 pub const DEMO_VLAN: &str = "20";
@@ -31,11 +31,53 @@ pub const SHADOWED_PASSWORD: &str = "local-pw";
 /// How long the demo's setup may take before it gives up.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// What stops `serve --demo` from starting, or its tenant from being set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DemoError {
+    #[error("cannot start the Graph emulator: {0}")]
+    Emulator(#[source] EmulatorError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(
+        "{} holds a real Entra ID integration; `serve --demo` would overwrite it: give the demo its own state_dir",
+        .0.display()
+    )]
+    RealIntegration(PathBuf),
+    #[error("cannot remove {}: {source}", path.display())]
+    RemoveFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// An administrator's step refused by the integration.
+    #[error("demo setup: {what}: {}", error.message)]
+    Step { what: &'static str, error: ApiError },
+    #[error("demo setup: HTTP client: {0}")]
+    HttpClient(#[source] reqwest::Error),
+    #[error("demo setup: the emulator refused the sign-in ({0})")]
+    SignInRefused(reqwest::StatusCode),
+    #[error("demo setup: signing in: {0}")]
+    SignIn(#[source] reqwest::Error),
+    #[error("demo setup: provisioning failed: {0}")]
+    ProvisioningFailed(String),
+    #[error("demo setup: provisioning timed out")]
+    ProvisioningTimedOut,
+    #[error("demo setup: following the consent URL: {0}")]
+    FollowConsent(#[source] reqwest::Error),
+    #[error("demo setup: the consent URL did not redirect")]
+    NoConsentRedirect,
+    #[error("demo setup: the first sync failed: {0}")]
+    FirstSyncFailed(String),
+    #[error("demo setup: the first sync timed out")]
+    FirstSyncTimedOut,
+}
+
 /// Starts the emulator with the demo tenant on a free loopback port.
-pub async fn start_emulator() -> Result<Emulator, String> {
+pub async fn start_emulator() -> Result<Emulator, DemoError> {
     Emulator::start(([127, 0, 0, 1], 0).into(), Tenant::demo())
         .await
-        .map_err(|e| format!("cannot start the Graph emulator: {e}"))
+        .map_err(DemoError::Emulator)
 }
 
 /// Points the config at the emulator and adds the demo's policy and the
@@ -60,20 +102,16 @@ pub fn configure(cfg: &mut Config, emulator_url: &str) {
 /// Makes the state directory ready for a demo: a new one, or one a demo
 /// used before (its Entra state is reset: each demo has a fresh emulator).
 /// A state directory with a real integration is refused.
-pub fn prepare_state(state_dir: &Path) -> Result<(), String> {
-    let store = Store::open(state_dir).map_err(|e| e.to_string())?;
-    let mut conn = store.conn().map_err(|e| e.to_string())?;
-    let get = |k| conn.setting(k).map_err(|e| e.to_string());
-    let is_demo = get(keys::DEMO)?.is_some();
-    let has_integration = get(keys::TENANT_ID)?.is_some();
+pub fn prepare_state(state_dir: &Path) -> Result<(), DemoError> {
+    let store = Store::open(state_dir)?;
+    let mut conn = store.conn()?;
+    let is_demo = conn.setting(keys::DEMO)?.is_some();
+    let has_integration = conn.setting(keys::TENANT_ID)?.is_some();
     if has_integration && !is_demo {
-        return Err(format!(
-            "{} holds a real Entra ID integration; `serve --demo` would overwrite it: give the demo its own state_dir",
-            state_dir.display()
-        ));
+        return Err(DemoError::RealIntegration(state_dir.to_path_buf()));
     }
-    conn.purge().map_err(|e| e.to_string())?;
-    let now = crate::integration::now_unix();
+    conn.purge()?;
+    let now = crate::clock::now_unix();
     for key in [
         keys::ENABLED,
         keys::TENANT_ID,
@@ -85,10 +123,9 @@ pub fn prepare_state(state_dir: &Path) -> Result<(), String> {
         keys::PROVISIONED_BY,
         keys::CONSENT,
     ] {
-        conn.set_setting(key, None, now).map_err(|e| e.to_string())?;
+        conn.set_setting(key, None, now)?;
     }
-    conn.set_setting(keys::DEMO, Some("1"), now)
-        .map_err(|e| e.to_string())?;
+    conn.set_setting(keys::DEMO, Some("1"), now)?;
     for file in [
         crate::integration::CLIENT_SECRET_FILE,
         crate::integration::CLIENT_CERT_FILE,
@@ -96,19 +133,24 @@ pub fn prepare_state(state_dir: &Path) -> Result<(), String> {
         match std::fs::remove_file(state_dir.join(file)) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("cannot remove {}: {e}", state_dir.join(file).display())),
+            Err(source) => {
+                return Err(DemoError::RemoveFile {
+                    path: state_dir.join(file),
+                    source,
+                });
+            }
         }
     }
     Ok(())
 }
 
-fn step(what: &str, r: Result<Value, ApiError>) -> Result<Value, String> {
-    r.map_err(|e| format!("demo setup: {what}: {}", e.message))
+fn step(what: &'static str, r: Result<Value, ApiError>) -> Result<Value, DemoError> {
+    r.map_err(|error| DemoError::Step { what, error })
 }
 
 /// The administrator's steps, in order. Blocking: call it on a blocking
 /// thread (the integration's operations wait on the runtime).
-pub fn setup(integration: &Arc<Integration>, tenant: &Tenant) -> Result<(), String> {
+pub fn setup(integration: &Arc<Integration>, tenant: &Tenant) -> Result<(), DemoError> {
     let deadline = Instant::now() + SETUP_TIMEOUT;
     step("enable", integration.handle(IntegrationRequest::Enable))?;
     let started = step(
@@ -124,7 +166,7 @@ pub fn setup(integration: &Arc<Integration>, tenant: &Tenant) -> Result<(), Stri
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(10))
         .build()
-        .map_err(|e| format!("demo setup: HTTP client: {e}"))?;
+        .map_err(DemoError::HttpClient)?;
     let uri = started["verification_uri"].as_str().unwrap_or_default().to_string();
     let code = started["user_code"].as_str().unwrap_or_default().to_string();
     let form = [
@@ -135,20 +177,19 @@ pub fn setup(integration: &Arc<Integration>, tenant: &Tenant) -> Result<(), Stri
     let signed_in = integration_runtime(integration).block_on(async { http.post(&uri).form(&form).send().await });
     match signed_in {
         Ok(r) if r.status().is_success() => {}
-        Ok(r) => return Err(format!("demo setup: the emulator refused the sign-in ({})", r.status())),
-        Err(e) => return Err(format!("demo setup: signing in: {e}")),
+        Ok(r) => return Err(DemoError::SignInRefused(r.status())),
+        Err(e) => return Err(DemoError::SignIn(e)),
     }
     loop {
         let p = step("provision", integration.handle(IntegrationRequest::ProvisionProgress))?;
         match p["phase"].as_str() {
             Some("done") => break,
             Some("failed") => {
-                return Err(format!(
-                    "demo setup: provisioning failed: {}",
-                    p["error"].as_str().unwrap_or("?")
+                return Err(DemoError::ProvisioningFailed(
+                    p["error"].as_str().unwrap_or("?").to_owned(),
                 ));
             }
-            _ if Instant::now() > deadline => return Err("demo setup: provisioning timed out".into()),
+            _ if Instant::now() > deadline => return Err(DemoError::ProvisioningTimedOut),
             _ => std::thread::sleep(Duration::from_millis(100)),
         }
     }
@@ -162,12 +203,12 @@ pub fn setup(integration: &Arc<Integration>, tenant: &Tenant) -> Result<(), Stri
     let url = consent["url"].as_str().unwrap_or_default().to_string();
     let location = integration_runtime(integration)
         .block_on(async { http.get(&url).send().await })
-        .map_err(|e| format!("demo setup: following the consent URL: {e}"))?
+        .map_err(DemoError::FollowConsent)?
         .headers()
         .get(reqwest::header::LOCATION)
         .and_then(|l| l.to_str().ok())
         .map(str::to_string)
-        .ok_or("demo setup: the consent URL did not redirect")?;
+        .ok_or(DemoError::NoConsentRedirect)?;
     let query = location.split_once('?').map(|(_, q)| q).unwrap_or("");
     let p = crate::admin::commands::parse_query(query);
     step(
@@ -196,14 +237,11 @@ pub fn setup(integration: &Arc<Integration>, tenant: &Tenant) -> Result<(), Stri
         if st.rounds_finished >= round {
             return match st.last_round_ok {
                 Some(true) => Ok(()),
-                _ => Err(format!(
-                    "demo setup: the first sync failed: {}",
-                    st.last_round_error.unwrap_or_default()
-                )),
+                _ => Err(DemoError::FirstSyncFailed(st.last_round_error.unwrap_or_default())),
             };
         }
         if Instant::now() > deadline {
-            return Err("demo setup: the first sync timed out".into());
+            return Err(DemoError::FirstSyncTimedOut);
         }
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -16,6 +16,10 @@
 //! - [`proto`]: the RADIUS wire format (packets, attributes, authenticators,
 //!   dictionaries). No sockets, no clock, no tokio.
 //! - [`config`]: the TOML configuration, parsed and validated.
+//! - [`clock`]: the one wall-clock reading (`now_unix`) and RFC 3339 dates;
+//!   uses nothing of the crate, so every layer may use it.
+//! - [`prometheus`]: the one renderer of the Prometheus text format that
+//!   every `/metrics` family goes through; uses nothing of the crate.
 //! - [`private_file`]: reading files that hold a secret, refused when group
 //!   or others may read them.
 //! - [`directory`]: accounts and the directories that own them (local for now).
@@ -59,6 +63,7 @@
 pub mod admin;
 pub mod app;
 pub mod auth;
+pub mod clock;
 pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;
@@ -66,6 +71,7 @@ pub mod directory;
 pub mod graph;
 pub mod integration;
 pub mod private_file;
+pub mod prometheus;
 pub mod proto;
 pub mod server;
 pub mod sessions;

@@ -448,9 +448,9 @@ fn serve(path: Option<&Path>, demo: bool) -> ExitCode {
 /// pointed at it, and the state directory made ready for a demo.
 #[cfg(feature = "demo")]
 async fn start_demo_emulator(cfg: &mut Config) -> anyhow::Result<graph_emulator::Emulator> {
-    let emulator = demo::start_emulator().await.map_err(anyhow::Error::msg)?;
+    let emulator = demo::start_emulator().await?;
     demo::configure(cfg, &emulator.base_url());
-    demo::prepare_state(&cfg.server.state_dir).map_err(anyhow::Error::msg)?;
+    demo::prepare_state(&cfg.server.state_dir)?;
     tracing::info!(url = %emulator.base_url(), "demo: Graph emulator listening");
     Ok(emulator)
 }

@@ -91,12 +91,6 @@ impl AdminClient {
         response.json().await.map_err(|e| self.map_error(e))
     }
 
-    /// GET `path` as text (e.g. `/metrics`).
-    pub async fn get_text(&self, path: &str) -> Result<String, AdminError> {
-        let response = self.send(self.http.get(self.url(path))).await?;
-        response.text().await.map_err(|e| self.map_error(e))
-    }
-
     /// How the server decides `identity` (a user name, `DOMAIN\user`, UPN, MAC or device id).
     pub async fn lookup(&self, identity: &str) -> Result<serde_json::Value, AdminError> {
         self.get_json(&format!("/v1/accounts/{}", encode_path_segment(identity)))

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::api::{CredentialsBody, SelectionAction};
 use super::pick::{PickItem, PickOutcome, Picker};
 use super::{AdminClient, AdminError};
+use crate::clock::now_unix;
 
 /// Exit codes of the admin commands.
 pub const EXIT_OK: u8 = 0;
@@ -31,13 +32,6 @@ pub fn report(e: &AdminError) -> u8 {
 
 fn print_json(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
-}
-
-fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// "3 min ago", "2 h ago", "just now".
@@ -223,8 +217,12 @@ pub enum ProvisionArgs {
     },
 }
 
-fn read_file(path: &PathBuf, what: &str) -> Result<String, String> {
-    std::fs::read_to_string(path).map_err(|e| format!("cannot read the {what} {}: {e}", path.display()))
+fn read_file(path: &PathBuf, what: &'static str) -> Result<String, AdminError> {
+    std::fs::read_to_string(path).map_err(|source| AdminError::ReadFile {
+        what,
+        path: path.clone(),
+        source,
+    })
 }
 
 /// `entra provision`.
@@ -244,7 +242,9 @@ pub async fn entra_provision(client: &AdminClient, args: ProvisionArgs) -> Resul
             let read = match (&secret_file, &certificate) {
                 (Some(f), None) => read_file(f, "client secret file").map(|s| body.client_secret = Some(s)),
                 (None, Some(f)) => read_file(f, "certificate file").map(|s| body.certificate_pem = Some(s)),
-                _ => Err("give exactly one of --client-secret-file and --certificate".to_string()),
+                _ => Err(AdminError::Usage(
+                    "give exactly one of --client-secret-file and --certificate",
+                )),
             };
             if let Err(e) = read {
                 eprintln!("entra-radius: {e}");

@@ -48,7 +48,7 @@ use std::path::PathBuf;
 
 pub use api::{ApiError, IntegrationRequest};
 pub use client::AdminClient;
-pub use server::{AdminBackend, AdminServer, MAX_BODY_BYTES, host_is_loopback, router};
+pub use server::{AdminBackend, AdminServer, BoxError, MAX_BODY_BYTES, host_is_loopback, router};
 pub use token::{TOKEN_FILE, ensure_token, read_token};
 
 /// Everything that can go wrong in the admin API or its client. Every message is one line that
@@ -95,6 +95,17 @@ pub enum AdminError {
     /// Nothing listens on the admin address.
     #[error("no entra-radius server answers on {addr}: start one with `entra-radius serve --config FILE`")]
     ServerNotRunning { addr: SocketAddr },
+    /// A file named on the command line could not be read.
+    #[error("cannot read the {what} {}: {source}", path.display())]
+    ReadFile {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The command line asks for something it cannot have.
+    #[error("{0}")]
+    Usage(&'static str),
     /// The server answered 401.
     #[error(
         "the server refused the token in {}: is it the server started with this config?",

@@ -30,19 +30,24 @@ const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// returns anyway: a stalled client must not hold up the server's exit.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// What the API asks of the rest of the server. Implemented by the lead in the real crate.
+/// An error of the layer behind the backend, which the admin API does not know by type: it
+/// answers with its message.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What the API asks of the rest of the server (the app's backend implements it).
 ///
 /// The methods are synchronous; the API calls each on tokio's blocking pool, so an
 /// implementation may read files or take locks without stalling the runtime.
 pub trait AdminBackend: Send + Sync + 'static {
-    /// Explain how an identity is decided: JSON for the API (the lead serialises the real Explanation).
+    /// Explain how an identity is decided: JSON for the API.
     fn lookup(&self, identity: &str) -> serde_json::Value;
     /// Server status summary (uptime, listeners, replica counts, ...): JSON.
     fn status(&self) -> serde_json::Value;
-    /// Per-client RADIUS counters etc. as Prometheus text exposition format (the lead renders it).
+    /// Per-client RADIUS counters etc. in the Prometheus text exposition format.
     fn metrics(&self) -> String;
-    /// Reload the config (like SIGHUP). Ok(summary) or Err(message naming the file/line).
-    fn reload(&self) -> Result<serde_json::Value, String>;
+    /// Reload the config (like SIGHUP). Ok(summary), or the error of the layer that refused
+    /// it (its message names the file and line), answered 422.
+    fn reload(&self) -> Result<serde_json::Value, BoxError>;
     /// The Entra ID integration's operations (`/v1/entra…`, `/v1/domains…`, `/v1/sync`). A
     /// backend without the integration answers 404.
     fn integration(&self, request: IntegrationRequest) -> Result<serde_json::Value, ApiError> {
@@ -306,7 +311,7 @@ async fn reload(State(state): State<ApiState>) -> Response {
     tracing::info!("admin API: config reload requested");
     match call_backend(move || state.backend.reload()).await {
         Ok(Ok(summary)) => Json(summary).into_response(),
-        Ok(Err(message)) => error_response(StatusCode::UNPROCESSABLE_ENTITY, &message),
+        Ok(Err(e)) => error_response(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
         Err(response) => response,
     }
 }

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::Running;
-use crate::admin::{AdminBackend, ApiError, IntegrationRequest};
+use crate::admin::{AdminBackend, ApiError, BoxError, IntegrationRequest};
 use crate::integration::{Integration, render_sync_metrics};
+use crate::prometheus::{Kind, family};
 use crate::server::Port;
 
 /// The admin API's view of the running server and its integration.
@@ -28,7 +29,7 @@ impl Backend {
     fn entra(&self) -> Value {
         let entra = &self.running.entra;
         let counts = entra.replica().counts();
-        let now = crate::integration::now_unix();
+        let now = crate::clock::now_unix();
         let checkpoints: Vec<Value> = match self.running.store.checkpoints() {
             Ok(list) => list
                 .into_iter()
@@ -82,34 +83,36 @@ impl AdminBackend for Backend {
     }
 
     fn metrics(&self) -> String {
-        use std::fmt::Write;
         let mut out = String::new();
         self.running.server.counters().render_prometheus(&mut out);
         let counts = self.running.entra.replica().counts();
-        let _ = writeln!(
-            out,
-            "# HELP entra_radius_replica_objects Objects in the Entra ID replica.\n# TYPE entra_radius_replica_objects gauge"
-        );
-        for (kind, n) in [
-            ("user", counts.users),
-            ("device", counts.devices),
-            ("soft_deleted", counts.soft_deleted),
-        ] {
-            let _ = writeln!(out, "entra_radius_replica_objects{{kind=\"{kind}\"}} {n}");
-        }
+        family(
+            &mut out,
+            "entra_radius_replica_objects",
+            Kind::Gauge,
+            "Objects in the Entra ID replica.",
+        )
+        .sample(&[("kind", "user")], counts.users)
+        .sample(&[("kind", "device")], counts.devices)
+        .sample(&[("kind", "soft_deleted")], counts.soft_deleted);
         let (users, macs) = self.running.local_counts();
-        let _ = writeln!(
-            out,
-            "# HELP entra_radius_local_accounts Local accounts from the config file.\n# TYPE entra_radius_local_accounts gauge\nentra_radius_local_accounts{{kind=\"user\"}} {users}\nentra_radius_local_accounts{{kind=\"mac\"}} {macs}"
-        );
+        family(
+            &mut out,
+            "entra_radius_local_accounts",
+            Kind::Gauge,
+            "Local accounts from the config file.",
+        )
+        .sample(&[("kind", "user")], users)
+        .sample(&[("kind", "mac")], macs);
         render_sync_metrics(&self.integration.sync_status(), &mut out);
         out
     }
 
-    fn reload(&self) -> Result<Value, String> {
+    fn reload(&self) -> Result<Value, BoxError> {
         self.running
             .reload_from_file()
             .map(|summary| json!({ "summary": summary }))
+            .map_err(Into::into)
     }
 
     fn integration(&self, request: IntegrationRequest) -> Result<Value, ApiError> {

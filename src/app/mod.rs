@@ -20,7 +20,7 @@ use tracing::{error, info, warn};
 
 use crate::admin::{self, AdminError};
 use crate::auth::{AuthConfig, Authenticator};
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::directory::persist::{self, LoadReport};
 use crate::directory::{EntraDirectory, EntraReplica, LocalDirectory};
 use crate::integration::{Integration, IntegrationParts, Settings};
@@ -51,6 +51,13 @@ pub enum AppError {
     Admin(#[from] AdminError),
     #[error("writing {path}: {source}")]
     AdminAddress { path: PathBuf, source: std::io::Error },
+    /// A reload was asked for, but the server runs on built-in defaults.
+    #[error("running on built-in defaults: there is no config file to reload")]
+    NoConfigFile,
+    /// A reload found the config file unreadable or invalid; the running
+    /// configuration stays.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 /// What the RADIUS server hands its verified requests to: Access-Requests
@@ -122,11 +129,11 @@ impl Running {
     /// Re-reads the config file the server was started with and applies it;
     /// the error names the file, line and key. SIGHUP and the admin API both
     /// come here.
-    pub fn reload_from_file(&self) -> Result<String, String> {
+    pub fn reload_from_file(&self) -> Result<String, AppError> {
         let Some(path) = &self.config_path else {
-            return Err("running on built-in defaults: there is no config file to reload".into());
+            return Err(AppError::NoConfigFile);
         };
-        let cfg = crate::config::read_config(path).map_err(|e| e.to_string())?;
+        let cfg = crate::config::read_config(path)?;
         self.reload(&cfg);
         Ok(format!(
             "reloaded {}: {} clients, {} local users, {} local MACs, {} policy rules",

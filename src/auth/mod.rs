@@ -157,10 +157,6 @@ impl EntraPasswords {
         self.checker.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    pub fn is_on(&self) -> bool {
-        self.checker.read().unwrap_or_else(|p| p.into_inner()).is_some()
-    }
-
     pub fn set_federated_domains(&self, domains: Vec<String>) {
         self.federated_domains.store(Arc::new(domains));
     }
@@ -244,11 +240,6 @@ impl Authenticator {
     /// PAP for Entra ID users: its switch, cache and failure limit.
     pub fn entra_passwords(&self) -> &Arc<EntraPasswords> {
         &self.entra_passwords
-    }
-
-    /// How many argon2 verifications run at once.
-    pub fn argon2_threads(&self) -> usize {
-        self.argon2.threads()
     }
 
     /// The bound of each kind of slow work, by [`WorkKind::index`].

@@ -18,8 +18,8 @@ pub use account::{Account, AccountData, AccountKind, AccountPatch, GroupRef};
 pub use identity::Identity;
 pub use local::{LocalDirectory, LocalMac, LocalUser, UserCredential};
 pub use mac::MacAddr;
-pub use policy::{PolicyRule, ReplyPlan};
-pub use replica::{Change, EntraReplica, ReplicaCounts, ShadowReplica};
+pub use policy::{PolicyError, PolicyRule, ReplyPlan};
+pub use replica::{Change, EntraReplica, ReplicaCounts};
 pub use resolver::{
     AccountSummary, Answer, Decision, Directory, EntraDirectory, Explanation, Lookup, LowerAnswer, Resolution, Resolver,
 };

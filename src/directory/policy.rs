@@ -59,61 +59,84 @@ pub fn select<'a>(rules: &'a [PolicyRule], account: &Account) -> Option<&'a Poli
 /// take VLAN names of at most 32 characters (IEEE 802.1Q-style names).
 const MAX_VLAN_NAME: usize = 32;
 
+/// What is wrong with one policy rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    #[error("group is empty")]
+    EmptyGroup,
+    #[error("sets no reply attribute (one of vlan, filter_id, session_timeout, reply_message)")]
+    NoReplyAttribute,
+    #[error("filter_id is empty")]
+    EmptyFilterId,
+    #[error("session_timeout must be at least 1 second")]
+    ZeroSessionTimeout,
+    #[error("reply_message is empty")]
+    EmptyReplyMessage,
+    #[error("vlan {0:?}: a VLAN id must be 1 to 4094")]
+    VlanIdOutOfRange(String),
+    #[error("vlan is empty")]
+    EmptyVlan,
+    #[error("vlan {0:?}: a VLAN name is at most {MAX_VLAN_NAME} characters")]
+    VlanNameTooLong(String),
+    #[error("vlan {0:?}: control characters")]
+    VlanControlCharacters(String),
+    /// A catch-all rule before others; the number of rules it hides.
+    #[error(
+        "a rule without group or kind matches every account, so the {0} rule(s) after it can never apply; move it last"
+    )]
+    HidesLaterRules(usize),
+}
+
 /// Checks the rules as a whole; the error names the rule's index (0-based)
 /// and what is wrong with it.
-pub fn validate(rules: &[PolicyRule]) -> Result<(), (usize, String)> {
+pub fn validate(rules: &[PolicyRule]) -> Result<(), (usize, PolicyError)> {
     for (i, r) in rules.iter().enumerate() {
-        validate_rule(r).map_err(|m| (i, m))?;
+        validate_rule(r).map_err(|e| (i, e))?;
         if r.is_default() && i + 1 < rules.len() {
-            return Err((
-                i,
-                format!(
-                    "a rule without group or kind matches every account, so the {} rule(s) after it can never apply; move it last",
-                    rules.len() - i - 1
-                ),
-            ));
+            return Err((i, PolicyError::HidesLaterRules(rules.len() - i - 1)));
         }
     }
     Ok(())
 }
 
-fn validate_rule(r: &PolicyRule) -> Result<(), String> {
+fn validate_rule(r: &PolicyRule) -> Result<(), PolicyError> {
     if r.group.as_deref().is_some_and(|g| g.trim().is_empty()) {
-        return Err("group is empty".into());
+        return Err(PolicyError::EmptyGroup);
     }
     if r.vlan.is_none() && r.filter_id.is_none() && r.session_timeout.is_none() && r.reply_message.is_none() {
-        return Err("sets no reply attribute (one of vlan, filter_id, session_timeout, reply_message)".into());
+        return Err(PolicyError::NoReplyAttribute);
     }
     if let Some(v) = &r.vlan {
         validate_vlan(v)?;
     }
     if r.filter_id.as_deref().is_some_and(str::is_empty) {
-        return Err("filter_id is empty".into());
+        return Err(PolicyError::EmptyFilterId);
     }
     if r.session_timeout == Some(0) {
-        return Err("session_timeout must be at least 1 second".into());
+        return Err(PolicyError::ZeroSessionTimeout);
     }
     if r.reply_message.as_deref().is_some_and(str::is_empty) {
-        return Err("reply_message is empty".into());
+        return Err(PolicyError::EmptyReplyMessage);
     }
     Ok(())
 }
 
-fn validate_vlan(v: &str) -> Result<(), String> {
+fn validate_vlan(v: &str) -> Result<(), PolicyError> {
     if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
         return match v.parse::<u32>() {
             Ok(1..=4094) => Ok(()),
-            _ => Err(format!("vlan {v:?}: a VLAN id must be 1 to 4094")),
+            _ => Err(PolicyError::VlanIdOutOfRange(v.to_owned())),
         };
     }
     if v.trim().is_empty() {
-        return Err("vlan is empty".into());
+        return Err(PolicyError::EmptyVlan);
     }
     if v.chars().count() > MAX_VLAN_NAME {
-        return Err(format!("vlan {v:?}: a VLAN name is at most {MAX_VLAN_NAME} characters"));
+        return Err(PolicyError::VlanNameTooLong(v.to_owned()));
     }
     if v.chars().any(char::is_control) {
-        return Err(format!("vlan {v:?}: control characters"));
+        return Err(PolicyError::VlanControlCharacters(v.to_owned()));
     }
     Ok(())
 }
@@ -195,7 +218,7 @@ mod tests {
         for (input, index, msg) in bad {
             let err = validate(&rules(input)).unwrap_err();
             assert_eq!(err.0, index, "{input}");
-            assert!(err.1.contains(msg), "{input}: {}", err.1);
+            assert!(err.1.to_string().contains(msg), "{input}: {}", err.1);
         }
         let good = r#"[{"group":"x","vlan":"4094"},{"kind":"user","vlan":"guests"},{"vlan":"1"}]"#;
         assert_eq!(validate(&rules(good)), Ok(()));

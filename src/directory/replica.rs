@@ -83,12 +83,6 @@ struct Inner {
     writer: Mutex<Intern>,
 }
 
-/// A replica being rebuilt by a full resync while the live one serves.
-pub struct ShadowReplica {
-    state: State,
-    intern: Intern,
-}
-
 impl Default for EntraReplica {
     fn default() -> Self {
         Self::new()
@@ -145,23 +139,6 @@ impl EntraReplica {
         self.inner.live.store(Arc::new(state));
     }
 
-    /// An empty builder for a full resync. Changes applied to the live
-    /// replica meanwhile are not carried over: the resync is expected to
-    /// deliver them to the shadow too.
-    pub fn begin_shadow(&self) -> ShadowReplica {
-        ShadowReplica {
-            state: State::new(),
-            intern: Intern::default(),
-        }
-    }
-
-    /// Replaces the whole live contents with the shadow's, atomically.
-    pub fn swap_in(&self, shadow: ShadowReplica) {
-        let mut intern = self.writer();
-        *intern = shadow.intern;
-        self.inner.live.store(Arc::new(shadow.state));
-    }
-
     /// Every account, soft-deleted ones included, for persistence.
     pub fn snapshot_accounts(&self) -> Vec<Arc<Account>> {
         self.inner.live.load().accounts()
@@ -182,26 +159,6 @@ impl EntraReplica {
             .writer
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-impl ShadowReplica {
-    pub fn apply(&mut self, changes: Vec<Change>) {
-        for c in changes {
-            self.state.apply(c, &mut self.intern);
-        }
-    }
-
-    pub fn counts(&self) -> ReplicaCounts {
-        self.state.counts
-    }
-
-    pub fn len(&self) -> usize {
-        self.state.counts.users + self.state.counts.devices
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -924,21 +881,6 @@ mod tests {
         assert_eq!(oid_of(&loaded, "gone@x.com"), None);
         assert_eq!(loaded.counts().soft_deleted, 1);
         assert_eq!(loaded.snapshot_accounts().len(), 1);
-    }
-
-    #[test]
-    fn shadow_rebuild_swaps_whole() {
-        let r = EntraReplica::new();
-        r.apply(vec![up(user("u1", "a@x.com"))]);
-        let mut shadow = r.begin_shadow();
-        shadow.apply(vec![up(user("u2", "b@x.com"))]);
-        // The live replica keeps serving the old contents meanwhile.
-        assert_eq!(oid_of(&r, "a@x.com"), Some(id("u1")));
-        assert_eq!(oid_of(&r, "b@x.com"), None);
-        assert_eq!(shadow.len(), 1);
-        r.swap_in(shadow);
-        assert_eq!(oid_of(&r, "a@x.com"), None);
-        assert_eq!(oid_of(&r, "b@x.com"), Some(id("u2")));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use arc_swap::ArcSwapOption;
 use serde::Serialize;
 
 use super::{Account, AccountKind, DirectoryKind, EntraReplica, Identity};
+use crate::clock::Rfc3339;
 
 /// One directory's answer.
 #[derive(Clone, Debug, PartialEq)]
@@ -261,7 +262,7 @@ impl fmt::Display for AccountSummary {
             write!(f, ", groups: {}", self.groups.join(", "))?;
         }
         if let Some(t) = self.last_change {
-            write!(f, ", last change {}", Utc(t))?;
+            write!(f, ", last change {}", Rfc3339(t))?;
         }
         Ok(())
     }
@@ -286,33 +287,6 @@ impl fmt::Display for Explanation {
             }
         }
         Ok(())
-    }
-}
-
-/// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ` (proleptic Gregorian).
-struct Utc(i64);
-
-impl fmt::Display for Utc {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let days = self.0.div_euclid(86_400);
-        let secs = self.0.rem_euclid(86_400);
-        // Howard Hinnant's civil_from_days.
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z.rem_euclid(146_097);
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = doy - (153 * mp + 2) / 5 + 1;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 };
-        let year = yoe + era * 400 + i64::from(month <= 2);
-        write!(
-            f,
-            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-            secs / 3600,
-            secs / 60 % 60,
-            secs % 60
-        )
     }
 }
 
@@ -519,12 +493,5 @@ mod tests {
             none.to_string(),
             "identity: x (name)\ndecided by: none (not found in any directory)\n"
         );
-    }
-
-    #[test]
-    fn utc_formatting() {
-        assert_eq!(Utc(0).to_string(), "1970-01-01T00:00:00Z");
-        assert_eq!(Utc(951_782_400).to_string(), "2000-02-29T00:00:00Z");
-        assert_eq!(Utc(-1).to_string(), "1969-12-31T23:59:59Z");
     }
 }

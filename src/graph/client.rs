@@ -21,6 +21,7 @@ use super::errors::{
     parse_oauth_error,
 };
 use super::token::{Cached, Credential, Token, decode_claims, lifetime, renew_after};
+use crate::clock::now_unix;
 
 /// Application permissions the sync needs (checked against the token's `roles`).
 pub const REQUIRED_ROLES: &[&str] = &[
@@ -30,6 +31,15 @@ pub const REQUIRED_ROLES: &[&str] = &[
     "Domain.Read.All",
     "DeviceManagementManagedDevices.Read.All",
 ];
+
+/// The [`REQUIRED_ROLES`] that `granted` lacks (names compared ignoring case).
+pub fn missing_roles(granted: &[String]) -> Vec<String> {
+    REQUIRED_ROLES
+        .iter()
+        .filter(|r| !granted.iter().any(|g| g.eq_ignore_ascii_case(r)))
+        .map(|r| r.to_string())
+        .collect()
+}
 
 /// User properties tracked by the users delta (only `$select`ed ones are tracked).
 pub const USER_SELECT: &[&str] = &[
@@ -541,7 +551,7 @@ impl GraphClient {
                 .ok_or_else(|| GraphError::BadResponse("token answer without access_token".into()))?
                 .to_string();
             let claims = decode_claims(&access_token);
-            let life = lifetime(body.get("expires_in"), claims.exp)
+            let life = lifetime(body.get("expires_in"), claims.exp, now_unix())
                 .ok_or_else(|| GraphError::BadResponse("token answer without expires_in or exp".into()))?;
             debug!(
                 lifetime_s = life.as_secs(),
@@ -566,11 +576,7 @@ impl GraphClient {
     pub async fn check_roles(&self) -> Result<Vec<String>, GraphError> {
         self.invalidate(None).await;
         let token = self.token().await?;
-        let missing: Vec<String> = REQUIRED_ROLES
-            .iter()
-            .filter(|r| !token.roles.iter().any(|g| g.eq_ignore_ascii_case(r)))
-            .map(|r| r.to_string())
-            .collect();
+        let missing = missing_roles(&token.roles);
         if missing.is_empty() {
             Ok(token.roles)
         } else {

@@ -20,7 +20,7 @@ mod testutil;
 
 pub use client::{
     DEVICE_SELECT, DomainInfo, GROUP_SELECT, GraphClient, GraphConfig, GraphOptions, MANAGED_DEVICE_SELECT, Page,
-    REQUIRED_ROLES, USER_SELECT, devices_delta_url, groups_delta_url, managed_devices_url, query_escape,
+    REQUIRED_ROLES, USER_SELECT, devices_delta_url, groups_delta_url, managed_devices_url, missing_roles, query_escape,
     users_delta_url, validate_endpoint,
 };
 pub use errors::{GraphError, PasswordError, PasswordFailure, explain_aadsts};

@@ -13,7 +13,7 @@
 //! Secrets (device code, access token, client secret) are zeroized on drop
 //! and never shown by `Debug` or logged.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use reqwest::header::{ACCEPT, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
@@ -24,6 +24,8 @@ use zeroize::Zeroizing;
 
 use super::client::{REQUIRED_ROLES, query_escape, validate_endpoint, validate_tenant};
 use super::errors::{GraphError, OAuthError, explain_aadsts, parse_graph_error, parse_oauth_error};
+use super::token::jwt_payload;
+use crate::clock::{Rfc3339, now_unix};
 
 /// Microsoft Graph's application id: the `resourceAppId` of Graph
 /// permissions in `requiredResourceAccess`, the same in every tenant.
@@ -262,8 +264,8 @@ impl AdminToken {
             .as_str()
             .filter(|t| !t.is_empty())
             .ok_or_else(|| ProvisionError::BadResponse("token answer without access_token".into()))?;
-        let id = body["id_token"].as_str().map(jwt_payload).unwrap_or(Value::Null);
-        let at = jwt_payload(access);
+        let id = body["id_token"].as_str().and_then(jwt_payload).unwrap_or(Value::Null);
+        let at = jwt_payload(access).unwrap_or(Value::Null);
         let claim = |k: &str| id[k].as_str().or_else(|| at[k].as_str()).map(str::to_owned);
         let tenant_id = claim("tid")
             .ok_or_else(|| ProvisionError::BadResponse("the sign-in token names no tenant (no `tid` claim)".into()))?;
@@ -616,10 +618,11 @@ impl Provisioner {
         object_id: &str,
         progress: &(dyn Fn(ProvisionStep) + Send + Sync),
     ) -> Result<Value, ProvisionError> {
-        let end = unix_now() + self.opts.secret_lifetime.as_secs();
+        let now = now_unix();
+        let end = now.saturating_add(i64::try_from(self.opts.secret_lifetime.as_secs()).unwrap_or(i64::MAX));
         let body = json!({"passwordCredential": {
-            "displayName": format!("entra-radius {}", &rfc3339(unix_now())[..10]),
-            "endDateTime": rfc3339(end),
+            "displayName": format!("entra-radius {}", &Rfc3339(now).to_string()[..10]),
+            "endDateTime": Rfc3339(end).to_string(),
         }});
         let path = format!("/v1.0/applications/{object_id}/addPassword");
         let mut attempt = 0;
@@ -827,49 +830,6 @@ fn str_field(v: &Value, k: &str) -> Result<String, ProvisionError> {
 /// A string literal inside an OData `$filter`: quotes are doubled.
 fn odata_quote(v: &str) -> String {
     v.replace('\'', "''")
-}
-
-/// Decodes a JWT payload without checking it; `Null` if it is not a JWT.
-fn jwt_payload(jwt: &str) -> Value {
-    use base64::Engine as _;
-    jwt.split('.')
-        .nth(1)
-        .and_then(|p| {
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(p.trim_end_matches('='))
-                .ok()
-        })
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or(Value::Null)
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// Unix seconds → `YYYY-MM-DDTHH:MM:SSZ`.
-fn rfc3339(secs: u64) -> String {
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
 }
 
 #[cfg(test)]

@@ -155,7 +155,9 @@ async fn check_roles_takes_a_fresh_token() {
     assert_eq!(fake.count(TOKEN_PATH), 2);
 }
 
-#[tokio::test]
+// Paused time: the clock moves only when every task waits on a timer, so
+// it moves by exactly what the client chose to sleep.
+#[tokio::test(start_paused = true)]
 async fn throttled_429_honours_retry_after() {
     let fake = graph_server(|_, n| {
         if n == 0 {
@@ -167,12 +169,15 @@ async fn throttled_429_honours_retry_after() {
     .await;
     let c = client(&fake);
     c.token().await.unwrap();
-    let started = Instant::now();
+    let started = tokio::time::Instant::now();
     let v = c.get_json("/v1.0/users", true).await.unwrap();
-    let took = started.elapsed();
+    let slept = started.elapsed();
     assert_eq!(v, json!({"ok": true}));
-    assert!(took >= Duration::from_millis(950), "waited only {took:?}");
-    assert!(took < Duration::from_secs(5), "waited {took:?}");
+    // The one wait was the Retry-After, not the 10-50 ms backoff.
+    assert!(
+        slept >= Duration::from_secs(1) && slept < Duration::from_secs(2),
+        "slept {slept:?}"
+    );
     let reqs = fake.graph_requests();
     assert_eq!(reqs.len(), 2);
     for r in &reqs {
@@ -425,7 +430,9 @@ async fn links_to_other_hosts_are_refused() {
     assert!(fake.requests().is_empty(), "no token may be fetched or sent");
 }
 
-#[tokio::test]
+// Paused time: the 200 ms answers end only once every request sent is
+// waiting at the server.
+#[tokio::test(start_paused = true)]
 async fn in_flight_requests_are_bounded() {
     let fake = graph_server(|_, _| Canned::json(200, json!({})).delay(Duration::from_millis(200))).await;
     let opts = GraphOptions {
@@ -434,19 +441,15 @@ async fn in_flight_requests_are_bounded() {
     };
     let c = GraphClient::with_options(super::testutil::config(&fake.base), opts).unwrap();
     c.token().await.unwrap();
-    let started = Instant::now();
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..4 {
         let c = c.clone();
         set.spawn(async move { c.get_json("/v1.0/users", true).await.unwrap() });
     }
     set.join_all().await;
-    // 4 requests of 200 ms, 2 at a time: at least two rounds.
-    assert!(
-        started.elapsed() >= Duration::from_millis(390),
-        "{:?}",
-        started.elapsed()
-    );
+    // 4 requests of 200 ms: the server saw 2 at a time, never more.
+    assert_eq!(fake.graph_requests().len(), 4);
+    assert_eq!(fake.max_in_flight(), 2);
 }
 
 #[test]

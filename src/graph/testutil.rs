@@ -63,6 +63,8 @@ type Handler = dyn Fn(&Recorded, usize) -> Canned + Send + Sync;
 struct Shared {
     handler: Box<Handler>,
     log: Mutex<Vec<Recorded>>,
+    /// Requests being answered now, and the most there ever were.
+    in_flight: Mutex<(usize, usize)>,
 }
 
 pub struct FakeServer {
@@ -75,6 +77,7 @@ impl FakeServer {
         let shared = Arc::new(Shared {
             handler: Box::new(handler),
             log: Mutex::new(Vec::new()),
+            in_flight: Mutex::new((0, 0)),
         });
         let app = Router::new().fallback(serve).with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -97,6 +100,11 @@ impl FakeServer {
         self.requests().iter().filter(|r| r.path == path).count()
     }
 
+    /// The most requests the server was answering at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.shared.in_flight.lock().unwrap().1
+    }
+
     /// Requests other than to the token endpoint.
     pub fn graph_requests(&self) -> Vec<Recorded> {
         self.requests().into_iter().filter(|r| r.path != TOKEN_PATH).collect()
@@ -117,9 +125,15 @@ async fn serve(State(s): State<Arc<Shared>>, method: Method, uri: Uri, headers: 
         log.push(rec.clone());
         (s.handler)(&rec, n)
     };
+    {
+        let mut n = s.in_flight.lock().unwrap();
+        n.0 += 1;
+        n.1 = n.1.max(n.0);
+    }
     if !canned.delay.is_zero() {
         tokio::time::sleep(canned.delay).await;
     }
+    s.in_flight.lock().unwrap().0 -= 1;
     let mut resp = Response::builder().status(canned.status);
     for (k, v) in canned.headers {
         resp = resp.header(k, v);

@@ -4,11 +4,12 @@
 //! payload is decoded only to read `roles` (granted application permissions)
 //! and `exp`, never to trust it: Graph checks the signature.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 
 use super::errors::GraphError;
+use crate::clock::now_unix;
 
 /// How the application proves its identity to the token endpoint.
 #[derive(Clone)]
@@ -36,20 +37,13 @@ pub(crate) fn credential_fields(cred: &Credential, client_id: &str, token_url: &
         Credential::Secret(s) => vec![("client_secret", s.clone())],
         Credential::Certificate(c) => vec![
             ("client_assertion_type", CLIENT_ASSERTION_TYPE.to_string()),
-            ("client_assertion", c.assertion(client_id, token_url, unix_now())),
+            ("client_assertion", c.assertion(client_id, token_url, now_unix())),
         ],
     }
 }
 
 /// RFC 7523's client assertion type.
 pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
 
 /// A certificate and its RSA private key, as uploaded to the application.
 /// The key never leaves this struct; `Debug` shows only the thumbprint.
@@ -84,7 +78,7 @@ impl CertificateCredential {
 
     /// A client assertion (RFC 7523) for `audience` (the token endpoint),
     /// valid for ten minutes from `now`, signed RS256.
-    pub fn assertion(&self, client_id: &str, audience: &str, now: u64) -> String {
+    pub fn assertion(&self, client_id: &str, audience: &str, now: i64) -> String {
         let b64 = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
         let header = serde_json::json!({ "alg": "RS256", "typ": "JWT", "x5t": self.x5t });
         let mut jti = [0u8; 16];
@@ -146,17 +140,21 @@ pub(crate) struct Claims {
     pub tid: Option<String>,
 }
 
-/// Decodes the payload of a JWT without checking it. An opaque (non-JWT)
-/// token yields empty claims, which `check_roles` then reports as missing consent.
-pub(crate) fn decode_claims(token: &str) -> Claims {
-    let Some(payload) = token.split('.').nth(1) else {
-        return Claims::default();
-    };
+/// The payload of a JWT as JSON, decoded without checking it: `None` for an
+/// opaque (non-JWT) token or a payload that is not base64url JSON.
+pub(crate) fn jwt_payload(token: &str) -> Option<serde_json::Value> {
+    let payload = token.split('.').nth(1)?;
     // JWTs use unpadded base64url, but tolerate padding from odd issuers.
-    let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')) else {
-        return Claims::default();
-    };
-    let Ok(json) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// The claims of a token's payload. An opaque (non-JWT) token yields empty
+/// claims, which `check_roles` then reports as missing consent.
+pub(crate) fn decode_claims(token: &str) -> Claims {
+    let Some(json) = jwt_payload(token) else {
         return Claims::default();
     };
     let roles = json
@@ -170,14 +168,14 @@ pub(crate) fn decode_claims(token: &str) -> Claims {
 }
 
 /// Lifetime of a fresh token: `expires_in` (seconds; a number, or a string as
-/// older endpoints send it), else `exp` against the wall clock.
-pub(crate) fn lifetime(expires_in: Option<&serde_json::Value>, exp: Option<u64>) -> Option<Duration> {
+/// older endpoints send it), else `exp` against `now` (Unix seconds).
+pub(crate) fn lifetime(expires_in: Option<&serde_json::Value>, exp: Option<u64>, now: i64) -> Option<Duration> {
     let from_expires_in =
         expires_in.and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok())));
     if let Some(secs) = from_expires_in {
         return Some(Duration::from_secs(secs));
     }
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
+    let now = u64::try_from(now).unwrap_or(0);
     exp.map(|exp| Duration::from_secs(exp.saturating_sub(now)))
 }
 
@@ -227,12 +225,13 @@ mod tests {
     fn lifetime_accepts_number_string_or_exp() {
         let n = serde_json::json!(3599);
         let s = serde_json::json!("3599");
-        assert_eq!(lifetime(Some(&n), None), Some(Duration::from_secs(3599)));
-        assert_eq!(lifetime(Some(&s), None), Some(Duration::from_secs(3599)));
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
-        let l = lifetime(None, Some(now + 100)).unwrap();
+        let now = 1_700_000_000;
+        assert_eq!(lifetime(Some(&n), None, now), Some(Duration::from_secs(3599)));
+        assert_eq!(lifetime(Some(&s), None, now), Some(Duration::from_secs(3599)));
+        let l = lifetime(None, Some(now as u64 + 100), now).unwrap();
         assert!(l <= Duration::from_secs(100) && l >= Duration::from_secs(98));
-        assert_eq!(lifetime(None, None), None);
+        assert_eq!(lifetime(None, Some(now as u64 - 5), now), Some(Duration::ZERO));
+        assert_eq!(lifetime(None, None, now), None);
     }
 
     #[test]

@@ -9,13 +9,15 @@ use serde_json::{Value, json};
 use tracing::info;
 
 use super::status::ConsentRecord;
-use super::{CLIENT_CERT_FILE, CLIENT_SECRET_FILE, Integration, Settings, now_unix};
+use super::{CLIENT_CERT_FILE, CLIENT_SECRET_FILE, Integration, Settings};
 use crate::admin::ApiError;
 use crate::admin::api::{
     ConsentBody, CredentialsBody, DisableBody, IntegrationRequest, SelectionAction, SelectionBody,
 };
+use crate::clock::now_unix;
 use crate::graph::{
-    CertificateCredential, Credential, DomainInfo, GraphClient, GraphConfig, GraphError, REQUIRED_ROLES, query_escape,
+    CertificateCredential, Credential, DomainInfo, GraphClient, GraphConfig, GraphError, REQUIRED_ROLES, missing_roles,
+    query_escape,
 };
 use crate::store::integration::keys;
 
@@ -540,14 +542,6 @@ pub(super) fn domains_value(domains: &[DomainInfo], selected: &[String]) -> Valu
         .filter(|s| !domains.iter().any(|d| d.name.eq_ignore_ascii_case(s)))
         .collect();
     json!({ "domains": list, "selected": selected, "selected_but_gone": stale })
-}
-
-fn missing_roles(granted: &[String]) -> Vec<String> {
-    REQUIRED_ROLES
-        .iter()
-        .filter(|r| !granted.iter().any(|g| g.eq_ignore_ascii_case(r)))
-        .map(|r| r.to_string())
-        .collect()
 }
 
 fn is_guid(s: &str) -> bool {

@@ -1,52 +1,56 @@
 //! The sync's gauges and counters for `/metrics`, in Prometheus' text format.
 
-use std::fmt::Write;
+use crate::prometheus::{Kind, family};
 
 /// Sync gauges and counters in Prometheus' text format.
 pub fn render_sync_metrics(st: &super::SyncStatus, out: &mut String) {
     let objects = st.objects();
-    let mut family = |name: &str, kind: &str, help: &str, value: &dyn Fn(&super::ObjectStatus) -> Option<f64>| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    let mut per_object = |name: &str, kind: Kind, help: &str, value: &dyn Fn(&super::ObjectStatus) -> Option<f64>| {
+        let mut f = family(out, name, kind, help);
         for (object, s) in objects {
             if let Some(v) = value(s) {
-                let _ = writeln!(out, "{name}{{object=\"{object}\"}} {v}");
+                f.sample(&[("object", object)], v);
             }
         }
     };
-    family(
+    per_object(
         "entra_radius_sync_last_success_timestamp_seconds",
-        "gauge",
+        Kind::Gauge,
         "When the last successful sync round of this object type ended (unix seconds).",
         &|s| s.last_success.map(|t| t as f64),
     );
-    family(
+    per_object(
         "entra_radius_sync_last_duration_seconds",
-        "gauge",
+        Kind::Gauge,
         "How long the last sync round of this object type took.",
         &|s| Some(s.last_duration_ms as f64 / 1000.0),
     );
-    family(
+    per_object(
         "entra_radius_sync_last_items",
-        "gauge",
+        Kind::Gauge,
         "Items the last successful sync round of this object type read.",
         &|s| Some(s.items as f64),
     );
-    family(
+    per_object(
         "entra_radius_sync_failures_total",
-        "counter",
+        Kind::Counter,
         "Failed sync rounds of this object type since the server started.",
         &|s| Some(s.failures as f64),
     );
-    let _ = writeln!(
+    family(
         out,
-        "# HELP entra_radius_sync_running Whether a sync round is running.\n# TYPE entra_radius_sync_running gauge\nentra_radius_sync_running {}",
-        u8::from(st.running)
-    );
-    let _ = writeln!(
+        "entra_radius_sync_running",
+        Kind::Gauge,
+        "Whether a sync round is running.",
+    )
+    .sample(&[], u8::from(st.running));
+    family(
         out,
-        "# HELP entra_radius_sync_rounds_total Sync rounds finished since the server started.\n# TYPE entra_radius_sync_rounds_total counter\nentra_radius_sync_rounds_total {}",
-        st.rounds_finished
-    );
+        "entra_radius_sync_rounds_total",
+        Kind::Counter,
+        "Sync rounds finished since the server started.",
+    )
+    .sample(&[], st.rounds_finished);
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ use tracing::{info, warn};
 
 use crate::auth::EntraPasswords;
 use crate::auth::entra_password::{PasswordChecker, PasswordVerdict};
+use crate::clock::now_unix;
 use crate::config::EntraConfig;
 use crate::directory::EntraDirectory;
 use crate::graph::{
@@ -141,13 +142,6 @@ impl PasswordChecker for GraphPasswords {
             }
         })
     }
-}
-
-pub(crate) fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// The application's credential: the certificate if there is one, else

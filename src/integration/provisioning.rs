@@ -10,9 +10,10 @@ use serde::Serialize;
 use serde_json::Value;
 use tracing::{info, warn};
 
-use super::{CLIENT_CERT_FILE, CLIENT_SECRET_FILE, Integration, now_unix};
+use super::{CLIENT_CERT_FILE, CLIENT_SECRET_FILE, Integration};
 use crate::admin::ApiError;
 use crate::admin::api::ProvisionBody;
+use crate::clock::now_unix;
 use crate::graph::provision::{ProvisionStep, Provisioner};
 
 /// The application's name in the tenant when the administrator gives none.

@@ -31,7 +31,7 @@ pub struct ObjectStatus {
 
 impl ObjectStatus {
     pub(super) fn succeeded(&mut self, pages: u64, items: u64, full: bool) {
-        self.last_success = Some(super::now_unix());
+        self.last_success = Some(crate::clock::now_unix());
         self.pages = pages;
         self.items = items;
         self.full = full;
@@ -42,7 +42,7 @@ impl ObjectStatus {
     pub(super) fn note_restart(&mut self, why: Option<&str>) {
         if let Some(why) = why {
             self.restarted = Some(why.to_string());
-            self.restarted_at = Some(super::now_unix());
+            self.restarted_at = Some(crate::clock::now_unix());
         }
     }
 

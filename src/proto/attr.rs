@@ -188,16 +188,6 @@ pub struct ExtendedAttr<'a> {
     pub value: Cow<'a, [u8]>,
 }
 
-/// Splits a tagged attribute value (RFC 2868 §3) into tag and payload. Tags
-/// are 0x01..=0x1F; any other first octet is payload (RFC 2868 allows the tag
-/// to be omitted for string types).
-pub fn split_tag(value: &[u8]) -> (Option<u8>, &[u8]) {
-    match value.first() {
-        Some(&t) if (1..=0x1f).contains(&t) => (Some(t), &value[1..]),
-        _ => (None, value),
-    }
-}
-
 /// Reads a 4-octet integer attribute value.
 pub fn as_u32(value: &[u8]) -> Option<u32> {
     let b: [u8; 4] = value.try_into().ok()?;
@@ -236,13 +226,6 @@ mod tests {
         assert!(parse_vsa(&[0, 0, 0]).is_none());
         assert!(parse_vsa(&[0, 0, 0, 9, 1, 9, 0]).is_none());
         assert!(parse_vsa(&[0, 0, 0, 9, 1, 1]).is_none());
-    }
-
-    #[test]
-    fn tags() {
-        assert_eq!(split_tag(&[1, b'2', b'0']), (Some(1), &b"20"[..]));
-        assert_eq!(split_tag(b"20"), (None, &b"20"[..]));
-        assert_eq!(split_tag(&[]), (None, &[][..]));
     }
 
     #[test]

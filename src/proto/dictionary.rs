@@ -271,7 +271,7 @@ impl DictionaryError {
 struct ValueTable {
     /// First name given to a number wins, so later aliases never change how values print.
     by_number: HashMap<u64, String>,
-    /// Keyed by lowercase name.
+    /// Keyed by lowercase name: a name defined again must keep its number.
     by_name: HashMap<String, u64>,
 }
 
@@ -342,11 +342,6 @@ impl Dictionary {
     /// The VALUE name for `value` of attribute `key`.
     pub fn value_name(&self, key: AttrKey, value: u64) -> Option<&str> {
         self.values.get(&key)?.by_number.get(&value).map(String::as_str)
-    }
-
-    /// The number behind a VALUE name of attribute `key`, ignoring ASCII case.
-    pub fn value_by_name(&self, key: AttrKey, name: &str) -> Option<u64> {
-        self.values.get(&key)?.by_name.get(&name.to_ascii_lowercase()).copied()
     }
 
     pub fn vendor_name(&self, id: u32) -> Option<&str> {
@@ -1298,7 +1293,7 @@ END-VENDOR Wide
         let service = dict.attr_by_name("Service-Type").expect("Service-Type");
         assert_eq!(service.key, AttrKey::Std(6));
         assert_eq!(dict.value_name(AttrKey::Std(6), 2), Some("Framed-User"));
-        assert_eq!(dict.value_by_name(AttrKey::Std(6), "Login-User"), Some(1));
+        assert_eq!(dict.value_name(AttrKey::Std(6), 1), Some("Login-User"));
 
         let tunnel_password = dict.attr(AttrKey::Std(69)).expect("Tunnel-Password");
         assert!(tunnel_password.has_tag);
@@ -1340,10 +1335,8 @@ END-VENDOR Wide
     fn lookups_ignore_case() {
         let dict = parsed(SAMPLE);
         assert_eq!(dict.attr_by_name("uSeR-nAmE").map(|d| d.key), Some(AttrKey::Std(1)));
-        assert_eq!(dict.value_by_name(AttrKey::Std(6), "FRAMED-USER"), Some(2));
         assert_eq!(dict.vendor_id("MICROSOFT"), Some(311));
         assert!(dict.attr_by_name("No-Such-Attribute").is_none());
-        assert!(dict.value_by_name(AttrKey::Std(1), "Anything").is_none());
         assert!(dict.value_name(AttrKey::Std(6), 99).is_none());
         assert!(dict.vendor_name(9).is_none());
     }
@@ -1374,7 +1367,6 @@ END-VENDOR Wide
     fn value_aliases_keep_the_first_name_for_printing() {
         let dict = parsed("ATTRIBUTE A 200 integer\nVALUE A One 1\nVALUE A Uno 1\nVALUE A One 1\n");
         assert_eq!(dict.value_name(AttrKey::Std(200), 1), Some("One"));
-        assert_eq!(dict.value_by_name(AttrKey::Std(200), "uno"), Some(1));
     }
 
     #[test]
@@ -2052,8 +2044,8 @@ END-VENDOR Wide
         let tunnel_type = dict.attr_by_name("Tunnel-Type").expect("Tunnel-Type");
         assert_eq!(tunnel_type.key, AttrKey::Std(64));
         assert!(tunnel_type.has_tag);
-        assert_eq!(dict.value_by_name(AttrKey::Std(64), "VLAN"), Some(13));
-        assert_eq!(dict.value_by_name(AttrKey::Std(65), "IEEE-802"), Some(6));
+        assert_eq!(dict.value_name(AttrKey::Std(64), 13), Some("VLAN"));
+        assert_eq!(dict.value_name(AttrKey::Std(65), 6), Some("IEEE-802"));
         let tunnel_password = dict.attr_by_name("Tunnel-Password").expect("Tunnel-Password");
         assert_eq!((tunnel_password.key, tunnel_password.encrypt), (AttrKey::Std(69), 2));
         assert!(tunnel_password.has_tag);
@@ -2092,8 +2084,8 @@ END-VENDOR Wide
             Some("Multiple-Session-Selection-Unsupported")
         );
 
-        assert_eq!(dict.value_by_name(AttrKey::Std(40), "Interim-Update"), Some(3));
-        assert_eq!(dict.value_by_name(AttrKey::Std(40), "Accounting-Off"), Some(8));
+        assert_eq!(dict.value_name(AttrKey::Std(40), 3), Some("Interim-Update"));
+        assert_eq!(dict.value_name(AttrKey::Std(40), 8), Some("Accounting-Off"));
         assert_eq!(dict.value_name(AttrKey::Std(49), 18), Some("Host-Request"));
         assert_eq!(
             dict.value_name(AttrKey::Std(49), 22),
@@ -2105,8 +2097,8 @@ END-VENDOR Wide
         assert_eq!(dict.attr(AttrKey::Std(246)).map(|d| d.ty), Some(DataType::LongExtended));
         assert_eq!(key_of(&dict, "Frag-Status"), AttrKey::Extended { parent: 241, ext: 1 });
 
-        assert_eq!(dict.value_by_name(AttrKey::Std(61), "Wireless-802.11"), Some(19));
-        assert_eq!(dict.value_by_name(AttrKey::Std(61), "Ethernet"), Some(15));
+        assert_eq!(dict.value_name(AttrKey::Std(61), 19), Some("Wireless-802.11"));
+        assert_eq!(dict.value_name(AttrKey::Std(61), 15), Some("Ethernet"));
         assert_eq!(dict.value_name(AttrKey::Std(6), 17), Some("Authorize-Only"));
         assert_eq!(dict.attr(AttrKey::Std(55)).map(|d| d.ty), Some(DataType::Date));
         assert_eq!(dict.attr(AttrKey::Std(96)).map(|d| d.ty), Some(DataType::IfId));

@@ -115,10 +115,6 @@ impl<'a> Packet<'a> {
         self.attrs().find(|a| a.typ == typ).map(|a| a.value)
     }
 
-    pub fn get_attr(&self, typ: AttrType) -> Option<RawAttr<'a>> {
-        self.attrs().find(|a| a.typ == typ)
-    }
-
     pub fn get_all(&self, typ: AttrType) -> impl Iterator<Item = &'a [u8]> + use<'a> {
         self.attrs().filter(move |a| a.typ == typ).map(|a| a.value)
     }
@@ -133,11 +129,6 @@ impl<'a> Packet<'a> {
 
     pub fn get_u32(&self, typ: AttrType) -> Option<u32> {
         self.get(typ).and_then(super::attr::as_u32)
-    }
-
-    /// The value as text, if it is valid UTF-8.
-    pub fn get_str(&self, typ: AttrType) -> Option<&'a str> {
-        self.get(typ).and_then(|v| std::str::from_utf8(v).ok())
     }
 
     /// Every sub-attribute of every Vendor-Specific attribute that follows the
@@ -385,7 +376,7 @@ mod tests {
         let p = Packet::decode(&b).unwrap();
         assert_eq!(p.code(), Code::ACCESS_REQUEST);
         assert_eq!(p.identifier(), 0);
-        assert_eq!(p.get_str(AttrType::USER_NAME), Some("nemo"));
+        assert_eq!(p.get(AttrType::USER_NAME), Some(&b"nemo"[..]));
         assert_eq!(p.get(AttrType::USER_PASSWORD).unwrap().len(), 16);
         assert_eq!(p.get_u32(AttrType::NAS_PORT), Some(3));
         assert_eq!(p.attrs().count(), 4);

@@ -7,6 +7,8 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::prometheus::{Kind, family};
+
 /// Why a packet got no answer.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum DropReason {
@@ -209,86 +211,85 @@ type Series = (&'static str, &'static str, fn(&CounterSnapshot) -> u64);
 impl CounterRegistry {
     /// The counters in the Prometheus text exposition format (version 0.0.4).
     pub fn render_prometheus(&self, out: &mut String) {
-        use std::fmt::Write;
         let snap = self.snapshot();
         let series: [Series; 8] = [
             (
                 "entra_radius_access_requests_total",
-                "Access-Requests received from the client",
+                "Access-Requests received from the client.",
                 |c| c.access_requests,
             ),
-            ("entra_radius_access_accepts_total", "Access-Accepts sent", |c| {
+            ("entra_radius_access_accepts_total", "Access-Accepts sent.", |c| {
                 c.accepts
             }),
-            ("entra_radius_access_rejects_total", "Access-Rejects sent", |c| {
+            ("entra_radius_access_rejects_total", "Access-Rejects sent.", |c| {
                 c.rejects
             }),
             (
                 "entra_radius_accounting_requests_total",
-                "Accounting-Requests received",
+                "Accounting-Requests received.",
                 |c| c.accounting_requests,
             ),
             (
                 "entra_radius_accounting_responses_total",
-                "Accounting-Responses sent",
+                "Accounting-Responses sent.",
                 |c| c.accounting_responses,
             ),
             (
                 "entra_radius_status_server_total",
-                "Status-Server requests received",
+                "Status-Server requests received.",
                 |c| c.status_server,
             ),
             (
                 "entra_radius_duplicates_resent_total",
-                "Retransmissions answered from the response cache",
+                "Retransmissions answered from the response cache.",
                 |c| c.duplicates_resent,
             ),
             (
                 "entra_radius_duplicates_in_progress_total",
-                "Retransmissions ignored while the original was in progress",
+                "Retransmissions ignored while the original was in progress.",
                 |c| c.duplicates_in_progress,
             ),
         ];
         for (name, help, get) in series {
-            let _ = writeln!(out, "# HELP {name} {help}.\n# TYPE {name} counter");
+            let mut f = family(out, name, Kind::Counter, help);
             for (client, c) in &snap {
-                let _ = writeln!(out, "{name}{{client=\"{}\"}} {}", escape_label(client), get(c));
+                f.sample(&[("client", client)], get(c));
             }
         }
-        let name = "entra_radius_dropped_total";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Packets dropped without a reply, by reason.\n# TYPE {name} counter"
-        );
-        let reasons = DropReason::ALL
+        let reasons: Vec<&str> = DropReason::ALL
             .iter()
             .map(|r| r.as_str())
-            .chain(self.busy_reasons.iter().copied());
-        let reasons: Vec<&str> = reasons.collect();
+            .chain(self.busy_reasons.iter().copied())
+            .collect();
+        let mut f = family(
+            out,
+            "entra_radius_dropped_total",
+            Kind::Counter,
+            "Packets dropped without a reply, by reason.",
+        );
         for (client, c) in &snap {
             for r in &reasons {
-                let n = c.drops.get(r).copied().unwrap_or(0);
-                let _ = writeln!(out, "{name}{{client=\"{}\",reason=\"{r}\"}} {n}", escape_label(client),);
+                f.sample(
+                    &[("client", client), ("reason", r)],
+                    c.drops.get(r).copied().unwrap_or(0),
+                );
             }
         }
-        let name = "entra_radius_unknown_client_total";
-        let _ = writeln!(
+        family(
             out,
-            "# HELP {name} Packets from addresses no client covers.\n# TYPE {name} counter\n{name} {}",
-            self.unknown_client.load(Ordering::Relaxed)
-        );
-        let name = "entra_radius_receive_queue_dropped_total";
-        let _ = writeln!(
+            "entra_radius_unknown_client_total",
+            Kind::Counter,
+            "Packets from addresses no client covers.",
+        )
+        .sample(&[], self.unknown_client.load(Ordering::Relaxed));
+        family(
             out,
-            "# HELP {name} Datagrams dropped by the kernel because a receive queue was full (overload).\n# TYPE {name} counter\n{name} {}",
-            self.receive_queue_dropped.load(Ordering::Relaxed)
-        );
+            "entra_radius_receive_queue_dropped_total",
+            Kind::Counter,
+            "Datagrams dropped by the kernel because a receive queue was full (overload).",
+        )
+        .sample(&[], self.receive_queue_dropped.load(Ordering::Relaxed));
     }
-}
-
-/// Prometheus label values escape backslash, quote and newline.
-fn escape_label(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ mod udp;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use moka::sync::Cache;
@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
+use crate::clock::now_unix;
 use crate::config::{ClientConfig, ServerConfig};
 use crate::proto::crypto::{MessageAuth, check_message_authenticator, verify_hashed_request};
 use crate::proto::dictionary::Dictionary;
@@ -368,13 +369,6 @@ async fn listen<H: Handler>(
 struct Outbox {
     replies: udp::SendBatch,
     scratch: Vec<u8>,
-}
-
-fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 impl<H: Handler> Shared<H> {

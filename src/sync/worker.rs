@@ -19,6 +19,7 @@ use std::future::Future;
 use serde_json::Value;
 
 use super::mapping::{self, MappingError};
+use crate::clock::now_unix;
 use crate::directory::groups::GroupTable;
 use crate::directory::persist;
 use crate::directory::persist::GROUP_KIND;
@@ -128,13 +129,6 @@ pub struct RoundReport {
 /// The checkpoint names of one object type.
 fn cp(object: ObjectType, what: &str) -> String {
     format!("{}.{what}", object.as_str())
-}
-
-fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// The write time of objects applied now: during a full enumeration never

@@ -385,26 +385,8 @@ fn new_secret() -> String {
 
 /// RFC 3339 UTC (`2026-01-01T00:00:00Z`, fractional seconds allowed) → Unix seconds.
 pub(crate) fn parse_rfc3339(v: &str) -> Option<u64> {
-    let v = v.trim();
-    let (date, time) = v.split_once('T')?;
-    let time = time.strip_suffix('Z').or_else(|| time.strip_suffix("+00:00"))?;
-    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let time = time.split('.').next()?;
-    let mut t = time.split(':').map(|p| p.parse::<u64>().ok());
-    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || hh > 23 || mm > 59 || ss > 60 {
-        return None;
-    }
-    // Howard Hinnant's days_from_civil.
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    u64::try_from(days).ok().map(|d| d * 86_400 + hh * 3600 + mm * 60 + ss)
+    let t = humantime::parse_rfc3339(v.trim()).ok()?;
+    t.duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_secs())
 }
 
 #[cfg(test)]

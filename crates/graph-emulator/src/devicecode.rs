@@ -45,7 +45,7 @@ fn client_known(s: &Inner, client_id: &str) -> bool {
 /// Graph permission names asked for in `scope`. A scope is `{resource}/{name}`
 /// (Graph's URL or app id as resource) or a bare name, which means Graph.
 /// OpenID scopes are dropped; `Err` carries a scope for another resource.
-fn graph_scopes(s: &Inner, raw: &str) -> Result<Vec<String>, String> {
+fn graph_scopes<'a>(s: &Inner, raw: &'a str) -> Result<Vec<String>, ForeignScope<'a>> {
     let mut out = Vec::new();
     for scope in raw.split_whitespace() {
         if OIDC_SCOPES.iter().any(|o| o.eq_ignore_ascii_case(scope)) {
@@ -58,7 +58,7 @@ fn graph_scopes(s: &Inner, raw: &str) -> Result<Vec<String>, String> {
                     || resource.eq_ignore_ascii_case("https://graph.microsoft.com")
                     || resource.eq_ignore_ascii_case(GRAPH_APP_ID);
                 if !graph {
-                    return Err(scope.to_owned());
+                    return Err(ForeignScope(scope));
                 }
                 name
             }
@@ -70,6 +70,9 @@ fn graph_scopes(s: &Inner, raw: &str) -> Result<Vec<String>, String> {
     }
     Ok(out)
 }
+
+/// A scope asked for a resource other than Microsoft Graph.
+struct ForeignScope<'a>(&'a str);
 
 fn random_user_code() -> String {
     use rand::RngExt;
@@ -128,7 +131,7 @@ pub(crate) async fn devicecode(
     };
     let scopes = match graph_scopes(&s, scope) {
         Ok(v) => v,
-        Err(bad) => {
+        Err(ForeignScope(bad)) => {
             return aad_error(
                 StatusCode::BAD_REQUEST,
                 "invalid_scope",

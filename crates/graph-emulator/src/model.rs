@@ -435,26 +435,13 @@ fn mac(seed: u64, ns: u64, n: u64) -> String {
 }
 
 /// Unix seconds → RFC 3339 UTC (`2024-05-01T12:00:00Z`).
+/// Through `humantime`; times past 9999 (which nothing here makes) are
+/// written as the last second it can write.
 pub(crate) fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
+    /// 9999-12-31T23:59:59Z.
+    const LAST: u64 = 253_402_300_799;
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.min(LAST));
+    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 /// Client id of the app in [`Tenant::synthetic`] (seed-independent, so benches can hard-code it).
