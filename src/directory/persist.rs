@@ -35,13 +35,27 @@ pub fn encode_account(a: &Account) -> Vec<u8> {
     out
 }
 
+/// Why a stored account could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    #[error("{0}")]
+    Postcard(postcard::Error),
+    #[error("{0}")]
+    Json(serde_json::Error),
+    #[error("unknown encoding {0:#04x} (written by a newer build?)")]
+    UnknownEncoding(u8),
+    #[error("empty blob")]
+    Empty,
+}
+
 /// Reads an account blob in any encoding this build knows.
-pub fn decode(data: &[u8]) -> Result<AccountData, String> {
+pub fn decode(data: &[u8]) -> Result<AccountData, DecodeError> {
     match data.first() {
-        Some(&FORMAT_POSTCARD_V1) => postcard::from_bytes(&data[1..]).map_err(|e| e.to_string()),
-        Some(b'{') => serde_json::from_slice(data).map_err(|e| e.to_string()),
-        Some(b) => Err(format!("unknown encoding {b:#04x} (written by a newer build?)")),
-        None => Err("empty blob".into()),
+        Some(&FORMAT_POSTCARD_V1) => postcard::from_bytes(&data[1..]).map_err(DecodeError::Postcard),
+        Some(b'{') => serde_json::from_slice(data).map_err(DecodeError::Json),
+        Some(&b) => Err(DecodeError::UnknownEncoding(b)),
+        None => Err(DecodeError::Empty),
     }
 }
 
@@ -215,7 +229,7 @@ mod tests {
         assert_eq!(decode(&encode(&a)).map_err(|e| e.to_string()), Ok(a.clone()));
         assert_eq!(decode(&serde_json::to_vec(&a).unwrap()).unwrap(), a);
         assert!(decode(&[]).is_err());
-        assert!(decode(&[7]).unwrap_err().contains("newer build"));
+        assert!(decode(&[7]).unwrap_err().to_string().contains("newer build"));
         assert!(decode(&encode(&a)[..10]).is_err());
     }
 

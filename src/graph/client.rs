@@ -570,12 +570,19 @@ impl GraphClient {
         }
     }
 
+    /// A token fetched now, not the cached one: a cached token keeps the
+    /// roles it was issued with, so after a fresh consent only a new one
+    /// shows the roles granted since.
+    pub async fn fresh_token(&self) -> Result<Token, GraphError> {
+        self.invalidate(None).await;
+        self.token().await
+    }
+
     /// Fetches a fresh token (consent may have just been granted, and a
     /// cached token keeps the roles it was issued with) and checks its roles
     /// against `REQUIRED_ROLES`. Returns the granted roles.
     pub async fn check_roles(&self) -> Result<Vec<String>, GraphError> {
-        self.invalidate(None).await;
-        let token = self.token().await?;
+        let token = self.fresh_token().await?;
         let missing = missing_roles(&token.roles);
         if missing.is_empty() {
             Ok(token.roles)

@@ -393,10 +393,11 @@ impl Integration {
                 "admin consent was not granted (the answer did not say admin_consent=True)",
             ));
         }
-        // Tokens may lag behind a fresh consent: retry a few times.
+        // Tokens may lag behind a fresh consent: retry a few times, each
+        // time with a new token (a cached one keeps its old roles).
         let mut pauses = CONSENT_PROPAGATION.iter();
         let record = loop {
-            let token = self.runtime.block_on(client.token()).map_err(graph_err)?;
+            let token = self.runtime.block_on(client.fresh_token()).map_err(graph_err)?;
             let record = ConsentRecord {
                 checked_at: now_unix(),
                 missing: missing_roles(&token.roles),

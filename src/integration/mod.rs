@@ -8,6 +8,7 @@
 //! root (`app`).
 
 mod control;
+mod errors;
 mod metrics;
 mod provisioning;
 mod status;
@@ -35,6 +36,7 @@ use crate::store::Store;
 use crate::store::integration::keys;
 use crate::sync::worker::{FetchError, ObjectType, PageData, PageSource, RoundReport, Syncer, load_groups};
 
+pub use errors::IntegrationError;
 pub use metrics::render_sync_metrics;
 pub use status::{ConsentRecord, ObjectStatus, SyncStatus};
 
@@ -65,11 +67,11 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn read(store: &crate::store::Store) -> Result<Settings, String> {
-        let conn = store.conn().map_err(|e| e.to_string())?;
-        let get = |k| conn.setting(k).map_err(|e| e.to_string());
+    pub fn read(store: &crate::store::Store) -> Result<Settings, IntegrationError> {
+        let conn = store.conn()?;
+        let get = |k| conn.setting(k);
         let domains = get(keys::SELECTED_DOMAINS)?
-            .map(|j| serde_json::from_str::<Vec<String>>(&j).map_err(|e| format!("selected domains: {e}")))
+            .map(|j| serde_json::from_str::<Vec<String>>(&j).map_err(IntegrationError::SelectedDomains))
             .transpose()?
             .unwrap_or_default();
         let consent = get(keys::CONSENT)?.and_then(|j| serde_json::from_str::<ConsentRecord>(&j).ok());
@@ -148,33 +150,30 @@ impl PasswordChecker for GraphPasswords {
 /// the client secret. Either file is refused when group or others may read
 /// it. Public so that `serve` can report a missing or unusable credential
 /// once at startup.
-pub fn read_credential(state_dir: &Path) -> Result<Credential, String> {
+pub fn read_credential(state_dir: &Path) -> Result<Credential, IntegrationError> {
     let cert = state_dir.join(CLIENT_CERT_FILE);
     match crate::private_file::read_private_file(&cert) {
         Ok(pem) => CertificateCredential::from_pem(&pem)
             .map(|c| Credential::Certificate(Arc::new(c)))
-            .map_err(|e| format!("{}: {e}", cert.display())),
+            .map_err(|source| IntegrationError::Certificate { path: cert, source }),
         Err(e) if e.is_not_found() => read_secret(state_dir).map(Credential::Secret),
-        Err(e) => Err(format!("the application's certificate: {e}")),
+        Err(e) => Err(IntegrationError::CertificateFile(e)),
     }
 }
 
-fn read_secret(state_dir: &Path) -> Result<String, String> {
+fn read_secret(state_dir: &Path) -> Result<String, IntegrationError> {
     let path: PathBuf = state_dir.join(CLIENT_SECRET_FILE);
     let bytes = crate::private_file::read_private_file(&path).map_err(|e| {
         if e.is_not_found() {
-            format!(
-                "cannot read the client secret {}: the file is missing; run `entra-radius entra provision` again to store one",
-                path.display()
-            )
+            IntegrationError::SecretMissing(path.clone())
         } else {
-            format!("the client secret: {e}")
+            IntegrationError::SecretFile(e)
         }
     })?;
-    let s = String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8 text", path.display()))?;
+    let s = String::from_utf8(bytes).map_err(|_| IntegrationError::SecretNotText(path.clone()))?;
     let s = s.trim().to_string();
     if s.is_empty() {
-        return Err(format!("{} is empty", path.display()));
+        return Err(IntegrationError::SecretEmpty(path));
     }
     Ok(s)
 }
@@ -236,7 +235,7 @@ impl Integration {
         self.status().clone()
     }
 
-    fn settings(&self) -> Result<Settings, String> {
+    fn settings(&self) -> Result<Settings, IntegrationError> {
         Settings::read(&self.parts.store)
     }
 
@@ -353,7 +352,7 @@ impl Integration {
         };
         let failure = match self.client_for(&settings) {
             Ok(client) => self.sync_all(client, &settings).await,
-            Err(e) => Some(e),
+            Err(e) => Some(e.to_string()),
         };
         // A round's pages and JSON peak well above what the replica keeps.
         crate::sys::release_freed_memory();
@@ -371,9 +370,9 @@ impl Integration {
     }
 
     /// The Graph client of a round, from the stored application.
-    fn client_for(&self, settings: &Settings) -> Result<GraphClient, String> {
+    fn client_for(&self, settings: &Settings) -> Result<GraphClient, IntegrationError> {
         let (Some(tenant), Some(client_id)) = (settings.tenant_id.clone(), settings.client_id.clone()) else {
-            return Err("no application is registered: run `entra-radius entra provision`".into());
+            return Err(IntegrationError::NotProvisioned);
         };
         let credential = read_credential(&self.state_dir)?;
         GraphClient::new(GraphConfig {
@@ -383,7 +382,7 @@ impl Integration {
             client_id,
             credential,
         })
-        .map_err(|e| format!("cannot build the Graph client: {e}"))
+        .map_err(IntegrationError::GraphClient)
     }
 
     /// Users, devices, groups and Intune MACs; returns the first failure.
@@ -507,17 +506,15 @@ impl Integration {
     /// The domain selection changed: the users round re-enumerates from
     /// scratch (its sweep removes users now out of scope; users newly in
     /// scope arrive). Clears the flag in the same transaction.
-    fn start_rescope(&self) -> Result<(), String> {
-        let mut conn = self.parts.store.conn().map_err(|e| e.to_string())?;
+    fn start_rescope(&self) -> Result<(), IntegrationError> {
+        let mut conn = self.parts.store.conn()?;
         let now = now_unix();
         conn.apply(
             &[],
             &[("users.delta", ""), ("users.next", ""), ("users.resync_since", "")],
             now,
-        )
-        .map_err(|e| e.to_string())?;
-        conn.set_setting(keys::RESCOPE_PENDING, None, now)
-            .map_err(|e| e.to_string())?;
+        )?;
+        conn.set_setting(keys::RESCOPE_PENDING, None, now)?;
         info!("domain selection changed: re-enumerating users");
         Ok(())
     }
@@ -530,6 +527,6 @@ impl Integration {
                 "no application is registered yet: run `entra-radius entra provision` first",
             ));
         }
-        self.client_for(settings).map_err(ApiError::internal)
+        self.client_for(settings).map_err(|e| ApiError::internal(e.to_string()))
     }
 }

@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tracing::{info, warn};
 
-use super::{CLIENT_CERT_FILE, CLIENT_SECRET_FILE, Integration};
+use super::{CLIENT_CERT_FILE, CLIENT_SECRET_FILE, Integration, IntegrationError};
 use crate::admin::ApiError;
 use crate::admin::api::ProvisionBody;
 use crate::clock::now_unix;
@@ -134,7 +134,7 @@ impl Integration {
                 Err(e) => {
                     warn!(error = %e, "provisioning failed");
                     p.phase = Phase::Failed;
-                    p.error = Some(e);
+                    p.error = Some(e.to_string());
                 }
             }
         });
@@ -146,8 +146,8 @@ impl Integration {
         provisioner: Provisioner,
         flow: crate::graph::provision::DeviceCodeFlow,
         name: String,
-    ) -> Result<(), String> {
-        let token = provisioner.wait_for_sign_in(&flow).await.map_err(|e| e.to_string())?;
+    ) -> Result<(), IntegrationError> {
+        let token = provisioner.wait_for_sign_in(&flow).await?;
         {
             let mut p = self.progress();
             p.phase = Phase::Creating;
@@ -161,10 +161,7 @@ impl Integration {
         let observe = |step: ProvisionStep| {
             self.progress().steps.push(step_text(&step));
         };
-        let app = provisioner
-            .create_app(&token, &name, &observe)
-            .await
-            .map_err(|e| e.to_string())?;
+        let app = provisioner.create_app(&token, &name, &observe).await?;
         let secret = format!("{}\n", app.client_secret.as_str());
         let this = Arc::clone(self);
         let (tenant, client, object) = (app.tenant_id.clone(), app.client_id.clone(), app.app_object_id.clone());
@@ -180,8 +177,8 @@ impl Integration {
             )
         })
         .await
-        .map_err(|e| format!("recording the application failed: {e}"))?
-        .map_err(|e| e.message)?;
+        .map_err(IntegrationError::RecordTask)?
+        .map_err(|e| IntegrationError::Record(e.message))?;
         let mut p = self.progress();
         p.client_id = Some(app.client_id.clone());
         p.reused_application = Some(app.reused);
