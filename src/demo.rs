@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::admin::api::{ConsentBody, ProvisionBody, SelectionAction, SelectionBody};
 use crate::admin::{ApiError, IntegrationRequest};
 use crate::config::Config;
-use crate::directory::{LocalUser, PolicyRule, UserCredential};
+use crate::directory::{LocalMac, LocalUser, MacAddr, PolicyRule, UserCredential};
 use crate::integration::Integration;
 use crate::proto::crypto::Password;
 use crate::store::integration::keys;
@@ -71,6 +71,46 @@ pub enum DemoError {
     FirstSyncFailed(String),
     #[error("demo setup: the first sync timed out")]
     FirstSyncTimedOut,
+    #[error("hashing the demo password: {0}")]
+    Hash(argon2::password_hash::Error),
+}
+
+/// Accounts that `serve --demo` adds: a PAP/CHAP user, a PAP-only user kept
+/// as an argon2 hash, and two MACs.
+pub fn add_accounts(cfg: &mut Config) -> Result<(), DemoError> {
+    use argon2::password_hash::PasswordHasher;
+    let hash = argon2::Argon2::default()
+        .hash_password(b"correct horse")
+        .map_err(DemoError::Hash)?
+        .to_string();
+    cfg.local_users.push(LocalUser {
+        name: "alice".into(),
+        credential: UserCredential::Cleartext(Password::new(b"wonderland".to_vec())),
+    });
+    cfg.local_users.push(LocalUser {
+        name: "bob".into(),
+        credential: UserCredential::Argon2(hash),
+    });
+    for (mac, what) in [
+        ("02-00-00-00-00-01", "demo printer"),
+        ("02-00-00-00-00-02", "demo camera"),
+    ] {
+        cfg.local_macs.push(LocalMac {
+            mac: MacAddr::parse(mac).expect("constant"),
+            description: Some(what.into()),
+        });
+    }
+    Ok(())
+}
+
+/// The Graph emulator with the demo tenant, the config pointed at it, and
+/// the state directory made ready for a demo.
+pub async fn start(cfg: &mut Config) -> Result<Emulator, DemoError> {
+    let emulator = start_emulator().await?;
+    configure(cfg, &emulator.base_url());
+    prepare_state(&cfg.server.state_dir)?;
+    tracing::info!(url = %emulator.base_url(), "demo: Graph emulator listening");
+    Ok(emulator)
 }
 
 /// Starts the emulator with the demo tenant on a free loopback port.

@@ -17,10 +17,10 @@ use entra_radius::app;
 use entra_radius::config::{self, Config};
 #[cfg(feature = "demo")]
 use entra_radius::demo;
-use entra_radius::directory::{LocalMac, LocalUser, MacAddr, UserCredential};
+use entra_radius::directory::MacAddr;
 #[cfg(feature = "demo")]
 use entra_radius::integration::Integration;
-use entra_radius::proto::crypto::{MessageAuth, Password};
+use entra_radius::proto::crypto::MessageAuth;
 use entra_radius::proto::dictionary::{Dictionary, describe};
 use entra_radius::proto::{ClientSecret, Code};
 use entra_radius::store::StateLock;
@@ -321,34 +321,6 @@ fn list(addrs: &[SocketAddr]) -> String {
     addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
 }
 
-/// Accounts that `serve --demo` adds: a PAP/CHAP user, a PAP-only user kept
-/// as an argon2 hash, and two MACs.
-fn add_demo_accounts(cfg: &mut Config) -> anyhow::Result<()> {
-    use argon2::password_hash::PasswordHasher;
-    let hash = argon2::Argon2::default()
-        .hash_password(b"correct horse")
-        .map_err(|e| anyhow::anyhow!("hashing the demo password: {e}"))?
-        .to_string();
-    cfg.local_users.push(LocalUser {
-        name: "alice".into(),
-        credential: UserCredential::Cleartext(Password::new(b"wonderland".to_vec())),
-    });
-    cfg.local_users.push(LocalUser {
-        name: "bob".into(),
-        credential: UserCredential::Argon2(hash),
-    });
-    for (mac, what) in [
-        ("02-00-00-00-00-01", "demo printer"),
-        ("02-00-00-00-00-02", "demo camera"),
-    ] {
-        cfg.local_macs.push(LocalMac {
-            mac: MacAddr::parse(mac).expect("constant"),
-            description: Some(what.into()),
-        });
-    }
-    Ok(())
-}
-
 fn serve(path: Option<&Path>, demo: bool) -> ExitCode {
     if demo && !cfg!(feature = "demo") {
         eprintln!("entra-radius: this build has no demo (built without the `demo` feature)");
@@ -359,12 +331,14 @@ fn serve(path: Option<&Path>, demo: bool) -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    #[cfg_attr(not(feature = "demo"), allow(unused_mut))]
     let mut cfg = match load_config(path) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    if demo && let Err(e) = add_demo_accounts(&mut cfg) {
-        error!("{e:#}");
+    #[cfg(feature = "demo")]
+    if demo && let Err(e) = demo::add_accounts(&mut cfg) {
+        error!("{e}");
         return ExitCode::from(1);
     }
     // Before anything writes to the state directory (`--demo` resets it):
@@ -398,7 +372,7 @@ fn serve(path: Option<&Path>, demo: bool) -> ExitCode {
     runtime.block_on(async move {
         #[cfg(feature = "demo")]
         let emulator = if demo {
-            match start_demo_emulator(&mut cfg).await {
+            match demo::start(&mut cfg).await {
                 Ok(e) => Some(e),
                 Err(e) => {
                     error!("{e}");
@@ -442,17 +416,6 @@ fn serve(path: Option<&Path>, demo: bool) -> ExitCode {
             }
         }
     })
-}
-
-/// `serve --demo`: the Graph emulator with the demo tenant, the config
-/// pointed at it, and the state directory made ready for a demo.
-#[cfg(feature = "demo")]
-async fn start_demo_emulator(cfg: &mut Config) -> anyhow::Result<graph_emulator::Emulator> {
-    let emulator = demo::start_emulator().await?;
-    demo::configure(cfg, &emulator.base_url());
-    demo::prepare_state(&cfg.server.state_dir)?;
-    tracing::info!(url = %emulator.base_url(), "demo: Graph emulator listening");
-    Ok(emulator)
 }
 
 /// Where the admin API of the server using this config listens: the
