@@ -286,10 +286,14 @@ pub async fn serve(
     drop(running);
     drop(integration);
     // Every handle to the accounting writer is gone with the server: the
-    // thread commits what is queued and ends.
-    match tokio::task::spawn_blocking(move || writer_thread.join()).await {
-        Ok(Ok(())) => {}
-        _ => error!("the accounting writer thread panicked"),
+    // thread commits what is queued and ends. Bounded, so that a handle
+    // kept somewhere by mistake cannot hang the exit; records it had not
+    // acknowledged are retransmitted by their NAS.
+    let join = tokio::task::spawn_blocking(move || writer_thread.join());
+    match tokio::time::timeout(DRAIN, join).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(_) => error!("the accounting writer thread panicked"),
+        Err(_) => error!("the accounting writer did not stop within {DRAIN:?}; exiting without it"),
     }
     drop(lock);
     Ok(())
