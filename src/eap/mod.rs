@@ -15,6 +15,7 @@
 //! [`tls_frame::Fragmenter`] and [`message::push_eap_message`], and puts the
 //! conversation back with [`Conversations::restore`].
 
+pub mod message;
 pub mod packet;
 
 pub use packet::{EapCode, EapPacket, EapType};
