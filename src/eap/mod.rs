@@ -17,6 +17,7 @@
 
 pub mod message;
 pub mod packet;
+pub mod tls_frame;
 
 pub use packet::{EapCode, EapPacket, EapType};
 
