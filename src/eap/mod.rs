@@ -15,10 +15,12 @@
 //! [`tls_frame::Fragmenter`] and [`message::push_eap_message`], and puts the
 //! conversation back with [`Conversations::restore`].
 
+pub mod conversation;
 pub mod message;
 pub mod packet;
 pub mod tls_frame;
 
+pub use conversation::{Conversations, Peer, StateId};
 pub use packet::{EapCode, EapPacket, EapType};
 
 /// Everything the EAP layer refuses. Every variant is a reason to discard or
