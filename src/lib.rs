@@ -23,6 +23,9 @@
 //! - [`private_file`]: reading files that hold a secret, refused when group
 //!   or others may read them.
 //! - [`directory`]: accounts and the directories that own them (local for now).
+//! - [`eap`]: the EAP core (packets, EAP-Message carriage, EAP-TLS/TTLS
+//!   fragmentation, conversations keyed by State). No I/O, no clock.
+//!   Groundwork: not yet used by auth.
 //! - [`auth`]: one Access-Request in, one decision out (PAP, CHAP, MAB).
 //! - [`server`]: UDP transport on sockets it is given: client table,
 //!   BlastRADIUS rules, duplicate cache, bounds on slow work, accounting
@@ -68,6 +71,7 @@ pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod directory;
+pub mod eap;
 pub mod graph;
 pub mod integration;
 pub mod private_file;
