@@ -319,10 +319,7 @@ fn certs_cmd(command: CertsCommand) -> ExitCode {
     let result = match command {
         CertsCommand::Init { dir, server_name } => {
             let name = server_name.unwrap_or_else(certs::default_server_name);
-            certs::init(&dir, &name).map(|written| {
-                println!("server name: {name}");
-                written
-            })
+            certs::init(&dir, &name).inspect(|_| println!("server name: {name}"))
         }
         CertsCommand::Issue {
             upn,
