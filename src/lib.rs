@@ -20,6 +20,8 @@
 //!   uses nothing of the crate, so every layer may use it.
 //! - [`prometheus`]: the one renderer of the Prometheus text format that
 //!   every `/metrics` family goes through; uses nothing of the crate.
+//! - [`certs`]: `certs init` / `certs issue`: a private CA, the EAP server
+//!   certificate and client certificates as PEM files.
 //! - [`private_file`]: reading files that hold a secret, refused when group
 //!   or others may read them.
 //! - [`directory`]: accounts and the directories that own them (local for now).
@@ -66,6 +68,7 @@
 pub mod admin;
 pub mod app;
 pub mod auth;
+pub mod certs;
 pub mod clock;
 pub mod config;
 #[cfg(feature = "demo")]

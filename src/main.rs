@@ -1,4 +1,4 @@
-//! The `entra-radius` command line: `serve`, `check-config`, `test-auth`.
+//! The `entra-radius` command line: `serve`, `check-config`, `test-auth`, the admin commands, `certs`.
 //! Exit codes: 0 success, 1 operation failed, 2 usage or config error.
 
 use std::net::SocketAddr;
@@ -8,12 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
 use tracing::error;
 
 use entra_radius::admin;
 use entra_radius::admin::commands::{self, freshness_line};
 use entra_radius::app;
+use entra_radius::certs;
 use entra_radius::config::{self, Config};
 #[cfg(feature = "demo")]
 use entra_radius::demo;
@@ -73,6 +74,42 @@ enum Command {
     Sync {
         #[command(subcommand)]
         command: SyncCommand,
+    },
+    /// A private CA with server and client certificates for EAP.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Make a private CA and the EAP server certificate: ca.pem, ca.key, server.pem, server.key.
+    Init {
+        #[arg(long, value_name = "DIR", default_value = "certs")]
+        dir: PathBuf,
+        /// DNS name in the server certificate's SAN and CN (default: this machine's hostname,
+        /// or radius.example if it has none).
+        #[arg(long, value_name = "NAME")]
+        server_name: Option<String>,
+    },
+    /// Issue a client certificate for EAP-TLS from the CA in DIR: DIR/NAME.pem and DIR/NAME.key.
+    #[command(group(ArgGroup::new("identity").required(true).multiple(false)))]
+    Issue {
+        /// A user: SAN otherName UPN and CN.
+        #[arg(long, value_name = "UPN", group = "identity")]
+        upn: Option<String>,
+        /// An Entra device id: CN and SAN URI urn:uuid:GUID.
+        #[arg(long, value_name = "GUID", group = "identity")]
+        device_id: Option<String>,
+        /// Only a common name (e.g. host/NAME).
+        #[arg(long, value_name = "NAME", group = "identity")]
+        cn: Option<String>,
+        #[arg(long, value_name = "DIR", default_value = "certs")]
+        dir: PathBuf,
+        /// File name without extension (default: the identity, made a safe file name).
+        #[arg(long, value_name = "NAME")]
+        out: Option<String>,
     },
 }
 
@@ -267,6 +304,7 @@ fn main() -> ExitCode {
         Command::Entra { command } => entra_cmd(command),
         Command::Domains { command } => domains_cmd(command),
         Command::Sync { command } => sync_cmd(command),
+        Command::Certs { command } => certs_cmd(command),
         Command::TestAuth(args) => match test_auth_cmd(*args) {
             Ok(code) => code,
             Err(e) => {
@@ -274,6 +312,42 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+    }
+}
+
+fn certs_cmd(command: CertsCommand) -> ExitCode {
+    let result = match command {
+        CertsCommand::Init { dir, server_name } => {
+            let name = server_name.unwrap_or_else(certs::default_server_name);
+            certs::init(&dir, &name).inspect(|_| println!("server name: {name}"))
+        }
+        CertsCommand::Issue {
+            upn,
+            device_id,
+            cn,
+            dir,
+            out,
+        } => {
+            let identity = match (upn, device_id, cn) {
+                (Some(u), _, _) => certs::ClientIdentity::Upn(u),
+                (_, Some(d), _) => certs::ClientIdentity::DeviceId(d),
+                (_, _, Some(c)) => certs::ClientIdentity::Cn(c),
+                (None, None, None) => unreachable!("clap requires one identity"),
+            };
+            certs::issue(&dir, identity, out.as_deref()).map(|(cert, key)| vec![cert, key])
+        }
+    };
+    match result {
+        Ok(written) => {
+            for path in written {
+                println!("wrote {}", path.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("entra-radius: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //! crate) and by raw UDP for what no client will send.
 
 mod blastradius;
+mod certs;
 mod cli;
 mod crash;
 mod directory;
