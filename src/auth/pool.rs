@@ -30,7 +30,9 @@ impl CpuPool {
                     .name(format!("{name}-{i}"))
                     .spawn(move || {
                         loop {
-                            // The lock is held only to take one job.
+                            // An idle thread waits for a job holding the lock, the
+                            // others wait for the lock; it is released before the
+                            // job runs, so jobs run side by side.
                             let job = match rx.lock().unwrap_or_else(|p| p.into_inner()).recv() {
                                 Ok(job) => job,
                                 Err(_) => break,

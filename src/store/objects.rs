@@ -286,43 +286,28 @@ mod tests {
         assert_eq!(checkpoint(&c, "cp").unwrap().as_deref(), Some("1"));
     }
 
+    /// Stores one object of `kind` written at `at`.
+    fn put(c: &mut Connection, object_id: &str, kind: &str, at: i64) {
+        apply(
+            c,
+            &[ObjectOp::Put {
+                object_id,
+                kind,
+                data: b"x",
+            }],
+            &[],
+            at,
+        )
+        .unwrap();
+    }
+
     #[test]
     fn ids_written_before_a_time() {
         let (_d, s) = store();
         let mut c = s.connect().unwrap();
-        apply(
-            &mut c,
-            &[ObjectOp::Put {
-                object_id: "old",
-                kind: "user",
-                data: b"x",
-            }],
-            &[],
-            5,
-        )
-        .unwrap();
-        apply(
-            &mut c,
-            &[ObjectOp::Put {
-                object_id: "dev",
-                kind: "device",
-                data: b"x",
-            }],
-            &[],
-            5,
-        )
-        .unwrap();
-        apply(
-            &mut c,
-            &[ObjectOp::Put {
-                object_id: "new",
-                kind: "user",
-                data: b"x",
-            }],
-            &[],
-            10,
-        )
-        .unwrap();
+        put(&mut c, "old", "user", 5);
+        put(&mut c, "dev", "device", 5);
+        put(&mut c, "new", "user", 10);
         assert_eq!(ids_written_before(&c, "user", 10).unwrap(), vec!["old".to_string()]);
         assert!(ids_written_before(&c, "user", 5).unwrap().is_empty());
         assert_eq!(last_written(&c, "user").unwrap(), Some(10));
@@ -334,17 +319,7 @@ mod tests {
     fn replace_all_swaps_the_whole_set() {
         let (_d, s) = store();
         let mut c = s.connect().unwrap();
-        apply(
-            &mut c,
-            &[ObjectOp::Put {
-                object_id: "old",
-                kind: "user",
-                data: b"x",
-            }],
-            &[],
-            1,
-        )
-        .unwrap();
+        put(&mut c, "old", "user", 1);
         let n = replace_all(
             &mut c,
             [("n1", "user", &b"a"[..]), ("n2", "device", &b"b"[..])],
