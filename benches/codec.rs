@@ -105,7 +105,7 @@ fn pap_end_to_end(c: &mut Criterion) {
             b.iter(|| {
                 let p = Packet::decode(black_box(req)).unwrap();
                 assert_eq!(check_message_authenticator(&p, &secret, None), MessageAuth::Valid);
-                let d = rt.block_on(authn.decide(&p, &secret));
+                let d = rt.block_on(authn.decide(&p, &secret, "nas"));
                 assert_eq!(d.accept, want);
                 let code = if d.accept {
                     Code::ACCESS_ACCEPT

@@ -64,6 +64,54 @@ pub struct Config {
     pub directory_order: Vec<DirectoryKind>,
     pub entra: EntraConfig,
     pub policy: Vec<PolicyRule>,
+    /// `[eap]`: absent means EAP is rejected.
+    pub eap: Option<EapConfig>,
+}
+
+/// The EAP methods `[eap] methods` may list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EapMethodName {
+    Tls,
+    Ttls,
+}
+
+/// `[eap] tls_min_version`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+pub enum TlsMinVersion {
+    #[serde(rename = "1.2")]
+    Tls12,
+    #[serde(rename = "1.3")]
+    Tls13,
+}
+
+/// `[eap]`, with its PEM files read and parsed (a bad file is a config
+/// error naming the key).
+pub struct EapConfig {
+    pub chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+    pub key: rustls_pki_types::PrivateKeyDer<'static>,
+    pub client_cas: Vec<rustls_pki_types::CertificateDer<'static>>,
+    pub crls: Vec<rustls_pki_types::CertificateRevocationListDer<'static>>,
+    pub methods: Vec<EapMethodName>,
+    /// TLS data per EAP packet, before Framed-MTU lowers it.
+    pub fragment_size: usize,
+    pub tls_min_version: TlsMinVersion,
+    /// Where the files came from, for messages.
+    pub certificate_path: PathBuf,
+    pub ca_path: PathBuf,
+}
+
+impl std::fmt::Debug for EapConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EapConfig")
+            .field("certificate", &self.certificate_path)
+            .field("private_key", &"<redacted>")
+            .field("ca_file", &self.ca_path)
+            .field("methods", &self.methods)
+            .field("fragment_size", &self.fragment_size)
+            .field("tls_min_version", &self.tls_min_version)
+            .finish()
+    }
 }
 
 /// Where Microsoft's endpoints are (national clouds and tests change them)
@@ -147,6 +195,19 @@ struct RawConfig {
     entra: RawEntra,
     #[serde(default)]
     policy: Vec<Spanned<PolicyRule>>,
+    eap: Option<RawEap>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEap {
+    certificate: Spanned<PathBuf>,
+    private_key: Spanned<PathBuf>,
+    ca_file: Spanned<PathBuf>,
+    crl_file: Option<Spanned<PathBuf>>,
+    methods: Option<Spanned<Vec<EapMethodName>>>,
+    fragment_size: Option<Spanned<usize>>,
+    tls_min_version: Option<TlsMinVersion>,
 }
 
 #[derive(Deserialize, Default)]
@@ -263,6 +324,7 @@ pub fn defaults() -> Config {
         directory_order: DEFAULT_DIRECTORY_ORDER.to_vec(),
         entra: EntraConfig::default(),
         policy: Vec::new(),
+        eap: None,
     }
 }
 
@@ -574,6 +636,11 @@ fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         return Err(ctx.err(spans.get(i).cloned(), format!("policy[{i}]"), message.to_string()));
     }
 
+    let eap = match raw.eap {
+        None => None,
+        Some(e) => Some(eap_config(&ctx, e)?),
+    };
+
     Ok(Config {
         path: None,
         server: ServerConfig {
@@ -592,6 +659,89 @@ fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         directory_order,
         entra,
         policy,
+        eap,
+    })
+}
+
+fn eap_config(ctx: &Ctx<'_>, e: RawEap) -> Result<EapConfig, ConfigError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+
+    let read = |f: &Spanned<PathBuf>, key: &str, private: bool| -> Result<(PathBuf, Vec<u8>), ConfigError> {
+        let p = ctx.resolve(f.get_ref());
+        let bytes = if private {
+            read_private_file(&p).map_err(|e| ctx.err(Some(f.span()), key, e.to_string()))?
+        } else {
+            std::fs::read(&p).map_err(|e| ctx.err(Some(f.span()), key, format!("{}: {e}", p.display())))?
+        };
+        Ok((p, bytes))
+    };
+    let certs = |f: &Spanned<PathBuf>, key: &str| -> Result<(PathBuf, Vec<CertificateDer<'static>>), ConfigError> {
+        let (p, pem) = read(f, key, false)?;
+        let list: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&pem).collect();
+        match list {
+            Ok(l) if !l.is_empty() => Ok((p, l)),
+            Ok(_) => Err(ctx.err(
+                Some(f.span()),
+                key,
+                format!("{}: no PEM certificate in it", p.display()),
+            )),
+            Err(e) => Err(ctx.err(Some(f.span()), key, format!("{}: {e}", p.display()))),
+        }
+    };
+    let (certificate_path, chain) = certs(&e.certificate, "eap.certificate")?;
+    let (ca_path, client_cas) = certs(&e.ca_file, "eap.ca_file")?;
+    let (key_path, key_pem) = read(&e.private_key, "eap.private_key", true)?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|err| {
+        ctx.err(
+            Some(e.private_key.span()),
+            "eap.private_key",
+            format!("{}: no usable PEM private key ({err})", key_path.display()),
+        )
+    })?;
+    let crls = match &e.crl_file {
+        None => Vec::new(),
+        Some(f) => {
+            let (p, pem) = read(f, "eap.crl_file", false)?;
+            CertificateRevocationListDer::pem_slice_iter(&pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|err| ctx.err(Some(f.span()), "eap.crl_file", format!("{}: {err}", p.display())))?
+        }
+    };
+    let methods = match e.methods {
+        None => vec![EapMethodName::Tls, EapMethodName::Ttls],
+        Some(m) => {
+            let list = m.get_ref();
+            if list.is_empty() {
+                return Err(ctx.err(Some(m.span()), "eap.methods", "needs at least one method (tls, ttls)"));
+            }
+            if list.iter().enumerate().any(|(i, k)| list[..i].contains(k)) {
+                return Err(ctx.err(Some(m.span()), "eap.methods", "a method is listed twice"));
+            }
+            m.into_inner()
+        }
+    };
+    let fragment_size = match e.fragment_size {
+        None => 1024,
+        Some(f) if !(100..=4000).contains(f.get_ref()) => {
+            return Err(ctx.err(
+                Some(f.span()),
+                "eap.fragment_size",
+                "must be between 100 and 4000 (RADIUS packets are at most 4096 bytes; 1024 suits access points)",
+            ));
+        }
+        Some(f) => f.into_inner(),
+    };
+    Ok(EapConfig {
+        chain,
+        key,
+        client_cas,
+        crls,
+        methods,
+        fragment_size,
+        tls_min_version: e.tls_min_version.unwrap_or(TlsMinVersion::Tls12),
+        certificate_path,
+        ca_path,
     })
 }
 

@@ -85,6 +85,9 @@ impl AdminBackend for Backend {
     fn metrics(&self) -> String {
         let mut out = String::new();
         self.running.server.counters().render_prometheus(&mut out);
+        if let Some(eap) = self.running.authenticator.eap() {
+            eap.render_prometheus(&mut out);
+        }
         let counts = self.running.entra.replica().counts();
         family(
             &mut out,

@@ -9,6 +9,8 @@
 
 pub mod admin_backend;
 
+use crate::auth::eap::EapServer;
+use crate::auth::pool::CpuPool;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -58,6 +60,12 @@ pub enum AppError {
     /// configuration stays.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// `[eap]` names files that rustls refuses together.
+    #[error("{path}: [eap]: {source}")]
+    Eap {
+        path: String,
+        source: crate::eap::tls::TlsSetupError,
+    },
 }
 
 /// What the RADIUS server hands its verified requests to: Access-Requests
@@ -76,8 +84,13 @@ impl Handler for RadiusHandler {
         self.authenticator.slow_kinds()
     }
 
-    fn access_request(&self, packet: &Packet<'_>, secret: &ClientSecret) -> Result<Self::Outcome, Self::Slow> {
-        self.authenticator.decide_or_defer(packet, secret)
+    fn access_request(
+        &self,
+        packet: &Packet<'_>,
+        secret: &ClientSecret,
+        client: &str,
+    ) -> Result<Self::Outcome, Self::Slow> {
+        self.authenticator.decide_or_defer(packet, secret, client)
     }
 
     fn accounting_request(
@@ -114,16 +127,21 @@ impl Running {
 
     /// Replaces the client table, local accounts, policy and directory
     /// order. Listen addresses and the state directory need a restart.
-    pub fn reload(&self, cfg: &Config) {
+    pub fn reload(&self, cfg: &Config) -> Result<(), AppError> {
+        // Built first: a bad [eap] leaves everything as it was.
+        let eap = eap_server(cfg, self.authenticator.eap().map(|e| e.pool().clone()))?;
         self.server.reload_clients(&cfg.clients);
         self.authenticator.reload(auth_config(cfg));
+        self.authenticator.set_eap(eap);
         info!(
             clients = cfg.clients.len(),
             users = cfg.local_users.len(),
             macs = cfg.local_macs.len(),
             policy_rules = cfg.policy.len(),
-            "reloaded clients, local accounts, policy and directory order"
+            eap = cfg.eap.is_some(),
+            "reloaded clients, local accounts, policy, directory order and EAP"
         );
+        Ok(())
     }
 
     /// Re-reads the config file the server was started with and applies it;
@@ -134,7 +152,7 @@ impl Running {
             return Err(AppError::NoConfigFile);
         };
         let cfg = crate::config::read_config(path)?;
-        self.reload(&cfg);
+        self.reload(&cfg)?;
         Ok(format!(
             "reloaded {}: {} clients, {} local users, {} local MACs, {} policy rules",
             path.display(),
@@ -153,6 +171,24 @@ pub fn auth_config(cfg: &Config) -> AuthConfig {
         local: LocalDirectory::new(cfg.local_users.clone(), cfg.local_macs.clone()),
         policy: cfg.policy.clone(),
     }
+}
+
+/// The EAP server `[eap]` asks for, on `pool` (a new one if `None`);
+/// `None` without `[eap]`. A reload builds a new one: conversations in
+/// progress end in a reject, which the supplicant retries.
+fn eap_server(cfg: &Config, pool: Option<Arc<CpuPool>>) -> Result<Option<Arc<EapServer>>, AppError> {
+    let Some(e) = &cfg.eap else {
+        return Ok(None);
+    };
+    let pool = pool.unwrap_or_else(|| Arc::new(CpuPool::new("eap-tls", crate::auth::pool::default_argon2_threads())));
+    let server = EapServer::new(e, pool).map_err(|source| AppError::Eap {
+        path: cfg
+            .path
+            .as_ref()
+            .map_or_else(|| "<config>".to_string(), |p| p.display().to_string()),
+        source,
+    })?;
+    Ok(Some(Arc::new(server)))
 }
 
 /// Work to run once the server is ready (the demo's setup), on a blocking
@@ -188,6 +224,8 @@ pub async fn serve(
     info!(enabled = entra.is_enabled(), "Entra ID integration");
     let (acct, writer_thread) = AcctWriter::spawn(&store, ACCT_QUEUE)?;
     let authenticator = Arc::new(Authenticator::new(Some(entra.clone()), auth_config(&cfg)));
+    // Before the server is built: the bound of the EAP kind follows its pool.
+    authenticator.set_eap(eap_server(&cfg, None)?);
     let sockets = server::bind_sockets(&cfg.server)?;
     let server = Server::new(
         sockets,

@@ -6,6 +6,7 @@
 //! [`Authenticator::decide`] and turns the [`Decision`] into a reply.
 
 mod argon2_mem;
+pub mod eap;
 pub mod entra_password;
 pub mod pool;
 
@@ -26,7 +27,7 @@ use pool::CpuPool;
 use crate::proto::attr::tunnel;
 use crate::proto::crypto::{Password, chap_challenge, chap_matches, unhide_password};
 use crate::proto::{AttrType, Builder, ClientSecret, EncodeError, Packet};
-use crate::server::handler::{Outcome, Slow, SlowKind};
+use crate::server::handler::{Outcome, Reply, Slow, SlowKind};
 
 /// How the request asked to be authenticated.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -35,7 +36,10 @@ pub enum Method {
     Chap,
     /// MAC Authentication Bypass, with how the NAS signalled it.
     Mab(MabVia),
+    /// An EAP round before the method has concluded.
     Eap,
+    EapTls,
+    EapTtls,
     /// No credentials at all.
     None,
 }
@@ -56,6 +60,8 @@ impl Method {
             Method::Mab(MabVia::Chap) => "mab-chap",
             Method::Mab(MabVia::CallCheck) => "mab-call-check",
             Method::Eap => "eap",
+            Method::EapTls => "eap-tls",
+            Method::EapTtls => "eap-ttls",
             Method::None => "none",
         }
     }
@@ -74,6 +80,8 @@ pub struct Decision {
     pub reason: Cow<'static, str>,
     /// Reply attributes from the first matching `[[policy]]` rule (accepts only).
     pub reply: Option<ReplyPlan>,
+    /// EAP-Message, State and keys, for EAP requests.
+    pub eap: Option<eap::EapReply>,
 }
 
 impl Decision {
@@ -90,12 +98,16 @@ impl Decision {
             directory,
             reason: reason.into(),
             reply: None,
+            eap: None,
         }
     }
 }
 
 /// The parts of a decision that a reload replaces together.
 struct State {
+    /// The Entra directory, for lookups outside the chain (an Intune
+    /// managed-device id in a certificate).
+    entra: Option<Arc<EntraDirectory>>,
     local: Arc<LocalDirectory>,
     resolver: Resolver,
     policy: Vec<PolicyRule>,
@@ -114,6 +126,8 @@ pub struct Authenticator {
     entra_passwords: Arc<EntraPasswords>,
     /// Where argon2 runs (local `password_hash` users, the Entra cache).
     argon2: Arc<CpuPool>,
+    /// EAP-TLS and EAP-TTLS, when `[eap]` is configured; swapped on reload.
+    eap: ArcSwap<Option<Arc<eap::EapServer>>>,
 }
 
 /// How PAP is checked for Entra ID users: the live check, its cache, the
@@ -181,16 +195,19 @@ pub enum WorkKind {
     Argon2,
     /// The password grant against Entra ID (with its argon2 cache).
     EntraPassword,
+    /// A TLS round of EAP-TLS or EAP-TTLS (and the inner PAP check).
+    EapTls,
 }
 
 impl WorkKind {
     /// Every kind, in the order of their index ([`WorkKind::index`]).
-    pub const ALL: [WorkKind; 2] = [WorkKind::Argon2, WorkKind::EntraPassword];
+    pub const ALL: [WorkKind; 3] = [WorkKind::Argon2, WorkKind::EntraPassword, WorkKind::EapTls];
 
     pub fn as_str(self) -> &'static str {
         match self {
             WorkKind::Argon2 => "argon2",
             WorkKind::EntraPassword => "entra_password",
+            WorkKind::EapTls => "eap_tls",
         }
     }
 
@@ -234,7 +251,17 @@ impl Authenticator {
             state,
             entra_passwords: Arc::new(EntraPasswords::new()),
             argon2,
+            eap: ArcSwap::from_pointee(None),
         }
+    }
+
+    /// Switches EAP on (with this server) or off.
+    pub fn set_eap(&self, eap: Option<Arc<eap::EapServer>>) {
+        self.eap.store(Arc::new(eap));
+    }
+
+    pub fn eap(&self) -> Option<Arc<eap::EapServer>> {
+        self.eap.load().as_ref().clone()
     }
 
     /// PAP for Entra ID users: its switch, cache and failure limit.
@@ -255,6 +282,10 @@ impl Authenticator {
                     reason: "entra_password_busy",
                     capacity: ENTRA_PASSWORD_CHECKS,
                 },
+                WorkKind::EapTls => SlowKind {
+                    reason: "eap_tls_busy",
+                    capacity: self.eap().map_or(1, |e| e.pool().threads()) * eap::EAP_QUEUE_PER_THREAD,
+                },
             })
             .collect()
     }
@@ -274,8 +305,8 @@ impl Authenticator {
 
     /// Decides one Access-Request whose authenticators the server has
     /// already verified.
-    pub async fn decide(&self, packet: &Packet<'_>, secret: &ClientSecret) -> Decision {
-        match self.decide_or_defer(packet, secret) {
+    pub async fn decide(&self, packet: &Packet<'_>, secret: &ClientSecret, nas: &str) -> Decision {
+        match self.decide_or_defer(packet, secret, nas) {
             Ok(d) => d,
             Err(deferred) => deferred.finish().await,
         }
@@ -285,9 +316,9 @@ impl Authenticator {
     /// checked by argon2 or by Entra ID; those come back as a [`Deferred`]
     /// to be finished in a task. The server answers the first kind in the
     /// task that read the packet, without spawning.
-    pub fn decide_or_defer(&self, packet: &Packet<'_>, secret: &ClientSecret) -> Result<Decision, Deferred> {
+    pub fn decide_or_defer(&self, packet: &Packet<'_>, secret: &ClientSecret, nas: &str) -> Result<Decision, Deferred> {
         let state = self.state.load();
-        match self.step(&state, packet, secret) {
+        match self.step(&state, packet, secret, nas) {
             Step::Done(d) => Ok(d),
             Step::Wait(work) => Err(Deferred {
                 state: arc_swap::Guard::into_inner(state),
@@ -297,8 +328,13 @@ impl Authenticator {
         }
     }
 
-    fn step(&self, state: &State, packet: &Packet<'_>, secret: &ClientSecret) -> Step {
+    fn step(&self, state: &State, packet: &Packet<'_>, secret: &ClientSecret, nas: &str) -> Step {
         let Some(raw_name) = packet.get(AttrType::USER_NAME) else {
+            if packet.has(AttrType::EAP_MESSAGE)
+                && let Some(eap) = self.eap.load().as_ref()
+            {
+                return eap.step(&self.entra_passwords, packet, secret, nas);
+            }
             return Step::Done(Decision::reject(Method::None, "", None, "no User-Name"));
         };
         let name = String::from_utf8_lossy(raw_name);
@@ -307,12 +343,15 @@ impl Authenticator {
         let call_check = packet.get_u32(AttrType::SERVICE_TYPE) == Some(service_type::CALL_CHECK);
 
         if packet.has(AttrType::EAP_MESSAGE) {
-            return Step::Done(Decision::reject(
-                Method::Eap,
-                name,
-                None,
-                "EAP is not supported by this server yet",
-            ));
+            return match self.eap.load().as_ref() {
+                Some(eap) => eap.step(&self.entra_passwords, packet, secret, nas),
+                None => Step::Done(Decision::reject(
+                    Method::Eap,
+                    name,
+                    None,
+                    "EAP is not configured on this server (no [eap] section)",
+                )),
+            };
         }
         if pap.is_some() && chap.is_some() {
             return Step::Done(Decision::reject(
@@ -371,86 +410,115 @@ impl Authenticator {
                 ));
             }
         };
-        let identity = Identity::parse(&name);
-        let (directory, account) = match state.resolver.resolve(&identity) {
-            Resolution::Found { directory, account } => (directory, account),
-            Resolution::NotFound => return Step::Done(Decision::reject(method, name, None, "unknown user")),
-            Resolution::Unavailable { directory, reason } => {
-                return Step::Done(Decision::reject(
-                    method,
-                    name,
-                    Some(directory),
-                    format!("{directory} is unavailable ({reason}); lower directories are not consulted"),
-                ));
-            }
+        let credential = match (password, chap) {
+            (Some(pw), _) => Credential::Pap(pw),
+            (None, Some(response)) => Credential::Chap {
+                response,
+                challenge: chap_challenge(packet),
+            },
+            (None, None) => unreachable!("method chosen above"),
         };
-        let label = account.label();
-        if !account.enabled() {
+        check_credentials(state, &self.entra_passwords, &name, method, credential)
+    }
+}
+
+/// What a user offered to prove who it is.
+enum Credential<'a> {
+    Pap(Password),
+    Chap { response: &'a [u8], challenge: &'a [u8] },
+}
+
+/// Finds `name` through the precedence chain and checks the credential
+/// against the directory that owns it: PAP and CHAP, and the inner PAP of
+/// EAP-TTLS.
+fn check_credentials(
+    state: &State,
+    entra_passwords: &Arc<EntraPasswords>,
+    name: &str,
+    method: Method,
+    credential: Credential<'_>,
+) -> Step {
+    let identity = Identity::parse(name);
+    let (directory, account) = match state.resolver.resolve(&identity) {
+        Resolution::Found { directory, account } => (directory, account),
+        Resolution::NotFound => return Step::Done(Decision::reject(method, name, None, "unknown user")),
+        Resolution::Unavailable { directory, reason } => {
             return Step::Done(Decision::reject(
                 method,
-                label,
+                name,
                 Some(directory),
-                format!("account disabled in {directory}"),
+                format!("{directory} is unavailable ({reason}); lower directories are not consulted"),
             ));
         }
-        if directory == DirectoryKind::Entra
-            && let Some(checker) = self.entra_passwords.checker()
-            && let Some(password) = password
-        {
-            return Step::Wait(Work::EntraPap {
-                passwords: self.entra_passwords.clone(),
-                checker,
-                account,
-                label,
+    };
+    let label = account.label();
+    if !account.enabled() {
+        return Step::Done(Decision::reject(
+            method,
+            label,
+            Some(directory),
+            format!("account disabled in {directory}"),
+        ));
+    }
+    if directory == DirectoryKind::Entra
+        && let Some(checker) = entra_passwords.checker()
+        && let Credential::Pap(password) = credential
+    {
+        return Step::Wait(Work::EntraPap {
+            passwords: entra_passwords.clone(),
+            checker,
+            account,
+            label,
+            password,
+            method,
+        });
+    }
+    if directory != DirectoryKind::Local {
+        let why = match credential {
+            Credential::Chap { .. } => format!("CHAP cannot be checked against {directory}: it exposes no passwords"),
+            Credential::Pap(_) => format!(
+                "password checks against {directory} are not available (for Entra ID: the integration is not provisioned)"
+            ),
+        };
+        return Step::Done(Decision::reject(method, label, Some(directory), why));
+    }
+    let Some(stored) = state.local.credential(&account) else {
+        return Step::Done(Decision::reject(
+            method,
+            label,
+            Some(directory),
+            "local account without a credential",
+        ));
+    };
+    let ok = match (credential, stored) {
+        (Credential::Pap(pw), UserCredential::Cleartext(expected)) => pw.ct_eq(expected.as_bytes()),
+        (Credential::Pap(password), UserCredential::Argon2(hash)) => {
+            return Step::Wait(Work::Argon2 {
+                hash: hash.clone(),
                 password,
+                method,
+                label,
+                directory,
+                account,
             });
         }
-        if directory != DirectoryKind::Local {
-            let why = match method {
-                Method::Chap => format!("CHAP cannot be checked against {directory}: it exposes no passwords"),
-                _ => format!(
-                    "password checks against {directory} are not available (for Entra ID: the integration is not provisioned)"
-                ),
-            };
-            return Step::Done(Decision::reject(method, label, Some(directory), why));
+        (Credential::Chap { response, challenge }, UserCredential::Cleartext(pw)) => {
+            chap_matches(response, challenge, pw.as_bytes())
         }
-        let Some(credential) = state.local.credential(&account) else {
+        (Credential::Chap { .. }, UserCredential::Argon2(_)) => {
             return Step::Done(Decision::reject(
                 method,
                 label,
                 Some(directory),
-                "local account without a credential",
+                "CHAP needs a cleartext password; this user has only password_hash",
             ));
-        };
-        let ok = match (password, chap, credential) {
-            (Some(pw), _, UserCredential::Cleartext(expected)) => pw.ct_eq(expected.as_bytes()),
-            (Some(password), _, UserCredential::Argon2(hash)) => {
-                return Step::Wait(Work::Argon2 {
-                    hash: hash.clone(),
-                    password,
-                    method,
-                    label,
-                    directory,
-                    account,
-                });
-            }
-            (None, Some(c), UserCredential::Cleartext(pw)) => chap_matches(c, chap_challenge(packet), pw.as_bytes()),
-            (None, Some(_), UserCredential::Argon2(_)) => {
-                return Step::Done(Decision::reject(
-                    method,
-                    label,
-                    Some(directory),
-                    "CHAP needs a cleartext password; this user has only password_hash",
-                ));
-            }
-            (None, None, _) => false,
-        };
-        Step::Done(if ok {
-            accept(state, method, label, directory, &account, "password matches")
-        } else {
-            Decision::reject(method, label, Some(directory), "wrong password")
-        })
-    }
+        }
+    };
+    Step::Done(if ok {
+        accept(state, method, label, directory, &account, "password matches")
+    } else {
+        Decision::reject(method, label, Some(directory), "wrong password")
+    })
 }
 
 enum Step {
@@ -474,7 +542,9 @@ enum Work {
         account: Arc<Account>,
         label: String,
         password: Password,
+        method: Method,
     },
+    Eap(Box<eap::EapWork>),
 }
 
 /// A decision that has to wait for a password check: argon2 (slow on
@@ -492,6 +562,7 @@ impl Deferred {
         match self.work {
             Work::Argon2 { .. } => WorkKind::Argon2,
             Work::EntraPap { .. } => WorkKind::EntraPassword,
+            Work::Eap(_) => WorkKind::EapTls,
         }
     }
 
@@ -525,14 +596,16 @@ impl Deferred {
                 account,
                 label,
                 password,
+                method,
             } => {
                 let check = EntraCheck {
                     passwords: &passwords,
                     checker: checker.as_ref(),
                     argon2: &self.argon2,
                 };
-                entra_pap(state, check, &account, label, &password).await
+                entra_pap(state, check, &account, label, &password, method).await
             }
+            Work::Eap(work) => Box::pin(work.finish(self.state.clone(), &self.argon2)).await,
         }
     }
 }
@@ -545,9 +618,16 @@ struct EntraCheck<'a> {
 }
 
 /// PAP for an enabled Entra ID account.
-async fn entra_pap(state: &State, c: EntraCheck<'_>, account: &Account, label: String, pw: &Password) -> Decision {
+async fn entra_pap(
+    state: &State,
+    c: EntraCheck<'_>,
+    account: &Account,
+    label: String,
+    pw: &Password,
+    method: Method,
+) -> Decision {
     let p = c.passwords;
-    let (method, dir) = (Method::Pap, Some(DirectoryKind::Entra));
+    let dir = Some(DirectoryKind::Entra);
     let Some(upn) = account.upn() else {
         return Decision::reject(method, label, dir, "Entra ID account without a user principal name");
     };
@@ -610,14 +690,21 @@ async fn entra_pap(state: &State, c: EntraCheck<'_>, account: &Account, label: S
 }
 
 impl Outcome for Decision {
-    fn accept(&self) -> bool {
-        self.accept
+    fn reply(&self) -> Reply {
+        match &self.eap {
+            Some(e) if e.state.is_some() => Reply::Challenge,
+            _ if self.accept => Reply::Accept,
+            _ => Reply::Reject,
+        }
     }
 
     /// The policy rule's attributes: the VLAN as the three RFC 3580 tunnel
     /// attributes sharing tag 1, Filter-Id, Session-Timeout and
     /// Reply-Message.
     fn write_attributes(&self, b: &mut Builder) -> Result<(), EncodeError> {
+        if let Some(e) = &self.eap {
+            e.write(b)?;
+        }
         let Some(p) = &self.reply else {
             return Ok(());
         };
@@ -639,6 +726,10 @@ impl Outcome for Decision {
     }
 
     fn log(&self, client: &str) {
+        if self.eap.as_ref().is_some_and(|e| e.state.is_some()) {
+            tracing::debug!(client = %client, identity = ?self.identity, "EAP round");
+            return;
+        }
         let directory = self.directory.map(|k| k.as_str()).unwrap_or("-");
         let result = if self.accept { "accept" } else { "reject" };
         tracing::info!(client = %client, identity = ?self.identity, method = self.method.as_str(), directory, result, reason = %self.reason, "access decision");
@@ -673,6 +764,7 @@ fn build_state(entra: Option<&Arc<EntraDirectory>>, cfg: AuthConfig) -> State {
         }
     }
     State {
+        entra: entra.cloned(),
         local,
         resolver: Resolver::new(chain),
         policy: cfg.policy,
@@ -695,6 +787,7 @@ fn accept(
         directory: Some(directory),
         reason: reason.into(),
         reply: rule.map(|r| r.plan()),
+        eap: None,
     }
 }
 
@@ -814,7 +907,7 @@ mod tests {
 
     async fn decide(bytes: &[u8]) -> Decision {
         authn()
-            .decide(&Packet::decode(bytes).unwrap(), &ClientSecret::new(SECRET))
+            .decide(&Packet::decode(bytes).unwrap(), &ClientSecret::new(SECRET), "nas")
             .await
     }
 
@@ -1002,14 +1095,18 @@ mod tests {
         let s = ClientSecret::new(SECRET);
         // The Entra device is disabled: reject, although local knows the MAC.
         let d = a
-            .decide(&Packet::decode(&pap("020000000001", "020000000001")).unwrap(), &s)
+            .decide(
+                &Packet::decode(&pap("020000000001", "020000000001")).unwrap(),
+                &s,
+                "nas",
+            )
             .await;
         assert!(!d.accept);
         assert_eq!(d.directory, Some(DirectoryKind::Entra));
         assert_eq!(d.reason, "device disabled in entra");
         // alice@contoso.com is Entra's: its password cannot be checked here yet.
         let d = a
-            .decide(&Packet::decode(&pap("alice", "wonderland")).unwrap(), &s)
+            .decide(&Packet::decode(&pap("alice", "wonderland")).unwrap(), &s, "nas")
             .await;
         assert!(!d.accept);
         assert_eq!(d.directory, Some(DirectoryKind::Entra));
@@ -1018,6 +1115,7 @@ mod tests {
             .decide(
                 &Packet::decode(&chap("CONTOSO\\alice", "wonderland", None)).unwrap(),
                 &s,
+                "nas",
             )
             .await;
         assert_eq!(d.directory, Some(DirectoryKind::Entra));
@@ -1026,7 +1124,7 @@ mod tests {
         let order = [DirectoryKind::Local, DirectoryKind::Entra];
         let a = authn_with(replica(), &order, vec![]);
         let d = a
-            .decide(&Packet::decode(&pap("alice", "wonderland")).unwrap(), &s)
+            .decide(&Packet::decode(&pap("alice", "wonderland")).unwrap(), &s, "nas")
             .await;
         assert!(d.accept);
         assert_eq!(d.directory, Some(DirectoryKind::Local));
@@ -1043,6 +1141,7 @@ mod tests {
             .decide(
                 &Packet::decode(&pap("hashy", "hashed-pw")).unwrap(),
                 &ClientSecret::new(SECRET),
+                "nas",
             )
             .await;
         assert!(!d.accept);
@@ -1057,6 +1156,7 @@ mod tests {
             .decide(
                 &Packet::decode(&pap("020000000001", "020000000001")).unwrap(),
                 &ClientSecret::new(SECRET),
+                "nas",
             )
             .await;
         assert!(d.accept);
@@ -1073,23 +1173,33 @@ mod tests {
         let a = authn_with(replica(), &[DirectoryKind::Entra, DirectoryKind::Local], policy);
         let s = ClientSecret::new(SECRET);
         let d = a
-            .decide(&Packet::decode(&pap("020000000002", "020000000002")).unwrap(), &s)
+            .decide(
+                &Packet::decode(&pap("020000000002", "020000000002")).unwrap(),
+                &s,
+                "nas",
+            )
             .await;
         assert!(d.accept);
         assert_eq!(d.reply.unwrap().vlan.as_deref(), Some("40"));
         a.entra.as_ref().unwrap().set_enabled(false);
         // The local MAC is a device without groups: the kind rule.
         let d = a
-            .decide(&Packet::decode(&pap("020000000001", "020000000001")).unwrap(), &s)
+            .decide(
+                &Packet::decode(&pap("020000000001", "020000000001")).unwrap(),
+                &s,
+                "nas",
+            )
             .await;
         assert_eq!(d.reply.unwrap().vlan.as_deref(), Some("30"));
         // A local user: the default rule.
         let d = a
-            .decide(&Packet::decode(&pap("alice", "wonderland")).unwrap(), &s)
+            .decide(&Packet::decode(&pap("alice", "wonderland")).unwrap(), &s, "nas")
             .await;
         assert_eq!(d.reply.unwrap().vlan.as_deref(), Some("10"));
         // Rejects carry no policy.
-        let d = a.decide(&Packet::decode(&pap("alice", "nope")).unwrap(), &s).await;
+        let d = a
+            .decide(&Packet::decode(&pap("alice", "nope")).unwrap(), &s, "nas")
+            .await;
         assert!(d.reply.is_none());
     }
 
@@ -1142,20 +1252,24 @@ mod tests {
         let (a, t) = with_tenant(true);
         let s = ClientSecret::new(SECRET);
         let d = a
-            .decide(&Packet::decode(&pap("alice@contoso.com", "entra-pw")).unwrap(), &s)
+            .decide(
+                &Packet::decode(&pap("alice@contoso.com", "entra-pw")).unwrap(),
+                &s,
+                "nas",
+            )
             .await;
         assert!(d.accept, "{d:?}");
         assert_eq!(d.reason, "password accepted by Entra ID");
         assert_eq!(d.reply.unwrap().vlan.as_deref(), Some("10"));
         let d = a
-            .decide(&Packet::decode(&pap("CONTOSO\\alice", "entra-pw")).unwrap(), &s)
+            .decide(&Packet::decode(&pap("CONTOSO\\alice", "entra-pw")).unwrap(), &s, "nas")
             .await;
         assert!(d.accept);
         assert_eq!(d.reason, "password matches a recent check by Entra ID");
         assert_eq!(calls(&t), 1, "the second check came from the cache");
         // The local alice (shadowed) is never used: her local password fails.
         let d = a
-            .decide(&Packet::decode(&pap("alice", "wonderland")).unwrap(), &s)
+            .decide(&Packet::decode(&pap("alice", "wonderland")).unwrap(), &s, "nas")
             .await;
         assert!(!d.accept);
         assert!(d.reason.contains("AADSTS50126"), "{d:?}");
@@ -1167,12 +1281,16 @@ mod tests {
         let s = ClientSecret::new(SECRET);
         for _ in 0..5 {
             let d = a
-                .decide(&Packet::decode(&pap("alice@contoso.com", "guess")).unwrap(), &s)
+                .decide(&Packet::decode(&pap("alice@contoso.com", "guess")).unwrap(), &s, "nas")
                 .await;
             assert!(d.reason.contains("refused"), "{d:?}");
         }
         let d = a
-            .decide(&Packet::decode(&pap("alice@contoso.com", "entra-pw")).unwrap(), &s)
+            .decide(
+                &Packet::decode(&pap("alice@contoso.com", "entra-pw")).unwrap(),
+                &s,
+                "nas",
+            )
             .await;
         assert!(!d.accept);
         assert!(d.reason.contains("smart lockout"), "{d:?}");
@@ -1184,7 +1302,11 @@ mod tests {
         let (a, t) = with_tenant(false);
         let s = ClientSecret::new(SECRET);
         let d = a
-            .decide(&Packet::decode(&pap("alice@contoso.com", "entra-pw")).unwrap(), &s)
+            .decide(
+                &Packet::decode(&pap("alice@contoso.com", "entra-pw")).unwrap(),
+                &s,
+                "nas",
+            )
             .await;
         assert!(!d.accept);
         assert!(
@@ -1193,7 +1315,11 @@ mod tests {
         );
         a.entra_passwords().set_federated_domains(vec!["CONTOSO.COM".into()]);
         let d = a
-            .decide(&Packet::decode(&pap("alice@contoso.com", "entra-pw")).unwrap(), &s)
+            .decide(
+                &Packet::decode(&pap("alice@contoso.com", "entra-pw")).unwrap(),
+                &s,
+                "nas",
+            )
             .await;
         assert!(d.reason.contains("federated"), "{d:?}");
         assert_eq!(calls(&t), 1, "federated users are not sent to Entra ID");
@@ -1209,7 +1335,7 @@ mod tests {
         let s = ClientSecret::new(SECRET);
         let pap_alice = |pw: &str| Packet::decode(&pap("alice@contoso.com", pw)).unwrap().bytes().to_vec();
         assert!(
-            a.decide(&Packet::decode(&pap_alice("entra-pw")).unwrap(), &s)
+            a.decide(&Packet::decode(&pap_alice("entra-pw")).unwrap(), &s, "nas")
                 .await
                 .accept
         );
@@ -1219,7 +1345,9 @@ mod tests {
             reachable: false,
         });
         a.entra_passwords().set_checker(Some(down.clone()));
-        let d = a.decide(&Packet::decode(&pap_alice("entra-pw")).unwrap(), &s).await;
+        let d = a
+            .decide(&Packet::decode(&pap_alice("entra-pw")).unwrap(), &s, "nas")
+            .await;
         assert!(d.accept, "{d:?}");
         assert_eq!(calls(&down), 0);
         // Guesses around rounds: the limit counts across them.
@@ -1231,7 +1359,7 @@ mod tests {
             });
             a.entra_passwords().set_checker(Some(t2.clone()));
             for _ in 0..3 {
-                a.decide(&Packet::decode(&pap_alice("guess")).unwrap(), &s).await;
+                a.decide(&Packet::decode(&pap_alice("guess")).unwrap(), &s, "nas").await;
             }
             asked += calls(&t2);
             assert!(asked <= 5, "round {round}: {asked} guesses reached Entra ID");
@@ -1240,7 +1368,9 @@ mod tests {
         assert_eq!(calls(&t), 1);
         // Switched off (integration disabled): Entra PAP is refused with a reason.
         a.entra_passwords().set_checker(None);
-        let d = a.decide(&Packet::decode(&pap_alice("entra-pw")).unwrap(), &s).await;
+        let d = a
+            .decide(&Packet::decode(&pap_alice("entra-pw")).unwrap(), &s, "nas")
+            .await;
         assert!(!d.accept);
         assert!(d.reason.contains("not provisioned"), "{d:?}");
         // A disabled or deleted account is forgotten.

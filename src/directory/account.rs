@@ -16,6 +16,12 @@ use serde::{Deserialize, Serialize};
 use super::identity::fold_eq;
 use super::{DirectoryKind, MacAddr};
 
+/// The prefix of an Intune managed-device id kept among a device's
+/// certificate identities (by the sync's Intune round), so that an EAP-TLS
+/// certificate naming `IntuneDeviceId://ID` finds the Entra device Intune
+/// manages as `ID`.
+pub const INTUNE_CERT_PREFIX: &str = "intune:";
+
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AccountKind {

@@ -110,6 +110,12 @@ impl EntraReplica {
         self.inner.live.load().lookup(id).cloned()
     }
 
+    /// The live device that lists `value` among its certificate identities
+    /// (`intune:ID` for the Intune managed device `ID`).
+    pub fn lookup_cert_identity(&self, value: &str) -> Option<Arc<Account>> {
+        self.inner.live.load().by_cert_identity(value).cloned()
+    }
+
     /// By object id, soft-deleted or not.
     pub fn get(&self, object_id: &str) -> Option<Arc<Account>> {
         self.inner.live.load().get(object_id).cloned()
@@ -378,7 +384,10 @@ impl State {
         match ix {
             Ix::Upn => out.extend(acc.upn().filter(|s| !s.is_empty()).map(|s| self.key(s))),
             Ix::Sam => out.extend(acc.sam_account_name().filter(|s| !s.is_empty()).map(|s| self.key(s))),
-            Ix::Device => out.extend(acc.device_id().filter(|s| !s.is_empty()).map(|s| self.key(s))),
+            Ix::Device => {
+                out.extend(acc.device_id().filter(|s| !s.is_empty()).map(|s| self.key(s)));
+                out.extend(acc.cert_identities().filter(|s| !s.is_empty()).map(|s| self.key(s)));
+            }
             Ix::Mac => {
                 out.extend(acc.macs().iter().map(|m| self.mac_key(m)));
                 // An account listing one MAC twice claims it once.
@@ -412,6 +421,14 @@ impl State {
             .or_else(|| self.get(g).filter(|a| !a.soft_deleted())),
             Identity::Name(name) => self.find_sam(name, None),
         }
+    }
+
+    /// A device by one of its certificate identities (an Intune
+    /// managed-device id as `intune:ID`, kept by the Intune round).
+    fn by_cert_identity(&self, value: &str) -> Option<&Arc<Account>> {
+        find(&self.by_device, self.key(value), |a| {
+            !a.soft_deleted() && a.cert_identities().any(|c| fold_eq(c, value))
+        })
     }
 
     /// A SAM name, in `domain` (NetBIOS or DNS name) if given. Without a

@@ -15,10 +15,14 @@
 //! [`tls_frame::Fragmenter`] and [`message::push_eap_message`], and puts the
 //! conversation back with [`Conversations::restore`].
 
+pub mod cert_name;
 pub mod conversation;
 pub mod message;
 pub mod packet;
+pub mod session;
+pub mod tls;
 pub mod tls_frame;
+pub mod ttls;
 
 pub use conversation::{Conversations, Peer, StateId};
 pub use packet::{EapCode, EapPacket, EapType};
@@ -78,6 +82,9 @@ pub enum EapError {
     TooManyConversations(usize),
     #[error("State value already in use")]
     StateCollision,
+    // EAP-TTLS inner AVPs (RFC 5281 §10.1).
+    #[error("inner AVP: {0}")]
+    BadAvp(&'static str),
 }
 
 #[cfg(test)]

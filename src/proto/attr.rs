@@ -74,6 +74,7 @@ impl AttrType {
     pub const FRAMED_IP_ADDRESS: AttrType = AttrType(8);
     pub const FILTER_ID: AttrType = AttrType(11);
     pub const REPLY_MESSAGE: AttrType = AttrType(18);
+    pub const FRAMED_MTU: AttrType = AttrType(12);
     pub const STATE: AttrType = AttrType(24);
     pub const CLASS: AttrType = AttrType(25);
     pub const VENDOR_SPECIFIC: AttrType = AttrType(26);

@@ -216,6 +216,39 @@ pub fn hide_password(password: &[u8], secret: &ClientSecret, request_auth: &[u8;
     Ok(out)
 }
 
+/// Microsoft's vendor id and the MPPE key attributes (RFC 2548 §2.4).
+pub const VENDOR_MICROSOFT: u32 = 311;
+pub const MS_MPPE_SEND_KEY: u8 = 16;
+pub const MS_MPPE_RECV_KEY: u8 = 17;
+
+/// Encrypts an MS-MPPE-Send-Key or -Recv-Key value (RFC 2548 §2.4.2): the
+/// salt (its top bit set), then the key-length octet, the key and zero
+/// padding to a multiple of 16, each block XORed with
+/// b1 = MD5(secret ‖ Request Authenticator ‖ salt), bi = MD5(secret ‖ c(i−1)).
+pub fn mppe_encrypt_key(key: &[u8], salt: [u8; 2], secret: &ClientSecret, request_auth: &[u8; 16]) -> Vec<u8> {
+    let salt = [salt[0] | 0x80, salt[1]];
+    let mut plain = Vec::with_capacity(1 + key.len() + 15);
+    plain.push(key.len() as u8);
+    plain.extend_from_slice(key);
+    plain.resize(plain.len().div_ceil(16) * 16, 0);
+    let mut out = Vec::with_capacity(2 + plain.len());
+    out.extend_from_slice(&salt);
+    for (i, block) in plain.chunks_exact(16).enumerate() {
+        let mut h = secret.md5_prefix.clone();
+        if i == 0 {
+            h.update(request_auth);
+            h.update(salt);
+        } else {
+            h.update(&out[out.len() - 16..]);
+        }
+        let b = h.finalize();
+        let c: Vec<u8> = block.iter().zip(b.iter()).map(|(p, k)| p ^ k).collect();
+        out.extend_from_slice(&c);
+    }
+    plain.zeroize();
+    out
+}
+
 /// The CHAP response a peer computes: MD5(CHAP id, password, challenge).
 pub fn chap_response(chap_id: u8, password: &[u8], challenge: &[u8]) -> [u8; 16] {
     let mut h = Md5::new();
@@ -535,5 +568,47 @@ mod tests {
         assert!(!format!("{s:?}").contains("hunter2"));
         let p = Password::new(b"hunter2".to_vec());
         assert!(!format!("{p:?}").contains("hunter2"));
+    }
+}
+
+#[cfg(test)]
+mod mppe_tests {
+    use super::*;
+
+    /// Decryption as a NAS does it (hostapd's decrypt_ms_key), written apart
+    /// from the encryption under test.
+    fn decrypt(value: &[u8], secret: &[u8], request_auth: &[u8; 16]) -> Vec<u8> {
+        let (salt, cipher) = value.split_at(2);
+        let mut plain = Vec::new();
+        let mut prev: Vec<u8> = [request_auth.as_slice(), salt].concat();
+        for block in cipher.chunks(16) {
+            let mut h = Md5::new();
+            h.update(secret);
+            h.update(&prev);
+            let b = h.finalize();
+            plain.extend(block.iter().zip(b.iter()).map(|(c, k)| c ^ k));
+            prev = block.to_vec();
+        }
+        let len = plain[0] as usize;
+        plain.get(1..1 + len).map(<[u8]>::to_vec).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_32_byte_key_is_50_bytes_and_decrypts() {
+        let secret = ClientSecret::new(b"testing123");
+        let auth = [7u8; 16];
+        let key: Vec<u8> = (0..32).collect();
+        let v = mppe_encrypt_key(&key, [0x12, 0x34], &secret, &auth);
+        assert_eq!(v.len(), 2 + 48, "33 bytes of plaintext pad to 48");
+        assert_eq!(v[0], 0x92, "salt top bit set");
+        assert_eq!(decrypt(&v, b"testing123", &auth), key);
+        // The VSA that carries it: 2 + 4 + 1 + 1 + 50 = 58 bytes.
+        let mut b = Builder::new(super::super::Code::ACCESS_ACCEPT, 1, auth);
+        b.push_vsa(VENDOR_MICROSOFT, MS_MPPE_RECV_KEY, &v).unwrap();
+        assert_eq!(b.len(), 20 + 58);
+        // Another salt, another ciphertext; a wrong secret gives garbage.
+        let w = mppe_encrypt_key(&key, [0x12, 0x35], &secret, &auth);
+        assert_ne!(v[2..], w[2..]);
+        assert_ne!(decrypt(&v, b"wrong", &auth), key);
     }
 }

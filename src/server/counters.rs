@@ -73,6 +73,8 @@ pub struct Counters {
     pub access_requests: AtomicU64,
     pub accepts: AtomicU64,
     pub rejects: AtomicU64,
+    /// Access-Challenges (EAP rounds).
+    pub challenges: AtomicU64,
     pub accounting_requests: AtomicU64,
     pub accounting_responses: AtomicU64,
     pub status_server: AtomicU64,
@@ -112,6 +114,7 @@ impl Counters {
             access_requests: l(&self.access_requests),
             accepts: l(&self.accepts),
             rejects: l(&self.rejects),
+            challenges: l(&self.challenges),
             accounting_requests: l(&self.accounting_requests),
             accounting_responses: l(&self.accounting_responses),
             status_server: l(&self.status_server),
@@ -141,6 +144,7 @@ pub struct CounterSnapshot {
     pub access_requests: u64,
     pub accepts: u64,
     pub rejects: u64,
+    pub challenges: u64,
     pub accounting_requests: u64,
     pub accounting_responses: u64,
     pub status_server: u64,
@@ -212,7 +216,7 @@ impl CounterRegistry {
     /// The counters in the Prometheus text exposition format (version 0.0.4).
     pub fn render_prometheus(&self, out: &mut String) {
         let snap = self.snapshot();
-        let series: [Series; 8] = [
+        let series: [Series; 9] = [
             (
                 "entra_radius_access_requests_total",
                 "Access-Requests received from the client.",
@@ -224,6 +228,11 @@ impl CounterRegistry {
             ("entra_radius_access_rejects_total", "Access-Rejects sent.", |c| {
                 c.rejects
             }),
+            (
+                "entra_radius_access_challenges_total",
+                "Access-Challenges sent (EAP rounds).",
+                |c| c.challenges,
+            ),
             (
                 "entra_radius_accounting_requests_total",
                 "Accounting-Requests received.",

@@ -20,10 +20,19 @@ pub struct SlowKind {
     pub capacity: usize,
 }
 
+/// Which reply an Access-Request gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reply {
+    Accept,
+    Reject,
+    /// Another round is needed (EAP): Access-Challenge.
+    Challenge,
+}
+
 /// The decision on one Access-Request, as the server needs it: which code
 /// to answer with, the attributes to put in the reply, and the log line.
 pub trait Outcome: Send {
-    fn accept(&self) -> bool;
+    fn reply(&self) -> Reply;
     /// Writes the reply's own attributes: after Message-Authenticator, before
     /// the copied Proxy-State.
     fn write_attributes(&self, reply: &mut Builder) -> Result<(), EncodeError>;
@@ -54,8 +63,14 @@ pub trait Handler: Send + Sync + 'static {
     fn slow_kinds(&self) -> Vec<SlowKind>;
 
     /// Decides from memory when it can; otherwise hands back the slow part,
-    /// which the server runs in a task under its kind's bound.
-    fn access_request(&self, packet: &Packet<'_>, secret: &ClientSecret) -> Result<Self::Outcome, Self::Slow>;
+    /// which the server runs in a task under its kind's bound. `client` is
+    /// the NAS's name in the client table (EAP binds its State to it).
+    fn access_request(
+        &self,
+        packet: &Packet<'_>,
+        secret: &ClientSecret,
+        client: &str,
+    ) -> Result<Self::Outcome, Self::Slow>;
 
     /// Keeps a verified Accounting-Request; resolves once it is safely
     /// stored (RFC 2866 §4.1: answer only then). `now` is the receive time.

@@ -32,7 +32,7 @@ use crate::proto::{AttrType, Builder, Code, Packet};
 use clients::{Client, ClientTable, MaVerdict};
 use counters::{CounterRegistry, DropReason, inc};
 use dedup::{DedupKey, ResponseCache, Seen};
-use handler::{Handler, Outcome, Slow};
+use handler::{Handler, Outcome, Reply, Slow};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -554,7 +554,7 @@ impl<H: Handler> Shared<H> {
         };
         // Memory-only decisions (nearly all) are answered here, with no
         // task and no place to take.
-        let deferred = match self.handler.access_request(packet, &client.secret) {
+        let deferred = match self.handler.access_request(packet, &client.secret, &client.name) {
             Ok(d) => {
                 let buf = std::mem::take(&mut out.scratch);
                 let reply = self.decided(packet, client, &d, buf);
@@ -596,19 +596,14 @@ impl<H: Handler> Shared<H> {
 
     /// Logs and counts a decision and encodes its reply into `buf`.
     fn decided(&self, packet: &Packet<'_>, client: &Client, d: &H::Outcome, buf: Vec<u8>) -> Option<Vec<u8>> {
-        let accept = d.accept();
-        let code = if accept {
-            Code::ACCESS_ACCEPT
-        } else {
-            Code::ACCESS_REJECT
+        let (code, counter) = match d.reply() {
+            Reply::Accept => (Code::ACCESS_ACCEPT, &client.counters.accepts),
+            Reply::Reject => (Code::ACCESS_REJECT, &client.counters.rejects),
+            Reply::Challenge => (Code::ACCESS_CHALLENGE, &client.counters.challenges),
         };
         let reply = build_reply_with(buf, code, packet, client, true, Some(d));
         d.log(&client.name);
-        inc(if accept {
-            &client.counters.accepts
-        } else {
-            &client.counters.rejects
-        });
+        inc(counter);
         reply
     }
 
@@ -757,8 +752,8 @@ fn build_reply(code: Code, request: &Packet<'_>, client: &Client, with_ma: bool)
 struct NoAttributes;
 
 impl Outcome for NoAttributes {
-    fn accept(&self) -> bool {
-        false
+    fn reply(&self) -> Reply {
+        Reply::Reject
     }
 
     fn write_attributes(&self, _: &mut Builder) -> Result<(), crate::proto::EncodeError> {

@@ -176,6 +176,19 @@ pub fn device_change(
 /// keyed by the Entra `deviceId` they belong to. Intune writes them as 12
 /// hex digits; empty strings and all-zero placeholders are skipped.
 pub fn managed_device_macs(item: &Value) -> Option<(String, Vec<MacAddr>)> {
+    managed_device(item).map(|(device_id, macs, _)| (device_id, macs))
+}
+
+pub use crate::directory::account::INTUNE_CERT_PREFIX;
+
+/// [`managed_device_macs`] plus the managed device's own id (lower case),
+/// which Intune certificates carry as `IntuneDeviceId://ID`.
+pub fn managed_device(item: &Value) -> Option<(String, Vec<MacAddr>, Option<String>)> {
+    let managed_id = item
+        .get("id")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_ascii_lowercase);
     let device_id = item
         .get("azureADDeviceId")
         .and_then(Value::as_str)?
@@ -193,7 +206,7 @@ pub fn managed_device_macs(item: &Value) -> Option<(String, Vec<MacAddr>)> {
             macs.push(m);
         }
     }
-    Some((device_id, macs))
+    Some((device_id, macs, managed_id))
 }
 
 pub fn group_delta(item: &Value) -> Result<GroupDelta, MappingError> {

@@ -513,7 +513,8 @@ impl<S: PageSource> Syncer<S> {
         observe: &(dyn Fn(&IntuneReport) + Sync),
     ) -> Result<IntuneReport, SyncError> {
         let mut report = IntuneReport::default();
-        let mut macs: std::collections::HashMap<String, Vec<crate::directory::MacAddr>> =
+        // Entra deviceId → (MACs, Intune managed-device ids).
+        let mut macs: std::collections::HashMap<String, (Vec<crate::directory::MacAddr>, Vec<String>)> =
             std::collections::HashMap::new();
         let mut url = first_url.to_string();
         loop {
@@ -524,11 +525,17 @@ impl<S: PageSource> Syncer<S> {
             report.pages += 1;
             for item in &page.items {
                 report.managed_devices += 1;
-                if let Some((device_id, list)) = mapping::managed_device_macs(item) {
-                    let entry = macs.entry(device_id).or_default();
+                if let Some((device_id, list, managed_id)) = mapping::managed_device(item) {
+                    let (entry, ids) = macs.entry(device_id).or_default();
                     for m in list {
                         if !entry.contains(&m) {
                             entry.push(m);
+                        }
+                    }
+                    if let Some(id) = managed_id {
+                        let id = format!("{}{id}", mapping::INTUNE_CERT_PREFIX);
+                        if !ids.contains(&id) {
+                            ids.push(id);
                         }
                     }
                 }
@@ -547,13 +554,15 @@ impl<S: PageSource> Syncer<S> {
             let Some(device_id) = account.device_id() else {
                 continue;
             };
-            let want = macs.remove(&device_id.to_ascii_lowercase()).unwrap_or_default();
-            if want.as_slice() != account.macs() {
+            let (want, ids) = macs.remove(&device_id.to_ascii_lowercase()).unwrap_or_default();
+            let have_ids: Vec<&str> = account.cert_identities().collect();
+            if want.as_slice() != account.macs() || ids != have_ids {
                 changes.push(Change::Merge {
                     object_id: account.object_id().to_string(),
                     kind: AccountKind::Device,
                     patch: AccountPatch {
                         macs: Some(want),
+                        cert_identities: Some(ids),
                         last_change: Some(Some(now_unix())),
                         ..AccountPatch::default()
                     },
