@@ -230,7 +230,7 @@ impl EapServer {
             Round::Challenge(req) => self.keep(sid, conv, req, outer),
             Round::Fail(reason) => {
                 self.conversations.remove(&sid);
-                Step::Done(self.failure(outer, conv.session.final_id(), reason))
+                Step::Done(self.failed_in(&conv.session, outer, reason))
             }
             Round::Finish => {
                 self.conversations.remove(&sid);
@@ -240,7 +240,7 @@ impl EapServer {
                 };
                 match conv.pending.take() {
                     Some(d) => Step::Done(reply_to.finish(self, d, &conv.session)),
-                    None => Step::Done(self.failure(outer, conv.session.final_id(), "nothing to conclude")),
+                    None => Step::Done(self.failed_in(&conv.session, outer, "nothing to conclude")),
                 }
             }
             Round::Tls(input) => Step::Wait(super::Work::Eap(Box::new(EapWork {
@@ -294,6 +294,18 @@ impl EapServer {
         }
     }
 
+    /// A failure inside a conversation: its method names the log line.
+    fn failed_in(
+        &self,
+        s: &EapSession,
+        identity: String,
+        reason: impl Into<std::borrow::Cow<'static, str>>,
+    ) -> Decision {
+        let mut d = self.failure(identity, s.final_id(), reason);
+        d.method = method_of(s);
+        d
+    }
+
     fn failure(&self, identity: String, id: u8, reason: impl Into<std::borrow::Cow<'static, str>>) -> Decision {
         self.stats.rejected.fetch_add(1, Ordering::Relaxed);
         let mut d = Decision::reject(Method::Eap, identity, None, reason);
@@ -314,6 +326,14 @@ impl EapServer {
         if s.resumed() {
             self.stats.resumptions.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+fn method_of(s: &EapSession) -> Method {
+    if s.method() == EapType::TTLS {
+        Method::EapTtls
+    } else {
+        Method::EapTls
     }
 }
 
@@ -394,7 +414,7 @@ impl EapWork {
             }
             TlsOutcome::Failed { reason, alert: None } => {
                 server.conversations.remove(&sid);
-                server.failure(outer, conv.session.final_id(), reason)
+                server.failed_in(&conv.session, outer, reason)
             }
             TlsOutcome::Established => {
                 server.count_handshake(&conv.session);
@@ -417,11 +437,11 @@ impl EapWork {
                     }
                     Round::Fail(reason) => {
                         server.conversations.remove(&sid);
-                        server.failure(outer, conv.session.final_id(), reason)
+                        server.failed_in(&conv.session, outer, reason)
                     }
                     Round::Tls(_) => {
                         server.conversations.remove(&sid);
-                        server.failure(outer, conv.session.final_id(), "unexpected TLS input")
+                        server.failed_in(&conv.session, outer, "unexpected TLS input")
                     }
                 }
             }
@@ -507,14 +527,9 @@ fn authorize_certificate(state: &State, s: &EapSession, outer: &str) -> Decision
                     format!("account disabled in {directory} (certificate {label})"),
                 );
             }
-            accept(
-                state,
-                method,
-                account.label(),
-                directory,
-                &account,
-                "client certificate verified",
-            )
+            let mut d = accept(state, method, account.label(), directory, &account, "");
+            d.reason = format!("client certificate verified; the account is its {}", name.rule.as_str()).into();
+            d
         }
         Resolution::NotFound => Decision::reject(method, label, None, "the certificate names no known account"),
         Resolution::Unavailable { directory, reason } => Decision::reject(

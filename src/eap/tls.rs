@@ -277,6 +277,12 @@ fn describe(e: &rustls::Error) -> String {
         Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
             "client certificate not issued by a CA in ca_file".into()
         }
+        Error::InvalidCertificate(CertificateError::BadSignature) => {
+            "client certificate not issued by a CA in ca_file (its signature does not verify)".into()
+        }
+        Error::InvalidCertificate(
+            CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. },
+        ) => "client certificate not for client authentication (extended key usage)".into(),
         Error::InvalidCertificate(CertificateError::Revoked) => "client certificate revoked (CRL)".into(),
         Error::InvalidCertificate(c) => format!("client certificate refused: {c:?}"),
         Error::NoCertificatesPresented => "the peer sent no client certificate".into(),

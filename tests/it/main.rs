@@ -7,6 +7,7 @@ mod certs;
 mod cli;
 mod crash;
 mod directory;
+mod eap;
 mod entra_pap;
 mod harness;
 mod interop;
