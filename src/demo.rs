@@ -73,6 +73,93 @@ pub enum DemoError {
     FirstSyncTimedOut,
     #[error("hashing the demo password: {0}")]
     Hash(argon2::password_hash::Error),
+    #[error("demo certificates: {0}")]
+    Certs(#[from] crate::certs::CertsError),
+    #[error("demo certificates: {0}")]
+    EapConfig(#[from] crate::config::ConfigError),
+    #[error("demo certificates: writing {path}: {source}")]
+    WriteConf { path: PathBuf, source: std::io::Error },
+}
+
+/// Where `serve --demo` keeps its certificates and `eapol_test` files.
+pub const DEMO_CERTS_DIR: &str = "demo-certs";
+
+/// Unless the config has its own `[eap]`: a demo CA, server certificate and
+/// client certificates in the state directory (made once, kept across
+/// demos), `[eap]` pointed at them, and `eapol_test` network blocks beside
+/// them. Returns the directory.
+pub fn add_eap(cfg: &mut Config, tenant: &Tenant) -> Result<Option<PathBuf>, DemoError> {
+    use crate::certs::{self, ClientIdentity};
+    if cfg.eap.is_some() {
+        return Ok(None);
+    }
+    let dir = cfg.server.state_dir.join(DEMO_CERTS_DIR);
+    let laptop = tenant.devices.first().map(|d| d.device_id.clone()).unwrap_or_default();
+    if !dir.join("ca.pem").exists() {
+        certs::init(&dir, "radius.demo.test")?;
+        certs::issue(&dir, ClientIdentity::Upn("alice@contoso.example".into()), Some("alice"))?;
+        certs::issue(&dir, ClientIdentity::Upn("bob@contoso.example".into()), Some("bob"))?;
+        certs::issue(&dir, ClientIdentity::DeviceId(laptop), Some("alice-laptop"))?;
+    }
+    let eap = crate::config::from_toml(&format!(
+        "[eap]\ncertificate = {:?}\nprivate_key = {:?}\nca_file = {:?}\n",
+        dir.join("server.pem").display().to_string(),
+        dir.join("server.key").display().to_string(),
+        dir.join("ca.pem").display().to_string(),
+    ))?
+    .eap;
+    cfg.eap = eap;
+    let ca = dir.join("ca.pem");
+    let tls = |who: &str| {
+        format!(
+            "network={{\n  key_mgmt=WPA-EAP\n  eap=TLS\n  identity=\"anonymous@contoso.example\"\n  ca_cert=\"{}\"\n  client_cert=\"{}\"\n  private_key=\"{}\"\n  phase1=\"tls_disable_tlsv1_3=0\"\n}}\n",
+            ca.display(),
+            dir.join(format!("{who}.pem")).display(),
+            dir.join(format!("{who}.key")).display()
+        )
+    };
+    let ttls = |user: &str, pw: &str| {
+        format!(
+            "network={{\n  key_mgmt=WPA-EAP\n  eap=TTLS\n  identity=\"{user}\"\n  anonymous_identity=\"anonymous@contoso.example\"\n  password=\"{pw}\"\n  phase2=\"auth=PAP\"\n  ca_cert=\"{}\"\n  phase1=\"tls_disable_tlsv1_3=0\"\n}}\n",
+            ca.display()
+        )
+    };
+    for (file, text) in [
+        ("alice-tls.conf", tls("alice")),
+        ("bob-tls.conf", tls("bob")),
+        ("laptop-tls.conf", tls("alice-laptop")),
+        ("alice-ttls.conf", ttls("alice@contoso.example", "alice-pw")),
+        ("local-ttls.conf", ttls("alice", "wonderland")),
+    ] {
+        let path = dir.join(file);
+        std::fs::write(&path, text).map_err(|source| DemoError::WriteConf { path, source })?;
+    }
+    Ok(Some(dir))
+}
+
+/// The `eapol_test` commands the demo prints, each with what it should show.
+pub fn eap_commands_text(auth: SocketAddr, dir: &Path) -> String {
+    let run = |file: &str| {
+        format!(
+            "eapol_test -c {} -a {} -p {} -s testing123",
+            dir.join(file).display(),
+            auth.ip(),
+            auth.port()
+        )
+    };
+    format!(
+        "802.1X (eapol_test from Debian's eapoltest; it prints SUCCESS or FAILURE last):\n\
+         \x20 {}   # EAP-TLS Accept: alice by the UPN in her certificate, VLAN {DEMO_VLAN}\n\
+         \x20 {}   # EAP-TLS Access-Reject: bob is disabled in Entra ID\n\
+         \x20 {}   # EAP-TLS Accept: the Entra device ALICE-LAPTOP, by its device id\n\
+         \x20 {}   # EAP-TTLS/PAP Accept: alice's password checked by Entra ID\n\
+         \x20 {}   # EAP-TTLS/PAP Accept: the local user alice\n",
+        run("alice-tls.conf"),
+        run("bob-tls.conf"),
+        run("laptop-tls.conf"),
+        run("alice-ttls.conf"),
+        run("local-ttls.conf"),
+    )
 }
 
 /// Accounts that `serve --demo` adds: a PAP/CHAP user, a PAP-only user kept

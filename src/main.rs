@@ -241,7 +241,14 @@ enum AccountsCommand {
     /// notation) or device id, what it knows, and which lower directories it
     /// shadows.
     Lookup {
-        identity: String,
+        /// A user name, UPN, DOMAIN\user, MAC, device id or
+        /// IntuneDeviceId://ID.
+        #[arg(required_unless_present = "cert", conflicts_with = "cert")]
+        identity: Option<String>,
+        /// A client certificate (PEM or DER): which account its name maps
+        /// to, by which rule, and what the precedence decides.
+        #[arg(long, value_name = "FILE")]
+        cert: Option<PathBuf>,
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
         /// Print the server's JSON answer instead of text.
@@ -299,8 +306,24 @@ fn main() -> ExitCode {
         Command::Serve { config, demo } => serve(config.as_deref(), demo),
         Command::CheckConfig { config } => check_config(config.as_deref()),
         Command::Accounts {
-            command: AccountsCommand::Lookup { identity, config, json },
-        } => accounts_lookup(config.as_deref(), &identity, json),
+            command:
+                AccountsCommand::Lookup {
+                    identity,
+                    cert,
+                    config,
+                    json,
+                },
+        } => match (identity, cert) {
+            (Some(identity), _) => accounts_lookup(config.as_deref(), &identity, None, json),
+            (None, Some(cert)) => match cert_lookup_identity(&cert) {
+                Ok((identity, header)) => accounts_lookup(config.as_deref(), &identity, Some(header), json),
+                Err(e) => {
+                    eprintln!("entra-radius: {e}");
+                    ExitCode::from(1)
+                }
+            },
+            (None, None) => ExitCode::from(2),
+        },
         Command::Entra { command } => entra_cmd(command),
         Command::Domains { command } => domains_cmd(command),
         Command::Sync { command } => sync_cmd(command),
@@ -458,12 +481,28 @@ fn serve(path: Option<&Path>, demo: bool) -> ExitCode {
             None
         };
         #[cfg(feature = "demo")]
+        let eap_dir = if emulator.is_some() {
+            match demo::add_eap(&mut cfg, &graph_emulator::Tenant::demo()) {
+                Ok(d) => d,
+                Err(e) => {
+                    error!("{e}");
+                    eprintln!("entra-radius: {e}");
+                    return ExitCode::from(1);
+                }
+            }
+        } else {
+            None
+        };
+        #[cfg(feature = "demo")]
         let on_ready: Option<app::OnReady> = emulator.as_ref().map(|_| {
-            Box::new(|integration: Arc<Integration>, auth: SocketAddr| {
+            Box::new(move |integration: Arc<Integration>, auth: SocketAddr| {
                 let tenant = graph_emulator::Tenant::demo();
                 match demo::setup(&integration, &tenant) {
                     Ok(()) => {
                         println!("{}", demo::commands_text(auth, &tenant));
+                        if let Some(dir) = &eap_dir {
+                            println!("{}", demo::eap_commands_text(auth, dir));
+                        }
                         println!("entra-radius demo ready");
                     }
                     Err(e) => {
@@ -505,7 +544,45 @@ fn admin_address(cfg: &Config) -> SocketAddr {
     cfg.admin_listen
 }
 
-fn accounts_lookup(path: Option<&Path>, identity: &str, json: bool) -> ExitCode {
+/// What `accounts lookup --cert` looks up: the certificate's name by the
+/// first rule that applies (as EAP-TLS does), and a header saying which
+/// names it carries.
+fn cert_lookup_identity(path: &Path) -> anyhow::Result<(String, String)> {
+    use entra_radius::eap::cert_name::{CertRule, all_names};
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let der = match CertificateDer::pem_slice_iter(&bytes).next() {
+        Some(Ok(c)) => c.to_vec(),
+        Some(Err(e)) => anyhow::bail!("{}: {e}", path.display()),
+        None => bytes,
+    };
+    let names = all_names(&der).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let Some(first) = names.first() else {
+        anyhow::bail!(
+            "{}: {}",
+            path.display(),
+            entra_radius::eap::cert_name::CertNameError::NoIdentity
+        );
+    };
+    let mut header = format!("certificate {}:\n", path.display());
+    for (i, n) in names.iter().enumerate() {
+        let mark = if i == 0 {
+            "used"
+        } else {
+            "not used (an earlier rule applies)"
+        };
+        header.push_str(&format!("  {:<24} {:<40} {mark}\n", n.rule.as_str(), n.value));
+    }
+    let identity = match first.rule {
+        CertRule::IntuneDeviceId => format!("IntuneDeviceId://{}", first.value),
+        _ => first.value.clone(),
+    };
+    header.push_str(&format!("looked up as {identity}\n\n"));
+    Ok((identity, header))
+}
+
+fn accounts_lookup(path: Option<&Path>, identity: &str, header: Option<String>, json: bool) -> ExitCode {
     let cfg = match load_config(path) {
         Ok(c) => c,
         Err(code) => return code,
@@ -525,6 +602,9 @@ fn accounts_lookup(path: Option<&Path>, identity: &str, json: bool) -> ExitCode 
             ExitCode::SUCCESS
         }
         Ok(v) => {
+            if let Some(h) = &header {
+                print!("{h}");
+            }
             print!("{}", v["text"].as_str().unwrap_or("(the server sent no text)\n"));
             println!("{}", freshness_line(&v["entra"]));
             ExitCode::SUCCESS

@@ -53,10 +53,7 @@ impl Backend {
 
 impl AdminBackend for Backend {
     fn lookup(&self, identity: &str) -> Value {
-        let e = self
-            .running
-            .authenticator
-            .explain(&crate::directory::Identity::parse(identity));
+        let e = self.running.authenticator.explain_str(identity);
         let mut v = serde_json::to_value(&e).unwrap_or_else(|err| json!({ "error": err.to_string() }));
         v["text"] = Value::String(e.to_string());
         v["entra"] = self.entra();

@@ -544,24 +544,19 @@ fn authorize_certificate(state: &State, s: &EapSession, outer: &str) -> Decision
 /// The certificate's name as a lookup through the precedence chain. An
 /// Intune managed-device id is first turned into its Entra device id.
 pub(super) fn resolve_cert_name(state: &State, name: &CertName) -> Resolution {
-    let identity = match name.rule {
-        CertRule::SanUpn => Identity::parse(&name.value),
-        CertRule::DeviceIdUri | CertRule::DeviceIdCn => Identity::parse(&name.value),
-        CertRule::IntuneDeviceId => {
-            let key = format!("{}{}", crate::directory::account::INTUNE_CERT_PREFIX, name.value);
-            match state
-                .entra
-                .as_ref()
-                .and_then(|e| e.replica().lookup_cert_identity(&key))
-            {
-                Some(dev) => match dev.device_id() {
-                    Some(id) => Identity::parse(id),
-                    None => return Resolution::NotFound,
-                },
-                None => return Resolution::NotFound,
-            }
-        }
-        CertRule::CommonName => Identity::parse(&name.value),
-    };
-    state.resolver.resolve(&identity)
+    match identity_of(state, name) {
+        Some(identity) => state.resolver.resolve(&identity),
+        None => Resolution::NotFound,
+    }
+}
+
+/// The identity a certificate name is looked up by; `None` for an Intune
+/// managed device the replica does not know.
+pub(super) fn identity_of(state: &State, name: &CertName) -> Option<Identity> {
+    if name.rule != CertRule::IntuneDeviceId {
+        return Some(Identity::parse(&name.value));
+    }
+    let key = format!("{}{}", crate::directory::account::INTUNE_CERT_PREFIX, name.value);
+    let device = state.entra.as_ref()?.replica().lookup_cert_identity(&key)?;
+    Some(Identity::parse(device.device_id()?))
 }

@@ -225,6 +225,9 @@ const ARGON2_QUEUE_PER_THREAD: usize = 16;
 /// trip of tens of milliseconds to a few seconds.
 const ENTRA_PASSWORD_CHECKS: usize = 64;
 
+/// How Intune writes a managed-device id into a certificate's SAN URI.
+const INTUNE_URI: &str = "IntuneDeviceId://";
+
 /// What a reload can change.
 pub struct AuthConfig {
     pub order: Vec<DirectoryKind>,
@@ -297,6 +300,25 @@ impl Authenticator {
     /// Why `identity` would be decided the way it is (`accounts lookup`).
     pub fn explain(&self, identity: &Identity) -> Explanation {
         self.state.load().resolver.explain(identity)
+    }
+
+    /// `explain` for what an administrator types: an identity, or
+    /// `IntuneDeviceId://ID` as Intune writes it into certificates, which
+    /// is looked up as the Entra device Intune manages as `ID`.
+    pub fn explain_str(&self, s: &str) -> Explanation {
+        let state = self.state.load();
+        let intune = s
+            .get(..INTUNE_URI.len())
+            .filter(|h| h.eq_ignore_ascii_case(INTUNE_URI))
+            .map(|_| crate::eap::cert_name::CertName {
+                rule: crate::eap::cert_name::CertRule::IntuneDeviceId,
+                value: s[INTUNE_URI.len()..].trim_end_matches('/').to_ascii_lowercase(),
+            });
+        let identity = match intune {
+            Some(name) => eap::identity_of(&state, &name).unwrap_or_else(|| Identity::parse(s)),
+            None => Identity::parse(s),
+        };
+        state.resolver.explain(&identity)
     }
 
     pub fn local(&self) -> Arc<LocalDirectory> {

@@ -150,6 +150,7 @@ fn serve_demo_answers_the_commands_it_prints() {
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
     // (command, what its comment promises)
     let mut commands: Vec<(String, String)> = Vec::new();
+    let mut eapol: Vec<(String, String)> = Vec::new();
     let mut ready = false;
     for line in lines.by_ref() {
         let line = line.unwrap();
@@ -157,6 +158,10 @@ fn serve_demo_answers_the_commands_it_prints() {
         if let Some(rest) = line.trim().strip_prefix("cargo run --release -- ") {
             let (cmd, comment) = rest.split_once('#').unwrap_or((rest, ""));
             commands.push((cmd.trim().to_string(), comment.trim().to_string()));
+        }
+        if let Some(rest) = line.trim().strip_prefix("eapol_test ") {
+            let (cmd, comment) = rest.split_once('#').unwrap_or((rest, ""));
+            eapol.push((cmd.trim().to_string(), comment.trim().to_string()));
         }
         if line == "entra-radius demo ready" {
             ready = true;
@@ -176,6 +181,25 @@ fn serve_demo_answers_the_commands_it_prints() {
         assert_eq!(o.status.success(), expect_accept, "{c} ({comment}): {}", stdout(&o));
         if comment.contains("VLAN 20") {
             assert!(stdout(&o).contains("Tunnel-Private-Group-Id"), "{c}: {}", stdout(&o));
+        }
+    }
+    // The 802.1X commands, through eapol_test as printed.
+    assert_eq!(eapol.len(), 5, "{eapol:?}");
+    for (c, comment) in &eapol {
+        let o = Command::new("eapol_test").args(c.split_whitespace()).output().unwrap();
+        let out = stdout(&o);
+        let last = out.trim_end().lines().last().unwrap_or_default().to_string();
+        if comment.contains("Reject") {
+            assert!(
+                out.contains("(Access-Reject)") && last == "FAILURE",
+                "{c} ({comment}): {out}"
+            );
+        } else {
+            assert!(
+                out.contains("(Access-Accept)") && last == "SUCCESS",
+                "{c} ({comment}): {out}"
+            );
+            assert!(out.contains("MPPE keys OK: 1  mismatch: 0"), "{c}: {out}");
         }
     }
     let _ = child.kill();

@@ -367,6 +367,25 @@ fn certificates_map_to_entra_users_and_intune_devices() {
     .assert_rejected();
     assert_eq!(emu.control().password_grants() - grants, 2);
     s.wait_for_log("method=\"eap-ttls\" directory=\"entra\" result=\"reject\" reason=Entra ID refused the password");
+
+    // `accounts lookup --cert` names the rule and the account it maps to.
+    let phone = pki.path("phone-intune.pem");
+    let out = s.cli(&["accounts", "lookup", "--cert", phone.to_str().unwrap()]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("SAN URI IntuneDeviceId"), "{text}");
+    assert!(
+        text.contains(&format!("looked up as IntuneDeviceId://{managed}")),
+        "{text}"
+    );
+    assert!(text.contains("CAROL-PHONE"), "{text}");
+    let bob = pki.path("bob.pem");
+    let text = stdout(&s.cli(&["accounts", "lookup", "--cert", bob.to_str().unwrap()]));
+    assert!(
+        text.contains("SAN UPN") && text.contains("bob@contoso.example"),
+        "{text}"
+    );
+    assert!(text.contains("disabled"), "{text}");
 }
 
 /// A UDP relay between `eapol_test` and the server that holds the client's
