@@ -400,6 +400,10 @@ fn check_config(path: Option<&Path>) -> ExitCode {
         eprintln!("entra-radius: {e}");
         return ExitCode::from(2);
     }
+    if let Err(e) = app::check_eap(&cfg) {
+        eprintln!("entra-radius: {e}");
+        return ExitCode::from(2);
+    }
     let name = path
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "built-in defaults".into());

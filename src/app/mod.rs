@@ -191,6 +191,20 @@ fn eap_server(cfg: &Config, pool: Option<Arc<CpuPool>>) -> Result<Option<Arc<Eap
     Ok(Some(Arc::new(server)))
 }
 
+/// Checks `[eap]` as `serve` would (`check-config`).
+pub fn check_eap(cfg: &Config) -> Result<(), AppError> {
+    if let Some(e) = &cfg.eap {
+        crate::auth::eap::tls_configs(e).map_err(|source| AppError::Eap {
+            path: cfg
+                .path
+                .as_ref()
+                .map_or_else(|| "<config>".to_string(), |p| p.display().to_string()),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
 /// Work to run once the server is ready (the demo's setup), on a blocking
 /// thread: it is given the integration and the first authentication address.
 pub type OnReady = Box<dyn FnOnce(Arc<Integration>, SocketAddr) + Send>;

@@ -137,16 +137,7 @@ pub struct EapServer {
 
 impl EapServer {
     pub fn new(cfg: &EapConfig, pool: Arc<CpuPool>) -> Result<EapServer, TlsSetupError> {
-        let configs = TlsConfigs::new(TlsMaterial {
-            chain: cfg.chain.clone(),
-            key: cfg.key.clone_key(),
-            client_cas: cfg.client_cas.clone(),
-            crls: cfg.crls.clone(),
-            min_version: match cfg.tls_min_version {
-                TlsMinVersion::Tls12 => MinVersion::Tls12,
-                TlsMinVersion::Tls13 => MinVersion::Tls13,
-            },
-        })?;
+        let configs = tls_configs(cfg)?;
         Ok(EapServer {
             configs: Arc::new(configs),
             methods: cfg
@@ -335,6 +326,22 @@ fn method_of(s: &EapSession) -> Method {
     } else {
         Method::EapTls
     }
+}
+
+/// The rustls configurations `[eap]` asks for: building them checks that
+/// the key matches the certificate and the CA file is usable
+/// (`check-config` does that too).
+pub fn tls_configs(cfg: &EapConfig) -> Result<TlsConfigs, TlsSetupError> {
+    TlsConfigs::new(TlsMaterial {
+        chain: cfg.chain.clone(),
+        key: cfg.key.clone_key(),
+        client_cas: cfg.client_cas.clone(),
+        crls: cfg.crls.clone(),
+        min_version: match cfg.tls_min_version {
+            TlsMinVersion::Tls12 => MinVersion::Tls12,
+            TlsMinVersion::Tls13 => MinVersion::Tls13,
+        },
+    })
 }
 
 /// MS-MPPE-Recv-Key = MSK[0..32], MS-MPPE-Send-Key = MSK[32..64] (RFC 5216
@@ -559,4 +566,35 @@ pub(super) fn identity_of(state: &State, name: &CertName) -> Option<Identity> {
     let key = format!("{}{}", crate::directory::account::INTUNE_CERT_PREFIX, name.value);
     let device = state.entra.as_ref()?.replica().lookup_cert_identity(&key)?;
     Some(Identity::parse(device.device_id()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use md5::{Digest, Md5};
+
+    /// RFC 2548 §2.4.3 decryption, as a NAS does it.
+    fn decrypt(value: &[u8], secret: &[u8], auth: &[u8; 16]) -> Vec<u8> {
+        let (salt, cipher) = value.split_at(2);
+        let mut prev: Vec<u8> = [auth.as_slice(), salt].concat();
+        let mut plain = Vec::new();
+        for block in cipher.chunks(16) {
+            let b = Md5::new().chain_update(secret).chain_update(&prev).finalize();
+            plain.extend(block.iter().zip(b.iter()).map(|(c, k)| c ^ k));
+            prev = block.to_vec();
+        }
+        plain[1..1 + plain[0] as usize].to_vec()
+    }
+
+    #[test]
+    fn send_key_is_the_second_half_of_the_msk_and_recv_the_first() {
+        let msk: [u8; 64] = std::array::from_fn(|i| i as u8 * 3);
+        let secret = ClientSecret::new(b"s3cret");
+        let auth = [0x5a; 16];
+        let (recv, send) = mppe_attributes(&msk, &secret, &auth);
+        assert_eq!(decrypt(&recv, b"s3cret", &auth), msk[..32]);
+        assert_eq!(decrypt(&send, b"s3cret", &auth), msk[32..]);
+        assert_ne!(recv[..2], send[..2], "each attribute has its own salt");
+        assert!(recv[0] & 0x80 != 0 && send[0] & 0x80 != 0);
+    }
 }

@@ -510,3 +510,52 @@ fn a_user_disabled_by_a_sync_round_is_refused_on_resumption() {
         );
     }
 }
+
+#[test]
+fn check_config_names_what_is_wrong_in_eap() {
+    use std::os::unix::fs::PermissionsExt;
+    let pki = Pki::new();
+    let other = Pki::new();
+    let dir = pki.dir.path();
+    let check = |section: &str| {
+        let path = dir.join("check.toml");
+        std::fs::write(&path, format!("{}{}", localhost_client(""), section)).unwrap();
+        let o = run_cli(&["check-config", "--config", path.to_str().unwrap()], dir);
+        (o.status.code(), stdout(&o))
+    };
+    let (code, out) = check(&pki.eap_section(""));
+    assert_eq!(code, Some(0), "{out}");
+
+    // A key that does not belong to the certificate.
+    let section = pki.eap_section("").replace(
+        &pki.path("server.key").display().to_string(),
+        &other.path("server.key").display().to_string(),
+    );
+    let (code, out) = check(&section);
+    assert_ne!(code, Some(0), "{out}");
+    assert!(
+        out.contains("[eap]") && out.contains("server certificate or key refused"),
+        "{out}"
+    );
+
+    // A private key others may read.
+    std::fs::set_permissions(pki.path("server.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, out) = check(&pki.eap_section(""));
+    assert_ne!(code, Some(0), "{out}");
+    assert!(out.contains("eap.private_key"), "{out}");
+    std::fs::set_permissions(pki.path("server.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    for (extra, key) in [
+        ("methods = []", "eap.methods"),
+        ("methods = [\"peap\"]", "methods"),
+        ("fragment_size = 50", "eap.fragment_size"),
+        ("tls_min_version = \"1.1\"", "tls_min_version"),
+    ] {
+        let (code, out) = check(&pki.eap_section(extra));
+        assert_ne!(code, Some(0), "{extra}: {out}");
+        assert!(out.contains(key), "{extra}: {out}");
+    }
+    let missing = pki.eap_section("").replace("ca.pem", "missing.pem");
+    let (_, out) = check(&missing);
+    assert!(out.contains("eap.ca_file") && out.contains("missing.pem"), "{out}");
+}
