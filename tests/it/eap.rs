@@ -559,3 +559,93 @@ fn check_config_names_what_is_wrong_in_eap() {
     let (_, out) = check(&missing);
     assert!(out.contains("eap.ca_file") && out.contains("missing.pem"), "{out}");
 }
+
+fn md5_of(b: &[u8]) -> [u8; 16] {
+    use md5::{Digest, Md5};
+    Md5::digest(b).into()
+}
+
+/// An Access-Request carrying `eap` (and `state`), from raw bytes: what no
+/// supplicant would send.
+fn eap_request(id: u8, eap: &[u8], state: Option<&[u8]>, station: &str) -> Vec<u8> {
+    use entra_radius::proto::{AttrType, Builder, ClientSecret, Code};
+    let secret = ClientSecret::new(SECRET.as_bytes());
+    // A Request Authenticator of its own per station and id, so that no
+    // request is taken for a retransmission of another.
+    let mut ra = [0u8; 16];
+    let digest = md5_of(&[station.as_bytes(), &[id]].concat());
+    ra.copy_from_slice(&digest);
+    let mut b = Builder::request_with_ma(Code::ACCESS_REQUEST, id, ra);
+    b.push(AttrType::USER_NAME, b"flood").unwrap();
+    b.push(AttrType::CALLING_STATION_ID, station.as_bytes()).unwrap();
+    b.push_split(AttrType::EAP_MESSAGE, eap).unwrap();
+    if let Some(s) = state {
+        b.push(AttrType::STATE, s).unwrap();
+    }
+    b.finish_request(&secret)
+}
+
+#[test]
+fn identity_floods_and_oversized_tls_messages_are_refused_and_counted() {
+    use entra_radius::proto::{AttrType, Code, Packet};
+    let pki = Pki::new();
+    let body = format!("{}{USERS}{}", localhost_client(""), pki.eap_section(""));
+    let s = TestServer::start(&body);
+    let identity = [2u8, 1, 0, 10, 1, b'f', b'l', b'o', b'o', b'd'];
+
+    // One conversation first, kept for later: its State and the EAP
+    // Identifier of the server's Start.
+    let reply = exchange(s.auth, &eap_request(1, &identity, None, "02-00-00-ff-00-01")).unwrap();
+    let reply = Packet::decode(&reply).unwrap();
+    assert_eq!(reply.code(), Code::ACCESS_CHALLENGE);
+    let state = reply.get(AttrType::STATE).unwrap().to_vec();
+    let start_id = reply.get(AttrType::EAP_MESSAGE).unwrap()[1];
+
+    // 4,500 more Identity Responses, each from another station: the table
+    // holds 4,096, the rest are refused and counted.
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut buf = [0u8; 4096];
+    let (mut challenges, mut rejects) = (0, 0);
+    for chunk in 0..45u32 {
+        for i in 0..100u32 {
+            let n = chunk * 100 + i;
+            let station = format!("02-00-00-{:02x}-{:02x}-{:02x}", n >> 16, (n >> 8) & 0xff, n & 0xff);
+            // Identifiers and stations differ, so no request is a duplicate.
+            sock.send_to(&eap_request((n % 256) as u8, &identity, None, &station), s.auth)
+                .unwrap();
+        }
+        for _ in 0..100 {
+            let Ok((len, _)) = sock.recv_from(&mut buf) else { break };
+            match Packet::decode(&buf[..len]).map(|p| p.code()) {
+                Ok(Code::ACCESS_CHALLENGE) => challenges += 1,
+                Ok(Code::ACCESS_REJECT) => rejects += 1,
+                _ => {}
+            }
+        }
+    }
+    assert_eq!((challenges, rejects), (4095, 405));
+    assert_eq!(
+        metric(&s, "entra_radius_eap_conversations_finished_total{outcome=\"shed\"}"),
+        405
+    );
+    assert_eq!(metric(&s, "entra_radius_eap_conversations "), 4096);
+    s.wait_for_log("too many EAP conversations in progress (4096)");
+
+    // The first conversation's peer announces a 100,000-byte TLS message:
+    // refused (the cap is 64 KiB), with EAP-Failure, and the conversation
+    // ends.
+    let mut tls = vec![2u8, start_id, 0, 0, 13, 0xc0];
+    tls.extend_from_slice(&100_000u32.to_be_bytes());
+    tls.extend_from_slice(&[0x16; 200]);
+    let len = tls.len() as u16;
+    tls[2..4].copy_from_slice(&len.to_be_bytes());
+    let reply = exchange(s.auth, &eap_request(2, &tls, Some(&state), "02-00-00-ff-00-01")).unwrap();
+    let reply = Packet::decode(&reply).unwrap();
+    assert_eq!(reply.code(), Code::ACCESS_REJECT);
+    assert_eq!(reply.get(AttrType::EAP_MESSAGE).unwrap()[0], 4, "EAP-Failure");
+    s.wait_for_log("TLS message of 100000 bytes exceeds the 65536-byte limit");
+    // The same State from another station is refused without touching it.
+    let reply = exchange(s.auth, &eap_request(3, &tls, Some(&state), "02-00-00-ff-00-02")).unwrap();
+    assert_eq!(Packet::decode(&reply).unwrap().code(), Code::ACCESS_REJECT);
+}
