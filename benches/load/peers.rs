@@ -69,7 +69,7 @@ impl Drop for Peer {
 
 /// Runs `cmd` pinned to `cpus`, and waits (bounded) for a stdout line
 /// containing `ready`; returns the child and that line.
-fn spawn_pinned(
+pub fn spawn_pinned(
     cpus: &str,
     program: &Path,
     args: &[&str],
@@ -215,9 +215,65 @@ pub fn freeradius_binary() -> Option<PathBuf> {
 }
 
 pub fn start_freeradius(cpus: &str, users: usize, macs: usize) -> Result<Peer> {
-    let bin = freeradius_binary().context("freeradius is not installed")?;
     let dir = tempfile::tempdir()?;
-    let conf = dir.path().join("raddb");
+    let (conf, port) = private_raddb(dir.path())?;
+    std::fs::write(
+        conf.join("sites-enabled/bench"),
+        format!(
+            "server default {{\n listen {{\n  type = auth\n  ipaddr = 127.0.0.1\n  port = {port}\n }}\n authorize {{\n  files\n  pap\n }}\n authenticate {{\n  Auth-Type PAP {{\n   pap\n  }}\n }}\n post-auth {{\n }}\n}}\n"
+        ),
+    )?;
+    let mut users_file = String::with_capacity(users * 50 + macs * 200);
+    for i in 0..users {
+        writeln!(
+            users_file,
+            "{} Cleartext-Password := \"{}\"",
+            user_name(i),
+            user_password(i)
+        )?;
+    }
+    for i in 0..macs {
+        let m = mac(i);
+        writeln!(
+            users_file,
+            "{m} Cleartext-Password := \"{m}\", Calling-Station-Id == \"{m}\"\n\tTunnel-Type:1 = VLAN,\n\tTunnel-Medium-Type:1 = IEEE-802,\n\tTunnel-Private-Group-Id:1 = \"{MAB_VLAN}\""
+        )?;
+    }
+    std::fs::write(conf.join("mods-config/files/authorize"), users_file)?;
+    run_freeradius(cpus, dir, &conf, port)
+}
+
+/// FreeRADIUS answering EAP-TLS only, with this server certificate and CA
+/// (`pki` holds `server.pem`, `server.key`, `ca.pem`), TLS `version` at
+/// both ends and its TLS session cache on (for resumption).
+pub fn start_freeradius_eap(cpus: &str, pki: &Path, version: &str) -> Result<Peer> {
+    let dir = tempfile::tempdir()?;
+    let (conf, port) = private_raddb(dir.path())?;
+    let p = |f: &str| pki.join(f).display().to_string();
+    std::fs::write(
+        conf.join("mods-enabled/eap"),
+        format!(
+            "eap {{\n default_eap_type = tls\n timer_expire = 60\n max_sessions = 4096\n tls-config tls-common {{\n  private_key_file = {}\n  certificate_file = {}\n  ca_file = {}\n  fragment_size = 1024\n  tls_min_version = \"{version}\"\n  tls_max_version = \"{version}\"\n  cache {{\n   enable = yes\n   lifetime = 24\n   max_entries = 4096\n  }}\n }}\n tls {{\n  tls = tls-common\n }}\n}}\n",
+            p("server.key"),
+            p("server.pem"),
+            p("ca.pem")
+        ),
+    )?;
+    std::fs::write(
+        conf.join("sites-enabled/bench"),
+        format!(
+            "server default {{\n listen {{\n  type = auth\n  ipaddr = 127.0.0.1\n  port = {port}\n }}\n authorize {{\n  eap\n }}\n authenticate {{\n  eap\n }}\n post-auth {{\n }}\n}}\n"
+        ),
+    )?;
+    run_freeradius(cpus, dir, &conf, port)
+}
+
+/// A private copy of Debian's raddb in `dir`: paths into the copy, run as
+/// ourselves, no reject delay, two threads, no logging of each request, our
+/// client only, and no site or EAP module of Debian's. Returns the raddb
+/// path and the port the caller's site listens on.
+fn private_raddb(dir: &Path) -> Result<(PathBuf, u16)> {
+    let conf = dir.join("raddb");
     let status = Command::new("cp")
         .arg("-a")
         .arg("/etc/freeradius/3.0")
@@ -226,8 +282,8 @@ pub fn start_freeradius(cpus: &str, users: usize, macs: usize) -> Result<Peer> {
     if !status.success() {
         bail!("copying /etc/freeradius/3.0 failed");
     }
-    std::fs::create_dir_all(dir.path().join("log"))?;
-    std::fs::create_dir_all(dir.path().join("run"))?;
+    std::fs::create_dir_all(dir.join("log"))?;
+    std::fs::create_dir_all(dir.join("run"))?;
     let port = free_udp_port()?;
     // radiusd.conf: paths into the copy, run as ourselves, no reject delay,
     // a fixed pool of two threads (the fastest on two cores).
@@ -238,9 +294,9 @@ pub fn start_freeradius(cpus: &str, users: usize, macs: usize) -> Result<Peer> {
         let replaced = if t.starts_with("raddbdir =") {
             format!("raddbdir = {}", conf.display())
         } else if t.starts_with("logdir =") {
-            format!("logdir = {}", dir.path().join("log").display())
+            format!("logdir = {}", dir.join("log").display())
         } else if t.starts_with("run_dir =") {
-            format!("run_dir = {}", dir.path().join("run").display())
+            format!("run_dir = {}", dir.join("run").display())
         } else if t.starts_with("user =") || t.starts_with("group =") {
             format!("#{line}")
         } else if t.starts_with("reject_delay =") {
@@ -269,32 +325,14 @@ pub fn start_freeradius(cpus: &str, users: usize, macs: usize) -> Result<Peer> {
         let _ = std::fs::remove_file(conf.join(f));
     }
     std::fs::write(
-        conf.join("sites-enabled/bench"),
-        format!(
-            "server default {{\n listen {{\n  type = auth\n  ipaddr = 127.0.0.1\n  port = {port}\n }}\n authorize {{\n  files\n  pap\n }}\n authenticate {{\n  Auth-Type PAP {{\n   pap\n  }}\n }}\n post-auth {{\n }}\n}}\n"
-        ),
-    )?;
-    std::fs::write(
         conf.join("clients.conf"),
         format!("client bench {{\n ipaddr = 127.0.0.1\n secret = {SECRET}\n}}\n"),
     )?;
-    let mut users_file = String::with_capacity(users * 50 + macs * 200);
-    for i in 0..users {
-        writeln!(
-            users_file,
-            "{} Cleartext-Password := \"{}\"",
-            user_name(i),
-            user_password(i)
-        )?;
-    }
-    for i in 0..macs {
-        let m = mac(i);
-        writeln!(
-            users_file,
-            "{m} Cleartext-Password := \"{m}\", Calling-Station-Id == \"{m}\"\n\tTunnel-Type:1 = VLAN,\n\tTunnel-Medium-Type:1 = IEEE-802,\n\tTunnel-Private-Group-Id:1 = \"{MAB_VLAN}\""
-        )?;
-    }
-    std::fs::write(conf.join("mods-config/files/authorize"), users_file)?;
+    Ok((conf, port))
+}
+
+fn run_freeradius(cpus: &str, dir: tempfile::TempDir, conf: &Path, port: u16) -> Result<Peer> {
+    let bin = freeradius_binary().context("freeradius is not installed")?;
     let conf_s = conf.display().to_string();
     let (child, _) = spawn_pinned(
         cpus,
