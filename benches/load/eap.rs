@@ -6,8 +6,8 @@
 //!
 //! A full handshake is one `eapol_test` run; resumptions are its `-r N`
 //! re-authentications (TLS 1.2 session id, TLS 1.3 ticket). Server CPU is
-//! read from /proc before and after, so what the supplicants cost is not
-//! counted. `LOAD_EAP_PARALLEL` [4] runs at once, `LOAD_EAP_VERSIONS`
+//! read from /proc (each thread's schedstat, in nanoseconds) before and
+//! after, so what the supplicants cost is not counted. `LOAD_EAP_PARALLEL` [4] runs at once, `LOAD_EAP_VERSIONS`
 //! [1.2,1.3], `LOAD_EAP_RESUME` re-authentications per run [9].
 
 use std::path::Path;
@@ -153,13 +153,13 @@ pub fn measure(peer: &Peer, pki: &Pki, version: &str, gen_cpu: usize, secs: Dura
     if ok == 0 {
         bail!("{}: EAP-TLS {version} warm-up was not accepted", peer.name);
     }
-    let cpu0 = peer.cpu();
+    let cpu0 = peer.cpu_precise();
     let (full, full_bad, t) = drive(peer, &conf, gen_cpu, parallel, 0, secs);
-    let cpu_full = peer.cpu() - cpu0;
+    let cpu_full = peer.cpu_precise() - cpu0;
     let per_full = cpu_full.checked_div(full.max(1) as u32).unwrap_or_default();
-    let cpu1 = peer.cpu();
+    let cpu1 = peer.cpu_precise();
     let (auths, bad, t2) = drive(peer, &conf, gen_cpu, parallel, resume, secs);
-    let cpu_mixed = peer.cpu() - cpu1;
+    let cpu_mixed = peer.cpu_precise() - cpu1;
     let runs = auths / (u64::from(resume) + 1);
     let resumed = auths.saturating_sub(runs).max(1);
     let per_resumed = cpu_mixed
