@@ -139,7 +139,7 @@ impl Running {
             macs = cfg.local_macs.len(),
             policy_rules = cfg.policy.len(),
             eap = cfg.eap.is_some(),
-            "reloaded clients, local accounts, policy, directory order and EAP"
+            "reloaded clients, local accounts, policy and directory order, and [eap]"
         );
         Ok(())
     }
