@@ -268,8 +268,9 @@ struct TestAuthArgs {
     /// File holding the shared secret.
     #[arg(long, value_name = "FILE")]
     secret_file: Option<PathBuf>,
-    /// User-Name for PAP or CHAP.
-    #[arg(long, required_unless_present = "mab", conflicts_with = "mab")]
+    /// User-Name for PAP or CHAP; with --eap-tls the EAP identity (default
+    /// "anonymous": the server goes by the certificate).
+    #[arg(long, required_unless_present_any = ["mab", "eap_tls"], conflicts_with = "mab")]
     user: Option<String>,
     #[arg(long, requires = "user")]
     password: Option<String>,
@@ -298,6 +299,30 @@ struct TestAuthArgs {
     /// Dictionary directory (its `dictionary` file) instead of the built-in one.
     #[arg(long, value_name = "DIR")]
     dictionary_dir: Option<PathBuf>,
+    /// 802.1X: a whole EAP-TLS exchange with this client certificate, as a
+    /// supplicant would hold it (needs --cert and --key).
+    #[arg(long, requires_all = ["cert", "key"], conflicts_with_all = ["mab", "chap", "password"])]
+    eap_tls: bool,
+    /// With --eap-tls: the client certificate (PEM, chain allowed).
+    #[arg(long, value_name = "FILE", requires = "eap_tls")]
+    cert: Option<PathBuf>,
+    /// With --eap-tls: the client certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "eap_tls")]
+    key: Option<PathBuf>,
+    /// With --eap-tls: the CA of the server's certificate. Without it the
+    /// server's certificate is not verified (a warning says so).
+    #[arg(long, value_name = "FILE", requires = "eap_tls")]
+    ca: Option<PathBuf>,
+    /// With --ca: also check that the server certificate carries this name
+    /// (what supplicant profiles pin).
+    #[arg(long, value_name = "NAME", requires = "ca")]
+    server_name: Option<String>,
+    /// With --eap-tls: TLS data per EAP packet.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u16).range(100..=4000))]
+    fragment_size: u16,
+    /// With --eap-tls: only this TLS version (default: 1.3 or 1.2, as the server picks).
+    #[arg(long, value_parser = ["1.2", "1.3"], requires = "eap_tls")]
+    tls_version: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -769,6 +794,8 @@ fn test_auth_cmd(a: TestAuthArgs) -> anyhow::Result<ExitCode> {
             message_authenticator: true,
             timeout: Duration::from_secs(3),
             attempts: 3,
+            eap_message: None,
+            state: None,
         },
     };
     if a.calling_station_id.is_some() {
@@ -778,17 +805,31 @@ fn test_auth_cmd(a: TestAuthArgs) -> anyhow::Result<ExitCode> {
     req.message_authenticator = !a.no_message_authenticator;
     req.timeout = Duration::try_from_secs_f64(a.timeout).context("--timeout")?;
     req.attempts = a.attempts;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    if a.eap_tls {
+        return test_auth_eap_tls(&a, &req, &secret, &dictionary, &runtime);
+    }
     let method = match req.credentials {
         Credentials::Pap => "PAP",
         Credentials::Chap => "CHAP",
         Credentials::CallCheck => "Call-Check",
+        Credentials::Eap => "EAP",
     };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     println!(
         "Sending Access-Request to {} ({method}, User-Name {:?})",
         req.server, req.user
     );
     let reply = runtime.block_on(test_auth::send(&req, &secret))?;
+    print_reply(&dictionary, &reply);
+    Ok(if reply.packet().code() == Code::ACCESS_ACCEPT {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// The reply as `test-auth` shows it, with its warnings.
+fn print_reply(dictionary: &Dictionary, reply: &test_auth::Reply) {
     let p = reply.packet();
     println!(
         "Received {} Id {} from {} in {:.1} ms",
@@ -797,7 +838,7 @@ fn test_auth_cmd(a: TestAuthArgs) -> anyhow::Result<ExitCode> {
         reply.from,
         reply.elapsed.as_secs_f64() * 1000.0
     );
-    for line in describe(&dictionary, &p) {
+    for line in describe(dictionary, &p) {
         println!("\t{line}");
     }
     if reply.message_auth == MessageAuth::Absent {
@@ -811,7 +852,62 @@ fn test_auth_cmd(a: TestAuthArgs) -> anyhow::Result<ExitCode> {
             reply.ignored_invalid
         );
     }
-    Ok(if p.code() == Code::ACCESS_ACCEPT {
+}
+
+/// `test-auth --eap-tls`: success only for an Access-Accept with EAP-Success
+/// whose MS-MPPE keys match this side's MSK.
+fn test_auth_eap_tls(
+    a: &TestAuthArgs,
+    base: &test_auth::Request,
+    secret: &ClientSecret,
+    dictionary: &Dictionary,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<ExitCode> {
+    use entra_radius::eap::EapCode;
+    use entra_radius::eap::tls::Version;
+    let opts = test_auth::eap_tls::Options {
+        identity: a.user.clone().unwrap_or_else(|| "anonymous".into()),
+        cert: a.cert.clone().context("--eap-tls needs --cert")?,
+        key: a.key.clone().context("--eap-tls needs --key")?,
+        ca: a.ca.clone(),
+        server_name: a.server_name.clone(),
+        fragment_size: usize::from(a.fragment_size),
+        tls_version: match a.tls_version.as_deref() {
+            Some("1.2") => Some(Version::Tls12),
+            Some("1.3") => Some(Version::Tls13),
+            _ => None,
+        },
+    };
+    if opts.ca.is_none() {
+        println!("warning: no --ca: the server's certificate is not verified");
+    }
+    println!(
+        "Sending EAP-TLS to {} (identity {:?}, certificate {})",
+        base.server,
+        opts.identity,
+        opts.cert.display()
+    );
+    let o = runtime.block_on(test_auth::eap_tls::run(base, secret, &opts))?;
+    let version = o.version.map_or("none", Version::as_str);
+    println!("EAP-TLS: {} round trips, TLS version {version}", o.rounds);
+    if let Some(e) = &o.tls_error {
+        println!("TLS error on this side: {e}");
+    }
+    print_reply(dictionary, &o.reply);
+    let eap = match o.eap_code {
+        Some(EapCode::SUCCESS) => "EAP-Success",
+        Some(EapCode::FAILURE) => "EAP-Failure",
+        _ => "no EAP-Success or EAP-Failure",
+    };
+    println!("EAP result: {eap}");
+    let accepted = o.reply.packet().code() == Code::ACCESS_ACCEPT && o.eap_code == Some(EapCode::SUCCESS);
+    match o.keys_match {
+        Some(true) => println!("MS-MPPE-Recv-Key and MS-MPPE-Send-Key match the TLS session's MSK"),
+        Some(false) => println!("error: the MS-MPPE keys do not match the TLS session's MSK"),
+        None if accepted => println!("error: no TLS session keys to check the MS-MPPE keys against"),
+        None => {}
+    }
+    Ok(if accepted && o.keys_match == Some(true) {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -7,13 +7,14 @@
 //! callers pass bytes, `now` and random State values in. That keeps every
 //! exchange replayable in unit tests from hex vectors.
 //!
-//! Groundwork: `auth` does not use it yet. The plan is that `auth` reads the
-//! EAP-Message with [`message::eap_message`], decodes it with
-//! [`EapPacket::decode`], finds its conversation with
-//! [`Conversations::take`] (State + NAS + Calling-Station-Id), runs the method
-//! (TLS comes later, as the conversation's `T`), answers through a
-//! [`tls_frame::Fragmenter`] and [`message::push_eap_message`], and puts the
-//! conversation back with [`Conversations::restore`].
+//! `auth::eap` drives it: it reads the EAP-Message with
+//! [`message::eap_message`], finds the conversation with
+//! [`Conversations::take`] (State + NAS + Calling-Station-Id), runs it as an
+//! [`session::EapSession`] (Identity, Nak, fragments both ways, the TLS
+//! engine in [`tls`], the TTLS inner PAP in [`ttls`], who it is from the
+//! certificate in [`cert_name`]), and answers through
+//! [`message::push_eap_message`]. `test_auth::eap_tls` uses the same
+//! framing from the peer's side.
 
 pub mod cert_name;
 pub mod conversation;

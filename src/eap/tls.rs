@@ -250,17 +250,24 @@ impl TlsSession {
     /// The 64-byte MSK (RFC 5216 §2.3, RFC 9190 §2.3, RFC 5281 §8, RFC 9427
     /// §2.2), taken from the 128 bytes of key material.
     pub fn msk(&self) -> Option<[u8; 64]> {
-        let (label, context): (&[u8], Option<&[u8]>) = match (self.version()?, self.method) {
-            (Version::Tls12, EapType::TTLS) => (b"ttls keying material", None),
-            (Version::Tls12, _) => (b"client EAP encryption", None),
-            (Version::Tls13, EapType::TTLS) => (b"EXPORTER_EAP_TLS_Key_Material", Some(&[0x15])),
-            (Version::Tls13, _) => (b"EXPORTER_EAP_TLS_Key_Material", Some(&[0x0d])),
-        };
+        let (label, context) = msk_label(self.version()?, self.method);
         // HKDF mixes the length into the output: always ask for 128.
         let km = self.conn.export_keying_material([0u8; 128], label, context).ok()?;
         let mut msk = [0u8; 64];
         msk.copy_from_slice(&km[..64]);
         Some(msk)
+    }
+}
+
+/// The exporter label and context that give the MSK (RFC 5216 §2.3, RFC 9190
+/// §2.3, RFC 5281 §8, RFC 9427 §2.2); the peer's side (`test-auth`) uses the
+/// same.
+pub fn msk_label(version: Version, method: EapType) -> (&'static [u8], Option<&'static [u8]>) {
+    match (version, method) {
+        (Version::Tls12, EapType::TTLS) => (b"ttls keying material", None),
+        (Version::Tls12, _) => (b"client EAP encryption", None),
+        (Version::Tls13, EapType::TTLS) => (b"EXPORTER_EAP_TLS_Key_Material", Some(&[0x15])),
+        (Version::Tls13, _) => (b"EXPORTER_EAP_TLS_Key_Material", Some(&[0x0d])),
     }
 }
 

@@ -137,6 +137,8 @@ pub struct Fragmenter {
     fragment_size: usize,
     awaiting_ack: bool,
     first: bool,
+    /// Fragments go out as EAP-Responses: the peer's side (`test-auth`).
+    as_peer: bool,
 }
 
 impl Fragmenter {
@@ -151,6 +153,16 @@ impl Fragmenter {
             fragment_size: fragment_size.max(MIN_FRAGMENT_SIZE),
             awaiting_ack: false,
             first: true,
+            as_peer: false,
+        }
+    }
+
+    /// The same splitting for a peer's flight: fragments are EAP-Responses
+    /// and the server's ACKs are Requests ([`Fragmenter::next_response`]).
+    pub fn for_peer(typ: EapType, version: u8, flight: Vec<u8>, fragment_size: usize) -> Self {
+        Fragmenter {
+            as_peer: true,
+            ..Fragmenter::new(typ, version, flight, fragment_size)
         }
     }
 
@@ -163,6 +175,18 @@ impl Fragmenter {
     /// The next EAP-Request, with the Identifier the caller chose (a new one
     /// every Request, ACK rounds included; EAP-NOTES §1).
     pub fn next_request(&mut self, identifier: u8) -> Result<Vec<u8>, EapError> {
+        debug_assert!(!self.as_peer, "a peer's fragments are Responses");
+        self.next_fragment(identifier)
+    }
+
+    /// The next EAP-Response of a peer's flight, with the Identifier of the
+    /// Request it answers.
+    pub fn next_response(&mut self, identifier: u8) -> Result<Vec<u8>, EapError> {
+        debug_assert!(self.as_peer, "a server's fragments are Requests");
+        self.next_fragment(identifier)
+    }
+
+    fn next_fragment(&mut self, identifier: u8) -> Result<Vec<u8>, EapError> {
         if self.awaiting_ack {
             return Err(EapError::AwaitingAck);
         }
@@ -193,15 +217,20 @@ impl Fragmenter {
             data,
         }
         .encode();
-        let out = EapPacket::request(identifier, self.typ, &type_data).encode()?;
+        let out = if self.as_peer {
+            EapPacket::response(identifier, self.typ, &type_data)
+        } else {
+            EapPacket::request(identifier, self.typ, &type_data)
+        }
+        .encode()?;
         self.sent += take;
         self.first = false;
         self.awaiting_ack = self.sent < self.flight.len();
         Ok(out)
     }
 
-    /// The peer's Response to a fragment that had M set: it must be an ACK
-    /// of the same Type.
+    /// The other side's answer to a fragment that had M set: it must be an
+    /// ACK of the same Type.
     pub fn ack(&mut self, response: &EapPacket<'_>) -> Result<(), EapError> {
         if !self.awaiting_ack {
             return Err(EapError::UnexpectedAck);
@@ -338,6 +367,7 @@ pub fn ack_request(identifier: u8, typ: EapType, version: u8) -> Result<Vec<u8>,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::eap::EapCode;
     use crate::eap::packet::tests::h;
 
     fn flight(n: usize) -> Vec<u8> {
@@ -418,6 +448,38 @@ mod tests {
             }
             id = id.wrapping_add(1);
         }
+    }
+
+    /// A peer's flight goes out as Responses and takes the server's ACK
+    /// Requests; the same Reassembler takes it back.
+    #[test]
+    fn a_peer_flight_is_responses() {
+        let data = flight(700);
+        let mut f = Fragmenter::for_peer(EapType::TLS, 0, data.clone(), 300);
+        let mut r = Reassembler::default();
+        let mut codes = Vec::new();
+        for id in 1u8.. {
+            let bytes = f.next_response(id).unwrap();
+            let p = EapPacket::decode(&bytes).unwrap();
+            codes.push(p.code);
+            assert_eq!(p.identifier, id);
+            match r.push(&TlsData::decode(p.data).unwrap()).unwrap() {
+                Reassembled::SendAck => {
+                    let ack = ack_request(id + 1, EapType::TLS, 0).unwrap();
+                    f.ack(&EapPacket::decode(&ack).unwrap()).unwrap();
+                }
+                Reassembled::Complete(got) => {
+                    assert_eq!(got, data);
+                    break;
+                }
+            }
+        }
+        // 295 (after L) + 299 + 106.
+        assert_eq!(codes, [EapCode::RESPONSE; 3]);
+        // An empty flight is one flags-only Response: the peer's ACK.
+        let mut empty = Fragmenter::for_peer(EapType::TLS, 0, Vec::new(), 300);
+        assert_eq!(empty.next_response(9).unwrap(), h("02 09 0006 0d 00"));
+        assert!(empty.is_done());
     }
 
     #[test]

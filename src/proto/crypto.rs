@@ -249,6 +249,32 @@ pub fn mppe_encrypt_key(key: &[u8], salt: [u8; 2], secret: &ClientSecret, reques
     out
 }
 
+/// The inverse of [`mppe_encrypt_key`], as a NAS does it: the key, or
+/// `None` when the value is malformed (no salt, not whole blocks, a length
+/// octet beyond the data). `test-auth` checks the server's keys with it.
+pub fn mppe_decrypt_key(value: &[u8], secret: &ClientSecret, request_auth: &[u8; 16]) -> Option<Vec<u8>> {
+    let (salt, cipher) = value.split_first_chunk::<2>()?;
+    if cipher.is_empty() || cipher.len() % 16 != 0 {
+        return None;
+    }
+    let mut plain = Vec::with_capacity(cipher.len());
+    for (i, block) in cipher.chunks_exact(16).enumerate() {
+        let mut h = secret.md5_prefix.clone();
+        if i == 0 {
+            h.update(request_auth);
+            h.update(salt);
+        } else {
+            h.update(&cipher[(i - 1) * 16..i * 16]);
+        }
+        let b = h.finalize();
+        plain.extend(block.iter().zip(b.iter()).map(|(c, k)| c ^ k));
+    }
+    let len = usize::from(plain[0]);
+    let key = plain.get(1..1 + len).map(<[u8]>::to_vec);
+    plain.zeroize();
+    key
+}
+
 /// The CHAP response a peer computes: MD5(CHAP id, password, challenge).
 pub fn chap_response(chap_id: u8, password: &[u8], challenge: &[u8]) -> [u8; 16] {
     let mut h = Md5::new();
@@ -575,8 +601,8 @@ mod tests {
 mod mppe_tests {
     use super::*;
 
-    /// Decryption as a NAS does it (hostapd's decrypt_ms_key), written apart
-    /// from the encryption under test.
+    /// Decryption as hostapd's decrypt_ms_key does it, written apart from
+    /// both functions under test.
     fn decrypt(value: &[u8], secret: &[u8], request_auth: &[u8; 16]) -> Vec<u8> {
         let (salt, cipher) = value.split_at(2);
         let mut plain = Vec::new();
@@ -591,6 +617,29 @@ mod mppe_tests {
         }
         let len = plain[0] as usize;
         plain.get(1..1 + len).map(<[u8]>::to_vec).unwrap_or_default()
+    }
+
+    #[test]
+    fn the_nas_side_decrypts_what_the_server_encrypts() {
+        let secret = ClientSecret::new(b"testing123");
+        let auth = [9u8; 16];
+        let key: Vec<u8> = (100..132).collect();
+        let v = mppe_encrypt_key(&key, [0x01, 0x02], &secret, &auth);
+        assert_eq!(mppe_decrypt_key(&v, &secret, &auth).as_deref(), Some(key.as_slice()));
+        assert_eq!(decrypt(&v, b"testing123", &auth), key);
+        // Wrong secret or authenticator: garbage or refused, never the key.
+        assert_ne!(
+            mppe_decrypt_key(&v, &ClientSecret::new(b"other"), &auth).as_deref(),
+            Some(key.as_slice())
+        );
+        assert_ne!(
+            mppe_decrypt_key(&v, &secret, &[0u8; 16]).as_deref(),
+            Some(key.as_slice())
+        );
+        // Malformed: no salt, a partial block, a length beyond the data.
+        assert_eq!(mppe_decrypt_key(&v[..1], &secret, &auth), None);
+        assert_eq!(mppe_decrypt_key(&v[..v.len() - 1], &secret, &auth), None);
+        assert_eq!(mppe_decrypt_key(&v[..2], &secret, &auth), None);
     }
 
     #[test]

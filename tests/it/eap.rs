@@ -238,6 +238,98 @@ fn small_fragments_both_ways() {
     }
 }
 
+/// `test-auth --eap-tls`: the project's own supplicant (rustls) against
+/// the server, both versions, small fragments both ways, and what it must
+/// refuse on its side (a server certificate from another CA or with
+/// another name) or be refused.
+#[test]
+fn test_auth_holds_an_eap_tls_conversation() {
+    let pki = Pki::new();
+    pki.issue(&["--cn", "alice"], "alice");
+    pki.issue(&["--cn", "nobody"], "nobody");
+    let other = Pki::new();
+    let body = format!(
+        "{}{USERS}{}",
+        localhost_client(""),
+        pki.eap_section("fragment_size = 300")
+    );
+    let s = TestServer::start(&body);
+    let server = s.auth.to_string();
+    let foreign_ca = other.path("ca.pem").display().to_string();
+    let test_auth = |cert: &str, extra: &[&str]| {
+        let (pem, key) = (format!("pki/{cert}.pem"), format!("pki/{cert}.key"));
+        let mut args = vec![
+            "test-auth",
+            "--server",
+            &server,
+            "--eap-tls",
+            "--cert",
+            &pem,
+            "--key",
+            &key,
+        ];
+        args.extend_from_slice(extra);
+        let o = run_cli(&args, pki.dir.path());
+        (o.status.code(), stdout(&o))
+    };
+    let verified = ["--ca", "pki/ca.pem", "--server-name", "radius.test"];
+
+    for (version, fragment) in [("1.3", "1024"), ("1.2", "200")] {
+        let mut args = verified.to_vec();
+        args.extend_from_slice(&["--tls-version", version, "--fragment-size", fragment]);
+        let (code, out) = test_auth("alice", &args);
+        assert_eq!(code, Some(0), "{out}");
+        assert!(out.contains(&format!("TLS version {version}")), "{out}");
+        assert!(out.contains("Received Access-Accept"), "{out}");
+        assert!(out.contains("EAP result: EAP-Success"), "{out}");
+        assert!(out.contains("MS-MPPE-Recv-Key and MS-MPPE-Send-Key match"), "{out}");
+    }
+    s.wait_for_log_count("method=\"eap-tls\" directory=\"local\" result=\"accept\"", 2);
+
+    // Without --ca it still works, and says the server was not verified.
+    let (code, out) = test_auth("alice", &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("warning: no --ca"), "{out}");
+
+    // A certificate for no account: the server refuses it.
+    let (code, out) = test_auth("nobody", &verified);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("Received Access-Reject"), "{out}");
+    assert!(out.contains("EAP result: EAP-Failure"), "{out}");
+
+    // The server's certificate from another CA, or not for the pinned
+    // name: this side refuses the handshake and the server rejects.
+    for extra in [
+        vec!["--ca", foreign_ca.as_str()],
+        vec!["--ca", "pki/ca.pem", "--server-name", "other.test"],
+    ] {
+        let (code, out) = test_auth("alice", &extra);
+        assert_eq!(code, Some(1), "{out}");
+        assert!(
+            out.contains("TLS error on this side: invalid peer certificate"),
+            "{out}"
+        );
+        assert!(out.contains("Received Access-Reject"), "{out}");
+    }
+
+    // Files that are not what they should be are named.
+    let o = run_cli(
+        &[
+            "test-auth",
+            "--server",
+            &server,
+            "--eap-tls",
+            "--cert",
+            "pki/ca.key",
+            "--key",
+            "pki/alice.key",
+        ],
+        pki.dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("pki/ca.key"), "{:?}", o);
+}
+
 #[test]
 fn certificates_that_must_not_get_in() {
     let pki = Pki::new();

@@ -1,7 +1,10 @@
 //! A small RADIUS client for `entra-radius test-auth`: builds one
 //! Access-Request (PAP, CHAP or MAB), sends it with retries, and checks the
 //! reply's Response Authenticator and Message-Authenticator before
-//! trusting a word of it.
+//! trusting a word of it. [`eap_tls`] holds a whole EAP-TLS conversation
+//! over it, as a supplicant would.
+
+pub mod eap_tls;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -10,6 +13,7 @@ use rand::RngExt;
 use tokio::net::UdpSocket;
 
 use crate::directory::MacAddr;
+use crate::eap::message::push_eap_message;
 use crate::proto::attr::service_type;
 use crate::proto::crypto::{MessageAuth, chap_response, check_message_authenticator, hide_password, verify_response};
 use crate::proto::{AttrType, Builder, ClientSecret, Code, Packet};
@@ -20,6 +24,8 @@ pub enum Credentials {
     Chap,
     /// MAB with Service-Type = Call-Check and no password (Cisco style).
     CallCheck,
+    /// An EAP-Message ([`Request::eap_message`]) and no password.
+    Eap,
 }
 
 #[derive(Debug)]
@@ -33,6 +39,10 @@ pub struct Request {
     pub message_authenticator: bool,
     pub timeout: Duration,
     pub attempts: u32,
+    /// With [`Credentials::Eap`]: the EAP packet to carry.
+    pub eap_message: Option<Vec<u8>>,
+    /// The State of the last Access-Challenge, echoed.
+    pub state: Option<Vec<u8>>,
 }
 
 impl Request {
@@ -53,6 +63,8 @@ impl Request {
             message_authenticator: true,
             timeout: Duration::from_secs(3),
             attempts: 3,
+            eap_message: None,
+            state: None,
         }
     }
 }
@@ -64,6 +76,14 @@ pub enum TestAuthError {
     Io(#[from] std::io::Error),
     #[error("cannot encode the request: {0}")]
     Encode(#[from] crate::proto::EncodeError),
+    #[error("EAP: {0}")]
+    Eap(#[from] crate::eap::EapError),
+    #[error("{path}: {reason}")]
+    File { path: std::path::PathBuf, reason: String },
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("the server broke the EAP conversation: {0}")]
+    Protocol(String),
     #[error(
         "no reply from {server} after {attempts} attempts of {timeout:?} (wrong secret, unknown client, or server down?)"
     )]
@@ -81,6 +101,8 @@ pub struct Reply {
     pub from: SocketAddr,
     /// Message-Authenticator of the reply.
     pub message_auth: MessageAuth,
+    /// The request's authenticator (MS-MPPE keys are encrypted with it).
+    pub request_authenticator: [u8; 16],
     pub ignored_invalid: u32,
 }
 
@@ -120,6 +142,14 @@ pub fn build(
         Credentials::CallCheck => {
             b.push_u32(AttrType::SERVICE_TYPE, service_type::CALL_CHECK)?;
         }
+        Credentials::Eap => {
+            push_eap_message(&mut b, req.eap_message.as_deref().unwrap_or_default())?;
+            // What an Ethernet switch says: EAP packets of up to 1400 bytes.
+            b.push_u32(AttrType::FRAMED_MTU, 1400)?;
+        }
+    }
+    if let Some(state) = &req.state {
+        b.push(AttrType::STATE, state)?;
     }
     if let Some(c) = &req.calling_station_id {
         b.push(AttrType::CALLING_STATION_ID, c.as_bytes())?;
@@ -183,6 +213,7 @@ pub async fn send(req: &Request, secret: &ClientSecret) -> Result<Reply, TestAut
                 elapsed: start.elapsed(),
                 from: req.server,
                 message_auth,
+                request_authenticator: authenticator,
                 ignored_invalid: ignored,
             });
         }
