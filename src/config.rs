@@ -66,6 +66,36 @@ pub struct Config {
     pub policy: Vec<PolicyRule>,
     /// `[eap]`: absent means EAP is rejected.
     pub eap: Option<EapConfig>,
+    pub log: LogConfig,
+}
+
+/// `[log] format`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line: time, level, target, the event's fields.
+    Json,
+}
+
+/// `[log]`: how `serve` logs (to stderr, which systemd puts in the journal).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// An `EnvFilter` directive ("info", "warn,entra_radius::sync=debug");
+    /// `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
 }
 
 /// The EAP methods `[eap] methods` may list.
@@ -196,6 +226,15 @@ struct RawConfig {
     #[serde(default)]
     policy: Vec<Spanned<PolicyRule>>,
     eap: Option<RawEap>,
+    #[serde(default)]
+    log: RawLog,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    format: Option<LogFormat>,
+    level: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -325,6 +364,7 @@ pub fn defaults() -> Config {
         entra: EntraConfig::default(),
         policy: Vec::new(),
         eap: None,
+        log: LogConfig::default(),
     }
 }
 
@@ -640,6 +680,20 @@ fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         None => None,
         Some(e) => Some(eap_config(&ctx, e)?),
     };
+    let mut log = LogConfig::default();
+    if let Some(f) = raw.log.format {
+        log.format = f;
+    }
+    if let Some(level) = raw.log.level {
+        tracing_subscriber::EnvFilter::try_new(level.get_ref()).map_err(|e| {
+            ctx.err(
+                Some(level.span()),
+                "log.level",
+                format!("not a log level or filter: {e}"),
+            )
+        })?;
+        log.level = level.into_inner();
+    }
 
     Ok(Config {
         path: None,
@@ -660,6 +714,7 @@ fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         entra,
         policy,
         eap,
+        log,
     })
 }
 
@@ -962,5 +1017,17 @@ description = "printer"
     fn missing_file_is_named() {
         let e = read_config(Path::new("/nonexistent/x.toml")).unwrap_err().to_string();
         assert!(e.starts_with("/nonexistent/x.toml: cannot read"), "{e}");
+    }
+
+    #[test]
+    fn log_format_and_level() {
+        assert_eq!(from_toml("").unwrap().log, LogConfig::default());
+        let c = from_toml("[log]\nformat = \"json\"\nlevel = \"warn,entra_radius::sync=debug\"\n").unwrap();
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert_eq!(c.log.level, "warn,entra_radius::sync=debug");
+        let e = from_toml("[log]\nformat = \"xml\"\n").unwrap_err().to_string();
+        assert!(e.contains("xml") && e.contains("text") && e.contains("json"), "{e}");
+        let e = from_toml("[log]\nlevel = \"loud[\"\n").unwrap_err().to_string();
+        assert!(e.contains("log.level") && e.contains("not a log level"), "{e}");
     }
 }

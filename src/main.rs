@@ -447,21 +447,34 @@ fn list(addrs: &[SocketAddr]) -> String {
     addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
 }
 
+/// `[log]`: text or JSON lines on stderr (the journal under systemd), at
+/// the configured level unless `RUST_LOG` says otherwise. Read once: a
+/// change to `[log]` takes a restart.
+fn init_logging(log: &config::LogConfig) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match log.format {
+        config::LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        config::LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
+    }
+}
+
 fn serve(path: Option<&Path>, demo: bool) -> ExitCode {
     if demo && !cfg!(feature = "demo") {
         eprintln!("entra-radius: this build has no demo (built without the `demo` feature)");
         return ExitCode::from(2);
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     #[cfg_attr(not(feature = "demo"), allow(unused_mut))]
     let mut cfg = match load_config(path) {
         Ok(c) => c,
         Err(code) => return code,
     };
+    init_logging(&cfg.log);
     #[cfg(feature = "demo")]
     if demo && let Err(e) = demo::add_accounts(&mut cfg) {
         error!("{e}");

@@ -12,3 +12,57 @@ pub fn release_freed_memory() {
         libc::malloc_trim(0);
     }
 }
+
+/// Tells the service manager about the server's state (`sd_notify(3)`): one
+/// datagram such as `READY=1` to the socket named in `NOTIFY_SOCKET`
+/// (a path, or `@name` for the abstract namespace). Without that variable
+/// (not started by systemd with `Type=notify`) it does nothing. A failure
+/// is returned for the caller to log; the server goes on either way.
+pub fn notify(state: &str) -> std::io::Result<()> {
+    let Some(target) = std::env::var_os("NOTIFY_SOCKET") else {
+        return Ok(());
+    };
+    notify_to(&target, state)
+}
+
+fn notify_to(target: &std::ffi::OsStr, state: &str) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let bytes = target.as_bytes();
+    let addr = match bytes.split_first() {
+        #[cfg(target_os = "linux")]
+        Some((b'@', name)) => {
+            use std::os::linux::net::SocketAddrExt;
+            SocketAddr::from_abstract_name(name)?
+        }
+        Some((b'/', _)) => SocketAddr::from_pathname(std::path::Path::new(target))?,
+        _ => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("NOTIFY_SOCKET {target:?} is neither a path nor @abstract"),
+            ));
+        }
+    };
+    let socket = UnixDatagram::unbound()?;
+    socket.send_to_addr(state.as_bytes(), &addr)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixDatagram;
+
+    #[test]
+    fn notify_sends_one_datagram_to_the_named_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify");
+        let listener = UnixDatagram::bind(&path).unwrap();
+        notify_to(path.as_os_str(), "READY=1").unwrap();
+        let mut buf = [0u8; 64];
+        let n = listener.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"READY=1");
+        let e = notify_to(std::ffi::OsStr::new("relative"), "READY=1").unwrap_err();
+        assert!(e.to_string().contains("\"relative\""), "{e}");
+    }
+}

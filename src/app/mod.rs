@@ -322,6 +322,11 @@ pub async fn serve(
         list(&acct_addrs),
         admin_addr
     );
+    // systemd's Type=notify: ready once the sockets are bound and the
+    // replica loaded, which is now.
+    if let Err(e) = crate::sys::notify("READY=1") {
+        warn!("cannot tell systemd the server is ready: {e}");
+    }
     tasks.spawn(Arc::clone(&integration).run(shutdown.clone()));
     if let (Some(f), Some(a)) = (on_ready, auth_addrs.first().copied()) {
         let integration = Arc::clone(&integration);
@@ -329,6 +334,7 @@ pub async fn serve(
     }
 
     server.run(shutdown.clone(), DRAIN).await;
+    let _ = crate::sys::notify("STOPPING=1");
     // The server stops only once `shutdown` is cancelled, which also ends
     // the sync loop (a round in progress is abandoned: its pages are
     // checkpointed, and the next start resumes it), the admin API and the

@@ -749,12 +749,12 @@ impl Outcome for Decision {
 
     fn log(&self, client: &str) {
         if self.eap.as_ref().is_some_and(|e| e.state.is_some()) {
-            tracing::debug!(client = %client, identity = ?self.identity, "EAP round");
+            tracing::debug!(client = %client, identity = self.identity.as_str(), "EAP round");
             return;
         }
         let directory = self.directory.map(|k| k.as_str()).unwrap_or("-");
         let result = if self.accept { "accept" } else { "reject" };
-        tracing::info!(client = %client, identity = ?self.identity, method = self.method.as_str(), directory, result, reason = %self.reason, "access decision");
+        tracing::info!(client = %client, identity = self.identity.as_str(), method = self.method.as_str(), directory, result, reason = %self.reason, "access decision");
     }
 }
 

@@ -52,13 +52,31 @@ impl TestServer {
         TestServer::spawn(config, dir, "info")
     }
 
+    /// `start` with these environment variables; an empty `filter` leaves
+    /// RUST_LOG unset, so that `[log] level` decides.
+    pub fn start_env(body: &str, filter: &str, env: &[(&str, &std::ffi::OsStr)]) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path().join("state");
+        TestServer::spawn_env(&format!("{}{body}", base_config(&state)), dir, filter, env)
+    }
+
     fn spawn(config: &str, dir: tempfile::TempDir, filter: &str) -> TestServer {
+        TestServer::spawn_env(config, dir, filter, &[])
+    }
+
+    fn spawn_env(config: &str, dir: tempfile::TempDir, filter: &str, env: &[(&str, &std::ffi::OsStr)]) -> TestServer {
         let config_path = dir.path().join("entra-radius.toml");
         std::fs::write(&config_path, config).expect("write config");
-        let mut child = Command::new(bin())
+        let mut command = Command::new(bin());
+        if filter.is_empty() {
+            command.env_remove("RUST_LOG");
+        } else {
+            command.env("RUST_LOG", filter);
+        }
+        command.envs(env.iter().copied());
+        let mut child = command
             .args(["serve", "--config"])
             .arg(&config_path)
-            .env("RUST_LOG", filter)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

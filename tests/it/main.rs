@@ -14,6 +14,7 @@ mod interop;
 mod overload;
 mod radclient;
 mod robustness;
+mod service;
 mod state;
 mod sync;
 mod workflow;
