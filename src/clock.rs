@@ -15,6 +15,14 @@ pub fn now_unix() -> i64 {
         .unwrap_or(0)
 }
 
+/// Milliseconds since the Unix epoch; 0 before 1970.
+pub fn now_unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 /// Unix seconds as RFC 3339 UTC to the second (`2024-03-01T09:30:00Z`),
 /// through `humantime`. A time it cannot write (before 1970 or after 9999;
 /// no clock of ours gives one) is shown as its number of seconds.

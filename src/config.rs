@@ -67,6 +67,28 @@ pub struct Config {
     /// `[eap]`: absent means EAP is rejected.
     pub eap: Option<EapConfig>,
     pub log: LogConfig,
+    pub history: HistoryConfig,
+}
+
+/// `[history]`: the authentication history in the store (`auth log`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HistoryConfig {
+    /// On by default; off, no decision is recorded.
+    pub enabled: bool,
+    /// Rows older than this are pruned.
+    pub keep: Duration,
+    /// And beyond this many, the oldest.
+    pub max_rows: u64,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig {
+            enabled: true,
+            keep: Duration::from_secs(30 * 24 * 3600),
+            max_rows: 10_000_000,
+        }
+    }
 }
 
 /// `[log] format`.
@@ -228,6 +250,16 @@ struct RawConfig {
     eap: Option<RawEap>,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    history: RawHistory,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHistory {
+    enabled: Option<bool>,
+    keep: Option<Spanned<String>>,
+    max_rows: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -365,6 +397,7 @@ pub fn defaults() -> Config {
         policy: Vec::new(),
         eap: None,
         log: LogConfig::default(),
+        history: HistoryConfig::default(),
     }
 }
 
@@ -694,6 +727,24 @@ fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         })?;
         log.level = level.into_inner();
     }
+    let mut history = HistoryConfig::default();
+    if let Some(e) = raw.history.enabled {
+        history.enabled = e;
+    }
+    if let Some(v) = raw.history.keep {
+        let d = humantime::parse_duration(v.get_ref())
+            .map_err(|e| ctx.err(Some(v.span()), "history.keep", e.to_string()))?;
+        if d < Duration::from_secs(60) {
+            return Err(ctx.err(Some(v.span()), "history.keep", "must be at least 1m"));
+        }
+        history.keep = d;
+    }
+    if let Some(v) = raw.history.max_rows {
+        history.max_rows = u64::try_from(*v.get_ref())
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| ctx.err(Some(v.span()), "history.max_rows", "must be at least 1"))?;
+    }
 
     Ok(Config {
         path: None,
@@ -715,6 +766,7 @@ fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         policy,
         eap,
         log,
+        history,
     })
 }
 
@@ -1029,5 +1081,23 @@ description = "printer"
         assert!(e.contains("xml") && e.contains("text") && e.contains("json"), "{e}");
         let e = from_toml("[log]\nlevel = \"loud[\"\n").unwrap_err().to_string();
         assert!(e.contains("log.level") && e.contains("not a log level"), "{e}");
+    }
+
+    #[test]
+    fn history_retention() {
+        assert_eq!(from_toml("").unwrap().history, HistoryConfig::default());
+        let c = from_toml("[history]\nkeep = \"7d\"\nmax_rows = 1000\nenabled = false\n").unwrap();
+        assert_eq!(
+            c.history,
+            HistoryConfig {
+                enabled: false,
+                keep: Duration::from_secs(7 * 86400),
+                max_rows: 1000
+            }
+        );
+        let e = from_toml("[history]\nkeep = \"10s\"\n").unwrap_err().to_string();
+        assert!(e.contains("history.keep: must be at least 1m"), "{e}");
+        let e = from_toml("[history]\nmax_rows = 0\n").unwrap_err().to_string();
+        assert!(e.contains("history.max_rows"), "{e}");
     }
 }

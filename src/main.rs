@@ -80,6 +80,42 @@ enum Command {
         #[command(subcommand)]
         command: CertsCommand,
     },
+    /// The authentication history: who was accepted or rejected, when, where, why.
+    Auth {
+        #[command(subcommand)]
+        command: AuthCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuthCommand {
+    /// Decisions, newest first, one line each with the reason.
+    Log {
+        /// Only this identity (user name, UPN, DOMAIN\user; no case).
+        #[arg(long, value_name = "IDENTITY")]
+        user: Option<String>,
+        /// Only requests about this MAC (any notation): MAB, or the station's.
+        #[arg(long, value_name = "MAC")]
+        mac: Option<String>,
+        /// Only from this RADIUS client (its name in the config).
+        #[arg(long, value_name = "NAME")]
+        client: Option<String>,
+        #[arg(long, value_parser = ["accept", "reject"])]
+        result: Option<String>,
+        /// Only the last DURATION (30s, 15m, 1h, 2d).
+        #[arg(long, value_name = "DURATION")]
+        since: Option<String>,
+        /// At most N decisions (default 50, at most 10000).
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+        #[arg(long)]
+        json: bool,
+        /// Keep printing new decisions as they are made (Ctrl-C to stop).
+        #[arg(long)]
+        follow: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -353,6 +389,7 @@ fn main() -> ExitCode {
         Command::Domains { command } => domains_cmd(command),
         Command::Sync { command } => sync_cmd(command),
         Command::Certs { command } => certs_cmd(command),
+        Command::Auth { command } => auth_cmd(command),
         Command::TestAuth(args) => match test_auth_cmd(*args) {
             Ok(code) => code,
             Err(e) => {
@@ -649,6 +686,16 @@ fn accounts_lookup(path: Option<&Path>, identity: &str, header: Option<String>, 
             }
             print!("{}", v["text"].as_str().unwrap_or("(the server sent no text)\n"));
             println!("{}", freshness_line(&v["entra"]));
+            if let Some(recent) = v["recent"].as_array() {
+                if recent.is_empty() {
+                    println!("Recent decisions: none in the history");
+                } else {
+                    println!("Recent decisions (newest first):");
+                    for row in recent {
+                        println!("  {}", commands::history_line(row));
+                    }
+                }
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -760,6 +807,40 @@ fn domains_cmd(command: DomainsCommand) -> ExitCode {
             )
         }
     }
+}
+
+fn auth_cmd(command: AuthCommand) -> ExitCode {
+    let AuthCommand::Log {
+        user,
+        mac,
+        client,
+        result,
+        since,
+        limit,
+        json,
+        follow,
+        admin,
+    } = command;
+    let since_ms = match since.as_deref().map(humantime::parse_duration) {
+        None => None,
+        Some(Ok(d)) => Some(entra_radius::clock::now_unix_ms() - i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        Some(Err(e)) => {
+            eprintln!("entra-radius: --since: {e} (for example 30s, 15m, 1h, 2d)");
+            return ExitCode::from(2);
+        }
+    };
+    let query = admin::AuthLogQuery {
+        identity: user,
+        mac,
+        client,
+        result,
+        since_ms,
+        after_id: None,
+        limit,
+    };
+    admin_command(admin.config.as_deref(), |c| async move {
+        commands::auth_log(&c, query, json, follow).await
+    })
 }
 
 fn sync_cmd(command: SyncCommand) -> ExitCode {

@@ -148,3 +148,20 @@ impl std::fmt::Display for ApiError {
         write!(f, "{} ({})", self.message, self.status)
     }
 }
+
+/// `GET /v1/auth/log`: what `auth log` filters on. Every set field must
+/// match; `after_id` turns the order to oldest first (for `--follow`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AuthLogQuery {
+    pub identity: Option<String>,
+    /// Any common MAC notation.
+    pub mac: Option<String>,
+    /// The NAS's name in the client table.
+    pub client: Option<String>,
+    /// `accept` or `reject`.
+    pub result: Option<String>,
+    /// Unix time in milliseconds.
+    pub since_ms: Option<i64>,
+    pub after_id: Option<i64>,
+    pub limit: Option<usize>,
+}

@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::AdminError;
-use super::api::{ApiError, IntegrationRequest};
+use super::api::{ApiError, AuthLogQuery, IntegrationRequest};
 
 /// The largest request body the API reads. No endpoint needs a body today; the limit keeps a
 /// local client from making the server buffer without bound.
@@ -55,6 +55,15 @@ pub trait AdminBackend: Send + Sync + 'static {
         Err(ApiError {
             status: 404,
             message: "this server has no Entra ID integration".into(),
+        })
+    }
+    /// The authentication history (`/v1/auth/log`): a JSON array of decisions. A backend
+    /// without one answers 404.
+    fn auth_log(&self, query: AuthLogQuery) -> Result<serde_json::Value, ApiError> {
+        let _ = query;
+        Err(ApiError {
+            status: 404,
+            message: "this server keeps no authentication history".into(),
         })
     }
 }
@@ -132,6 +141,7 @@ pub fn router(token: String, backend: Arc<dyn AdminBackend>) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/accounts/{identity}", get(lookup))
         .route("/v1/reload", post(reload))
+        .route("/v1/auth/log", get(auth_log))
         .route("/metrics", get(metrics))
         .route("/v1/entra", get(|s| integration(s, IntegrationRequest::Status)))
         .route("/v1/entra/enable", post(|s| integration(s, IntegrationRequest::Enable)))
@@ -319,6 +329,24 @@ async fn reload(State(state): State<ApiState>) -> Response {
 async fn metrics(State(state): State<ApiState>) -> Response {
     match call_backend(move || state.backend.metrics()).await {
         Ok(text) => ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], text).into_response(),
+        Err(response) => response,
+    }
+}
+
+async fn auth_log(
+    State(state): State<ApiState>,
+    query: Result<axum::extract::Query<AuthLogQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let axum::extract::Query(query) = match query {
+        Ok(q) => q,
+        Err(rejection) => return error_response(StatusCode::BAD_REQUEST, &rejection.body_text()),
+    };
+    match call_backend(move || state.backend.auth_log(query)).await {
+        Ok(Ok(value)) => Json(value).into_response(),
+        Ok(Err(e)) => error_response(
+            StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            &e.message,
+        ),
         Err(response) => response,
     }
 }

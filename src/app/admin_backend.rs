@@ -8,10 +8,12 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::Running;
-use crate::admin::{AdminBackend, ApiError, BoxError, IntegrationRequest};
+use crate::admin::{AdminBackend, ApiError, AuthLogQuery, BoxError, IntegrationRequest};
 use crate::integration::{Integration, render_sync_metrics};
 use crate::prometheus::{Kind, family};
 use crate::server::Port;
+use crate::store::HistoryFilter;
+use std::sync::atomic::Ordering;
 
 /// The admin API's view of the running server and its integration.
 pub struct Backend {
@@ -57,6 +59,28 @@ impl AdminBackend for Backend {
         let mut v = serde_json::to_value(&e).unwrap_or_else(|err| json!({ "error": err.to_string() }));
         v["text"] = Value::String(e.to_string());
         v["entra"] = self.entra();
+        // The last decisions for it, from the history (when kept).
+        if self.running.history.is_some() {
+            let filter = HistoryFilter {
+                identity: Some(identity.to_string()),
+                mac: super::history::normalise_mac(identity),
+                limit: RECENT,
+                ..HistoryFilter::default()
+            };
+            // A MAC is looked up by its MAC column, in any notation.
+            let filter = if filter.mac.is_some() {
+                HistoryFilter {
+                    identity: None,
+                    ..filter
+                }
+            } else {
+                filter
+            };
+            v["recent"] = match self.running.store.auth_history(&filter) {
+                Ok(rows) => serde_json::to_value(rows).unwrap_or_default(),
+                Err(err) => json!({ "error": err.to_string() }),
+            };
+        }
         v
     }
 
@@ -105,6 +129,25 @@ impl AdminBackend for Backend {
         .sample(&[("kind", "user")], users)
         .sample(&[("kind", "mac")], macs);
         render_sync_metrics(&self.integration.sync_status(), &mut out);
+        if let Some(h) = &self.running.history {
+            let st = h.stats();
+            family(
+                &mut out,
+                "entra_radius_history_records_total",
+                Kind::Counter,
+                "Decisions given to the authentication history, by outcome: written, dropped (the writer fell behind), failed (a transaction failed).",
+            )
+            .sample(&[("outcome", "written")], st.written.load(Ordering::Relaxed))
+            .sample(&[("outcome", "dropped")], st.dropped.load(Ordering::Relaxed))
+            .sample(&[("outcome", "failed")], st.failed.load(Ordering::Relaxed));
+            family(
+                &mut out,
+                "entra_radius_history_pruned_total",
+                Kind::Counter,
+                "Rows removed from the authentication history by retention.",
+            )
+            .sample(&[], st.pruned.load(Ordering::Relaxed));
+        }
         out
     }
 
@@ -118,4 +161,49 @@ impl AdminBackend for Backend {
     fn integration(&self, request: IntegrationRequest) -> Result<Value, ApiError> {
         self.integration.handle(request)
     }
+
+    fn auth_log(&self, q: AuthLogQuery) -> Result<Value, ApiError> {
+        if self.running.history.is_none() {
+            return Err(ApiError {
+                status: 404,
+                message: "the authentication history is off ([history] enabled = false)".into(),
+            });
+        }
+        let mac = match q.mac.as_deref() {
+            None => None,
+            Some(m) => Some(
+                super::history::normalise_mac(m)
+                    .ok_or_else(|| ApiError::bad_request(format!("{m:?} is not a MAC address")))?,
+            ),
+        };
+        let accept = match q.result.as_deref() {
+            None => None,
+            Some("accept") => Some(true),
+            Some("reject") => Some(false),
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "result {other:?}: expected accept or reject"
+                )));
+            }
+        };
+        let filter = HistoryFilter {
+            identity: q.identity,
+            mac,
+            client: q.client,
+            accept,
+            since_ms: q.since_ms,
+            after_id: q.after_id,
+            limit: q.limit.unwrap_or(DEFAULT_LIMIT),
+        };
+        let rows = self.running.store.auth_history(&filter).map_err(|e| ApiError {
+            status: 500,
+            message: e.to_string(),
+        })?;
+        Ok(serde_json::to_value(rows).unwrap_or_default())
+    }
 }
+
+/// Decisions `accounts lookup` shows.
+const RECENT: usize = 5;
+/// Decisions `auth log` shows without `--limit`.
+const DEFAULT_LIMIT: usize = 50;

@@ -8,6 +8,7 @@
 //! Nothing else constructs what another part owns.
 
 pub mod admin_backend;
+mod history;
 
 use crate::auth::eap::EapServer;
 use crate::auth::pool::CpuPool;
@@ -30,7 +31,7 @@ use crate::proto::dictionary::Dictionary;
 use crate::proto::{ClientSecret, Packet};
 use crate::server::handler::{AccountingFailed, Handler, SlowKind};
 use crate::server::{self, Port, Server, ServerError, ServerHandle, ServerParts};
-use crate::store::{AcctWriter, StateLock, Store, StoreError};
+use crate::store::{AcctWriter, HistoryWriter, Retention, StateLock, Store, StoreError};
 
 /// File in the state directory holding the admin API's bound address, so
 /// that admin commands find a server whose config asked for port 0.
@@ -74,6 +75,8 @@ pub enum AppError {
 pub struct RadiusHandler {
     authenticator: Arc<Authenticator>,
     acct: AcctWriter,
+    /// `None` with `[history] enabled = false`.
+    history: Option<HistoryWriter>,
 }
 
 impl Handler for RadiusHandler {
@@ -91,6 +94,21 @@ impl Handler for RadiusHandler {
         client: &str,
     ) -> Result<Self::Outcome, Self::Slow> {
         self.authenticator.decide_or_defer(packet, secret, client)
+    }
+
+    fn decided(&self, d: &Self::Outcome, packet: &Packet<'_>, client: &str, source: std::net::IpAddr) {
+        // EAP's intermediate rounds are not decisions.
+        if let Some(h) = &self.history
+            && crate::server::handler::Outcome::reply(d) != crate::server::handler::Reply::Challenge
+        {
+            h.record(history::record_of(
+                d,
+                packet,
+                client,
+                source,
+                crate::clock::now_unix_ms(),
+            ));
+        }
     }
 
     fn accounting_request(
@@ -112,6 +130,8 @@ pub struct Running {
     pub authenticator: Arc<Authenticator>,
     pub entra: Arc<EntraDirectory>,
     pub store: Store,
+    /// The authentication history's writer (its counters); `None` when off.
+    pub history: Option<HistoryWriter>,
     /// What loading the replica at startup found.
     pub replica_load: LoadReport,
     /// The file `serve` was started with; `None` on built-in defaults.
@@ -237,6 +257,16 @@ pub async fn serve(
     entra.set_enabled(enabled.as_deref() == Some("true"));
     info!(enabled = entra.is_enabled(), "Entra ID integration");
     let (acct, writer_thread) = AcctWriter::spawn(&store, ACCT_QUEUE)?;
+    let (history, history_thread) = if cfg.history.enabled {
+        let retention = Retention {
+            keep: cfg.history.keep,
+            max_rows: cfg.history.max_rows,
+        };
+        let (w, t) = HistoryWriter::spawn(&store, retention)?;
+        (Some(w), Some(t))
+    } else {
+        (None, None)
+    };
     let authenticator = Arc::new(Authenticator::new(Some(entra.clone()), auth_config(&cfg)));
     // Before the server is built: the bound of the EAP kind follows its pool.
     authenticator.set_eap(eap_server(&cfg, None)?);
@@ -247,6 +277,7 @@ pub async fn serve(
             handler: RadiusHandler {
                 authenticator: authenticator.clone(),
                 acct,
+                history: history.clone(),
             },
             clients: std::mem::take(&mut cfg.clients),
             dictionary,
@@ -274,6 +305,7 @@ pub async fn serve(
         authenticator: authenticator.clone(),
         entra: entra.clone(),
         store: store.clone(),
+        history,
         replica_load,
         config_path: cfg.path.clone(),
     });
@@ -347,6 +379,14 @@ pub async fn serve(
     // thread commits what is queued and ends. Bounded, so that a handle
     // kept somewhere by mistake cannot hang the exit; records it had not
     // acknowledged are retransmitted by their NAS.
+    // The history thread likewise ends once the server's handle and
+    // `running`'s are gone: it writes what is queued and stops.
+    if let Some(t) = history_thread {
+        let join = tokio::task::spawn_blocking(move || t.join());
+        if !matches!(tokio::time::timeout(DRAIN, join).await, Ok(Ok(Ok(())))) {
+            error!("the authentication history writer did not stop cleanly within {DRAIN:?}");
+        }
+    }
     let join = tokio::task::spawn_blocking(move || writer_thread.join());
     match tokio::time::timeout(DRAIN, join).await {
         Ok(Ok(Ok(()))) => {}

@@ -72,6 +72,14 @@ pub trait Handler: Send + Sync + 'static {
         client: &str,
     ) -> Result<Self::Outcome, Self::Slow>;
 
+    /// Called once per decided Access-Request, after its reply is encoded
+    /// and before it is sent (never for a retransmission answered from the
+    /// response cache). Must not wait: the authentication history only
+    /// queues a record here.
+    fn decided(&self, outcome: &Self::Outcome, packet: &Packet<'_>, client: &str, source: IpAddr) {
+        let _ = (outcome, packet, client, source);
+    }
+
     /// Keeps a verified Accounting-Request; resolves once it is safely
     /// stored (RFC 2866 §4.1: answer only then). `now` is the receive time.
     fn accounting_request(

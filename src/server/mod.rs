@@ -557,7 +557,7 @@ impl<H: Handler> Shared<H> {
         let deferred = match self.handler.access_request(packet, &client.secret, &client.name) {
             Ok(d) => {
                 let buf = std::mem::take(&mut out.scratch);
-                let reply = self.decided(packet, client, &d, buf);
+                let reply = self.decided(packet, client, src, &d, buf);
                 match reply {
                     Some(v) => {
                         let bytes: Arc<[u8]> = Arc::from(&v[..]);
@@ -589,13 +589,20 @@ impl<H: Handler> Shared<H> {
             let _permit = permit;
             let packet = Packet::decode(&bytes).expect("decoded before");
             let d = deferred.finish().await;
-            let reply = shared.decided(&packet, &client, &d, Vec::new());
+            let reply = shared.decided(&packet, &client, src, &d, Vec::new());
             shared.send_reply(&socket, &client, src, &entry, reply).await;
         });
     }
 
     /// Logs and counts a decision and encodes its reply into `buf`.
-    fn decided(&self, packet: &Packet<'_>, client: &Client, d: &H::Outcome, buf: Vec<u8>) -> Option<Vec<u8>> {
+    fn decided(
+        &self,
+        packet: &Packet<'_>,
+        client: &Client,
+        src: SocketAddr,
+        d: &H::Outcome,
+        buf: Vec<u8>,
+    ) -> Option<Vec<u8>> {
         let (code, counter) = match d.reply() {
             Reply::Accept => (Code::ACCESS_ACCEPT, &client.counters.accepts),
             Reply::Reject => (Code::ACCESS_REJECT, &client.counters.rejects),
@@ -603,6 +610,7 @@ impl<H: Handler> Shared<H> {
         };
         let reply = build_reply_with(buf, code, packet, client, true, Some(d));
         d.log(&client.name);
+        self.handler.decided(d, packet, &client.name, src.ip());
         inc(counter);
         reply
     }

@@ -38,6 +38,10 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 4,
         sql: MIGRATION_4_REPLICA_ROWID,
     },
+    Migration {
+        version: 5,
+        sql: MIGRATION_5_AUTH_HISTORY,
+    },
 ];
 
 /// The schema version this build creates and understands.
@@ -127,6 +131,31 @@ INSERT INTO replica_objects_v4 (object_id, kind, data, updated_at)
     SELECT object_id, kind, data, updated_at FROM replica_objects;
 DROP TABLE replica_objects;
 ALTER TABLE replica_objects_v4 RENAME TO replica_objects;
+";
+
+/// The authentication history (`history.rs`): one row per decision, the
+/// rowid in writing order (retention deletes the lowest), indexes for the
+/// filters of `auth log`.
+const MIGRATION_5_AUTH_HISTORY: &str = "
+CREATE TABLE auth_history (
+    id                 INTEGER PRIMARY KEY,
+    time_ms            INTEGER NOT NULL,
+    client             TEXT    NOT NULL,
+    nas_addr           TEXT    NOT NULL,
+    nas_port           TEXT,
+    called_station_id  TEXT,
+    calling_station_id TEXT,
+    mac                TEXT,
+    identity           TEXT    NOT NULL,
+    method             TEXT    NOT NULL,
+    directory          TEXT,
+    accept             INTEGER NOT NULL CHECK (accept IN (0, 1)),
+    reason             TEXT    NOT NULL,
+    vlan               TEXT
+);
+CREATE INDEX auth_history_time ON auth_history (time_ms);
+CREATE INDEX auth_history_identity ON auth_history (identity COLLATE NOCASE, id);
+CREATE INDEX auth_history_mac ON auth_history (mac, id);
 ";
 
 /// Raw `PRAGMA user_version`; SQLite stores it as a signed 32-bit value.

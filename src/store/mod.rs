@@ -26,6 +26,7 @@
 
 mod acct;
 mod conn;
+pub mod history;
 pub mod integration;
 mod lock;
 mod migrations;
@@ -46,6 +47,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 pub use acct::{AcctRecord, AcctStatus, SessionRow, TERMINATE_CAUSE_NAS_REBOOT};
 pub use conn::Conn;
+pub use history::{HistoryFilter, HistoryRecord, HistoryRow, HistoryWriter, Retention};
 pub use lock::{LOCK_FILE, StateLock};
 pub use migrations::{MIGRATIONS, Migration, SCHEMA_VERSION};
 pub use writer::{AcctWriter, MAX_BATCH};

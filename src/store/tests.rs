@@ -422,7 +422,7 @@ fn migration_4_keeps_the_replica_and_its_upserts_work() {
         .unwrap();
     }
     let store = Store::open(tmp.path()).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 4);
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
     let mut conn = store.connect().unwrap();
     let mut seen = Vec::new();
     objects::load_all(&mut conn, |id, kind, data| {

@@ -10,6 +10,7 @@ mod directory;
 mod eap;
 mod entra_pap;
 mod harness;
+mod history;
 mod interop;
 mod overload;
 mod radclient;

@@ -1,0 +1,462 @@
+//! The authentication history: one row per Access-Request decision, written
+//! by a thread of its own with group commit, read by `auth log`.
+//!
+//! The RADIUS path hands a record over with [`HistoryWriter::record`], which
+//! never waits: when the queue is full (the disk is slower than the
+//! decisions), the record is dropped and counted, and the server goes on
+//! answering. Retention (by age and by count) is applied by the same
+//! thread, once a minute, in small deletes so that a large prune never holds
+//! the write lock for long.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, TransactionBehavior, params};
+use serde::{Deserialize, Serialize};
+
+use super::{Store, StoreError};
+
+/// Records waiting for the writer; more are dropped and counted.
+pub const QUEUE: usize = 65_536;
+/// Most records in one transaction.
+const MAX_BATCH: usize = 4096;
+/// How often retention runs.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// Rows deleted per statement while pruning.
+const PRUNE_CHUNK: i64 = 10_000;
+/// Most rows one query returns.
+pub const MAX_LIMIT: usize = 10_000;
+
+/// One decision as `auth log` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryRecord {
+    /// Unix time in milliseconds.
+    pub time_ms: i64,
+    /// The NAS's name in the client table, and the packet's source address.
+    pub client: String,
+    pub nas_addr: String,
+    /// NAS-Port-Id, or NAS-Port as a number.
+    pub nas_port: Option<String>,
+    pub called_station_id: Option<String>,
+    pub calling_station_id: Option<String>,
+    /// The MAC the request was about (MAB User-Name or Calling-Station-Id),
+    /// normalised, for `--mac`.
+    pub mac: Option<String>,
+    /// The identity as looked up (User-Name, a normalised MAC, or the one
+    /// a certificate names).
+    pub identity: String,
+    pub method: String,
+    /// The directory that decided, if one knew the identity.
+    pub directory: Option<String>,
+    pub accept: bool,
+    pub reason: String,
+    pub vlan: Option<String>,
+}
+
+/// A stored decision with its row id (ascending with time of writing).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryRow {
+    pub id: i64,
+    #[serde(flatten)]
+    pub record: HistoryRecord,
+}
+
+/// What `auth log` asks for; every set field must match.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryFilter {
+    /// Exact identity, compared without case.
+    pub identity: Option<String>,
+    /// Normalised MAC.
+    pub mac: Option<String>,
+    pub client: Option<String>,
+    pub accept: Option<bool>,
+    pub since_ms: Option<i64>,
+    /// Only rows newer than this id, oldest first (`--follow`); without it,
+    /// newest first.
+    pub after_id: Option<i64>,
+    pub limit: usize,
+}
+
+/// How long rows are kept and how many.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    pub keep: Duration,
+    pub max_rows: u64,
+}
+
+/// Counters of the writer, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct HistoryStats {
+    pub written: AtomicU64,
+    /// Dropped because the queue was full (the writer fell behind).
+    pub dropped: AtomicU64,
+    /// Lost to a failed transaction.
+    pub failed: AtomicU64,
+    pub pruned: AtomicU64,
+}
+
+/// Handle for the writer thread; cheap to clone. The thread ends once every
+/// clone is dropped and the queue is written.
+#[derive(Debug, Clone)]
+pub struct HistoryWriter {
+    tx: SyncSender<HistoryRecord>,
+    stats: Arc<HistoryStats>,
+}
+
+impl HistoryWriter {
+    pub fn spawn(store: &Store, retention: Retention) -> Result<(HistoryWriter, JoinHandle<()>), StoreError> {
+        HistoryWriter::spawn_with_queue(store, retention, QUEUE)
+    }
+
+    /// `spawn` with another queue size (tests fill a small one).
+    pub fn spawn_with_queue(
+        store: &Store,
+        retention: Retention,
+        queue: usize,
+    ) -> Result<(HistoryWriter, JoinHandle<()>), StoreError> {
+        let conn = store.connect()?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(queue.max(1));
+        let stats = Arc::new(HistoryStats::default());
+        let s = Arc::clone(&stats);
+        let handle = thread::Builder::new()
+            .name("history-writer".into())
+            .spawn(move || run(conn, &rx, retention, &s))
+            .map_err(StoreError::Spawn)?;
+        Ok((HistoryWriter { tx, stats }, handle))
+    }
+
+    /// Queues one record; never waits. A full queue drops it (counted).
+    pub fn record(&self, rec: HistoryRecord) {
+        match self.tx.try_send(rec) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    pub fn stats(&self) -> &HistoryStats {
+        &self.stats
+    }
+}
+
+fn run(mut conn: Connection, rx: &Receiver<HistoryRecord>, retention: Retention, stats: &HistoryStats) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut last_prune: Option<Instant> = None;
+    let mut last_error: Option<Instant> = None;
+    loop {
+        match rx.recv_timeout(PRUNE_EVERY) {
+            Ok(first) => {
+                batch.push(first);
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(r) => batch.push(r),
+                        Err(_) => break,
+                    }
+                }
+                let n = batch.len() as u64;
+                match write_batch(&mut conn, &batch) {
+                    Ok(()) => stats.written.fetch_add(n, Ordering::Relaxed),
+                    Err(e) => {
+                        if last_error.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+                            tracing::error!("authentication history: {n} records lost: {e}");
+                            last_error = Some(Instant::now());
+                        }
+                        stats.failed.fetch_add(n, Ordering::Relaxed)
+                    }
+                };
+                batch.clear();
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+            let now_ms = crate::clock::now_unix() * 1000;
+            match prune(&conn, retention, now_ms) {
+                Ok(n) => {
+                    stats.pruned.fetch_add(n, Ordering::Relaxed);
+                }
+                Err(e) => tracing::warn!("authentication history: pruning failed: {e}"),
+            }
+            last_prune = Some(Instant::now());
+        }
+    }
+}
+
+fn write_batch(conn: &mut Connection, batch: &[HistoryRecord]) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO auth_history (time_ms, client, nas_addr, nas_port, called_station_id,
+                calling_station_id, mac, identity, method, directory, accept, reason, vlan)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        )?;
+        for r in batch {
+            insert.execute(params![
+                r.time_ms,
+                r.client,
+                r.nas_addr,
+                r.nas_port,
+                r.called_station_id,
+                r.calling_station_id,
+                r.mac,
+                r.identity,
+                r.method,
+                r.directory,
+                r.accept,
+                r.reason,
+                r.vlan,
+            ])?;
+        }
+    }
+    tx.commit()
+}
+
+/// Deletes rows older than `keep` and beyond the newest `max_rows`, in
+/// chunks; returns how many went.
+pub(crate) fn prune(conn: &Connection, retention: Retention, now_ms: i64) -> rusqlite::Result<u64> {
+    let keep_ms = i64::try_from(retention.keep.as_millis()).unwrap_or(i64::MAX);
+    let cutoff = now_ms.saturating_sub(keep_ms);
+    let max_rows = i64::try_from(retention.max_rows).unwrap_or(i64::MAX);
+    let mut total = 0u64;
+    loop {
+        // The id below which rows go: the older of the two limits.
+        let by_count: Option<i64> = conn
+            .query_row(
+                "SELECT id FROM auth_history ORDER BY id DESC LIMIT 1 OFFSET ?1",
+                [max_rows],
+                |r| r.get(0),
+            )
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(e),
+            })?;
+        let n = conn.execute(
+            "DELETE FROM auth_history WHERE id IN (
+                SELECT id FROM auth_history WHERE time_ms < ?1 OR id <= ?2 ORDER BY id LIMIT ?3)",
+            params![cutoff, by_count.unwrap_or(i64::MIN), PRUNE_CHUNK],
+        )?;
+        total += n as u64;
+        if (n as i64) < PRUNE_CHUNK {
+            return Ok(total);
+        }
+    }
+}
+
+impl Store {
+    /// The decisions `filter` selects (at most [`MAX_LIMIT`]).
+    pub fn auth_history(&self, filter: &HistoryFilter) -> Result<Vec<HistoryRow>, StoreError> {
+        let conn = self.connect()?;
+        Ok(query(&conn, filter)?)
+    }
+}
+
+fn query(conn: &Connection, f: &HistoryFilter) -> rusqlite::Result<Vec<HistoryRow>> {
+    let order = if f.after_id.is_some() { "ASC" } else { "DESC" };
+    let sql = format!(
+        "SELECT id, time_ms, client, nas_addr, nas_port, called_station_id, calling_station_id, mac,
+                identity, method, directory, accept, reason, vlan
+         FROM auth_history
+         WHERE (?1 IS NULL OR identity = ?1 COLLATE NOCASE)
+           AND (?2 IS NULL OR mac = ?2)
+           AND (?3 IS NULL OR client = ?3)
+           AND (?4 IS NULL OR accept = ?4)
+           AND (?5 IS NULL OR time_ms >= ?5)
+           AND (?6 IS NULL OR id > ?6)
+         ORDER BY id {order} LIMIT ?7"
+    );
+    let limit = i64::try_from(f.limit.clamp(1, MAX_LIMIT)).unwrap_or(1);
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(
+        params![f.identity, f.mac, f.client, f.accept, f.since_ms, f.after_id, limit],
+        |r| {
+            Ok(HistoryRow {
+                id: r.get(0)?,
+                record: HistoryRecord {
+                    time_ms: r.get(1)?,
+                    client: r.get(2)?,
+                    nas_addr: r.get(3)?,
+                    nas_port: r.get(4)?,
+                    called_station_id: r.get(5)?,
+                    calling_station_id: r.get(6)?,
+                    mac: r.get(7)?,
+                    identity: r.get(8)?,
+                    method: r.get(9)?,
+                    directory: r.get(10)?,
+                    accept: r.get(11)?,
+                    reason: r.get(12)?,
+                    vlan: r.get(13)?,
+                },
+            })
+        },
+    )?;
+    rows.collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(i: i64, identity: &str, accept: bool) -> HistoryRecord {
+        HistoryRecord {
+            time_ms: 1_000_000 + i,
+            client: if i % 2 == 0 { "sw1" } else { "sw2" }.into(),
+            nas_addr: "10.0.0.1".into(),
+            nas_port: Some(format!("Gi1/0/{i}")),
+            called_station_id: None,
+            calling_station_id: Some("02-00-00-00-00-01".into()),
+            mac: Some("02:00:00:00:00:01".into()),
+            identity: identity.into(),
+            method: "pap".into(),
+            directory: Some("local".into()),
+            accept,
+            reason: if accept { "ok" } else { "wrong password" }.into(),
+            vlan: None,
+        }
+    }
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("state")).unwrap();
+        (dir, s)
+    }
+
+    fn wait_written(w: &HistoryWriter, n: u64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while w.stats().written.load(Ordering::Relaxed) < n {
+            assert!(Instant::now() < deadline, "not written");
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    const FOREVER: Retention = Retention {
+        keep: Duration::from_secs(1 << 40),
+        max_rows: u64::MAX,
+    };
+
+    #[test]
+    fn records_are_written_and_filtered() {
+        let (_d, s) = store();
+        let (w, h) = HistoryWriter::spawn(&s, FOREVER).unwrap();
+        for i in 0..10 {
+            w.record(rec(i, if i < 4 { "Alice" } else { "bob" }, i % 3 != 0));
+        }
+        wait_written(&w, 10);
+        let all = s
+            .auth_history(&HistoryFilter {
+                limit: 100,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(all.len(), 10);
+        assert!(all.windows(2).all(|p| p[0].id > p[1].id), "newest first");
+        assert_eq!(all[0].record, rec(9, "bob", false));
+        let alice = HistoryFilter {
+            identity: Some("alice".into()),
+            limit: 100,
+            ..Default::default()
+        };
+        assert_eq!(s.auth_history(&alice).unwrap().len(), 4, "identity without case");
+        let rejects = HistoryFilter {
+            accept: Some(false),
+            client: Some("sw1".into()),
+            limit: 100,
+            ..Default::default()
+        };
+        let got: Vec<i64> = s
+            .auth_history(&rejects)
+            .unwrap()
+            .iter()
+            .map(|r| r.record.time_ms - 1_000_000)
+            .collect();
+        assert_eq!(got, [6, 0]);
+        let since = HistoryFilter {
+            since_ms: Some(1_000_008),
+            limit: 100,
+            ..Default::default()
+        };
+        assert_eq!(s.auth_history(&since).unwrap().len(), 2);
+        let follow = HistoryFilter {
+            after_id: Some(all[2].id),
+            limit: 100,
+            ..Default::default()
+        };
+        let newer: Vec<i64> = s.auth_history(&follow).unwrap().iter().map(|r| r.id).collect();
+        assert_eq!(newer, [all[1].id, all[0].id], "oldest first after an id");
+        let limited = HistoryFilter {
+            limit: 3,
+            ..Default::default()
+        };
+        assert_eq!(s.auth_history(&limited).unwrap().len(), 3);
+        drop(w);
+        h.join().unwrap();
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_instead_of_waiting() {
+        let (_d, s) = store();
+        // The writer cannot start a transaction while another connection
+        // holds the write lock, so its queue of 8 fills.
+        let blocker = s.connect().unwrap();
+        blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let (w, h) = HistoryWriter::spawn_with_queue(&s, FOREVER, 8).unwrap();
+        // The first record takes the writer into its transaction, where it
+        // waits for the lock; the next 8 fill the queue.
+        w.record(rec(0, "x", true));
+        thread::sleep(Duration::from_millis(300));
+        let start = Instant::now();
+        for i in 1..=1000 {
+            w.record(rec(i, "x", true));
+        }
+        assert!(start.elapsed() < Duration::from_secs(1), "record() waited");
+        assert_eq!(w.stats().dropped.load(Ordering::Relaxed), 1000 - 8);
+        blocker.execute_batch("COMMIT").unwrap();
+        drop(w);
+        h.join().unwrap();
+        let kept = s
+            .auth_history(&HistoryFilter {
+                limit: MAX_LIMIT,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(kept.len(), 9, "the one in hand and the 8 queued");
+    }
+
+    #[test]
+    fn retention_by_age_and_by_count() {
+        let (_d, s) = store();
+        let (w, h) = HistoryWriter::spawn(&s, FOREVER).unwrap();
+        for i in 0..50 {
+            w.record(rec(i, "x", true));
+        }
+        wait_written(&w, 50);
+        drop(w);
+        h.join().unwrap();
+        let conn = s.connect().unwrap();
+        // Older than 10 ms before 1_000_050: rows 0..40 go.
+        let by_age = Retention {
+            keep: Duration::from_millis(10),
+            max_rows: u64::MAX,
+        };
+        assert_eq!(prune(&conn, by_age, 1_000_050).unwrap(), 40);
+        let by_count = Retention {
+            keep: Duration::from_secs(1 << 40),
+            max_rows: 3,
+        };
+        assert_eq!(prune(&conn, by_count, 1_000_050).unwrap(), 7);
+        let left: Vec<i64> = s
+            .auth_history(&HistoryFilter {
+                limit: 100,
+                ..Default::default()
+            })
+            .unwrap()
+            .iter()
+            .map(|r| r.record.time_ms - 1_000_000)
+            .collect();
+        assert_eq!(left, [49, 48, 47]);
+        assert_eq!(prune(&conn, by_count, 1_000_050).unwrap(), 0);
+    }
+}
