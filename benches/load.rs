@@ -8,7 +8,7 @@
 //! `LOAD_WARMUP` [1], `LOAD_USERS` [100000], `LOAD_MACS` [10000],
 //! `LOAD_SOCKETS` [16], `LOAD_WINDOW` requests in flight per socket [4],
 //! `LOAD_TIMEOUT_MS` [1000], `LOAD_SERVER_CPUS` [0], `LOAD_GEN_CPU` [1],
-//! `LOAD_SERVERS` [entra,freeradius,radius-rs; `baseline` adds the entra-radius binary at `LOAD_BASELINE_BIN`, e.g. an earlier commit's build], `LOAD_SPIN` generator polls without sleeping [1], `LOAD_SAME_LOAD` fraction of
+//! `LOAD_SERVERS` [entra,freeradius,radius-rs; `entra-nohistory` adds entra-radius with `[history] enabled = false`, to measure what the authentication history costs; `baseline` adds the entra-radius binary at `LOAD_BASELINE_BIN`, e.g. an earlier commit's build], `LOAD_SPIN` generator polls without sleeping [1], `LOAD_SAME_LOAD` fraction of
 //! FreeRADIUS's PAP capacity for the latency comparison [0.7],
 //! `LOAD_RATE` requests/s for it instead, `LOAD_ENTRA_THREADS` entra-radius's `[server] threads` [unset: its default, one per CPU it may run on, so 1 when pinned to one; 2 holds up better when other processes compete for that CPU, but then a reader preempted mid-batch by the other costs the full-load p99 a scheduler slice, about 4 ms], `LOAD_SCENARIOS` [pap,reject,mab,dup,intune,eap; `eap` is EAP-TLS full handshakes and resumptions through `eapol_test`, entra-radius and FreeRADIUS with the same certificates (see load/eap.rs for its variables); `intune` is MAB for the Intune devices of a synthetic tenant of `LOAD_INTUNE_DEVICES` [125000] devices that entra-radius syncs from the Graph emulator through its admin CLI first, entra-radius only], `LOAD_DEBUG_BAD` prints the first bad replies.
 
@@ -208,6 +208,15 @@ fn main() -> Result<()> {
                 macs,
                 Some(env_or("LOAD_ENTRA_THREADS", 0)).filter(|n| *n > 0),
             ),
+            "entra-nohistory" => peers::start_entra_binary(
+                std::path::Path::new(env!("CARGO_BIN_EXE_entra-radius")),
+                "entra (no history)",
+                &server_cpus,
+                users,
+                macs,
+                Some(env_or("LOAD_ENTRA_THREADS", 0)).filter(|n| *n > 0),
+                "\n[history]\nenabled = false\n",
+            ),
             "freeradius" => {
                 if peers::freeradius_binary().is_none() {
                     println!(
@@ -346,6 +355,12 @@ fn main() -> Result<()> {
         &same_load,
         &rss,
     );
+    for p in peers.iter().filter(|p| p.name == "entra-radius") {
+        match peers::history_report(p) {
+            Ok(r) => println!("\n{r}"),
+            Err(e) => println!("\nload: no history report for {}: {e:#}", p.name),
+        }
+    }
     // EAP-TLS: servers of their own (the certificates and [eap] differ).
     if only.split(',').any(|o| o.trim() == "eap") {
         drop(std::mem::take(&mut peers));

@@ -459,3 +459,42 @@ pub mod radius_rs {
         });
     }
 }
+
+/// The authentication history of an entra-radius peer after its runs: its
+/// writer's counters from `/metrics` (through the admin API, with the token
+/// of its state directory) and the store's size, per million decisions.
+pub fn history_report(p: &Peer) -> Result<String> {
+    use std::io::{Read, Write};
+    let state = p._dir.path().join("state");
+    let token = std::fs::read_to_string(state.join("admin.token"))?;
+    let addr = std::fs::read_to_string(state.join("admin.addr"))?;
+    let mut conn = std::net::TcpStream::connect(addr.trim())?;
+    write!(
+        conn,
+        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        token.trim()
+    )?;
+    let mut body = String::new();
+    conn.read_to_string(&mut body)?;
+    let sample = |outcome: &str| -> u64 {
+        let key = format!("entra_radius_history_records_total{{outcome=\"{outcome}\"}} ");
+        body.lines()
+            .find_map(|l| l.strip_prefix(&key))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let (written, dropped, failed) = (sample("written"), sample("dropped"), sample("failed"));
+    let size: u64 = ["entra-radius.db", "entra-radius.db-wal"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(state.join(f)).ok())
+        .map(|m| m.len())
+        .sum();
+    let decisions = (written + dropped + failed).max(1);
+    Ok(format!(
+        "### Authentication history of {} after the runs\n\n{written} decisions written, {dropped} dropped ({:.3} %), {failed} failed; store (database + WAL) {:.1} MiB, {:.0} MiB per million decisions written",
+        p.name,
+        dropped as f64 * 100.0 / decisions as f64,
+        size as f64 / 1048576.0,
+        size as f64 / 1048576.0 * 1e6 / written.max(1) as f64,
+    ))
+}
