@@ -13,6 +13,20 @@ pub fn release_freed_memory() {
     }
 }
 
+/// Makes the calling thread the last to get a CPU when CPUs are busy (nice
+/// 19 for this thread only, Linux): for background writers that must not
+/// take CPU time from the RADIUS threads at full load. Best effort: a
+/// refusal (a seccomp filter, say) leaves the priority as it was.
+pub fn lower_thread_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid and setpriority have no preconditions; on Linux a
+    // thread id names that thread for PRIO_PROCESS.
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19);
+    }
+}
+
 /// Tells the service manager about the server's state (`sd_notify(3)`): one
 /// datagram such as `READY=1` to the socket named in `NOTIFY_SOCKET`
 /// (a path, or `@name` for the abstract namespace). Without that variable

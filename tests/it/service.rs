@@ -65,9 +65,23 @@ fn the_level_comes_from_the_config_unless_rust_log_says_otherwise() {
     let s = TestServer::start_logging(&body, "");
     assert_reply(&pap(&s, WRONG), "Access-Reject");
     s.wait_for_log("access decision");
+    let token = std::fs::read_to_string(s.state_dir().join("admin.token")).unwrap();
     let (_, logs) = s.stop();
     assert!(!logs.contains(" starting"), "info outside auth is off:\n{logs}");
-    assert!(!logs.contains(PASSWORD) && !logs.contains(WRONG), "{logs}");
+
+    // The text format at debug everywhere: still no secret.
+    let s = TestServer::start_logging(&body, "debug");
+    assert_reply(&pap(&s, PASSWORD), "Access-Accept");
+    assert_reply(&pap(&s, WRONG), "Access-Reject");
+    s.wait_for_log("wrong password");
+    let debug_token = std::fs::read_to_string(s.state_dir().join("admin.token")).unwrap();
+    let (_, debug_logs) = s.stop();
+    for secret in [SECRET, PASSWORD, WRONG, token.trim(), debug_token.trim()] {
+        assert!(
+            !logs.contains(secret) && !debug_logs.contains(secret),
+            "{secret:?} in a text log"
+        );
+    }
 
     // RUST_LOG wins over [log] level.
     let s = TestServer::start_logging(&body, "info");
