@@ -183,6 +183,50 @@ pub fn dns_domain_of(base_dn: &str) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join(".").to_ascii_lowercase())
 }
 
+/// The LDAP filter that finds the account an identity names, or `None`
+/// when AD cannot know it (a MAC, a GUID, another domain). `netbios` and
+/// `dns` are the domain's names, lowercase. Every value is escaped.
+///
+/// - `name`: `sAMAccountName`; `NAME$` is a computer's.
+/// - `DOMAIN\name`: the same, when DOMAIN is this domain (NetBIOS or DNS).
+/// - `user@realm`: `userPrincipalName`, or `sAMAccountName` when the realm
+///   is the domain's DNS name (AD's implicit UPN).
+/// - `host/NAME`: the computer `NAME$`; `host/fqdn`: `dNSHostName` or the
+///   SPN `host/fqdn` (machine certificates and machine PEAP).
+pub fn account_filter(id: &crate::directory::Identity, netbios: &str, dns: &str) -> Option<String> {
+    use crate::directory::Identity;
+    let sam = |n: &str| format!("(sAMAccountName={})", escape_filter_value(n));
+    let inner = match id {
+        Identity::Mac(_) | Identity::Guid(_) => return None,
+        Identity::Name(n) if n.is_empty() => return None,
+        Identity::Name(n) => match n.strip_prefix("host/") {
+            Some("") => return None,
+            Some(h) if h.contains('.') => {
+                let h = escape_filter_value(h);
+                format!("(|(dNSHostName={h})(servicePrincipalName=host/{h}))")
+            }
+            Some(h) => sam(&format!("{h}$")),
+            None => sam(n),
+        },
+        Identity::Sam { domain, name } => {
+            if domain.as_deref().is_some_and(|d| d != netbios && d != dns) {
+                return None;
+            }
+            sam(name)
+        }
+        Identity::Upn(upn) => {
+            let (user, realm) = upn.rsplit_once('@')?;
+            let by_upn = format!("(userPrincipalName={})", escape_filter_value(upn));
+            if realm == dns {
+                format!("(|{by_upn}{})", sam(user))
+            } else {
+                by_upn
+            }
+        }
+    };
+    Some(format!("(&(objectClass=user){inner})"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,5 +298,41 @@ mod tests {
         assert!(account_state(512, ft - ten_min, 0, 0, now).unwrap().contains("locked"));
         assert!(account_state(512, 0, ft - 1, 0, now).unwrap().contains("expired"));
         assert_eq!(account_state(512, 0, ft + ten_min, 0, now), None);
+    }
+
+    #[test]
+    fn identity_forms_become_escaped_filters() {
+        use crate::directory::Identity;
+        let f = |s: &str| account_filter(&Identity::parse(s), "corp", "corp.example.test");
+        assert_eq!(f("Alice").unwrap(), "(&(objectClass=user)(sAMAccountName=alice))");
+        assert_eq!(f("CORP\\alice").unwrap(), "(&(objectClass=user)(sAMAccountName=alice))");
+        assert_eq!(
+            f("corp.example.test\\alice").unwrap(),
+            "(&(objectClass=user)(sAMAccountName=alice))"
+        );
+        assert_eq!(f("OTHER\\alice"), None);
+        assert_eq!(
+            f("alice@corp.example.test").unwrap(),
+            "(&(objectClass=user)(|(userPrincipalName=alice@corp.example.test)(sAMAccountName=alice)))"
+        );
+        assert_eq!(
+            f("alice@elsewhere.test").unwrap(),
+            "(&(objectClass=user)(userPrincipalName=alice@elsewhere.test))"
+        );
+        assert_eq!(f("PC1$").unwrap(), "(&(objectClass=user)(sAMAccountName=pc1$))");
+        assert_eq!(f("host/PC1").unwrap(), "(&(objectClass=user)(sAMAccountName=pc1$))");
+        assert_eq!(
+            f("host/pc1.corp.example.test").unwrap(),
+            "(&(objectClass=user)(|(dNSHostName=pc1.corp.example.test)(servicePrincipalName=host/pc1.corp.example.test)))"
+        );
+        // The injection attempt is one literal (and non-existent) name.
+        assert_eq!(
+            f("*)(sAMAccountName=*").unwrap(),
+            "(&(objectClass=user)(sAMAccountName=\\2a\\29\\28samaccountname=\\2a))"
+        );
+        assert_eq!(f("02:00:00:00:00:01"), None);
+        assert_eq!(f("6f9619ff-8b86-d011-b42d-00c04fc964ff"), None);
+        assert_eq!(f("host/"), None);
+        assert_eq!(f(""), None);
     }
 }
