@@ -227,6 +227,92 @@ pub fn account_filter(id: &crate::directory::Identity, netbios: &str, dns: &str)
     Some(format!("(&(objectClass=user){inner})"))
 }
 
+/// The attributes an account search asks for.
+pub const ACCOUNT_ATTRIBUTES: [&str; 11] = [
+    "sAMAccountName",
+    "userPrincipalName",
+    "userAccountControl",
+    "lockoutTime",
+    "accountExpires",
+    "pwdLastSet",
+    "primaryGroupID",
+    "objectSid",
+    "objectGUID",
+    "displayName",
+    "objectClass",
+];
+
+/// An entry's attributes, every value as bytes, names as the DC spelled
+/// them (looked up case-insensitively).
+pub type RawAttributes = std::collections::HashMap<String, Vec<Vec<u8>>>;
+
+fn first<'a>(attrs: &'a RawAttributes, name: &str) -> Option<&'a [u8]> {
+    attrs
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .and_then(|(_, v)| v.first())
+        .map(Vec::as_slice)
+}
+
+fn first_str<'a>(attrs: &'a RawAttributes, name: &str) -> Option<&'a str> {
+    first(attrs, name).and_then(|v| std::str::from_utf8(v).ok())
+}
+
+fn first_i64(attrs: &RawAttributes, name: &str) -> Option<i64> {
+    first_str(attrs, name).and_then(|v| v.trim().parse().ok())
+}
+
+/// An account found by [`account_filter`] as the account model holds it:
+/// the object id is the `objectGUID`, a computer (objectClass `computer`)
+/// is a device, and an account that may not sign in (disabled, locked,
+/// expired) is not enabled, its reason kept in the attribute
+/// `ad_state`. The DN is kept in the attribute `dn` (a password is
+/// checked by a bind as that DN). `None` without an `objectGUID`.
+pub fn account_from_entry(
+    dn: &str,
+    attrs: &RawAttributes,
+    groups: Vec<crate::directory::GroupRef>,
+    netbios: &str,
+    dns: &str,
+    lockout_duration: i64,
+    now: i64,
+) -> Option<crate::directory::AccountData> {
+    use crate::directory::{AccountData, AccountKind, DirectoryKind};
+    let guid = guid_to_string(first(attrs, "objectGUID")?)?;
+    let computer = attrs
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("objectClass"))
+        .flat_map(|(_, v)| v.iter())
+        .any(|c| c.eq_ignore_ascii_case(b"computer"));
+    let kind = if computer {
+        AccountKind::Device
+    } else {
+        AccountKind::User
+    };
+    let mut a = AccountData::new(DirectoryKind::ActiveDirectory, kind, guid);
+    a.sam_account_name = first_str(attrs, "sAMAccountName").map(str::to_owned);
+    a.upn = first_str(attrs, "userPrincipalName").map(str::to_ascii_lowercase);
+    a.display_name = first_str(attrs, "displayName").map(str::to_owned);
+    a.netbios_domain = Some(netbios.to_ascii_uppercase());
+    a.dns_domain = Some(dns.to_owned());
+    a.last_password_change = first_str(attrs, "pwdLastSet").map(str::to_owned);
+    let uac = first_i64(attrs, "userAccountControl").unwrap_or(0) as u32;
+    let state = account_state(
+        uac,
+        first_i64(attrs, "lockoutTime").unwrap_or(0),
+        first_i64(attrs, "accountExpires").unwrap_or(0),
+        lockout_duration,
+        now,
+    );
+    a.enabled = state.is_none();
+    if let Some(why) = state {
+        a.attributes.insert("ad_state".into(), why.into());
+    }
+    a.attributes.insert("dn".into(), dn.to_owned());
+    a.groups = groups;
+    Some(a)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,5 +420,79 @@ mod tests {
         assert_eq!(f("6f9619ff-8b86-d011-b42d-00c04fc964ff"), None);
         assert_eq!(f("host/"), None);
         assert_eq!(f(""), None);
+    }
+
+    #[test]
+    fn entries_become_accounts() {
+        use crate::directory::{AccountKind, DirectoryKind, GroupRef};
+        let now = 1_700_000_000;
+        let attrs = |pairs: &[(&str, &[u8])]| -> RawAttributes {
+            let mut m = RawAttributes::new();
+            for (k, v) in pairs {
+                m.entry((*k).to_owned()).or_default().push(v.to_vec());
+            }
+            m
+        };
+        let guid: Vec<u8> = (0u8..16).collect();
+        let alice = attrs(&[
+            ("objectGUID", &guid),
+            ("sAMAccountName", b"alice"),
+            ("userPrincipalName", b"Alice@corp.example.test"),
+            ("userAccountControl", b"512"),
+            ("objectClass", b"top"),
+            ("objectClass", b"user"),
+            ("pwdLastSet", b"133000000000000000"),
+        ]);
+        let staff = GroupRef {
+            id: "CN=Staff,CN=Users,DC=corp,DC=example,DC=test".into(),
+            name: "Staff".into(),
+        };
+        let a = account_from_entry(
+            "CN=Alice Example,CN=Users,DC=corp,DC=example,DC=test",
+            &alice,
+            vec![staff],
+            "corp",
+            "corp.example.test",
+            0,
+            now,
+        )
+        .unwrap();
+        assert_eq!(
+            (a.directory, a.kind),
+            (DirectoryKind::ActiveDirectory, AccountKind::User)
+        );
+        assert_eq!(a.object_id, "03020100-0504-0706-0809-0a0b0c0d0e0f");
+        assert_eq!(a.upn.as_deref(), Some("alice@corp.example.test"));
+        assert_eq!(a.netbios_domain.as_deref(), Some("CORP"));
+        assert!(a.enabled);
+        assert_eq!(
+            a.attributes.get("dn").map(String::as_str),
+            Some("CN=Alice Example,CN=Users,DC=corp,DC=example,DC=test")
+        );
+        let account: crate::directory::Account = a.into();
+        assert!(account.in_group("staff"));
+        assert!(account.in_group("cn=staff,cn=users,dc=corp,dc=example,dc=test"));
+
+        let pc = attrs(&[
+            ("objectguid", &guid),
+            ("sAMAccountName", b"PC1$"),
+            ("userAccountControl", b"4098"),
+            ("objectClass", b"user"),
+            ("objectClass", b"computer"),
+        ]);
+        let d = account_from_entry(
+            "CN=PC1,CN=Computers,DC=x",
+            &pc,
+            vec![],
+            "corp",
+            "corp.example.test",
+            0,
+            now,
+        )
+        .unwrap();
+        assert_eq!(d.kind, AccountKind::Device);
+        assert!(!d.enabled);
+        assert!(d.attributes["ad_state"].contains("disabled"));
+        assert!(account_from_entry("CN=x", &attrs(&[("sAMAccountName", b"x")]), vec![], "c", "c", 0, now).is_none());
     }
 }
