@@ -4,6 +4,7 @@
 //! reply policy.
 
 pub mod account;
+pub mod ad;
 pub mod groups;
 mod hashindex;
 pub mod identity;
