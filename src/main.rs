@@ -879,17 +879,12 @@ fn test_auth_cmd(a: TestAuthArgs) -> anyhow::Result<ExitCode> {
             test_auth::Request::mab(a.server, mac, via)
         }
         None => test_auth::Request {
-            server: a.server,
-            user: a.user.clone().unwrap_or_default(),
             password: a.password.clone(),
-            credentials: if a.chap { Credentials::Chap } else { Credentials::Pap },
-            calling_station_id: None,
-            nas_identifier: None,
-            message_authenticator: true,
-            timeout: Duration::from_secs(3),
-            attempts: 3,
-            eap_message: None,
-            state: None,
+            ..test_auth::Request::new(
+                a.server,
+                a.user.clone().unwrap_or_default(),
+                if a.chap { Credentials::Chap } else { Credentials::Pap },
+            )
         },
     };
     if a.calling_station_id.is_some() {

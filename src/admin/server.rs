@@ -341,7 +341,12 @@ async fn auth_log(
         Ok(q) => q,
         Err(rejection) => return error_response(StatusCode::BAD_REQUEST, &rejection.body_text()),
     };
-    match call_backend(move || state.backend.auth_log(query)).await {
+    answer(call_backend(move || state.backend.auth_log(query)).await)
+}
+
+/// A backend operation's answer: its JSON, or its error with its status.
+fn answer(result: Result<Result<serde_json::Value, ApiError>, Response>) -> Response {
+    match result {
         Ok(Ok(value)) => Json(value).into_response(),
         Ok(Err(e)) => error_response(
             StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
@@ -353,14 +358,7 @@ async fn auth_log(
 
 /// Runs one integration operation on the blocking pool: the backend may wait on Graph.
 async fn integration(State(state): State<ApiState>, request: IntegrationRequest) -> Response {
-    match call_backend(move || state.backend.integration(request)).await {
-        Ok(Ok(value)) => Json(value).into_response(),
-        Ok(Err(e)) => error_response(
-            StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            &e.message,
-        ),
-        Err(response) => response,
-    }
+    answer(call_backend(move || state.backend.integration(request)).await)
 }
 
 /// Parses a JSON body (an empty body means the defaults) into a request; a body that does not

@@ -79,17 +79,12 @@ pub async fn run(base: &Request, secret: &ClientSecret, opts: &Options) -> Resul
         None => ServerName::try_from("entra-radius.invalid").expect("constant"),
     };
     let mut req = Request {
-        server: base.server,
-        user: opts.identity.clone(),
-        password: None,
-        credentials: Credentials::Eap,
         calling_station_id: base.calling_station_id.clone(),
         nas_identifier: base.nas_identifier.clone(),
         message_authenticator: base.message_authenticator,
         timeout: base.timeout,
         attempts: base.attempts,
-        eap_message: None,
-        state: None,
+        ..Request::new(base.server, opts.identity.clone(), Credentials::Eap)
     };
     let mut conn: Option<ClientConnection> = None;
     let mut outgoing: Option<Fragmenter> = None;

@@ -54,11 +54,21 @@ impl Request {
             mac.0[0], mac.0[1], mac.0[2], mac.0[3], mac.0[4], mac.0[5]
         );
         Request {
-            server,
             password: (credentials != Credentials::CallCheck).then(|| name.clone()),
-            user: name,
-            credentials,
             calling_station_id: Some(mac.to_string()),
+            ..Request::new(server, name, credentials)
+        }
+    }
+
+    /// A request for `user` with the defaults: no password, no
+    /// Calling-Station-Id, Message-Authenticator, 3 attempts of 3 s.
+    pub fn new(server: SocketAddr, user: String, credentials: Credentials) -> Request {
+        Request {
+            server,
+            user,
+            password: None,
+            credentials,
+            calling_station_id: None,
             nas_identifier: None,
             message_authenticator: true,
             timeout: Duration::from_secs(3),

@@ -67,17 +67,8 @@ fn decisions_are_kept_and_found_by_identity_mac_client_result_and_time() {
     // The same request twice: the second is answered from the response
     // cache and is not a second decision.
     let req = test_auth::Request {
-        server: s.auth,
-        user: "carol".into(),
         password: Some("x".into()),
-        credentials: Credentials::Pap,
-        calling_station_id: None,
-        nas_identifier: None,
-        message_authenticator: true,
-        timeout: Duration::from_secs(2),
-        attempts: 1,
-        eap_message: None,
-        state: None,
+        ..test_auth::Request::new(s.auth, "carol".into(), Credentials::Pap)
     };
     let bytes = test_auth::build(&req, &ClientSecret::new(SECRET.as_bytes()), 9, [5u8; 16]).unwrap();
     // From the same source port, as a NAS retransmits.
