@@ -123,9 +123,13 @@ fn dc() -> &'static Dc {
 }
 
 fn config(urls: &[String], start_tls: bool) -> AdConfig {
+    config_with(urls, start_tls, "Svc-Radius-Pass1")
+}
+
+fn config_with(urls: &[String], start_tls: bool, password: &str) -> AdConfig {
     let dc = dc();
-    let secret = dc.dir.join("ad.secret");
-    std::fs::write(&secret, "Svc-Radius-Pass1\n").unwrap();
+    let secret = dc.dir.join(format!("ad-{}.secret", password.len()));
+    std::fs::write(&secret, format!("{password}\n")).unwrap();
     std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let urls: Vec<String> = urls.iter().map(|u| format!("{u:?}")).collect();
     let text = format!(
@@ -205,4 +209,16 @@ async fn a_dead_first_url_fails_over() {
     let c = AdClient::new(&config(&["ldaps://127.0.0.1:1".into(), format!("ldaps://{a}")], false)).unwrap();
     assert!(c.find(&Identity::parse("alice")).await.unwrap().is_some());
     assert_eq!(c.last_dc().as_deref(), Some(format!("ldaps://{a}").as_str()));
+}
+
+#[tokio::test]
+async fn a_wrong_service_password_is_a_service_bind_error() {
+    let a = &dc().addr;
+    let c = AdClient::new(&config_with(&[format!("ldaps://{a}")], false, "Not-The-Pass1")).unwrap();
+    let e = c.find(&Identity::parse("alice")).await.unwrap_err();
+    assert!(
+        matches!(e, entra_radius::directory::ad::client::AdError::ServiceBind { .. }),
+        "{e}"
+    );
+    assert!(e.to_string().contains("52e"), "{e}");
 }
