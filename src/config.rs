@@ -66,8 +66,47 @@ pub struct Config {
     pub policy: Vec<PolicyRule>,
     /// `[eap]`: absent means EAP is rejected.
     pub eap: Option<EapConfig>,
+    /// `[ad]`: absent means no Active Directory.
+    pub ad: Option<AdConfig>,
     pub log: LogConfig,
     pub history: HistoryConfig,
+}
+
+/// `[ad]`: Active Directory over LDAP, checked without connecting (the
+/// bind password read from its private file, the CA file parsed).
+pub struct AdConfig {
+    /// `ldaps://…` or `ldap://…` (the latter only with `start_tls`, or to
+    /// a loopback address), tried in order.
+    pub urls: Vec<String>,
+    pub start_tls: bool,
+    /// The CAs of the domain controllers; empty: the system's roots.
+    pub ca_certs: Vec<rustls_pki_types::CertificateDer<'static>>,
+    pub ca_path: Option<PathBuf>,
+    pub bind_dn: String,
+    pub bind_password: Password,
+    pub bind_password_path: PathBuf,
+    pub base_dn: String,
+    /// NetBIOS name of the domain; `None`: read from the directory.
+    pub domain: Option<String>,
+    /// Per LDAP operation.
+    pub timeout: Duration,
+    pub cache_ttl: Duration,
+}
+
+impl std::fmt::Debug for AdConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdConfig")
+            .field("urls", &self.urls)
+            .field("start_tls", &self.start_tls)
+            .field("ca_file", &self.ca_path)
+            .field("bind_dn", &self.bind_dn)
+            .field("bind_password_file", &self.bind_password_path)
+            .field("base_dn", &self.base_dn)
+            .field("domain", &self.domain)
+            .field("timeout", &self.timeout)
+            .field("cache_ttl", &self.cache_ttl)
+            .finish()
+    }
 }
 
 /// `[history]`: the authentication history in the store (`auth log`).
@@ -248,6 +287,7 @@ struct RawConfig {
     #[serde(default)]
     policy: Vec<Spanned<PolicyRule>>,
     eap: Option<RawEap>,
+    ad: Option<RawAd>,
     #[serde(default)]
     log: RawLog,
     #[serde(default)]
@@ -279,6 +319,21 @@ struct RawEap {
     methods: Option<Spanned<Vec<EapMethodName>>>,
     fragment_size: Option<Spanned<usize>>,
     tls_min_version: Option<TlsMinVersion>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAd {
+    urls: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    start_tls: bool,
+    ca_file: Option<Spanned<PathBuf>>,
+    bind_dn: Spanned<String>,
+    bind_password_file: Spanned<PathBuf>,
+    base_dn: Spanned<String>,
+    domain: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+    cache_ttl: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -396,6 +451,7 @@ pub fn defaults() -> Config {
         entra: EntraConfig::default(),
         policy: Vec::new(),
         eap: None,
+        ad: None,
         log: LogConfig::default(),
         history: HistoryConfig::default(),
     }
@@ -713,6 +769,10 @@ fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         None => None,
         Some(e) => Some(eap_config(&ctx, e)?),
     };
+    let ad = match raw.ad {
+        None => None,
+        Some(a) => Some(ad_config(&ctx, a)?),
+    };
     let mut log = LogConfig::default();
     if let Some(f) = raw.log.format {
         log.format = f;
@@ -765,8 +825,167 @@ fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         entra,
         policy,
         eap,
+        ad,
         log,
         history,
+    })
+}
+
+/// The host of an `ldap://` or `ldaps://` URL and whether it is TLS from
+/// the start; an error says what is wrong with it.
+pub fn ldap_url_host(url: &str) -> Result<(String, bool), String> {
+    let (tls, rest) = if let Some(r) = url.strip_prefix("ldaps://") {
+        (true, r)
+    } else if let Some(r) = url.strip_prefix("ldap://") {
+        (false, r)
+    } else {
+        return Err(format!("{url}: must start with ldaps:// or ldap://"));
+    };
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    if authority.contains(['/', '?', '@', '#']) {
+        return Err(format!("{url}: only a host and a port (no DN, no user)"));
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, after) = v6.split_once(']').ok_or_else(|| format!("{url}: unclosed ["))?;
+        (h, after.strip_prefix(':'))
+    } else {
+        match authority.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(format!("{url}: no host"));
+    }
+    if let Some(p) = port
+        && !p.parse::<u16>().is_ok_and(|p| p > 0)
+    {
+        return Err(format!("{url}: bad port {p:?}"));
+    }
+    Ok((host.to_string(), tls))
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+fn ad_config(ctx: &Ctx<'_>, a: RawAd) -> Result<AdConfig, ConfigError> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+
+    if a.urls.get_ref().is_empty() {
+        return Err(ctx.err(Some(a.urls.span()), "ad.urls", "needs at least one URL"));
+    }
+    let mut urls = Vec::new();
+    for u in a.urls.get_ref() {
+        let url = u.get_ref().trim().trim_end_matches('/').to_string();
+        let (host, tls) = ldap_url_host(&url).map_err(|e| ctx.err(Some(u.span()), "ad.urls", e))?;
+        if tls && a.start_tls {
+            return Err(ctx.err(
+                Some(u.span()),
+                "ad.urls",
+                format!("{url}: ldaps:// is TLS already; start_tls = true is for ldap:// URLs"),
+            ));
+        }
+        if !tls && !a.start_tls && !is_loopback_host(&host) {
+            return Err(ctx.err(
+                Some(u.span()),
+                "ad.urls",
+                format!(
+                    "{url}: plain LDAP would send passwords in the clear; use ldaps:// or set start_tls = true \
+                     (plain ldap:// only to a loopback address)"
+                ),
+            ));
+        }
+        if urls.contains(&url) {
+            return Err(ctx.err(Some(u.span()), "ad.urls", format!("{url} is listed twice")));
+        }
+        urls.push(url);
+    }
+    let (ca_path, ca_certs) = match &a.ca_file {
+        None => (None, Vec::new()),
+        Some(f) => {
+            let p = ctx.resolve(f.get_ref());
+            let pem = std::fs::read(&p)
+                .map_err(|e| ctx.err(Some(f.span()), "ad.ca_file", format!("{}: {e}", p.display())))?;
+            let list: Result<Vec<CertificateDer<'static>>, _> = CertificateDer::pem_slice_iter(&pem).collect();
+            match list {
+                Ok(l) if !l.is_empty() => (Some(p), l),
+                Ok(_) => {
+                    return Err(ctx.err(
+                        Some(f.span()),
+                        "ad.ca_file",
+                        format!("{}: no PEM certificate in it", p.display()),
+                    ));
+                }
+                Err(e) => return Err(ctx.err(Some(f.span()), "ad.ca_file", format!("{}: {e}", p.display()))),
+            }
+        }
+    };
+    let bind_dn = a.bind_dn.get_ref().trim().to_string();
+    if bind_dn.is_empty() {
+        return Err(ctx.err(Some(a.bind_dn.span()), "ad.bind_dn", "must not be empty"));
+    }
+    let f = &a.bind_password_file;
+    let bind_password_path = ctx.resolve(f.get_ref());
+    let mut bytes = read_private_file(&bind_password_path)
+        .map_err(|e| ctx.err(Some(f.span()), "ad.bind_password_file", e.to_string()))?;
+    while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        bytes.pop();
+    }
+    if bytes.is_empty() {
+        return Err(ctx.err(
+            Some(f.span()),
+            "ad.bind_password_file",
+            format!(
+                "{} is empty (an empty password is an anonymous bind to AD)",
+                bind_password_path.display()
+            ),
+        ));
+    }
+    let bind_password = Password::new(bytes);
+    let base_dn = a.base_dn.get_ref().trim().to_string();
+    if crate::directory::ad::wire::dns_domain_of(&base_dn).is_none() {
+        return Err(ctx.err(
+            Some(a.base_dn.span()),
+            "ad.base_dn",
+            "must name the domain by its DC= parts, such as \"DC=corp,DC=example\"",
+        ));
+    }
+    let domain = match &a.domain {
+        None => None,
+        Some(d) => {
+            let v = d.get_ref().trim();
+            if v.is_empty() || v.len() > 15 || v.contains(['\\', '.', '/', ' ', '@']) {
+                return Err(ctx.err(
+                    Some(d.span()),
+                    "ad.domain",
+                    "the NetBIOS name of the domain (1 to 15 characters, no dot), such as \"CORP\"",
+                ));
+            }
+            Some(v.to_ascii_uppercase())
+        }
+    };
+    let duration = |v: &Option<Spanned<String>>, key: &str, default: Duration| -> Result<Duration, ConfigError> {
+        let Some(v) = v else { return Ok(default) };
+        let d = humantime::parse_duration(v.get_ref()).map_err(|e| ctx.err(Some(v.span()), key, e.to_string()))?;
+        if d < Duration::from_millis(100) {
+            return Err(ctx.err(Some(v.span()), key, "must be at least 100ms"));
+        }
+        Ok(d)
+    };
+    Ok(AdConfig {
+        urls,
+        start_tls: a.start_tls,
+        ca_certs,
+        ca_path,
+        bind_dn,
+        bind_password,
+        bind_password_path,
+        base_dn,
+        domain,
+        timeout: duration(&a.timeout, "ad.timeout", Duration::from_secs(3))?,
+        cache_ttl: duration(&a.cache_ttl, "ad.cache_ttl", Duration::from_secs(300))?,
     })
 }
 
@@ -1063,6 +1282,131 @@ description = "printer"
         }
         write_secret(&secret, 0o400);
         assert_eq!(read_config(&cfg).unwrap().clients[0].secret, b"from-file");
+    }
+
+    fn ad_dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        write_secret(&dir.path().join("ad.secret"), 0o600);
+        dir
+    }
+
+    fn ad_read(dir: &Path, body: &str) -> Result<Config, String> {
+        let cfg = dir.join("c.toml");
+        std::fs::write(&cfg, format!("[ad]\n{body}")).unwrap();
+        read_config(&cfg).map_err(|e| e.to_string())
+    }
+
+    const AD_KEYS: &str = "bind_dn = \"CN=svc,CN=Users,DC=corp,DC=example\"\n\
+        bind_password_file = \"ad.secret\"\nbase_dn = \"DC=corp,DC=example\"\n";
+
+    #[test]
+    fn ad_section() {
+        let dir = ad_dir();
+        assert!(from_toml("").unwrap().ad.is_none());
+        let c = ad_read(
+            dir.path(),
+            &format!("urls = [\"ldaps://dc1.corp.example\", \"ldap://127.0.0.1:389/\"]\n{AD_KEYS}"),
+        )
+        .unwrap();
+        let ad = c.ad.unwrap();
+        assert_eq!(ad.urls, ["ldaps://dc1.corp.example", "ldap://127.0.0.1:389"]);
+        assert_eq!(ad.bind_password.as_bytes(), b"from-file");
+        assert_eq!(ad.bind_dn, "CN=svc,CN=Users,DC=corp,DC=example");
+        assert_eq!(ad.base_dn, "DC=corp,DC=example");
+        assert_eq!(ad.domain, None);
+        assert_eq!(ad.timeout, Duration::from_secs(3));
+        assert_eq!(ad.cache_ttl, Duration::from_secs(300));
+        assert!(!ad.start_tls && ad.ca_certs.is_empty());
+        assert!(!format!("{ad:?}").contains("from-file"));
+
+        let c = ad_read(
+            dir.path(),
+            &format!(
+                "urls = [\"ldap://dc1.corp.example\"]\nstart_tls = true\ndomain = \"corp\"\ntimeout = \"500ms\"\n\
+                 cache_ttl = \"1m\"\n{AD_KEYS}"
+            ),
+        )
+        .unwrap();
+        let ad = c.ad.unwrap();
+        assert!(ad.start_tls);
+        assert_eq!(ad.domain.as_deref(), Some("CORP"));
+        assert_eq!(ad.timeout, Duration::from_millis(500));
+        assert_eq!(ad.cache_ttl, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn ad_errors_name_file_line_and_key() {
+        let dir = ad_dir();
+        let e = ad_read(dir.path(), &format!("urls = [\"ldap://dc1.corp.example\"]\n{AD_KEYS}")).unwrap_err();
+        assert!(
+            e.contains("c.toml:2:9: ad.urls: ldap://dc1.corp.example: plain LDAP"),
+            "{e}"
+        );
+        let e = ad_read(
+            dir.path(),
+            &format!("urls = [\"ldaps://dc1.corp.example\"]\nstart_tls = true\n{AD_KEYS}"),
+        )
+        .unwrap_err();
+        assert!(e.contains("c.toml:2:9: ad.urls:"), "{e}");
+        let e = ad_read(dir.path(), &format!("urls = [\"http://dc1\"]\n{AD_KEYS}")).unwrap_err();
+        assert!(e.contains("ad.urls: http://dc1: must start with ldaps://"), "{e}");
+        let e = ad_read(dir.path(), &format!("urls = []\n{AD_KEYS}")).unwrap_err();
+        assert!(e.contains("c.toml:2:8: ad.urls: needs at least one URL"), "{e}");
+        let e = ad_read(dir.path(), &format!("urls = [\"ldaps://dc1:0\"]\n{AD_KEYS}")).unwrap_err();
+        assert!(e.contains("bad port"), "{e}");
+        let e = ad_read(
+            dir.path(),
+            &format!("urls = [\"ldaps://dc1\"]\ntimeout = \"soon\"\n{AD_KEYS}"),
+        )
+        .unwrap_err();
+        assert!(e.contains("c.toml:3:11: ad.timeout:"), "{e}");
+        let e = ad_read(
+            dir.path(),
+            &format!("urls = [\"ldaps://dc1\"]\ndomain = \"corp.example\"\n{AD_KEYS}"),
+        )
+        .unwrap_err();
+        assert!(e.contains("c.toml:3:10: ad.domain:"), "{e}");
+        let e = ad_read(
+            dir.path(),
+            &format!("urls = [\"ldaps://dc1\"]\nca_file = \"none.pem\"\n{AD_KEYS}"),
+        )
+        .unwrap_err();
+        assert!(e.contains("c.toml:3:11: ad.ca_file:") && e.contains("none.pem"), "{e}");
+        let e = ad_read(
+            dir.path(),
+            "urls = [\"ldaps://dc1\"]\nbind_dn = \"x\"\nbind_password_file = \"ad.secret\"\nbase_dn = \"O=x\"\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("c.toml:5:11: ad.base_dn:"), "{e}");
+        let e = ad_read(dir.path(), "urls = [\"ldaps://dc1\"]\n").unwrap_err();
+        assert!(e.contains("missing field"), "{e}");
+    }
+
+    #[test]
+    fn ad_bind_password_file_must_be_private_and_present() {
+        let dir = ad_dir();
+        let secret = dir.path().join("ad.secret");
+        let body = format!("urls = [\"ldaps://dc1\"]\n{AD_KEYS}");
+        write_secret(&secret, 0o640);
+        let e = ad_read(dir.path(), &body).unwrap_err();
+        assert!(
+            e.contains(&format!(
+                "c.toml:4:22: ad.bind_password_file: {} has mode 0640",
+                secret.display()
+            )),
+            "{e}"
+        );
+        write_secret(&secret, 0o604);
+        assert!(ad_read(dir.path(), &body).unwrap_err().contains("has mode 0604"));
+        std::fs::remove_file(&secret).unwrap();
+        let e = ad_read(dir.path(), &body).unwrap_err();
+        assert!(
+            e.contains(&format!("ad.bind_password_file: cannot read {}", secret.display())),
+            "{e}"
+        );
+        write_secret(&secret, 0o600);
+        std::fs::write(&secret, "\n").unwrap();
+        assert!(ad_read(dir.path(), &body).unwrap_err().contains("is empty"));
     }
 
     #[test]

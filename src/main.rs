@@ -477,6 +477,13 @@ fn check_config(path: Option<&Path>) -> ExitCode {
         list(&cfg.server.auth_listen),
         list(&cfg.server.acct_listen),
     );
+    if let Some(ad) = &cfg.ad {
+        println!(
+            "{name}: [ad]: {} (not contacted; base {})",
+            ad.urls.join(", "),
+            ad.base_dn
+        );
+    }
     ExitCode::SUCCESS
 }
 

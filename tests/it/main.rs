@@ -2,6 +2,7 @@
 //! driven by real clients (radclient from freeradius-utils, the `radius`
 //! crate) and by raw UDP for what no client will send.
 
+mod ad;
 mod blastradius;
 mod certs;
 mod cli;

@@ -1,0 +1,224 @@
+//! The AD client against a real Samba AD DC of its own: provisioned once
+//! per process into a temporary folder, LDAP only, on a loopback address of
+//! its own, with its own CA; stopped (its process group) at exit.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use entra_radius::config::AdConfig;
+use entra_radius::directory::Identity;
+use entra_radius::directory::ad::client::{AdClient, PasswordVerdict};
+use entra_radius::directory::ad::wire::BindRefusal;
+
+struct Dc {
+    dir: PathBuf,
+    addr: String,
+}
+
+static DC: OnceLock<Dc> = OnceLock::new();
+static PGID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+static DIR: OnceLock<PathBuf> = OnceLock::new();
+
+extern "C" fn stop_dc() {
+    let pgid = PGID.load(std::sync::atomic::Ordering::SeqCst);
+    if pgid > 0 {
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+    }
+    if let Some(d) = DIR.get() {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+fn run(cmd: &str, args: &[&str]) {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn dc() -> &'static Dc {
+    DC.get_or_init(|| {
+        assert!(
+            Command::new("samba").arg("--version").output().is_ok(),
+            "samba is not installed: run ./scripts/test, which installs samba samba-ad-dc ldb-tools ldap-utils"
+        );
+        let pid = std::process::id();
+        let addr = format!("127.77.{}.{}", (pid / 250) % 250 + 1, pid % 250 + 2);
+        let dir = tempfile::Builder::new().prefix("ad-dc").tempdir().unwrap().keep();
+        DIR.set(dir.clone()).unwrap();
+        unsafe { libc::atexit(stop_dc) };
+        let d = dir.to_str().unwrap();
+        run("samba-tool", &["domain", "provision", "--use-rfc2307", "--realm=CORP.EXAMPLE.TEST", "--domain=CORP",
+            "--server-role=dc", "--dns-backend=NONE", "--host-name=DC1", "--host-ip=127.0.0.1", "--adminpass=Adm1n-Pass9",
+            &format!("--targetdir={d}")]);
+        // Test CA and a server certificate with SANs.
+        let tls = dir.join("tls");
+        std::fs::create_dir(&tls).unwrap();
+        let t = tls.to_str().unwrap();
+        run("openssl", &["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", &format!("{t}/ca.key"), "-out", &format!("{t}/ca.pem"), "-days", "2", "-subj", "/CN=Test AD CA"]);
+        run("openssl", &["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", &format!("{t}/key.pem"), "-out", &format!("{t}/req.csr"), "-subj", "/CN=dc1.corp.example.test"]);
+        std::fs::write(tls.join("ext"), format!(
+            "subjectAltName=DNS:dc1.corp.example.test,DNS:localhost,IP:{addr}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")).unwrap();
+        run("openssl", &["x509", "-req", "-in", &format!("{t}/req.csr"), "-CA", &format!("{t}/ca.pem"),
+            "-CAkey", &format!("{t}/ca.key"), "-CAcreateserial", "-out", &format!("{t}/cert.pem"), "-days", "2",
+            "-extfile", &format!("{t}/ext")]);
+        std::fs::set_permissions(tls.join("key.pem"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        let conf = dir.join("etc/smb.conf");
+        std::fs::write(&conf, format!(
+            "[global]\n\tnetbios name = DC1\n\trealm = CORP.EXAMPLE.TEST\n\tworkgroup = CORP\n\
+             \tserver role = active directory domain controller\n\tserver services = ldap\n\
+             \tinterfaces = {addr}/8\n\tbind interfaces only = yes\n\tldap server require strong auth = no\n\
+             \ttls enabled = yes\n\ttls keyfile = {t}/key.pem\n\ttls certfile = {t}/cert.pem\n\ttls cafile = {t}/ca.pem\n\
+             \tprivate dir = {d}/private\n\tstate directory = {d}/state\n\tlock directory = {d}\n\
+             \tcache directory = {d}/cache\n\tbinddns dir = {d}/bind-dns\n\tpid directory = {d}\n\
+             \tncalrpc dir = {d}/ncalrpc\n\twinbindd socket directory = {d}/winbindd\n\
+             \tntp signd socket directory = {d}/ntp_signd\n\tlog file = {d}/log.%m\n\tidmap_ldb:use rfc2307 = yes\n")).unwrap();
+        let c = conf.to_str().unwrap();
+        let tool = |args: &[&str]| {
+            let mut a: Vec<&str> = args.to_vec();
+            a.extend(["-s", c]);
+            run("samba-tool", &a);
+        };
+        tool(&["domain", "passwordsettings", "set", "--max-pwd-age=0", "--min-pwd-age=0", "--account-lockout-threshold=0"]);
+        tool(&["ou", "add", "OU=Staff"]);
+        tool(&["user", "create", "svc-radius", "Svc-Radius-Pass1"]);
+        tool(&["user", "create", "alice", "Alice-Pass1", "--given-name=Alice", "--surname=Example", "--userou=OU=Staff"]);
+        tool(&["user", "create", "bob", "Bob-Pass1"]);
+        tool(&["user", "disable", "bob"]);
+        tool(&["group", "add", "Staff"]);
+        tool(&["group", "add", "VPN"]);
+        tool(&["group", "addmembers", "Staff", "alice"]);
+        tool(&["group", "addmembers", "VPN", "Staff"]);
+        tool(&["computer", "create", "PC1"]);
+        let mut cmd = Command::new("samba");
+        cmd.args(["-F", "-s", c]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let child = cmd.spawn().expect("samba");
+        PGID.store(child.id() as i32, std::sync::atomic::Ordering::SeqCst);
+        // Reaped when it ends (killed at exit with its process group).
+        std::thread::spawn(move || {
+            let mut child = child;
+            let _ = child.wait();
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ok = Command::new("ldapsearch").args(["-x", "-H", &format!("ldap://{addr}"), "-b", "", "-s", "base"])
+                .output().is_ok_and(|o| o.status.success());
+            if ok { break; }
+            assert!(Instant::now() < deadline, "the Samba DC did not answer on {addr} within 30 s; see {d}/log.*");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Dc { dir, addr }
+    })
+}
+
+fn config(urls: &[String], start_tls: bool) -> AdConfig {
+    config_with(urls, start_tls, "Svc-Radius-Pass1")
+}
+
+fn config_with(urls: &[String], start_tls: bool, password: &str) -> AdConfig {
+    let dc = dc();
+    let secret = dc.dir.join(format!("ad-{}.secret", password.len()));
+    std::fs::write(&secret, format!("{password}\n")).unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let urls: Vec<String> = urls.iter().map(|u| format!("{u:?}")).collect();
+    let text = format!(
+        "[ad]\nurls = [{}]\nstart_tls = {start_tls}\nca_file = \"{}\"\nbind_dn = \"CN=svc-radius,CN=Users,DC=corp,DC=example,DC=test\"\n\
+         bind_password_file = \"{}\"\nbase_dn = \"DC=corp,DC=example,DC=test\"\ntimeout = \"2s\"\n",
+        urls.join(", "),
+        dc.dir.join("tls/ca.pem").display(),
+        secret.display()
+    );
+    entra_radius::config::from_toml(&text).unwrap().ad.unwrap()
+}
+
+fn client() -> AdClient {
+    let a = &dc().addr;
+    AdClient::new(&config(&[format!("ldaps://{a}")], false)).unwrap()
+}
+
+#[tokio::test]
+async fn finds_users_groups_and_computers_over_ldaps() {
+    let c = client();
+    let info = c.domain_info().await.unwrap();
+    assert_eq!(info.netbios, "CORP");
+    assert_eq!(info.dns, "corp.example.test");
+    for id in ["alice", "CORP\\alice", "alice@corp.example.test"] {
+        let a = c
+            .find(&Identity::parse(id))
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{id}"));
+        assert_eq!(a.sam_account_name.as_deref(), Some("alice"), "{id}");
+        assert!(a.enabled, "{id}");
+        let names: Vec<&str> = a.groups.iter().map(|g| g.name.as_str()).collect();
+        for g in ["Staff", "VPN", "Domain Users"] {
+            assert!(names.contains(&g), "{id}: {names:?}");
+        }
+    }
+    let bob = c.find(&Identity::parse("bob")).await.unwrap().unwrap();
+    assert!(!bob.enabled);
+    assert!(bob.attributes["ad_state"].contains("disabled"));
+    for id in ["PC1$", "host/PC1"] {
+        let pc = c
+            .find(&Identity::parse(id))
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{id}"));
+        assert_eq!(pc.kind, entra_radius::directory::AccountKind::Device, "{id}");
+    }
+    assert!(c.find(&Identity::parse("*)(sAMAccountName=*")).await.unwrap().is_none());
+    assert!(c.find(&Identity::parse("nobody")).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn passwords_by_bind_over_start_tls() {
+    let a = &dc().addr;
+    let c = AdClient::new(&config(&[format!("ldap://{a}")], true)).unwrap();
+    let alice = c.find(&Identity::parse("alice")).await.unwrap().unwrap();
+    let dn = &alice.attributes["dn"];
+    assert_eq!(
+        c.check_password(dn, b"Alice-Pass1").await.unwrap(),
+        PasswordVerdict::Accepted
+    );
+    assert_eq!(
+        c.check_password(dn, b"wrong").await.unwrap(),
+        PasswordVerdict::Refused(BindRefusal::WrongPassword)
+    );
+    assert_eq!(c.check_password(dn, b"").await.unwrap(), PasswordVerdict::Empty);
+    let bob = c.find(&Identity::parse("bob")).await.unwrap().unwrap();
+    assert_eq!(
+        c.check_password(&bob.attributes["dn"], b"Bob-Pass1").await.unwrap(),
+        PasswordVerdict::Refused(BindRefusal::Disabled)
+    );
+}
+
+#[tokio::test]
+async fn a_dead_first_url_fails_over() {
+    let a = &dc().addr;
+    let c = AdClient::new(&config(&["ldaps://127.0.0.1:1".into(), format!("ldaps://{a}")], false)).unwrap();
+    assert!(c.find(&Identity::parse("alice")).await.unwrap().is_some());
+    assert_eq!(c.last_dc().as_deref(), Some(format!("ldaps://{a}").as_str()));
+}
+
+#[tokio::test]
+async fn a_wrong_service_password_is_a_service_bind_error() {
+    let a = &dc().addr;
+    let c = AdClient::new(&config_with(&[format!("ldaps://{a}")], false, "Not-The-Pass1")).unwrap();
+    let e = c.find(&Identity::parse("alice")).await.unwrap_err();
+    assert!(
+        matches!(e, entra_radius::directory::ad::client::AdError::ServiceBind { .. }),
+        "{e}"
+    );
+    assert!(e.to_string().contains("52e"), "{e}");
+}
