@@ -1,6 +1,13 @@
 //! The authentication history: one row per Access-Request decision, written
 //! by a thread of its own with group commit, read by `auth log`.
 //!
+//! It lives in a database of its own, `history.db` beside the store's
+//! file: the writer runs at the lowest CPU priority, and at full load it
+//! may be descheduled for seconds in the middle of a transaction. In the
+//! store's file it would then hold the write lock that accounting (which
+//! must commit before it answers) and the sync wait for; in its own file it
+//! holds up nobody.
+//!
 //! The RADIUS path hands a record over with [`HistoryWriter::record`], which
 //! never waits: when the queue is full (the disk is slower than the
 //! decisions), the record is dropped and counted, and the server goes on
@@ -18,7 +25,23 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 
-use super::{Store, StoreError};
+use super::migrations::{self, MIGRATION_5_AUTH_HISTORY, Migration};
+use super::{Store, StoreError, configure, ensure_private_file, open_flags, tighten_if_exists};
+
+/// The history's database, in the state directory beside the store's.
+pub const HISTORY_FILE: &str = "history.db";
+
+/// The schema of `history.db` (the store's own schema had the same table
+/// as its migration 5, before the history moved out).
+const HISTORY_MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    sql: MIGRATION_5_AUTH_HISTORY,
+}];
+
+/// Page cache of a history connection: the writer only appends (the rowid
+/// and the two indexes' hot pages), so the store's 32 MiB would mostly hold
+/// pages it never reads again, in the server's resident memory.
+const HISTORY_CACHE_KIB: i64 = 4096;
 
 /// Records waiting for the writer; more are dropped and counted. At
 /// 100,000 decisions a second this is 80 ms of decisions, twice a batch.
@@ -128,7 +151,7 @@ impl HistoryWriter {
         retention: Retention,
         queue: usize,
     ) -> Result<(HistoryWriter, JoinHandle<()>), StoreError> {
-        let conn = store.connect()?;
+        let conn = store.history_connect()?;
         let capacity = queue.max(1);
         let (tx, rx) = std::sync::mpsc::sync_channel(capacity);
         let stats = Arc::new(HistoryStats::default());
@@ -314,9 +337,36 @@ pub(crate) fn prune(conn: &Connection, retention: Retention, now_ms: i64) -> rus
 }
 
 impl Store {
+    /// Where the history is kept: [`HISTORY_FILE`] beside the store's file.
+    pub fn history_path(&self) -> std::path::PathBuf {
+        self.path().with_file_name(HISTORY_FILE)
+    }
+
+    /// A connection to the history's database, created (0600) and brought
+    /// to its schema on first use.
+    fn history_connect(&self) -> Result<Connection, StoreError> {
+        let path = self.history_path();
+        ensure_private_file(&path)?;
+        let open_err = |source| StoreError::Open {
+            path: path.clone(),
+            source,
+        };
+        let mut conn = Connection::open_with_flags(&path, open_flags()).map_err(open_err)?;
+        configure(&conn).map_err(open_err)?;
+        conn.pragma_update(None, "cache_size", -HISTORY_CACHE_KIB)
+            .map_err(open_err)?;
+        migrations::migrate(&mut conn, &path, HISTORY_MIGRATIONS)?;
+        for suffix in ["-wal", "-shm"] {
+            let mut companion = path.clone().into_os_string();
+            companion.push(suffix);
+            tighten_if_exists(std::path::Path::new(&companion), 0o600)?;
+        }
+        Ok(conn)
+    }
+
     /// The decisions `filter` selects (at most [`MAX_LIMIT`]).
     pub fn auth_history(&self, filter: &HistoryFilter) -> Result<Vec<HistoryRow>, StoreError> {
-        let conn = self.connect()?;
+        let conn = self.history_connect()?;
         Ok(query(&conn, filter)?)
     }
 }
@@ -467,9 +517,9 @@ mod tests {
         let (_d, s) = store();
         // The writer cannot start a transaction while another connection
         // holds the write lock, so its queue of 8 fills.
-        let blocker = s.connect().unwrap();
-        blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
         let (w, h) = HistoryWriter::spawn_with_queue(&s, FOREVER, 8).unwrap();
+        let blocker = s.history_connect().unwrap();
+        blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
         // The first record takes the writer into its transaction, where it
         // waits for the lock; the next 8 fill the queue.
         w.record(rec(0, "x", true));
@@ -503,6 +553,28 @@ mod tests {
     }
 
     #[test]
+    fn a_history_transaction_never_holds_up_the_store() {
+        let (_d, s) = store();
+        // A writer descheduled in the middle of a batch holds its write
+        // lock; the store's writers (accounting, sync) must not wait for it.
+        let history = s.history_connect().unwrap();
+        history.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let start = Instant::now();
+        s.set_setting("history-test", Some("1"), 1).unwrap();
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "the store waited for the history's lock"
+        );
+        assert_eq!(s.setting("history-test").unwrap().as_deref(), Some("1"));
+        history.execute_batch("ROLLBACK").unwrap();
+        // Owner-only, like the store's file.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(s.history_path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(s.history_path().parent(), s.path().parent());
+    }
+
+    #[test]
     fn retention_by_age_and_by_count() {
         let (_d, s) = store();
         let (w, h) = HistoryWriter::spawn(&s, FOREVER).unwrap();
@@ -512,7 +584,7 @@ mod tests {
         wait_written(&w, 50);
         drop(w);
         h.join().unwrap();
-        let conn = s.connect().unwrap();
+        let conn = s.history_connect().unwrap();
         // Older than 10 ms before 1_000_050: rows 0..40 go.
         let by_age = Retention {
             keep: Duration::from_millis(10),
