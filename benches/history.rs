@@ -40,6 +40,8 @@ fn record(i: u64) -> HistoryRecord {
         accept: !i.is_multiple_of(10),
         reason: "password checked by Entra ID".into(),
         vlan: Some("20".into()),
+        account: Some(format!("8f0c2b1e-0000-4000-8000-{:012x}", i % 100_000)),
+        policy_rule: Some(2),
     }
 }
 

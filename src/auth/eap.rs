@@ -532,7 +532,8 @@ fn authorize_certificate(state: &State, s: &EapSession, outer: &str) -> Decision
                     account.label(),
                     Some(directory),
                     format!("account disabled in {directory} (certificate {label})"),
-                );
+                )
+                .about(&account);
             }
             let mut d = accept(state, method, account.label(), directory, &account, "");
             d.reason = format!("client certificate verified; the account is its {}", name.rule.as_str()).into();

@@ -33,10 +33,17 @@ pub const HISTORY_FILE: &str = "history.db";
 
 /// The schema of `history.db` (the store's own schema had the same table
 /// as its migration 5, before the history moved out).
-const HISTORY_MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sql: MIGRATION_5_AUTH_HISTORY,
-}];
+const HISTORY_MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: MIGRATION_5_AUTH_HISTORY,
+    },
+    Migration {
+        version: 2,
+        sql: "ALTER TABLE auth_history ADD COLUMN account TEXT;
+              ALTER TABLE auth_history ADD COLUMN policy_rule INTEGER;",
+    },
+];
 
 /// Page cache of a history connection: the writer only appends (the rowid
 /// and the two indexes' hot pages), so the store's 32 MiB would mostly hold
@@ -82,6 +89,13 @@ pub struct HistoryRecord {
     pub accept: bool,
     pub reason: String,
     pub vlan: Option<String>,
+    /// The object id of the account the identity resolved to, if one did.
+    #[serde(default)]
+    pub account: Option<String>,
+    /// The `[[policy]]` rule that gave the reply, from 1 in configuration
+    /// order.
+    #[serde(default)]
+    pub policy_rule: Option<u32>,
 }
 
 /// A stored decision with its row id (ascending with time of writing).
@@ -268,8 +282,9 @@ fn write_batch(conn: &mut Connection, batch: &[HistoryRecord]) -> rusqlite::Resu
     {
         let mut insert = tx.prepare_cached(
             "INSERT INTO auth_history (time_ms, client, nas_addr, nas_port, called_station_id,
-                calling_station_id, mac, identity, method, directory, accept, reason, vlan)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                calling_station_id, mac, identity, method, directory, accept, reason, vlan, account,
+                policy_rule)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
         )?;
         for r in batch {
             insert.execute(params![
@@ -286,6 +301,8 @@ fn write_batch(conn: &mut Connection, batch: &[HistoryRecord]) -> rusqlite::Resu
                 r.accept,
                 r.reason,
                 r.vlan,
+                r.account,
+                r.policy_rule,
             ])?;
         }
     }
@@ -375,7 +392,7 @@ fn query(conn: &Connection, f: &HistoryFilter) -> rusqlite::Result<Vec<HistoryRo
     let order = if f.after_id.is_some() { "ASC" } else { "DESC" };
     let sql = format!(
         "SELECT id, time_ms, client, nas_addr, nas_port, called_station_id, calling_station_id, mac,
-                identity, method, directory, accept, reason, vlan
+                identity, method, directory, accept, reason, vlan, account, policy_rule
          FROM auth_history
          WHERE (?1 IS NULL OR identity = ?1 COLLATE NOCASE)
            AND (?2 IS NULL OR mac = ?2)
@@ -406,6 +423,8 @@ fn query(conn: &Connection, f: &HistoryFilter) -> rusqlite::Result<Vec<HistoryRo
                     accept: r.get(11)?,
                     reason: r.get(12)?,
                     vlan: r.get(13)?,
+                    account: r.get(14)?,
+                    policy_rule: r.get(15)?,
                 },
             })
         },
@@ -432,6 +451,8 @@ mod tests {
             accept,
             reason: if accept { "ok" } else { "wrong password" }.into(),
             vlan: None,
+            account: Some(format!("local:{identity}")),
+            policy_rule: accept.then_some(1),
         }
     }
 
