@@ -148,6 +148,7 @@ impl AdminBackend for Backend {
             )
             .sample(&[], st.pruned.load(Ordering::Relaxed));
         }
+        self.running.sessions.render_prometheus(&mut out);
         out
     }
 

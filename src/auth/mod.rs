@@ -325,6 +325,23 @@ impl Authenticator {
         self.state.load().local.clone()
     }
 
+    /// The account a session's User-Name resolves to now (memory only), for
+    /// the session table; `None` when no directory decides it.
+    pub fn resolve_session_user(&self, user_name: &str) -> Option<(DirectoryKind, Arc<Account>)> {
+        match self.state.load().resolver.resolve(&Identity::parse(user_name)) {
+            Resolution::Found { directory, account } => Some((directory, account)),
+            _ => None,
+        }
+    }
+
+    /// The `[[policy]]` rule `account` gets now: its index and its VLAN.
+    pub fn policy_rule_of(&self, account: &Account) -> Option<(usize, Option<String>)> {
+        let state = self.state.load();
+        let rule = policy::select(&state.policy, account)?;
+        let index = state.policy.iter().position(|r| std::ptr::eq(r, rule))?;
+        Some((index, rule.vlan.clone()))
+    }
+
     /// Decides one Access-Request whose authenticators the server has
     /// already verified.
     pub async fn decide(&self, packet: &Packet<'_>, secret: &ClientSecret, nas: &str) -> Decision {

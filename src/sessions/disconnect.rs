@@ -1,0 +1,289 @@
+//! The Disconnect-Request client (RFC 5176): its own UDP socket, identifiers
+//! per NAS address, three tries with backoff, answers matched by identifier
+//! and source and verified before they count. What does not match or verify
+//! is dropped and counted; it never ends a wait.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tokio::sync::{Notify, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::proto::ClientSecret;
+use crate::proto::dynauth::{DisconnectReply, DisconnectRequest, error_cause_name, verify_reply};
+
+/// How long to wait for an answer after each try: three tries, 7 s in all.
+pub const BACKOFF: [Duration; 3] = [Duration::from_secs(1), Duration::from_secs(2), Duration::from_secs(4)];
+
+/// Where a NAS takes Disconnect-Requests, and the secret it shares for them.
+#[derive(Clone)]
+pub struct Target {
+    pub addr: SocketAddr,
+    pub secret: ClientSecret,
+}
+
+/// How one Disconnect-Request ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Ack,
+    Nak(Option<u32>),
+    /// No verified answer after every try.
+    Timeout,
+    /// The NAS's client has no `coa_port`: nothing was sent.
+    NoCoaPort,
+    /// The request could not be built or sent.
+    Failed(String),
+}
+
+impl Outcome {
+    /// As recorded on the session and shown by `sessions list`.
+    pub fn text(&self) -> String {
+        match self {
+            Outcome::Ack => "ack".into(),
+            Outcome::Nak(Some(c)) => format!("nak: Error-Cause {c} ({})", error_cause_name(*c)),
+            Outcome::Nak(None) => "nak: no Error-Cause".into(),
+            Outcome::Timeout => format!("timeout: no answer to {} tries", BACKOFF.len()),
+            Outcome::NoCoaPort => "not sent: the NAS's client has no coa_port".into(),
+            Outcome::Failed(e) => format!("not sent: {e}"),
+        }
+    }
+
+    /// The label in `/metrics`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Ack => "ack",
+            Outcome::Nak(_) => "nak",
+            Outcome::Timeout => "timeout",
+            Outcome::NoCoaPort => "no_coa_port",
+            Outcome::Failed(_) => "failed",
+        }
+    }
+}
+
+/// Counters for `/metrics`.
+#[derive(Default)]
+pub struct Counters {
+    /// Datagrams sent, first tries and retransmissions.
+    pub sent: AtomicU64,
+    pub retransmitted: AtomicU64,
+    /// Answers dropped: from an address no request went to.
+    pub unknown_source: AtomicU64,
+    /// Answers dropped: authenticators do not verify, or not an ACK/NAK.
+    pub unverified: AtomicU64,
+    /// Answers dropped: for a request already answered or given up.
+    pub late_or_duplicate: AtomicU64,
+}
+
+struct Waiting {
+    request_auth: [u8; 16],
+    secret: ClientSecret,
+    /// Taken by the first verified answer.
+    answer: Option<oneshot::Sender<DisconnectReply>>,
+}
+
+#[derive(Default)]
+struct Book {
+    /// Requests in flight by (NAS address, identifier).
+    waiting: HashMap<(SocketAddr, u8), Waiting>,
+    /// The next identifier to try, per NAS address.
+    next_id: HashMap<SocketAddr, u8>,
+}
+
+/// Sends Disconnect-Requests and waits for their answers. One per server;
+/// its receive task runs until the token it was started with is cancelled.
+pub struct Disconnector {
+    v4: Arc<UdpSocket>,
+    v6: Option<Arc<UdpSocket>>,
+    book: Mutex<Book>,
+    /// Wakes senders waiting for a free identifier of a busy NAS.
+    freed: Notify,
+    pub counters: Counters,
+    backoff: Vec<Duration>,
+}
+
+impl Disconnector {
+    /// Binds its own sockets (any address, an ephemeral port) and starts
+    /// the task that reads answers. Must be called inside the runtime.
+    pub async fn start(shutdown: CancellationToken) -> std::io::Result<Arc<Disconnector>> {
+        Disconnector::start_with(shutdown, BACKOFF.to_vec()).await
+    }
+
+    /// `start` with another retransmission schedule (tests, benches).
+    pub async fn start_with(shutdown: CancellationToken, backoff: Vec<Duration>) -> std::io::Result<Arc<Disconnector>> {
+        let v4 = Arc::new(UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).await?);
+        let v6 = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0)).await.ok().map(Arc::new);
+        let d = Arc::new(Disconnector {
+            v4: v4.clone(),
+            v6: v6.clone(),
+            book: Mutex::new(Book::default()),
+            freed: Notify::new(),
+            counters: Counters::default(),
+            backoff,
+        });
+        for socket in std::iter::once(v4).chain(v6) {
+            let d = Arc::downgrade(&d);
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                loop {
+                    let got = tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        got = socket.recv_from(&mut buf) => got,
+                    };
+                    let Some(d) = d.upgrade() else { return };
+                    match got {
+                        Ok((n, from)) => d.on_answer(&buf[..n], from),
+                        Err(e) => tracing::debug!(error = %e, "disconnect socket: receive failed"),
+                    }
+                }
+            });
+        }
+        Ok(d)
+    }
+
+    fn book(&self) -> std::sync::MutexGuard<'_, Book> {
+        self.book.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn on_answer(&self, datagram: &[u8], from: SocketAddr) {
+        let from = canonical(from);
+        let Some(&id) = datagram.get(1) else {
+            self.counters.unverified.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let mut book = self.book();
+        let Some(w) = book.waiting.get_mut(&(from, id)) else {
+            let known = book.waiting.keys().any(|(a, _)| *a == from);
+            drop(book);
+            let c = if known {
+                &self.counters.late_or_duplicate
+            } else {
+                &self.counters.unknown_source
+            };
+            c.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%from, id, known, "dropped an answer that matches no Disconnect-Request in flight");
+            return;
+        };
+        match verify_reply(datagram, &w.request_auth, &w.secret) {
+            Ok(reply) => match w.answer.take() {
+                Some(tx) => {
+                    let _ = tx.send(reply);
+                }
+                None => {
+                    self.counters.late_or_duplicate.fetch_add(1, Ordering::Relaxed);
+                }
+            },
+            Err(e) => {
+                drop(book);
+                self.counters.unverified.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%from, id, error = %e, "dropped an answer to a Disconnect-Request that does not verify");
+            }
+        }
+    }
+
+    /// Takes a free identifier for `addr`, waiting while all 256 are in flight.
+    async fn reserve(&self, addr: SocketAddr, w: Waiting) -> u8 {
+        let mut w = Some(w);
+        loop {
+            let notified = self.freed.notified();
+            {
+                let mut book = self.book();
+                let start = *book.next_id.get(&addr).unwrap_or(&0);
+                for step in 0..=255u8 {
+                    let id = start.wrapping_add(step);
+                    if let std::collections::hash_map::Entry::Vacant(slot) = book.waiting.entry((addr, id)) {
+                        slot.insert(w.take().expect("inserted once"));
+                        book.next_id.insert(addr, id.wrapping_add(1));
+                        return id;
+                    }
+                }
+            }
+            notified.await;
+        }
+    }
+
+    fn release(&self, addr: SocketAddr, id: u8) {
+        let mut book = self.book();
+        book.waiting.remove(&(addr, id));
+        if !book.waiting.keys().any(|(a, _)| *a == addr) {
+            book.next_id.remove(&addr);
+        }
+        drop(book);
+        self.freed.notify_waiters();
+    }
+
+    /// Sends `request` to `target` and waits for a verified answer, trying
+    /// again (same identifier and bytes, RFC 5080 §2.2.1) after each wait
+    /// of the backoff.
+    pub async fn send(&self, target: &Target, request: &DisconnectRequest) -> Outcome {
+        let addr = canonical(target.addr);
+        let socket = match (addr, &self.v6) {
+            (SocketAddr::V4(_), _) => &self.v4,
+            (SocketAddr::V6(_), Some(s)) => s,
+            (SocketAddr::V6(_), None) => return Outcome::Failed("no IPv6 socket for Disconnect".into()),
+        };
+        let (tx, mut rx) = oneshot::channel();
+        // The authenticator depends on the identifier: reserved with a
+        // placeholder, filled in once the packet is built.
+        let id = self
+            .reserve(
+                addr,
+                Waiting {
+                    request_auth: [0; 16],
+                    secret: target.secret.clone(),
+                    answer: Some(tx),
+                },
+            )
+            .await;
+        let bytes = match request.encode(id, &target.secret) {
+            Ok(b) => b,
+            Err(e) => {
+                self.release(addr, id);
+                return Outcome::Failed(e.to_string());
+            }
+        };
+        if let Some(w) = self.book().waiting.get_mut(&(addr, id)) {
+            w.request_auth.copy_from_slice(&bytes[4..20]);
+        }
+        let mut outcome = Outcome::Timeout;
+        for (try_no, wait) in self.backoff.iter().enumerate() {
+            if let Err(e) = socket.send_to(&bytes, addr).await {
+                tracing::warn!(nas = %addr, error = %e, "sending a Disconnect-Request failed");
+            }
+            self.counters.sent.fetch_add(1, Ordering::Relaxed);
+            if try_no > 0 {
+                self.counters.retransmitted.fetch_add(1, Ordering::Relaxed);
+            }
+            match tokio::time::timeout(*wait, &mut rx).await {
+                Ok(Ok(DisconnectReply::Ack)) => {
+                    outcome = Outcome::Ack;
+                    break;
+                }
+                Ok(Ok(DisconnectReply::Nak(cause))) => {
+                    outcome = Outcome::Nak(cause);
+                    break;
+                }
+                Ok(Err(_)) => break,
+                Err(_) => {}
+            }
+        }
+        self.release(addr, id);
+        outcome
+    }
+}
+
+/// IPv4-mapped IPv6 addresses as IPv4, so that a NAS is one key.
+fn canonical(a: SocketAddr) -> SocketAddr {
+    match a {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), v6.port()),
+            None => a,
+        },
+        v4 => v4,
+    }
+}
