@@ -231,6 +231,7 @@ impl Running {
         self.sessions.set_coa_clients(coa_clients(&cfg.clients));
         self.authenticator.reload(auth_config(cfg));
         self.authenticator.set_eap(eap);
+        self.sessions.rebaseline_after_reload();
         info!(
             clients = cfg.clients.len(),
             users = cfg.local_users.len(),

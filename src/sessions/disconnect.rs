@@ -92,7 +92,14 @@ struct Book {
     waiting: HashMap<(SocketAddr, u8), Waiting>,
     /// The next identifier to try, per NAS address.
     next_id: HashMap<SocketAddr, u8>,
+    /// Addresses sent a request (bounded by [`MAX_CONTACTED`]): an answer
+    /// from one of them that matches nothing in flight is late or a
+    /// duplicate, from anywhere else it is from an unknown source.
+    contacted: std::collections::HashSet<SocketAddr>,
 }
+
+/// Past this many NAS addresses, `contacted` starts over.
+const MAX_CONTACTED: usize = 65_536;
 
 /// Sends Disconnect-Requests and waits for their answers. One per server;
 /// its receive task runs until the token it was started with is cancelled.
@@ -158,7 +165,7 @@ impl Disconnector {
         };
         let mut book = self.book();
         let Some(w) = book.waiting.get_mut(&(from, id)) else {
-            let known = book.waiting.keys().any(|(a, _)| *a == from);
+            let known = book.contacted.contains(&from);
             drop(book);
             let c = if known {
                 &self.counters.late_or_duplicate
@@ -193,6 +200,10 @@ impl Disconnector {
             let notified = self.freed.notified();
             {
                 let mut book = self.book();
+                if book.contacted.len() >= MAX_CONTACTED {
+                    book.contacted.clear();
+                }
+                book.contacted.insert(addr);
                 let start = *book.next_id.get(&addr).unwrap_or(&0);
                 for step in 0..=255u8 {
                     let id = start.wrapping_add(step);

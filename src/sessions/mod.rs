@@ -188,30 +188,80 @@ impl Sessions {
             if !self.accounts.entra_enabled() {
                 continue;
             }
-            let (targets, rebaselined) = self.scan();
-            if !rebaselined.is_empty() {
-                let store = self.store.clone();
-                let n = rebaselined.len();
-                let written = tokio::task::spawn_blocking(move || store.set_session_baselines(&rebaselined)).await;
-                if !matches!(written, Ok(Ok(()))) {
-                    tracing::warn!(
-                        sessions = n,
-                        "could not store the account state of sessions; a restart may act on it again"
-                    );
-                }
+            let (targets, mut baselines) = self.scan();
+            if !targets.is_empty() {
+                tracing::info!(
+                    sessions = targets.len(),
+                    "a sync round disabled, deleted or moved accounts with active sessions; sending Disconnect-Requests"
+                );
+                // The new baselines are stored too (below), so that an
+                // Interim-Update merged before the outcomes are written
+                // does not bring the old state back.
+                baselines.extend(
+                    targets
+                        .iter()
+                        .filter_map(|(r, b)| Some((r.nas.clone(), r.session_id.clone(), b.clone()?))),
+                );
+                let me = Arc::clone(&self);
+                tokio::spawn(async move {
+                    me.disconnect_all(targets, 0).await;
+                });
             }
-            if targets.is_empty() {
-                continue;
+            if !baselines.is_empty() {
+                self.store_baselines(baselines).await;
             }
-            tracing::info!(
-                sessions = targets.len(),
-                "a sync round disabled, deleted or moved accounts with active sessions; sending Disconnect-Requests"
-            );
-            let me = Arc::clone(&self);
-            tokio::spawn(async move {
-                me.disconnect_all(targets, 0).await;
-            });
         }
+    }
+
+    async fn store_baselines(&self, baselines: Vec<(String, String, SessionAccount)>) {
+        let store = self.store.clone();
+        let n = baselines.len();
+        let written = tokio::task::spawn_blocking(move || store.set_session_baselines(&baselines)).await;
+        if !matches!(written, Ok(Ok(()))) {
+            tracing::warn!(
+                sessions = n,
+                "could not store the account state of sessions; a restart may act on it again"
+            );
+        }
+    }
+
+    /// After a reload: the `[[policy]]` rules may be other ones (or
+    /// numbered otherwise), which is the administrator's change, not a sync
+    /// round's. Every session takes its account's state now as its
+    /// baseline, without a Disconnect-Request.
+    pub fn rebaseline_after_reload(self: &Arc<Self>) {
+        let mut moved = Vec::new();
+        for row in self.table.select(|r| r.account.is_some()) {
+            let Some(was) = row.account.clone() else { continue };
+            let new = match self.accounts.now(&was) {
+                AccountNow::Untracked => continue,
+                AccountNow::Gone => SessionAccount {
+                    enabled: false,
+                    ..was.clone()
+                },
+                AccountNow::Is(a) => a,
+            };
+            if new.policy_rule != was.policy_rule || new.vlan != was.vlan {
+                // Only the rule moves: an account disabled by the last round
+                // is still the sync's to act on.
+                let new = SessionAccount {
+                    policy_rule: new.policy_rule,
+                    vlan: new.vlan,
+                    ..was
+                };
+                self.table.set_baseline(&row.nas, &row.session_id, &new);
+                moved.push((row.nas, row.session_id, new));
+            }
+        }
+        if moved.is_empty() {
+            return;
+        }
+        tracing::info!(
+            sessions = moved.len(),
+            "the reload changed the [[policy]] rule of active sessions; they keep their sessions"
+        );
+        let me = Arc::clone(self);
+        self.runtime.spawn(async move { me.store_baselines(moved).await });
     }
 
     /// The sessions a round changed, with the reason and the state to take
@@ -442,6 +492,36 @@ impl Sessions {
             c.late_or_duplicate.load(Ordering::Relaxed),
         );
     }
+}
+
+/// One session as the admin API shows it (`sessions list --json`).
+pub fn session_json(row: &SessionRow, now: i64) -> serde_json::Value {
+    serde_json::json!({
+        "session_id": row.session_id,
+        "nas": row.nas,
+        "nas_addr": row.nas_addr,
+        "client": row.client_name,
+        "nas_port": row.nas_port,
+        "nas_port_id": row.nas_port_id,
+        "user_name": row.user_name,
+        "account": row.account.as_ref().map(|a| serde_json::json!({
+            "directory": a.directory,
+            "kind": a.kind,
+            "id": a.object_id,
+            "enabled": a.enabled,
+        })),
+        "mac": row.calling_station_id,
+        "framed_ip": row.framed_ip,
+        "started_at": row.started_at,
+        "updated_at": row.updated_at,
+        "policy_rule": row.account.as_ref().and_then(|a| a.policy_rule),
+        "vlan": row.account.as_ref().and_then(|a| a.vlan.clone()),
+        "stale": table::is_stale(row, now),
+        "disconnect": row.disconnect_outcome.as_ref().map(|o| serde_json::json!({
+            "outcome": o,
+            "at": row.disconnect_at,
+        })),
+    })
 }
 
 #[cfg(test)]
