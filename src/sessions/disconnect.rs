@@ -298,3 +298,85 @@ fn canonical(a: SocketAddr) -> SocketAddr {
         v4 => v4,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{AttrType, Builder, Code, Packet};
+
+    fn reply(code: Code, req: &[u8], secret: &ClientSecret, cause: Option<u32>) -> Vec<u8> {
+        let p = Packet::decode(req).unwrap();
+        let mut b = Builder::reply_to(code, &p, true);
+        if let Some(c) = cause {
+            b.push_u32(AttrType::ERROR_CAUSE, c).unwrap();
+        }
+        b.finish_response(secret)
+    }
+
+    fn request() -> DisconnectRequest {
+        DisconnectRequest {
+            user_name: Some("u".into()),
+            acct_session_id: Some("s".into()),
+            ..DisconnectRequest::default()
+        }
+    }
+
+    /// A NAS that answers the first request with a forged ACK (wrong
+    /// secret), then the real answer twice (a duplicate), while a stranger
+    /// sends an ACK from another address: only the real answer counts.
+    #[tokio::test]
+    async fn answers_are_matched_verified_and_drops_counted() {
+        let shutdown = CancellationToken::new();
+        let d = Disconnector::start_with(shutdown.clone(), vec![Duration::from_millis(500); 3])
+            .await
+            .unwrap();
+        let nas = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let stranger = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let secret = ClientSecret::new(b"coa");
+        let target = Target {
+            addr: nas.local_addr().unwrap(),
+            secret: secret.clone(),
+        };
+        let wrong = ClientSecret::new(b"not-the-secret");
+        let nas_task = tokio::spawn(async move {
+            let mut buf = [0u8; 4096];
+            let (n, from) = nas.recv_from(&mut buf).await.unwrap();
+            let req = buf[..n].to_vec();
+            stranger
+                .send_to(&reply(Code::DISCONNECT_ACK, &req, &secret, None), from)
+                .await
+                .unwrap();
+            nas.send_to(&reply(Code::DISCONNECT_ACK, &req, &wrong, None), from)
+                .await
+                .unwrap();
+            let nak = reply(Code::DISCONNECT_NAK, &req, &secret, Some(503));
+            nas.send_to(&nak, from).await.unwrap();
+            nas.send_to(&nak, from).await.unwrap();
+            nas
+        });
+        let outcome = d.send(&target, &request()).await;
+        assert_eq!(outcome, Outcome::Nak(Some(503)));
+        assert!(outcome.text().contains("Session Context Not Found"));
+        let nas = nas_task.await.unwrap();
+        // The duplicate arrives after the request is done.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let c = &d.counters;
+        assert_eq!(c.sent.load(Ordering::Relaxed), 1);
+        assert_eq!(c.unknown_source.load(Ordering::Relaxed), 1);
+        assert_eq!(c.unverified.load(Ordering::Relaxed), 1);
+        assert_eq!(c.late_or_duplicate.load(Ordering::Relaxed), 1);
+
+        // No answer at all: three tries, then a timeout.
+        let silent = Target {
+            addr: nas.local_addr().unwrap(),
+            secret: ClientSecret::new(b"coa"),
+        };
+        let d = Disconnector::start_with(shutdown.clone(), vec![Duration::from_millis(50); 3])
+            .await
+            .unwrap();
+        assert_eq!(d.send(&silent, &request()).await, Outcome::Timeout);
+        assert_eq!(d.counters.sent.load(Ordering::Relaxed), 3);
+        assert_eq!(d.counters.retransmitted.load(Ordering::Relaxed), 2);
+        shutdown.cancel();
+    }
+}
