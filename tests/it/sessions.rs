@@ -588,5 +588,15 @@ fn manual_disconnect_retransmission_nak_and_restart() {
     );
     assert_eq!(m, 2);
     assert_eq!(listed(&s), ["m2", "m4"]);
+
+    // Accounting-On from the NAS without coa_port (it rebooted): its
+    // sessions are over; the other NAS's stay.
+    let mut b = Builder::new(Code::ACCOUNTING_REQUEST, rand_id(), [0; 16]);
+    b.push_u32(AttrType::ACCT_STATUS_TYPE, 7).unwrap();
+    b.push(AttrType::NAS_IP_ADDRESS, &[127, 0, 0, 2]).unwrap();
+    let on = b.finish_hashed_request(&ClientSecret::new(SECRET.as_bytes()));
+    let reply = exchange_from("127.0.0.2:0", s.acct, &on, Duration::from_secs(5)).expect("answered");
+    assert_eq!(reply[0], 5);
+    assert_eq!(listed(&s), ["m2"]);
     assert!(!s.logs().contains(COA_SECRET));
 }
