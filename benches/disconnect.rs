@@ -39,6 +39,9 @@ impl Accounts for Directory {
     fn entra_enabled(&self) -> bool {
         true
     }
+    fn settled(&self) -> bool {
+        true
+    }
     fn now(&self, was: &SessionAccount) -> AccountNow {
         let disabled = self.disabled.read().expect("lock").contains(&was.object_id);
         AccountNow::Is(SessionAccount {

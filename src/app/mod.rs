@@ -160,11 +160,19 @@ fn session_account(authenticator: &Authenticator, user_name: &str) -> Option<Ses
 struct EntraAccounts {
     entra: Arc<EntraDirectory>,
     authenticator: Arc<Authenticator>,
+    store: Store,
 }
 
 impl Accounts for EntraAccounts {
     fn entra_enabled(&self) -> bool {
         self.entra.is_enabled()
+    }
+
+    fn settled(&self) -> bool {
+        let Ok(conn) = self.store.conn() else { return false };
+        ["users.delta", "devices.delta", "groups.delta"]
+            .iter()
+            .all(|name| matches!(conn.checkpoint(name), Ok(Some(link)) if !link.is_empty()))
     }
 
     fn now(&self, was: &SessionAccount) -> AccountNow {
@@ -360,6 +368,7 @@ pub async fn serve(
         Arc::new(EntraAccounts {
             entra: entra.clone(),
             authenticator: authenticator.clone(),
+            store: store.clone(),
         }),
         crate::sessions::table::DEFAULT_CAP,
     )?;

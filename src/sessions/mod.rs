@@ -100,6 +100,12 @@ pub trait Accounts: Send + Sync {
     /// Off, a round changes nothing here: turning the whole integration off
     /// is the administrator's switch, not an account change.
     fn entra_enabled(&self) -> bool;
+    /// The replica holds a complete enumeration of users, devices and
+    /// groups (each has a delta link). Not so after `entra disable --purge`
+    /// until the next full rounds end: an account not synced back yet is not
+    /// deleted, nor is an account whose groups are not back moved to another
+    /// rule. May read the store.
+    fn settled(&self) -> bool;
     fn now(&self, was: &SessionAccount) -> AccountNow;
 }
 
@@ -186,6 +192,14 @@ impl Sessions {
                 changed = commits.changed() => if changed.is_err() { return },
             }
             if !self.accounts.entra_enabled() {
+                continue;
+            }
+            let me = Arc::clone(&self);
+            if !tokio::task::spawn_blocking(move || me.accounts.settled())
+                .await
+                .unwrap_or(false)
+            {
+                // Compared later, once the enumerations are complete.
                 continue;
             }
             let (targets, mut baselines) = self.scan();

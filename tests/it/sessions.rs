@@ -476,8 +476,12 @@ fn a_sync_round_disconnects_disabled_deleted_and_moved_accounts() {
     assert!(!s.logs().contains(COA_SECRET));
 }
 
+/// Turning the integration off (and purging the replica) disconnects
+/// nobody, and neither does the full resync after it is turned on again
+/// (accounts not synced back yet are not deleted ones); a change after
+/// that is acted on again.
 #[test]
-fn a_disabled_integration_disconnects_nobody() {
+fn a_disabled_integration_and_its_resync_disconnect_nobody() {
     let (_rt, emu) = start_emulator(Tenant::demo());
     emu.control().set_delta_quirks(0, 0);
     let nas = Nas::start(Answer::Ack);
@@ -485,6 +489,8 @@ fn a_disabled_integration_disconnects_nobody() {
     let tenant = emu.tenant_id();
     let s = TestServer::start_seeded(&body, |state| provision(state, &tenant, &["contoso.example"]));
     s.wait_for_log("intune MAC addresses synced");
+    let demo = Tenant::demo();
+    let laptop_mac = demo.managed_devices[0].wi_fi_mac_address.clone().unwrap();
     acct(
         s.acct,
         "127.0.0.1:0",
@@ -493,15 +499,22 @@ fn a_disabled_integration_disconnects_nobody() {
         "alice@contoso.example",
         "02-aa-00-00-00-01",
     );
-    let o = s.cli(&["entra", "disable"]);
+    acct(s.acct, "127.0.0.1:0", START, "s2", &laptop_mac, &laptop_mac);
+    let o = s.cli(&["entra", "disable", "--purge"]);
     assert!(o.status.success(), "{}", stdout(&o));
-    // Alice disabled in the tenant meanwhile: the integration being off,
-    // no round takes it in and nothing is sent.
-    emu.control()
-        .update_user(&Tenant::demo().users[0].id, |u| u.account_enabled = false);
-    std::thread::sleep(Duration::from_secs(4));
+    std::thread::sleep(Duration::from_secs(3));
     assert!(nas.received().is_empty(), "{:?}", nas.received());
-    assert_eq!(listed(&s), ["s1"]);
+    let synced = s.logs().matches("intune MAC addresses synced").count();
+    let o = s.cli(&["entra", "enable"]);
+    assert!(o.status.success(), "{}", stdout(&o));
+    s.wait_for_log_count("intune MAC addresses synced", synced + 1);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(nas.received().is_empty(), "{:?}", nas.received());
+    assert_eq!(listed(&s), ["s1", "s2"]);
+    // Still watching: Alice disabled now is disconnected.
+    emu.control()
+        .update_user(&demo.users[0].id, |u| u.account_enabled = false);
+    nas.wait_for("s1", Duration::from_secs(20));
 }
 
 /// Local accounts (no Entra ID): the manual commands, a lost first request,
