@@ -478,14 +478,15 @@ fn a_sync_round_disconnects_disabled_deleted_and_moved_accounts() {
 
 /// Turning the integration off (and purging the replica) disconnects
 /// nobody, and neither does the full resync after it is turned on again
-/// (accounts not synced back yet are not deleted ones); a change after
-/// that is acted on again.
+/// (accounts not synced back yet are not deleted ones), nor a reload that
+/// renumbers the `[[policy]]` rules; a change after that is acted on.
 #[test]
-fn a_disabled_integration_and_its_resync_disconnect_nobody() {
+fn a_disabled_integration_its_resync_and_a_reload_disconnect_nobody() {
     let (_rt, emu) = start_emulator(Tenant::demo());
     emu.control().set_delta_quirks(0, 0);
     let nas = Nas::start(Answer::Ack);
-    let body = format!("{}{}", clients(&nas), entra_section(&emu.base_url(), "1s"));
+    let policy = "\n[[policy]]\ngroup = \"Engineering\"\nvlan = \"20\"\n";
+    let body = format!("{}{}{policy}", clients(&nas), entra_section(&emu.base_url(), "1s"));
     let tenant = emu.tenant_id();
     let s = TestServer::start_seeded(&body, |state| provision(state, &tenant, &["contoso.example"]));
     s.wait_for_log("intune MAC addresses synced");
@@ -511,6 +512,20 @@ fn a_disabled_integration_and_its_resync_disconnect_nobody() {
     std::thread::sleep(Duration::from_secs(3));
     assert!(nas.received().is_empty(), "{:?}", nas.received());
     assert_eq!(listed(&s), ["s1", "s2"]);
+    // A reload puts another rule first: Alice's rule is now the second one
+    // (same VLAN). The administrator's change is no account change: the
+    // sessions take the new rule as theirs, nothing is sent.
+    let config = std::fs::read_to_string(&s.config_path).unwrap();
+    let config = config.replace(
+        policy,
+        &format!("\n[[policy]]\ngroup = \"Platform\"\nvlan = \"30\"\n{policy}"),
+    );
+    std::fs::write(&s.config_path, config).unwrap();
+    s.signal("HUP");
+    s.wait_for_log("the reload changed the [[policy]] rule of active sessions");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(nas.received().is_empty(), "{:?}", nas.received());
+    assert_eq!(sessions_json(&s, Some("alice@contoso.example"))[0]["policy_rule"], 1);
     // Still watching: Alice disabled now is disconnected.
     emu.control()
         .update_user(&demo.users[0].id, |u| u.account_enabled = false);
