@@ -282,6 +282,9 @@ impl Sessions {
     /// as the new baseline; and the sessions whose baseline moved without
     /// calling for a Disconnect (re-enabled, …). Moves the baselines in the
     /// table at once, so that the next commit does not pick them again.
+    ///
+    /// Walks the index in place under its lock (memory-only lookups), so
+    /// that only the changed sessions are copied, never the whole table.
     #[allow(clippy::type_complexity)]
     fn scan(
         &self,
@@ -291,35 +294,40 @@ impl Sessions {
     ) {
         let mut targets = Vec::new();
         let mut rebaselined = Vec::new();
-        for row in self.table.select(|r| r.account.is_some()) {
-            let Some(was) = row.account.clone() else { continue };
-            let now = self.accounts.now(&was);
+        self.table.visit(|row| {
+            let Some(was) = row.account.as_ref() else { return };
+            let now = self.accounts.now(was);
             let new = match &now {
-                AccountNow::Untracked => continue,
+                AccountNow::Untracked => return,
                 AccountNow::Gone => SessionAccount {
                     enabled: false,
                     ..was.clone()
                 },
                 AccountNow::Is(a) => a.clone(),
             };
-            if new == was {
-                continue;
+            if new == *was {
+                return;
             }
-            self.table.set_baseline(&row.nas, &row.session_id, &new);
-            match change_reason(&was, &now) {
-                Some(reason) => {
-                    tracing::info!(
-                        nas = %row.nas,
-                        session_id = %row.session_id,
-                        account = %was.object_id,
-                        reason,
-                        "disconnecting a session"
-                    );
-                    targets.push((row, Some(new)));
-                }
-                None => rebaselined.push((row.nas, row.session_id, new)),
+            let reason = change_reason(was, &now);
+            row.account = Some(new.clone());
+            match reason {
+                Some(reason) => targets.push((row.clone(), Some(new), reason)),
+                None => rebaselined.push((row.nas.clone(), row.session_id.clone(), new)),
             }
-        }
+        });
+        let targets = targets
+            .into_iter()
+            .map(|(row, new, reason)| {
+                tracing::info!(
+                    nas = %row.nas,
+                    session_id = %row.session_id,
+                    user_name = row.user_name.as_deref().unwrap_or("-"),
+                    reason,
+                    "disconnecting a session"
+                );
+                (row, new)
+            })
+            .collect();
         (targets, rebaselined)
     }
 

@@ -78,6 +78,14 @@ impl SessionTable {
         out
     }
 
+    /// Calls `f` on every indexed session, under the lock: `f` must not
+    /// block (memory only) and may change the row.
+    pub fn visit(&self, mut f: impl FnMut(&mut SessionRow)) {
+        for row in self.rows().values_mut() {
+            f(row);
+        }
+    }
+
     /// A Disconnect-ACK ended the session.
     pub fn end(&self, nas: &str, session_id: &str) {
         self.rows().remove(&(nas.to_string(), session_id.to_string()));
