@@ -231,6 +231,14 @@ fn main() {
         }
         let acked = t0.elapsed();
         shutdown.cancel();
+        let mut metrics = String::new();
+        sessions.render_prometheus(&mut metrics);
+        let retransmitted = metrics
+            .lines()
+            .find(|l| l.starts_with("entra_radius_disconnect_retransmissions_total "))
+            .and_then(|l| l.rsplit(' ').next())
+            .unwrap_or("?")
+            .to_string();
 
         println!("sessions in the table: {loaded} ({IDLE} idle)");
         println!("| measure | value |");
@@ -247,5 +255,6 @@ fn main() {
             last.duration_since(t0)
         );
         println!("| {BATCH} accounts disabled by one commit: every session ended by its ACK | {acked:.2?} |");
+        println!("| retransmissions (no answer within 1 s), whole run | {retransmitted} |");
     });
 }

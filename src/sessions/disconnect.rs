@@ -92,11 +92,18 @@ struct Book {
     waiting: HashMap<(SocketAddr, u8), Waiting>,
     /// The next identifier to try, per NAS address.
     next_id: HashMap<SocketAddr, u8>,
+    /// Requests in flight per NAS address (at most [`MAX_IN_FLIGHT`]).
+    in_flight: HashMap<SocketAddr, usize>,
     /// Addresses sent a request (bounded by [`MAX_CONTACTED`]): an answer
     /// from one of them that matches nothing in flight is late or a
     /// duplicate, from anywhere else it is from an unknown source.
     contacted: std::collections::HashSet<SocketAddr>,
 }
+
+/// Requests in flight to one NAS address at a time. A switch's CPU and
+/// socket buffer take a few dozen at once, not 256: past that, requests
+/// would be dropped there and cost a retransmission each.
+pub const MAX_IN_FLIGHT: usize = 32;
 
 /// Past this many NAS addresses, `contacted` starts over.
 const MAX_CONTACTED: usize = 65_536;
@@ -193,7 +200,8 @@ impl Disconnector {
         }
     }
 
-    /// Takes a free identifier for `addr`, waiting while all 256 are in flight.
+    /// Takes a free identifier for `addr`, waiting while [`MAX_IN_FLIGHT`]
+    /// requests to it are in flight (or all 256 identifiers are taken).
     async fn reserve(&self, addr: SocketAddr, w: Waiting) -> u8 {
         let mut w = Some(w);
         loop {
@@ -204,12 +212,17 @@ impl Disconnector {
                     book.contacted.clear();
                 }
                 book.contacted.insert(addr);
+                let busy = book.in_flight.get(&addr).copied().unwrap_or(0) >= MAX_IN_FLIGHT;
                 let start = *book.next_id.get(&addr).unwrap_or(&0);
                 for step in 0..=255u8 {
+                    if busy {
+                        break;
+                    }
                     let id = start.wrapping_add(step);
                     if let std::collections::hash_map::Entry::Vacant(slot) = book.waiting.entry((addr, id)) {
                         slot.insert(w.take().expect("inserted once"));
                         book.next_id.insert(addr, id.wrapping_add(1));
+                        *book.in_flight.entry(addr).or_insert(0) += 1;
                         return id;
                     }
                 }
@@ -221,7 +234,12 @@ impl Disconnector {
     fn release(&self, addr: SocketAddr, id: u8) {
         let mut book = self.book();
         book.waiting.remove(&(addr, id));
-        if !book.waiting.keys().any(|(a, _)| *a == addr) {
+        let left = book.in_flight.get_mut(&addr).map(|n| {
+            *n = n.saturating_sub(1);
+            *n
+        });
+        if left == Some(0) {
+            book.in_flight.remove(&addr);
             book.next_id.remove(&addr);
         }
         drop(book);
@@ -377,6 +395,33 @@ mod tests {
         assert_eq!(d.send(&silent, &request()).await, Outcome::Timeout);
         assert_eq!(d.counters.sent.load(Ordering::Relaxed), 3);
         assert_eq!(d.counters.retransmitted.load(Ordering::Relaxed), 2);
+        shutdown.cancel();
+    }
+
+    /// One NAS is never sent more than MAX_IN_FLIGHT requests at once.
+    #[tokio::test]
+    async fn requests_in_flight_to_one_nas_are_bounded() {
+        let shutdown = CancellationToken::new();
+        let d = Disconnector::start_with(shutdown.clone(), vec![Duration::from_millis(300)])
+            .await
+            .unwrap();
+        let nas = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let target = Target {
+            addr: nas.local_addr().unwrap(),
+            secret: ClientSecret::new(b"coa"),
+        };
+        let mut sends = tokio::task::JoinSet::new();
+        for _ in 0..MAX_IN_FLIGHT + 8 {
+            let (d, t) = (d.clone(), target.clone());
+            sends.spawn(async move { d.send(&t, &request()).await });
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(d.counters.sent.load(Ordering::Relaxed), MAX_IN_FLIGHT as u64);
+        while let Some(o) = sends.join_next().await {
+            assert_eq!(o.unwrap(), Outcome::Timeout);
+        }
+        // The others went once the first ones gave up.
+        assert_eq!(d.counters.sent.load(Ordering::Relaxed), MAX_IN_FLIGHT as u64 + 8);
         shutdown.cancel();
     }
 }
