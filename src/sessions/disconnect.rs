@@ -402,7 +402,7 @@ mod tests {
     #[tokio::test]
     async fn requests_in_flight_to_one_nas_are_bounded() {
         let shutdown = CancellationToken::new();
-        let d = Disconnector::start_with(shutdown.clone(), vec![Duration::from_millis(300)])
+        let d = Disconnector::start_with(shutdown.clone(), vec![Duration::from_secs(2)])
             .await
             .unwrap();
         let nas = UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -415,7 +415,12 @@ mod tests {
             let (d, t) = (d.clone(), target.clone());
             sends.spawn(async move { d.send(&t, &request()).await });
         }
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        // The first ones are sent at once; the others wait for a place,
+        // which frees only when one gives up (2 s).
+        while d.counters.sent.load(Ordering::Relaxed) < MAX_IN_FLIGHT as u64 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(d.counters.sent.load(Ordering::Relaxed), MAX_IN_FLIGHT as u64);
         while let Some(o) = sends.join_next().await {
             assert_eq!(o.unwrap(), Outcome::Timeout);
