@@ -185,11 +185,16 @@ impl Sessions {
     /// page and round) and sends Disconnect-Requests for the sessions whose
     /// account changed. Never blocks the sync: the channel only keeps the
     /// latest value, and the sends run in their own task.
+    ///
+    /// The sends it starts are its own (a `JoinSet`): at shutdown those
+    /// still waiting for an answer are dropped, their outcome not recorded.
     pub async fn run_auto(self: Arc<Self>, mut commits: watch::Receiver<u64>, shutdown: CancellationToken) {
+        let mut sending = tokio::task::JoinSet::new();
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 changed = commits.changed() => if changed.is_err() { return },
+                Some(_) = sending.join_next(), if !sending.is_empty() => continue,
             }
             if !self.accounts.entra_enabled() {
                 continue;
@@ -217,7 +222,7 @@ impl Sessions {
                         .filter_map(|(r, b)| Some((r.nas.clone(), r.session_id.clone(), b.clone()?))),
                 );
                 let me = Arc::clone(&self);
-                tokio::spawn(async move {
+                sending.spawn(async move {
                     me.disconnect_all(targets, 0).await;
                 });
             }
@@ -245,28 +250,21 @@ impl Sessions {
     /// baseline, without a Disconnect-Request.
     pub fn rebaseline_after_reload(self: &Arc<Self>) {
         let mut moved = Vec::new();
-        for row in self.table.select(|r| r.account.is_some()) {
-            let Some(was) = row.account.clone() else { continue };
-            let new = match self.accounts.now(&was) {
-                AccountNow::Untracked => continue,
-                AccountNow::Gone => SessionAccount {
-                    enabled: false,
-                    ..was.clone()
-                },
-                AccountNow::Is(a) => a,
+        self.table.visit(|row| {
+            let Some(was) = row.account.as_mut() else { return };
+            let (rule, vlan) = match self.accounts.now(was) {
+                AccountNow::Untracked | AccountNow::Gone => return,
+                AccountNow::Is(a) => (a.policy_rule, a.vlan),
             };
-            if new.policy_rule != was.policy_rule || new.vlan != was.vlan {
+            if rule != was.policy_rule || vlan != was.vlan {
                 // Only the rule moves: an account disabled by the last round
                 // is still the sync's to act on.
-                let new = SessionAccount {
-                    policy_rule: new.policy_rule,
-                    vlan: new.vlan,
-                    ..was
-                };
-                self.table.set_baseline(&row.nas, &row.session_id, &new);
-                moved.push((row.nas, row.session_id, new));
+                was.policy_rule = rule;
+                was.vlan = vlan;
+                let new = was.clone();
+                moved.push((row.nas.clone(), row.session_id.clone(), new));
             }
-        }
+        });
         if moved.is_empty() {
             return;
         }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::store::{Applied, SessionAccount, SessionRow};
+use crate::store::{Applied, SessionRow};
 
 /// Sessions indexed by default; a campus with more active sessions raises it
 /// (`SessionTable::new`). About 500 bytes a session.
@@ -96,13 +96,6 @@ impl SessionTable {
         if let Some(r) = self.rows().get_mut(&(nas.to_string(), session_id.to_string())) {
             r.disconnect_outcome = Some(outcome.to_string());
             r.disconnect_at = Some(at);
-        }
-    }
-
-    /// Moves a session's account baseline.
-    pub fn set_baseline(&self, nas: &str, session_id: &str, account: &SessionAccount) {
-        if let Some(r) = self.rows().get_mut(&(nas.to_string(), session_id.to_string())) {
-            r.account = Some(account.clone());
         }
     }
 
