@@ -1319,6 +1319,26 @@ description = "printer"
     }
 
     #[test]
+    fn coa_port_and_secret() {
+        let client = "[[clients]]\nname = \"a\"\naddress = \"::1\"\nsecret = \"s\"\n";
+        let c = from_toml(client).unwrap();
+        assert!(c.clients[0].coa.is_none());
+        let c = from_toml(&format!("{client}coa_port = 3799\n")).unwrap();
+        let coa = c.clients[0].coa.as_ref().unwrap();
+        assert_eq!((coa.port, coa.secret.as_slice()), (3799, &b"s"[..]));
+        let c = from_toml(&format!("{client}coa_port = 1700\ncoa_secret = \"other\"\n")).unwrap();
+        let coa = c.clients[0].coa.as_ref().unwrap();
+        assert_eq!((coa.port, coa.secret.as_slice()), (1700, &b"other"[..]));
+        assert!(!format!("{c:?}").contains("other"), "the CoA secret is redacted");
+        let e = err(&format!("{client}coa_port = 0\n"));
+        assert!(e.contains("clients[0].coa_port: must be a port"), "{e}");
+        let e = err(&format!("{client}coa_secret = \"x\"\n"));
+        assert!(e.contains("clients[0].coa_port") && e.contains("no coa_port"), "{e}");
+        let e = err(&format!("{client}coa_port = 3799\ncoa_secret = \"\"\n"));
+        assert!(e.contains("clients[0].coa_secret: must not be empty"), "{e}");
+    }
+
+    #[test]
     fn secret_file_readable_by_others_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let secret = dir.path().join("nas.secret");
