@@ -153,8 +153,8 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    /// Must be called inside the runtime. `store`'s open sessions are
-    /// indexed (up to `cap`).
+    /// Must be called inside the runtime. `store`'s most recently updated
+    /// open sessions are indexed (up to `cap`).
     pub fn new(
         store: Store,
         disconnector: Arc<Disconnector>,
@@ -163,7 +163,7 @@ impl Sessions {
         cap: usize,
     ) -> Result<Arc<Sessions>, crate::store::StoreError> {
         let table = SessionTable::new(cap);
-        table.load(store.all_open_sessions()?);
+        table.load(store.newest_open_sessions(cap)?);
         Ok(Arc::new(Sessions {
             table,
             store,
@@ -467,6 +467,13 @@ impl Sessions {
             "Sessions not indexed because the index was at its cap (they are stored).",
         )
         .sample(&[], self.table.shed());
+        family(
+            out,
+            "entra_radius_sessions_evicted_total",
+            Kind::Counter,
+            "Stale sessions dropped from the full index to make room (they are stored).",
+        )
+        .sample(&[], self.table.evicted());
         let mut f = family(
             out,
             "entra_radius_disconnect_total",

@@ -1,8 +1,10 @@
 //! The in-memory index of active sessions: what the store's `sessions` table
 //! holds for sessions without a Stop, kept in step with every committed
 //! accounting record (the writer hands back the merged row), so that a sync
-//! round finds an account's sessions without touching the disk. Bounded: past
-//! the cap, new sessions stay in the store only and are counted as shed.
+//! round finds an account's sessions without touching the disk. Bounded: when
+//! the cap is reached, the stale sessions make room (they stay in the store,
+//! counted as evicted; at most one such sweep a minute); past that, new
+//! sessions stay in the store only and are counted as shed.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -24,7 +26,16 @@ pub struct SessionTable {
     cap: usize,
     /// Sessions not indexed because the table was full (they are stored).
     shed: AtomicU64,
+    /// Stale sessions dropped from the index to make room (still stored).
+    evicted: AtomicU64,
+    /// Event time of the last sweep for stale sessions (full table only).
+    last_sweep: std::sync::atomic::AtomicI64,
 }
+
+/// Seconds between two sweeps of a full table for stale sessions: a sweep
+/// walks the whole table, so a full table of live sessions must not pay it
+/// on every Start.
+const SWEEP_EVERY: i64 = 60;
 
 impl SessionTable {
     pub fn new(cap: usize) -> SessionTable {
@@ -32,6 +43,8 @@ impl SessionTable {
             rows: Mutex::new(HashMap::new()),
             cap,
             shed: AtomicU64::new(0),
+            evicted: AtomicU64::new(0),
+            last_sweep: std::sync::atomic::AtomicI64::new(i64::MIN),
         }
     }
 
@@ -50,9 +63,20 @@ impl SessionTable {
         let mut rows = self.rows();
         let key = (row.nas.clone(), row.session_id.clone());
         if rows.len() >= self.cap && !rows.contains_key(&key) {
-            drop(rows);
-            self.shed.fetch_add(1, Ordering::Relaxed);
-            return;
+            // The row's own time stands for now (pure code reads no clock).
+            let now = row.updated_at;
+            let last = self.last_sweep.load(Ordering::Relaxed);
+            if now.saturating_sub(last) >= SWEEP_EVERY {
+                self.last_sweep.store(now, Ordering::Relaxed);
+                let before = rows.len();
+                rows.retain(|_, r| !is_stale(r, now));
+                self.evicted.fetch_add((before - rows.len()) as u64, Ordering::Relaxed);
+            }
+            if rows.len() >= self.cap {
+                drop(rows);
+                self.shed.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
         }
         rows.insert(key, row);
     }
@@ -109,6 +133,10 @@ impl SessionTable {
 
     pub fn shed(&self) -> u64 {
         self.shed.load(Ordering::Relaxed)
+    }
+
+    pub fn evicted(&self) -> u64 {
+        self.evicted.load(Ordering::Relaxed)
     }
 
     /// Sessions stale at `now`.
@@ -196,6 +224,23 @@ mod tests {
         t.apply(&Applied::Session(Box::new(r)));
         assert_eq!(t.select(|r| r.user_name.is_some()).len(), 1);
         assert_eq!(t.shed(), 3);
+    }
+
+    #[test]
+    fn a_full_table_makes_room_by_dropping_stale_sessions() {
+        let t = SessionTable::new(3);
+        let day = STALE_WITHOUT_INTERIM;
+        t.apply(&Applied::Session(Box::new(row("a", "old", 1000))));
+        t.apply(&Applied::Session(Box::new(row("a", "live-1", 1000 + day))));
+        t.apply(&Applied::Session(Box::new(row("a", "live-2", 1000 + day))));
+        // Full: "old" has had no news for more than a day.
+        t.apply(&Applied::Session(Box::new(row("a", "new", 1001 + day))));
+        let ids: Vec<String> = t.select(|_| true).into_iter().map(|r| r.session_id).collect();
+        assert_eq!(ids, ["live-1", "live-2", "new"]);
+        assert_eq!((t.evicted(), t.shed()), (1, 0));
+        // Nothing stale and a sweep just done: shed.
+        t.apply(&Applied::Session(Box::new(row("a", "more", 1002 + day))));
+        assert_eq!((t.evicted(), t.shed()), (1, 1));
     }
 
     #[test]

@@ -508,12 +508,13 @@ pub(crate) fn open_sessions(conn: &Connection, nas: &str) -> rusqlite::Result<Ve
     .collect()
 }
 
-/// Every session without a Stop (nor an Accounting-On/Off of its NAS).
-pub(crate) fn all_open_sessions(conn: &Connection) -> rusqlite::Result<Vec<SessionRow>> {
+/// The `limit` most recently updated sessions without a Stop (nor an
+/// Accounting-On/Off of their NAS): what the session index loads at startup.
+pub(crate) fn newest_open_sessions(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<SessionRow>> {
     conn.prepare_cached(&format!(
-        "SELECT {SESSION_COLUMNS} FROM sessions WHERE stopped_at IS NULL"
+        "SELECT {SESSION_COLUMNS} FROM sessions WHERE stopped_at IS NULL ORDER BY updated_at DESC LIMIT ?1"
     ))?
-    .query_map([], session_from_row)?
+    .query_map([i64::try_from(limit).unwrap_or(i64::MAX)], session_from_row)?
     .collect()
 }
 

@@ -293,10 +293,11 @@ impl Store {
         Ok(acct::open_sessions(&conn, nas)?)
     }
 
-    /// Every open session, over all NASes (loading the session index).
-    pub fn all_open_sessions(&self) -> Result<Vec<SessionRow>, StoreError> {
+    /// The `limit` most recently updated open sessions, over all NASes
+    /// (loading the session index).
+    pub fn newest_open_sessions(&self, limit: usize) -> Result<Vec<SessionRow>, StoreError> {
         let conn = self.connect()?;
-        Ok(acct::all_open_sessions(&conn)?)
+        Ok(acct::newest_open_sessions(&conn, limit)?)
     }
 
     /// Writes Disconnect outcomes on their sessions, in one transaction.
