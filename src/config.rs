@@ -255,6 +255,25 @@ pub struct ClientConfig {
     pub secret: Vec<u8>,
     pub require_message_authenticator: Tristate,
     pub limit_proxy_state: Tristate,
+    /// Dynamic Authorization (RFC 5176): set, this NAS is sent
+    /// Disconnect-Requests; `None`, never.
+    pub coa: Option<CoaConfig>,
+}
+
+/// Where and with which secret a NAS takes Disconnect-Requests.
+pub struct CoaConfig {
+    pub port: u16,
+    /// `coa_secret` / `coa_secret_file`, else the client's secret.
+    pub secret: Vec<u8>,
+}
+
+impl std::fmt::Debug for CoaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CoaConfig")
+            .field("port", &self.port)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
 }
 
 impl std::fmt::Debug for ClientConfig {
@@ -265,6 +284,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("secret", &"<redacted>")
             .field("require_message_authenticator", &self.require_message_authenticator)
             .field("limit_proxy_state", &self.limit_proxy_state)
+            .field("coa", &self.coa)
             .finish()
     }
 }
@@ -379,6 +399,9 @@ struct RawClient {
     require_message_authenticator: Tristate,
     #[serde(default)]
     limit_proxy_state: Tristate,
+    coa_port: Option<Spanned<u16>>,
+    coa_secret: Option<Spanned<String>>,
+    coa_secret_file: Option<Spanned<PathBuf>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -444,6 +467,7 @@ pub fn defaults() -> Config {
             secret: b"testing123".to_vec(),
             require_message_authenticator: Tristate::Yes,
             limit_proxy_state: Tristate::Yes,
+            coa: None,
         }],
         local_users: Vec::new(),
         local_macs: Vec::new(),
@@ -455,6 +479,22 @@ pub fn defaults() -> Config {
         log: LogConfig::default(),
         history: HistoryConfig::default(),
     }
+}
+
+/// Reads a secret from a file that only its owner may read; `key` names the
+/// setting in errors.
+fn read_secret_file(ctx: &Ctx<'_>, f: &Spanned<PathBuf>, key: String) -> Result<Vec<u8>, ConfigError> {
+    let p = ctx.resolve(f.get_ref());
+    let mut bytes = read_private_file(&p).map_err(|e| ctx.err(Some(f.span()), key.clone(), e.to_string()))?;
+    // Editors and `echo` leave a trailing newline that is not part of the
+    // secret.
+    while matches!(bytes.last(), Some(b'\n' | b'\r')) {
+        bytes.pop();
+    }
+    if bytes.is_empty() {
+        return Err(ctx.err(Some(f.span()), key, format!("{} is empty", p.display())));
+    }
+    Ok(bytes)
 }
 
 struct Ctx<'a> {
@@ -609,20 +649,7 @@ fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
                 }
                 s.into_inner().into_bytes()
             }
-            (None, Some(f)) => {
-                let p = ctx.resolve(f.get_ref());
-                let mut bytes =
-                    read_private_file(&p).map_err(|e| ctx.err(Some(f.span()), key("secret_file"), e.to_string()))?;
-                // Editors and `echo` leave a trailing newline that is not part
-                // of the secret.
-                while matches!(bytes.last(), Some(b'\n' | b'\r')) {
-                    bytes.pop();
-                }
-                if bytes.is_empty() {
-                    return Err(ctx.err(Some(f.span()), key("secret_file"), format!("{} is empty", p.display())));
-                }
-                bytes
-            }
+            (None, Some(f)) => read_secret_file(&ctx, &f, key("secret_file"))?,
             (Some(s), Some(_)) => {
                 return Err(ctx.err(Some(s.span()), key("secret"), "give secret or secret_file, not both"));
             }
@@ -634,12 +661,45 @@ fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
                 ));
             }
         };
+        let coa_secret = match (c.coa_secret, c.coa_secret_file) {
+            (Some(s), None) if s.get_ref().is_empty() => {
+                return Err(ctx.err(Some(s.span()), key("coa_secret"), "must not be empty"));
+            }
+            (Some(s), None) => Some((s.span(), s.into_inner().into_bytes())),
+            (None, Some(f)) => Some((f.span(), read_secret_file(&ctx, &f, key("coa_secret_file"))?)),
+            (Some(s), Some(_)) => {
+                return Err(ctx.err(
+                    Some(s.span()),
+                    key("coa_secret"),
+                    "give coa_secret or coa_secret_file, not both",
+                ));
+            }
+            (None, None) => None,
+        };
+        let coa = match (c.coa_port, coa_secret) {
+            (Some(p), _) if *p.get_ref() == 0 => {
+                return Err(ctx.err(Some(p.span()), key("coa_port"), "must be a port, 1 to 65535"));
+            }
+            (Some(p), s) => Some(CoaConfig {
+                port: p.into_inner(),
+                secret: s.map_or_else(|| secret.clone(), |(_, s)| s),
+            }),
+            (None, Some((span, _))) => {
+                return Err(ctx.err(
+                    Some(span),
+                    key("coa_port"),
+                    format!("client {name:?} has a CoA secret but no coa_port: without one it is never sent anything"),
+                ));
+            }
+            (None, None) => None,
+        };
         clients.push(ClientConfig {
             name,
             network,
             secret,
             require_message_authenticator: c.require_message_authenticator,
             limit_proxy_state: c.limit_proxy_state,
+            coa,
         });
     }
 
@@ -1256,6 +1316,26 @@ description = "printer"
         .unwrap();
         let e = read_config(&cfg).unwrap_err().to_string();
         assert!(e.contains("c.toml:4:15: clients[0].secret_file: cannot read"), "{e}");
+    }
+
+    #[test]
+    fn coa_port_and_secret() {
+        let client = "[[clients]]\nname = \"a\"\naddress = \"::1\"\nsecret = \"s\"\n";
+        let c = from_toml(client).unwrap();
+        assert!(c.clients[0].coa.is_none());
+        let c = from_toml(&format!("{client}coa_port = 3799\n")).unwrap();
+        let coa = c.clients[0].coa.as_ref().unwrap();
+        assert_eq!((coa.port, coa.secret.as_slice()), (3799, &b"s"[..]));
+        let c = from_toml(&format!("{client}coa_port = 1700\ncoa_secret = \"other\"\n")).unwrap();
+        let coa = c.clients[0].coa.as_ref().unwrap();
+        assert_eq!((coa.port, coa.secret.as_slice()), (1700, &b"other"[..]));
+        assert!(!format!("{c:?}").contains("other"), "the CoA secret is redacted");
+        let e = err(&format!("{client}coa_port = 0\n"));
+        assert!(e.contains("clients[0].coa_port: must be a port"), "{e}");
+        let e = err(&format!("{client}coa_secret = \"x\"\n"));
+        assert!(e.contains("clients[0].coa_port") && e.contains("no coa_port"), "{e}");
+        let e = err(&format!("{client}coa_port = 3799\ncoa_secret = \"\"\n"));
+        assert!(e.contains("clients[0].coa_secret: must not be empty"), "{e}");
     }
 
     #[test]

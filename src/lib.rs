@@ -32,8 +32,10 @@
 //! - [`server`]: UDP transport on sockets it is given: client table,
 //!   BlastRADIUS rules, duplicate cache, bounds on slow work, accounting
 //!   hand-off, counters and draining on shutdown.
-//! - [`sessions`]: sessions from accounting (today: the record an
-//!   Accounting-Request becomes).
+//! - [`sessions`]: sessions from accounting (the record an
+//!   Accounting-Request becomes, the in-memory index of open sessions) and
+//!   Disconnect-Requests (RFC 5176), sent after a sync commit that disables,
+//!   deletes or moves an account, or by hand.
 //! - [`store`]: SQLite persistence under the state directory.
 //! - [`sync`]: the sync worker, from pages of Graph items to the Entra
 //!   replica (replica changes, nested group expansion, per-page checkpoints).

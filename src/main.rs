@@ -85,6 +85,40 @@ enum Command {
         #[command(subcommand)]
         command: AuthCommand,
     },
+    /// Active sessions from accounting, and Disconnect-Requests (RFC 5176).
+    Sessions {
+        #[command(subcommand)]
+        command: SessionsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SessionsCommand {
+    /// Active sessions: NAS, port, user or device, MAC, start, VLAN.
+    List {
+        /// Only the sessions of this identity (any form `accounts lookup` takes, a MAC included).
+        #[arg(long, value_name = "IDENTITY")]
+        user: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Send a Disconnect-Request for each matching session; exit 0 only when every one was ACKed.
+    #[command(group = clap::ArgGroup::new("which").required(true).args(["session_id", "user", "mac"]))]
+    Disconnect {
+        /// The session's Acct-Session-Id.
+        #[arg(value_name = "SESSION_ID")]
+        session_id: Option<String>,
+        /// Every active session of this identity.
+        #[arg(long, value_name = "IDENTITY")]
+        user: Option<String>,
+        /// Every active session of this station MAC (any notation).
+        #[arg(long, value_name = "MAC")]
+        mac: Option<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -390,6 +424,7 @@ fn main() -> ExitCode {
         Command::Sync { command } => sync_cmd(command),
         Command::Certs { command } => certs_cmd(command),
         Command::Auth { command } => auth_cmd(command),
+        Command::Sessions { command } => sessions_cmd(command),
         Command::TestAuth(args) => match test_auth_cmd(*args) {
             Ok(code) => code,
             Err(e) => {
@@ -812,6 +847,25 @@ fn domains_cmd(command: DomainsCommand) -> ExitCode {
                 admin.config.as_deref(),
                 |c| async move { commands::domains_pick(&c).await },
             )
+        }
+    }
+}
+
+fn sessions_cmd(command: SessionsCommand) -> ExitCode {
+    match command {
+        SessionsCommand::List { user, json, admin } => admin_command(admin.config.as_deref(), |c| async move {
+            commands::sessions_list(&c, user.as_deref(), json).await
+        }),
+        SessionsCommand::Disconnect {
+            session_id,
+            user,
+            mac,
+            admin,
+        } => {
+            let selection = admin::DisconnectSelection { session_id, user, mac };
+            admin_command(admin.config.as_deref(), |c| async move {
+                commands::sessions_disconnect(&c, &selection).await
+            })
         }
     }
 }

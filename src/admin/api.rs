@@ -165,3 +165,21 @@ pub struct AuthLogQuery {
     pub after_id: Option<i64>,
     pub limit: Option<usize>,
 }
+
+/// `GET /v1/sessions`: the active sessions, all or those of one identity.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SessionsQuery {
+    /// Any identity form `accounts lookup` takes, a MAC included.
+    pub user: Option<String>,
+}
+
+/// `POST /v1/sessions/disconnect`: which sessions to send a
+/// Disconnect-Request; exactly one field set.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DisconnectSelection {
+    /// The Acct-Session-Id.
+    pub session_id: Option<String>,
+    pub user: Option<String>,
+    /// Any common MAC notation: the session's Calling-Station-Id.
+    pub mac: Option<String>,
+}

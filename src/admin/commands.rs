@@ -850,6 +850,87 @@ pub async fn auth_log(
     }
 }
 
+/// One active session on one line: session id, NAS, port, who, MAC,
+/// start, VLAN, staleness and the last Disconnect outcome.
+pub fn session_line(row: &Value) -> String {
+    let s = |k: &str| row[k].as_str().unwrap_or("-").to_string();
+    let mut line = format!("{}  nas {} ({})", s("session_id"), s("nas"), s("nas_addr"));
+    match (row["nas_port"].as_u64(), row["nas_port_id"].as_str()) {
+        (_, Some(id)) => line.push_str(&format!(" port {id}")),
+        (Some(p), None) => line.push_str(&format!(" port {p}")),
+        (None, None) => {}
+    }
+    line.push_str(&format!("  user {}", s("user_name")));
+    if let Some(a) = row["account"].as_object() {
+        let t = |k: &str| a.get(k).and_then(Value::as_str).unwrap_or("-").to_string();
+        line.push_str(&format!(" ({} {} {})", t("directory"), t("kind"), t("id")));
+    }
+    line.push_str(&format!("  mac {}", s("mac")));
+    if let Some(t) = row["started_at"].as_i64() {
+        line.push_str(&format!("  since {}", crate::clock::Rfc3339(t)));
+    }
+    line.push_str(&format!("  vlan {}", s("vlan")));
+    if row["stale"].as_bool() == Some(true) {
+        line.push_str("  STALE (no accounting for twice its interim interval, or 24 h)");
+    }
+    if let Some(o) = row["disconnect"]["outcome"].as_str() {
+        line.push_str(&format!("  last disconnect: {o}"));
+    }
+    line
+}
+
+/// `sessions list`.
+pub async fn sessions_list(client: &AdminClient, user: Option<&str>, as_json: bool) -> Result<u8, AdminError> {
+    use super::client::encode_path_segment as enc;
+    let path = match user {
+        Some(u) => format!("/v1/sessions?user={}", enc(u)),
+        None => "/v1/sessions".into(),
+    };
+    let rows = client.get_json(&path).await?;
+    let rows = rows.as_array().cloned().unwrap_or_default();
+    if as_json {
+        print_json(&Value::Array(rows));
+    } else if rows.is_empty() {
+        println!("No active sessions.");
+    } else {
+        rows.iter().for_each(|r| println!("{}", session_line(r)));
+    }
+    Ok(EXIT_OK)
+}
+
+/// `sessions disconnect`: one line per session with its outcome; 0 only
+/// when every one was ACKed (and there was at least one).
+pub async fn sessions_disconnect(
+    client: &AdminClient,
+    selection: &super::api::DisconnectSelection,
+) -> Result<u8, AdminError> {
+    let body = serde_json::to_value(selection).unwrap_or_default();
+    let done = client.post_json("/v1/sessions/disconnect", &body).await?;
+    let done = done.as_array().cloned().unwrap_or_default();
+    if done.is_empty() {
+        println!("No active session matches.");
+        return Ok(EXIT_FAILED);
+    }
+    let mut all_acked = true;
+    for d in &done {
+        let acked = d["acked"].as_bool() == Some(true);
+        all_acked &= acked;
+        println!(
+            "{}  nas {} ({})  user {}: {}",
+            d["session_id"].as_str().unwrap_or("-"),
+            d["nas"].as_str().unwrap_or("-"),
+            d["nas_addr"].as_str().unwrap_or("-"),
+            d["user_name"].as_str().unwrap_or("-"),
+            if acked {
+                "disconnected (ACK)".to_string()
+            } else {
+                d["outcome"].as_str().unwrap_or("failed").to_string()
+            }
+        );
+    }
+    Ok(if all_acked { EXIT_OK } else { EXIT_FAILED })
+}
+
 /// How often `auth log --follow` asks for new decisions.
 const FOLLOW_POLL: Duration = Duration::from_millis(500);
 

@@ -46,7 +46,7 @@ mod tests;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-pub use api::{ApiError, AuthLogQuery, IntegrationRequest};
+pub use api::{ApiError, AuthLogQuery, DisconnectSelection, IntegrationRequest, SessionsQuery};
 pub use client::AdminClient;
 pub use server::{AdminBackend, AdminServer, BoxError, MAX_BODY_BYTES, host_is_loopback, router};
 pub use token::{TOKEN_FILE, ensure_token, read_token};

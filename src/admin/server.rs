@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::AdminError;
-use super::api::{ApiError, AuthLogQuery, IntegrationRequest};
+use super::api::{ApiError, AuthLogQuery, DisconnectSelection, IntegrationRequest, SessionsQuery};
 
 /// The largest request body the API reads. No endpoint needs a body today; the limit keeps a
 /// local client from making the server buffer without bound.
@@ -64,6 +64,23 @@ pub trait AdminBackend: Send + Sync + 'static {
         Err(ApiError {
             status: 404,
             message: "this server keeps no authentication history".into(),
+        })
+    }
+    /// The active sessions (`GET /v1/sessions`): a JSON array.
+    fn sessions(&self, query: SessionsQuery) -> Result<serde_json::Value, ApiError> {
+        let _ = query;
+        Err(ApiError {
+            status: 404,
+            message: "this server keeps no sessions".into(),
+        })
+    }
+    /// Disconnect-Requests by hand (`POST /v1/sessions/disconnect`): a JSON
+    /// array, one outcome per session; waits until every one has ended.
+    fn disconnect(&self, selection: DisconnectSelection) -> Result<serde_json::Value, ApiError> {
+        let _ = selection;
+        Err(ApiError {
+            status: 404,
+            message: "this server keeps no sessions".into(),
         })
     }
 }
@@ -142,6 +159,8 @@ pub fn router(token: String, backend: Arc<dyn AdminBackend>) -> Router {
         .route("/v1/accounts/{identity}", get(lookup))
         .route("/v1/reload", post(reload))
         .route("/v1/auth/log", get(auth_log))
+        .route("/v1/sessions", get(sessions))
+        .route("/v1/sessions/disconnect", post(disconnect))
         .route("/metrics", get(metrics))
         .route("/v1/entra", get(|s| integration(s, IntegrationRequest::Status)))
         .route("/v1/entra/enable", post(|s| integration(s, IntegrationRequest::Enable)))
@@ -342,6 +361,26 @@ async fn auth_log(
         Err(rejection) => return error_response(StatusCode::BAD_REQUEST, &rejection.body_text()),
     };
     answer(call_backend(move || state.backend.auth_log(query)).await)
+}
+
+async fn sessions(
+    State(state): State<ApiState>,
+    query: Result<axum::extract::Query<SessionsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let axum::extract::Query(query) = match query {
+        Ok(q) => q,
+        Err(rejection) => return error_response(StatusCode::BAD_REQUEST, &rejection.body_text()),
+    };
+    answer(call_backend(move || state.backend.sessions(query)).await)
+}
+
+async fn disconnect(State(state): State<ApiState>, body: axum::body::Bytes) -> Response {
+    let selection: DisconnectSelection = match serde_json::from_slice(&body) {
+        Ok(s) => s,
+        Err(e) => return error_response(StatusCode::BAD_REQUEST, &format!("the request body is not valid: {e}")),
+    };
+    tracing::info!("admin API: Disconnect-Request asked for");
+    answer(call_backend(move || state.backend.disconnect(selection)).await)
 }
 
 /// A backend operation's answer: its JSON, or its error with its status.

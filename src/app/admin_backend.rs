@@ -8,11 +8,13 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::Running;
-use crate::admin::{AdminBackend, ApiError, AuthLogQuery, BoxError, IntegrationRequest};
+use crate::admin::{
+    AdminBackend, ApiError, AuthLogQuery, BoxError, DisconnectSelection, IntegrationRequest, SessionsQuery,
+};
 use crate::integration::{Integration, render_sync_metrics};
 use crate::prometheus::{Kind, family};
 use crate::server::Port;
-use crate::store::HistoryFilter;
+use crate::store::{HistoryFilter, SessionRow};
 use std::sync::atomic::Ordering;
 
 /// The admin API's view of the running server and its integration.
@@ -150,6 +152,7 @@ impl AdminBackend for Backend {
             )
             .sample(&[], st.pruned.load(Ordering::Relaxed));
         }
+        self.running.sessions.render_prometheus(&mut out);
         out
     }
 
@@ -162,6 +165,14 @@ impl AdminBackend for Backend {
 
     fn integration(&self, request: IntegrationRequest) -> Result<Value, ApiError> {
         self.integration.handle(request)
+    }
+
+    fn sessions(&self, q: SessionsQuery) -> Result<Value, ApiError> {
+        self.sessions_list(q)
+    }
+
+    fn disconnect(&self, selection: DisconnectSelection) -> Result<Value, ApiError> {
+        self.sessions_disconnect(selection)
     }
 
     fn auth_log(&self, q: AuthLogQuery) -> Result<Value, ApiError> {
@@ -203,6 +214,81 @@ impl AdminBackend for Backend {
             message: e.to_string(),
         })?;
         Ok(serde_json::to_value(rows).unwrap_or_default())
+    }
+}
+
+impl Backend {
+    /// Which sessions belong to `identity`: its User-Name (no case), the
+    /// account it resolves to now, or, for a MAC, the Calling-Station-Id.
+    fn user_filter(&self, identity: &str) -> impl Fn(&SessionRow) -> bool + use<> {
+        let identity = identity.to_string();
+        let mac = super::history::normalise_mac(&identity);
+        let account = self
+            .running
+            .authenticator
+            .resolve_session_user(&identity)
+            .map(|(d, a)| (d.as_str().to_string(), a.object_id().to_string()));
+        move |r: &SessionRow| {
+            r.user_name
+                .as_deref()
+                .is_some_and(|u| u.eq_ignore_ascii_case(&identity))
+                || account.as_ref().is_some_and(|(d, id)| {
+                    r.account
+                        .as_ref()
+                        .is_some_and(|a| a.directory == *d && a.object_id == *id)
+                })
+                || mac.as_ref().is_some_and(|m| mac_of(r).as_ref() == Some(m))
+        }
+    }
+}
+
+/// The session's station MAC, normalised: Calling-Station-Id, else a
+/// User-Name that is a MAC (MAB).
+fn mac_of(r: &SessionRow) -> Option<String> {
+    r.calling_station_id
+        .as_deref()
+        .and_then(super::history::normalise_mac)
+        .or_else(|| r.user_name.as_deref().and_then(super::history::normalise_mac))
+}
+
+impl Backend {
+    fn sessions_list(&self, q: SessionsQuery) -> Result<Value, ApiError> {
+        let now = crate::clock::now_unix();
+        let rows = match q.user.as_deref() {
+            Some(u) => self.running.sessions.table.select(self.user_filter(u)),
+            None => self.running.sessions.table.select(|_| true),
+        };
+        Ok(Value::Array(
+            rows.iter().map(|r| crate::sessions::session_json(r, now)).collect(),
+        ))
+    }
+
+    fn sessions_disconnect(&self, sel: DisconnectSelection) -> Result<Value, ApiError> {
+        let table = &self.running.sessions.table;
+        let rows = match (sel.session_id, sel.user, sel.mac) {
+            (Some(id), None, None) => table.select(|r| r.session_id == id),
+            (None, Some(u), None) => table.select(self.user_filter(&u)),
+            (None, None, Some(m)) => {
+                let mac = super::history::normalise_mac(&m)
+                    .ok_or_else(|| ApiError::bad_request(format!("{m:?} is not a MAC address")))?;
+                table.select(|r| mac_of(r).as_deref() == Some(mac.as_str()))
+            }
+            _ => {
+                return Err(ApiError::bad_request("give exactly one of session_id, user and mac"));
+            }
+        };
+        let now = crate::clock::now_unix();
+        let done = self.running.sessions.disconnect_blocking(rows);
+        Ok(Value::Array(
+            done.iter()
+                .map(|d| {
+                    let mut v = crate::sessions::session_json(&d.session, now);
+                    v["outcome"] = Value::String(d.outcome.text());
+                    v["acked"] = Value::Bool(d.outcome == crate::sessions::disconnect::Outcome::Ack);
+                    v
+                })
+                .collect(),
+        ))
     }
 }
 

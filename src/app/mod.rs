@@ -31,7 +31,9 @@ use crate::proto::dictionary::Dictionary;
 use crate::proto::{ClientSecret, Packet};
 use crate::server::handler::{AccountingFailed, Handler, SlowKind};
 use crate::server::{self, Port, Server, ServerError, ServerHandle, ServerParts};
-use crate::store::{AcctWriter, HistoryWriter, Retention, StateLock, Store, StoreError};
+use crate::sessions::disconnect::Disconnector;
+use crate::sessions::{AccountNow, Accounts, CoaClients, Sessions};
+use crate::store::{AcctStatus, AcctWriter, HistoryWriter, Retention, SessionAccount, StateLock, Store, StoreError};
 
 /// File in the state directory holding the admin API's bound address, so
 /// that admin commands find a server whose config asked for port 0.
@@ -52,6 +54,8 @@ pub enum AppError {
     Server(#[from] ServerError),
     #[error(transparent)]
     Admin(#[from] AdminError),
+    #[error("binding the Disconnect (RFC 5176) socket: {0}")]
+    DisconnectSocket(std::io::Error),
     #[error("writing {path}: {source}")]
     AdminAddress { path: PathBuf, source: std::io::Error },
     /// A reload was asked for, but the server runs on built-in defaults.
@@ -77,6 +81,7 @@ pub struct RadiusHandler {
     acct: AcctWriter,
     /// `None` with `[history] enabled = false`.
     history: Option<HistoryWriter>,
+    sessions: Arc<Sessions>,
 }
 
 impl Handler for RadiusHandler {
@@ -112,10 +117,89 @@ impl Handler for RadiusHandler {
         client: &str,
         now: i64,
     ) -> impl std::future::Future<Output = Result<(), AccountingFailed>> + Send + 'static {
-        let record = crate::sessions::record_from_packet(packet, source, client, now);
+        let mut record = crate::sessions::record_from_packet(packet, source, client, now);
+        if matches!(record.status, AcctStatus::Start | AcctStatus::InterimUpdate) {
+            record.account = record
+                .user_name
+                .as_deref()
+                .and_then(|u| session_account(&self.authenticator, u));
+        }
         let acct = self.acct.clone();
-        async move { acct.record(record).await.map_err(|e| AccountingFailed(e.to_string())) }
+        let sessions = self.sessions.clone();
+        async move {
+            let applied = acct.record(record).await.map_err(|e| AccountingFailed(e.to_string()))?;
+            sessions.table.apply(&applied);
+            Ok(())
+        }
     }
+}
+
+/// The account a User-Name resolves to now and the `[[policy]]` rule it
+/// gets: a session's baseline (memory only).
+fn session_account(authenticator: &Authenticator, user_name: &str) -> Option<SessionAccount> {
+    let (directory, account) = authenticator.resolve_session_user(user_name)?;
+    let rule = authenticator.policy_rule_of(&account);
+    Some(SessionAccount {
+        directory: directory.as_str().to_string(),
+        kind: account.kind().as_str().to_string(),
+        object_id: account.object_id().to_string(),
+        enabled: account.enabled() && !account.soft_deleted(),
+        policy_rule: rule.as_ref().and_then(|(i, _)| u32::try_from(*i).ok()),
+        vlan: rule.and_then(|(_, v)| v),
+    })
+}
+
+/// What the sessions see of the directories: Entra accounts, by object id,
+/// in the live replica, with the rule the current `[[policy]]` gives them.
+struct EntraAccounts {
+    entra: Arc<EntraDirectory>,
+    authenticator: Arc<Authenticator>,
+    store: Store,
+}
+
+impl Accounts for EntraAccounts {
+    fn entra_enabled(&self) -> bool {
+        self.entra.is_enabled()
+    }
+
+    fn settled(&self) -> bool {
+        let Ok(conn) = self.store.conn() else { return false };
+        ["users.delta", "devices.delta", "groups.delta"]
+            .iter()
+            .all(|name| matches!(conn.checkpoint(name), Ok(Some(link)) if !link.is_empty()))
+    }
+
+    fn now(&self, was: &SessionAccount) -> AccountNow {
+        if was.directory != crate::directory::DirectoryKind::Entra.as_str() {
+            return AccountNow::Untracked;
+        }
+        match self.entra.replica().get(&was.object_id) {
+            None => AccountNow::Gone,
+            Some(a) if a.soft_deleted() => AccountNow::Gone,
+            Some(a) => {
+                let rule = self.authenticator.policy_rule_of(&a);
+                AccountNow::Is(SessionAccount {
+                    enabled: a.enabled(),
+                    policy_rule: rule.as_ref().and_then(|(i, _)| u32::try_from(*i).ok()),
+                    vlan: rule.and_then(|(_, v)| v),
+                    ..was.clone()
+                })
+            }
+        }
+    }
+}
+
+/// Each client's Disconnect port and secret, by name.
+pub fn coa_clients(clients: &[crate::config::ClientConfig]) -> CoaClients {
+    clients
+        .iter()
+        .map(|c| {
+            (
+                c.name.clone(),
+                c.coa.as_ref().map(|coa| (coa.port, ClientSecret::new(&coa.secret))),
+            )
+        })
+        .collect()
 }
 
 /// The running parts that the admin API and the signal handler act on.
@@ -123,6 +207,7 @@ pub struct Running {
     pub server: ServerHandle<RadiusHandler>,
     pub authenticator: Arc<Authenticator>,
     pub entra: Arc<EntraDirectory>,
+    pub sessions: Arc<Sessions>,
     pub store: Store,
     /// The authentication history's writer (its counters); `None` when off.
     pub history: Option<HistoryWriter>,
@@ -145,8 +230,10 @@ impl Running {
         // Built first: a bad [eap] leaves everything as it was.
         let eap = eap_server(cfg, self.authenticator.eap().map(|e| e.pool().clone()))?;
         self.server.reload_clients(&cfg.clients);
+        self.sessions.set_coa_clients(coa_clients(&cfg.clients));
         self.authenticator.reload(auth_config(cfg));
         self.authenticator.set_eap(eap);
+        self.sessions.rebaseline_after_reload();
         info!(
             clients = cfg.clients.len(),
             users = cfg.local_users.len(),
@@ -264,6 +351,22 @@ pub async fn serve(
     let authenticator = Arc::new(Authenticator::new(Some(entra.clone()), auth_config(&cfg)));
     // Before the server is built: the bound of the EAP kind follows its pool.
     authenticator.set_eap(eap_server(&cfg, None)?);
+    let shutdown = CancellationToken::new();
+    let disconnector = Disconnector::start(shutdown.clone())
+        .await
+        .map_err(AppError::DisconnectSocket)?;
+    let sessions = Sessions::new(
+        store.clone(),
+        disconnector,
+        coa_clients(&cfg.clients),
+        Arc::new(EntraAccounts {
+            entra: entra.clone(),
+            authenticator: authenticator.clone(),
+            store: store.clone(),
+        }),
+        crate::sessions::table::DEFAULT_CAP,
+    )?;
+    info!(sessions = sessions.table.len(), "loaded the open accounting sessions");
     let sockets = server::bind_sockets(&cfg.server)?;
     let server = Server::new(
         sockets,
@@ -272,6 +375,7 @@ pub async fn serve(
                 authenticator: authenticator.clone(),
                 acct,
                 history: history.clone(),
+                sessions: sessions.clone(),
             },
             clients: std::mem::take(&mut cfg.clients),
             dictionary,
@@ -298,6 +402,7 @@ pub async fn serve(
         server: server.handle(),
         authenticator: authenticator.clone(),
         entra: entra.clone(),
+        sessions: sessions.clone(),
         store: store.clone(),
         history,
         replica_load,
@@ -314,8 +419,8 @@ pub async fn serve(
     );
     warn_if_credential_unusable(&cfg, &store);
 
-    let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
+    tasks.spawn(Arc::clone(&sessions).run_auto(integration.subscribe_commits(), shutdown.clone()));
     let token = admin::ensure_token(&cfg.server.state_dir)?;
     let backend = Arc::new(admin_backend::Backend::new(running.clone(), integration.clone()));
     let api = admin::AdminServer::bind(cfg.admin_listen, token, backend).await?;

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::directory::policy::{PolicyRule, ReplyPlan};
+use crate::directory::policy::{self, PolicyRule, ReplyPlan};
 use crate::directory::{
     Account, Directory, DirectoryKind, EntraDirectory, Explanation, Identity, LocalDirectory, MacAddr, Resolution,
     Resolver, UserCredential,
@@ -337,6 +337,23 @@ impl Authenticator {
 
     pub fn local(&self) -> Arc<LocalDirectory> {
         self.state.load().local.clone()
+    }
+
+    /// The account a session's User-Name resolves to now (memory only), for
+    /// the session table; `None` when no directory decides it.
+    pub fn resolve_session_user(&self, user_name: &str) -> Option<(DirectoryKind, Arc<Account>)> {
+        match self.state.load().resolver.resolve(&Identity::parse(user_name)) {
+            Resolution::Found { directory, account } => Some((directory, account)),
+            _ => None,
+        }
+    }
+
+    /// The `[[policy]]` rule `account` gets now: its index and its VLAN.
+    pub fn policy_rule_of(&self, account: &Account) -> Option<(usize, Option<String>)> {
+        let state = self.state.load();
+        let rule = policy::select(&state.policy, account)?;
+        let index = state.policy.iter().position(|r| std::ptr::eq(r, rule))?;
+        Some((index, rule.vlan.clone()))
     }
 
     /// Decides one Access-Request whose authenticators the server has

@@ -206,6 +206,9 @@ pub struct Integration {
     provisioning: Mutex<provisioning::Progress>,
     /// The `state` of the last consent URL handed out (checked on the way back).
     consent_state: Mutex<Option<String>>,
+    /// Bumped after every committed page and round: the sessions' Disconnect
+    /// task watches it (a watch channel never makes the sync wait).
+    commits: tokio::sync::watch::Sender<u64>,
 }
 
 impl Integration {
@@ -223,7 +226,17 @@ impl Integration {
             runtime: tokio::runtime::Handle::current(),
             provisioning: Mutex::new(provisioning::Progress::default()),
             consent_state: Mutex::new(None),
+            commits: tokio::sync::watch::Sender::new(0),
         })
+    }
+
+    /// A receiver that sees a new value after each sync commit.
+    pub fn subscribe_commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.commits.subscribe()
+    }
+
+    fn note_commit(&self) {
+        self.commits.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     fn status(&self) -> MutexGuard<'_, SyncStatus> {
@@ -432,8 +445,11 @@ impl Integration {
                 let slot = st.object_mut(object);
                 slot.running_pages = r.pages;
                 slot.running_items = r.items;
+                drop(st);
+                self.note_commit();
             };
             let result = syncer.round_observed(object, &observe).await;
+            self.note_commit();
             let mut st = self.status();
             let slot = st.object_mut(object);
             slot.last_duration_ms = started.elapsed().as_millis() as u64;

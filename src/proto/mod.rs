@@ -6,6 +6,7 @@
 pub mod attr;
 pub mod crypto;
 pub mod dictionary;
+pub mod dynauth;
 pub mod packet;
 
 pub use attr::{AttrType, Code};

@@ -184,6 +184,7 @@ mod tests {
             secret: b"s".to_vec(),
             require_message_authenticator: ma,
             limit_proxy_state: ps,
+            coa: None,
         }
     }
 

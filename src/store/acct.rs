@@ -107,6 +107,41 @@ pub struct AcctRecord {
     pub terminate_cause: Option<u32>,
     /// Unix seconds, supplied by the caller (Event-Timestamp, else now).
     pub event_time: i64,
+    /// Source address of the packet: where the NAS is, for Disconnect.
+    pub nas_addr: Option<String>,
+    /// The account the User-Name resolved to when the packet arrived.
+    pub account: Option<SessionAccount>,
+}
+
+/// The account a session resolved to, and the `[[policy]]` rule that
+/// account got, when its accounting first named it. A sync round compares
+/// the account as it now stands against this to find the sessions it
+/// changed; sending a Disconnect-Request moves it to the new state, so that
+/// one change is acted on once.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SessionAccount {
+    /// `entra`, `local`, … (`DirectoryKind::as_str`).
+    pub directory: String,
+    /// `user` or `device`.
+    pub kind: String,
+    /// The directory's id of the account (Entra object id, local name).
+    pub object_id: String,
+    pub enabled: bool,
+    /// Index into `[[policy]]` of the rule it got; `None`: no rule matched.
+    pub policy_rule: Option<u32>,
+    pub vlan: Option<String>,
+}
+
+/// What applying one record did, for the in-memory session index.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Applied {
+    /// The session's row as it now stands.
+    Session(Box<SessionRow>),
+    /// Accounting-On/Off: the NAS's sessions last updated at or before `at`
+    /// are closed.
+    NasClosed { nas: String, at: i64 },
+    /// Not stored (another status type).
+    Ignored,
 }
 
 /// One row of `sessions`: the merged state of one accounting session.
@@ -135,6 +170,14 @@ pub struct SessionRow {
     pub terminate_cause: Option<u32>,
     /// Interim-Updates that advanced the session (see the module doc).
     pub interim_count: u32,
+    /// Source address of its latest accounting packet.
+    pub nas_addr: Option<String>,
+    /// First account its User-Name resolved to, moved on by Disconnect.
+    pub account: Option<SessionAccount>,
+    /// Outcome of the last Disconnect-Request for it (`ack`, `nak: …`,
+    /// `timeout`, `no coa_port`), and when.
+    pub disconnect_outcome: Option<String>,
+    pub disconnect_at: Option<i64>,
 }
 
 impl SessionRow {
@@ -159,6 +202,10 @@ impl SessionRow {
             output_packets: None,
             terminate_cause: None,
             interim_count: 0,
+            nas_addr: None,
+            account: None,
+            disconnect_outcome: None,
+            disconnect_at: None,
         }
     }
 }
@@ -209,8 +256,14 @@ pub(crate) fn merge(stored: Option<SessionRow>, rec: &AcctRecord) -> SessionRow 
         called_station_id,
         framed_ip,
         nas_port,
-        nas_port_id
+        nas_port_id,
+        nas_addr
     );
+    // The first resolution is the baseline a sync round compares against;
+    // a later packet must not move it silently past a change.
+    if row.account.is_none() {
+        row.account.clone_from(&rec.account);
+    }
 
     match rec.status {
         AcctStatus::Start => {
@@ -243,7 +296,7 @@ pub(crate) fn merge(stored: Option<SessionRow>, rec: &AcctRecord) -> SessionRow 
 }
 
 /// Applies one record inside the caller's transaction.
-pub(crate) fn apply(conn: &Connection, rec: &AcctRecord) -> rusqlite::Result<()> {
+pub(crate) fn apply(conn: &Connection, rec: &AcctRecord) -> rusqlite::Result<Applied> {
     match rec.status {
         AcctStatus::Start | AcctStatus::InterimUpdate | AcctStatus::Stop => {
             let stored = match load_session(conn, &rec.nas, &rec.session_id) {
@@ -251,9 +304,17 @@ pub(crate) fn apply(conn: &Connection, rec: &AcctRecord) -> rusqlite::Result<()>
                 Err(rusqlite::Error::QueryReturnedNoRows) => None,
                 Err(e) => return Err(e),
             };
-            store_session(conn, &merge(stored, rec))
+            let row = merge(stored, rec);
+            store_session(conn, &row)?;
+            Ok(Applied::Session(Box::new(row)))
         }
-        AcctStatus::AccountingOn | AcctStatus::AccountingOff => close_nas_sessions(conn, rec),
+        AcctStatus::AccountingOn | AcctStatus::AccountingOff => {
+            close_nas_sessions(conn, rec)?;
+            Ok(Applied::NasClosed {
+                nas: rec.nas.clone(),
+                at: rec.event_time,
+            })
+        }
         AcctStatus::Other(code) => {
             tracing::debug!(
                 nas = %rec.nas,
@@ -261,7 +322,7 @@ pub(crate) fn apply(conn: &Connection, rec: &AcctRecord) -> rusqlite::Result<()>
                 code,
                 "accounting status type not stored"
             );
-            Ok(())
+            Ok(Applied::Ignored)
         }
     }
 }
@@ -317,12 +378,16 @@ fn store_session(conn: &Connection, row: &SessionRow) -> rusqlite::Result<()> {
             nas, session_id, client_name, user_name, calling_station_id,
             called_station_id, framed_ip, nas_port, nas_port_id, started_at,
             updated_at, stopped_at, session_time, input_octets, output_octets,
-            input_packets, output_packets, terminate_cause, interim_count
+            input_packets, output_packets, terminate_cause, interim_count,
+            nas_addr, account_directory, account_kind, account_id, account_enabled,
+            policy_rule, vlan
          ) VALUES (
             :nas, :session_id, :client_name, :user_name, :calling_station_id,
             :called_station_id, :framed_ip, :nas_port, :nas_port_id, :started_at,
             :updated_at, :stopped_at, :session_time, :input_octets, :output_octets,
-            :input_packets, :output_packets, :terminate_cause, :interim_count
+            :input_packets, :output_packets, :terminate_cause, :interim_count,
+            :nas_addr, :account_directory, :account_kind, :account_id, :account_enabled,
+            :policy_rule, :vlan
          )
          ON CONFLICT (nas, session_id) DO UPDATE SET
             client_name = excluded.client_name,
@@ -341,7 +406,14 @@ fn store_session(conn: &Connection, row: &SessionRow) -> rusqlite::Result<()> {
             input_packets = excluded.input_packets,
             output_packets = excluded.output_packets,
             terminate_cause = excluded.terminate_cause,
-            interim_count = excluded.interim_count",
+            interim_count = excluded.interim_count,
+            nas_addr = excluded.nas_addr,
+            account_directory = excluded.account_directory,
+            account_kind = excluded.account_kind,
+            account_id = excluded.account_id,
+            account_enabled = excluded.account_enabled,
+            policy_rule = excluded.policy_rule,
+            vlan = excluded.vlan",
     )?
     .execute(named_params! {
         ":nas": row.nas,
@@ -363,6 +435,13 @@ fn store_session(conn: &Connection, row: &SessionRow) -> rusqlite::Result<()> {
         ":output_packets": row.output_packets,
         ":terminate_cause": row.terminate_cause,
         ":interim_count": row.interim_count,
+        ":nas_addr": row.nas_addr,
+        ":account_directory": row.account.as_ref().map(|a| &a.directory),
+        ":account_kind": row.account.as_ref().map(|a| &a.kind),
+        ":account_id": row.account.as_ref().map(|a| &a.object_id),
+        ":account_enabled": row.account.as_ref().map(|a| a.enabled),
+        ":policy_rule": row.account.as_ref().and_then(|a| a.policy_rule),
+        ":vlan": row.account.as_ref().and_then(|a| a.vlan.as_ref()),
     })?;
     Ok(())
 }
@@ -370,7 +449,9 @@ fn store_session(conn: &Connection, row: &SessionRow) -> rusqlite::Result<()> {
 const SESSION_COLUMNS: &str = "nas, session_id, client_name, user_name, calling_station_id,
     called_station_id, framed_ip, nas_port, nas_port_id, started_at, updated_at,
     stopped_at, session_time, input_octets, output_octets, input_packets,
-    output_packets, terminate_cause, interim_count";
+    output_packets, terminate_cause, interim_count, nas_addr, account_directory,
+    account_kind, account_id, account_enabled, policy_rule, vlan, disconnect_outcome,
+    disconnect_at";
 
 fn session_from_row(r: &Row<'_>) -> rusqlite::Result<SessionRow> {
     Ok(SessionRow {
@@ -393,6 +474,20 @@ fn session_from_row(r: &Row<'_>) -> rusqlite::Result<SessionRow> {
         output_packets: r.get("output_packets")?,
         terminate_cause: r.get("terminate_cause")?,
         interim_count: r.get("interim_count")?,
+        nas_addr: r.get("nas_addr")?,
+        account: match r.get::<_, Option<String>>("account_id")? {
+            Some(object_id) => Some(SessionAccount {
+                directory: r.get::<_, Option<String>>("account_directory")?.unwrap_or_default(),
+                kind: r.get::<_, Option<String>>("account_kind")?.unwrap_or_default(),
+                object_id,
+                enabled: r.get::<_, Option<bool>>("account_enabled")?.unwrap_or(true),
+                policy_rule: r.get("policy_rule")?,
+                vlan: r.get("vlan")?,
+            }),
+            None => None,
+        },
+        disconnect_outcome: r.get("disconnect_outcome")?,
+        disconnect_at: r.get("disconnect_at")?,
     })
 }
 
@@ -411,4 +506,74 @@ pub(crate) fn open_sessions(conn: &Connection, nas: &str) -> rusqlite::Result<Ve
     ))?
     .query_map([nas], session_from_row)?
     .collect()
+}
+
+/// The `limit` most recently updated sessions without a Stop (nor an
+/// Accounting-On/Off of their NAS): what the session index loads at startup.
+pub(crate) fn newest_open_sessions(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<SessionRow>> {
+    conn.prepare_cached(&format!(
+        "SELECT {SESSION_COLUMNS} FROM sessions WHERE stopped_at IS NULL ORDER BY updated_at DESC LIMIT ?1"
+    ))?
+    .query_map([i64::try_from(limit).unwrap_or(i64::MAX)], session_from_row)?
+    .collect()
+}
+
+/// Acct-Terminate-Cause 6, Admin-Reset (RFC 2866 §5.10): how a session ended
+/// by a Disconnect-ACK is closed until its NAS's Stop says more.
+pub const TERMINATE_CAUSE_ADMIN_RESET: u32 = 6;
+
+/// The outcome of one Disconnect-Request, to be written on its session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisconnectOutcome {
+    pub nas: String,
+    pub session_id: String,
+    /// `ack`, `nak: <Error-Cause>`, `timeout`, `no coa_port`, …
+    pub outcome: String,
+    pub at: i64,
+    /// A Disconnect-ACK: the session is over.
+    pub ended: bool,
+    /// The account state the request acted on: the new baseline.
+    pub account: Option<SessionAccount>,
+}
+
+pub(crate) fn record_disconnect(conn: &Connection, d: &DisconnectOutcome) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE sessions
+            SET disconnect_outcome = :outcome,
+                disconnect_at = :at,
+                stopped_at = CASE WHEN :ended THEN coalesce(stopped_at, :at) ELSE stopped_at END,
+                terminate_cause = CASE WHEN :ended THEN coalesce(terminate_cause, :cause)
+                                       ELSE terminate_cause END
+          WHERE nas = :nas AND session_id = :session_id",
+    )?
+    .execute(named_params! {
+        ":outcome": d.outcome,
+        ":at": d.at,
+        ":ended": d.ended,
+        ":cause": TERMINATE_CAUSE_ADMIN_RESET,
+        ":nas": d.nas,
+        ":session_id": d.session_id,
+    })?;
+    if let Some(a) = &d.account {
+        set_baseline(conn, &d.nas, &d.session_id, a)?;
+    }
+    Ok(())
+}
+
+/// Moves a session's account baseline (after a Disconnect was sent for a
+/// change, or after a reload re-numbered the `[[policy]]` rules).
+pub(crate) fn set_baseline(conn: &Connection, nas: &str, session_id: &str, a: &SessionAccount) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE sessions
+            SET account_enabled = :enabled, policy_rule = :rule, vlan = :vlan
+          WHERE nas = :nas AND session_id = :session_id",
+    )?
+    .execute(named_params! {
+        ":enabled": a.enabled,
+        ":rule": a.policy_rule,
+        ":vlan": a.vlan,
+        ":nas": nas,
+        ":session_id": session_id,
+    })?;
+    Ok(())
 }

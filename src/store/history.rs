@@ -640,6 +640,17 @@ mod tests {
         let mode = std::fs::metadata(s.history_path()).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         assert_eq!(s.history_path().parent(), s.path().parent());
+        // The store's own file no longer has the table (migration 7).
+        let tables: i64 = s
+            .connect()
+            .unwrap()
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'auth_history'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 0);
     }
 
     #[test]

@@ -42,7 +42,20 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 5,
         sql: MIGRATION_5_AUTH_HISTORY,
     },
+    Migration {
+        version: 6,
+        sql: MIGRATION_6_SESSION_ACCOUNTS,
+    },
+    Migration {
+        version: 7,
+        sql: MIGRATION_7_HISTORY_MOVED_OUT,
+    },
 ];
+
+/// The authentication history moved to a database of its own
+/// (`history.rs`, `history.db`); its old table here goes, with its indexes
+/// and whatever decisions it held.
+const MIGRATION_7_HISTORY_MOVED_OUT: &str = "DROP TABLE IF EXISTS auth_history;";
 
 /// The schema version this build creates and understands.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS[MIGRATIONS.len() - 1].version;
@@ -155,6 +168,25 @@ CREATE TABLE auth_history (
 );
 CREATE INDEX auth_history_identity ON auth_history (identity COLLATE NOCASE, id);
 CREATE INDEX auth_history_mac ON auth_history (mac, id);
+";
+
+/// What a session needs for Disconnect (RFC 5176): the address its
+/// accounting came from (where the NAS listens for Disconnect-Requests),
+/// the account it resolved to and the `[[policy]]` rule that account had
+/// (so that a sync round can tell which sessions it changed), and the
+/// outcome of the last Disconnect-Request sent for it. The partial index
+/// serves "the open sessions of this account".
+const MIGRATION_6_SESSION_ACCOUNTS: &str = "
+ALTER TABLE sessions ADD COLUMN nas_addr TEXT;
+ALTER TABLE sessions ADD COLUMN account_directory TEXT;
+ALTER TABLE sessions ADD COLUMN account_kind TEXT;
+ALTER TABLE sessions ADD COLUMN account_id TEXT;
+ALTER TABLE sessions ADD COLUMN account_enabled INTEGER;
+ALTER TABLE sessions ADD COLUMN policy_rule INTEGER;
+ALTER TABLE sessions ADD COLUMN vlan TEXT;
+ALTER TABLE sessions ADD COLUMN disconnect_outcome TEXT;
+ALTER TABLE sessions ADD COLUMN disconnect_at INTEGER;
+CREATE INDEX sessions_open_by_account ON sessions (account_id) WHERE stopped_at IS NULL;
 ";
 
 /// Raw `PRAGMA user_version`; SQLite stores it as a signed 32-bit value.

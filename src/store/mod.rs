@@ -45,7 +45,10 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
-pub use acct::{AcctRecord, AcctStatus, SessionRow, TERMINATE_CAUSE_NAS_REBOOT};
+pub use acct::{
+    AcctRecord, AcctStatus, Applied, DisconnectOutcome, SessionAccount, SessionRow, TERMINATE_CAUSE_ADMIN_RESET,
+    TERMINATE_CAUSE_NAS_REBOOT,
+};
 pub use conn::Conn;
 pub use history::{HistoryFilter, HistoryRecord, HistoryRow, HistoryWriter, Retention};
 pub use lock::{LOCK_FILE, StateLock};
@@ -288,6 +291,35 @@ impl Store {
     pub fn open_sessions(&self, nas: &str) -> Result<Vec<SessionRow>, StoreError> {
         let conn = self.connect()?;
         Ok(acct::open_sessions(&conn, nas)?)
+    }
+
+    /// The `limit` most recently updated open sessions, over all NASes
+    /// (loading the session index).
+    pub fn newest_open_sessions(&self, limit: usize) -> Result<Vec<SessionRow>, StoreError> {
+        let conn = self.connect()?;
+        Ok(acct::newest_open_sessions(&conn, limit)?)
+    }
+
+    /// Writes Disconnect outcomes on their sessions, in one transaction.
+    pub fn record_disconnects(&self, outcomes: &[DisconnectOutcome]) -> Result<(), StoreError> {
+        let mut conn = self.connect()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        for d in outcomes {
+            acct::record_disconnect(&tx, d)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Sets sessions' account baselines, in one transaction.
+    pub fn set_session_baselines(&self, items: &[(String, String, SessionAccount)]) -> Result<(), StoreError> {
+        let mut conn = self.connect()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        for (nas, sid, a) in items {
+            acct::set_baseline(&tx, nas, sid, a)?;
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     /// Number of stored sessions, open or closed, over all NASes.

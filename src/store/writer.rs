@@ -11,7 +11,7 @@ use std::thread::{self, JoinHandle};
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{AcctRecord, Store, StoreError, acct};
+use super::{AcctRecord, Applied, Store, StoreError, acct};
 
 /// Most records written in one transaction: the first one waited for, plus
 /// up to 256 already queued. Bounds how long one commit (and so the first
@@ -20,7 +20,7 @@ pub const MAX_BATCH: usize = 1 + 256;
 
 struct Job {
     rec: AcctRecord,
-    done: oneshot::Sender<Result<(), StoreError>>,
+    done: oneshot::Sender<Result<Applied, StoreError>>,
 }
 
 /// Handle for queueing accounting records to the writer thread. Cheap to
@@ -50,13 +50,13 @@ impl AcctWriter {
         Ok((AcctWriter { tx }, handle))
     }
 
-    /// Resolves after the record is committed, or with the error that
-    /// prevented it.
+    /// Resolves after the record is committed, with what it did to the
+    /// session table, or with the error that prevented it.
     ///
     /// Cancel safety: once the record is queued, dropping this future does
     /// not stop the write; only the answer is lost. Dropped while still
     /// waiting for queue space, the record is not written.
-    pub async fn record(&self, rec: AcctRecord) -> Result<(), StoreError> {
+    pub async fn record(&self, rec: AcctRecord) -> Result<Applied, StoreError> {
         let (done, answer) = oneshot::channel();
         self.tx.send(Job { rec, done }).await.map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
@@ -88,9 +88,9 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>) {
 /// Writes `recs` in one transaction; if that fails, writes each in its own
 /// transaction so that one bad record does not fail the others. Returns one
 /// result per record, in order.
-pub(crate) fn write_batch(conn: &mut Connection, recs: &[&AcctRecord]) -> Vec<Result<(), StoreError>> {
+pub(crate) fn write_batch(conn: &mut Connection, recs: &[&AcctRecord]) -> Vec<Result<Applied, StoreError>> {
     match write_in_one_tx(conn, recs) {
-        Ok(()) => recs.iter().map(|_| Ok(())).collect(),
+        Ok(applied) => applied.into_iter().map(Ok).collect(),
         Err(e) if recs.len() == 1 => vec![Err(e.into())],
         Err(e) => {
             // Nothing of the batch was committed (the transaction rolled
@@ -102,7 +102,7 @@ pub(crate) fn write_batch(conn: &mut Connection, recs: &[&AcctRecord]) -> Vec<Re
             );
             recs.iter()
                 .map(|rec| {
-                    write_in_one_tx(conn, std::slice::from_ref(rec)).map_err(|e| {
+                    let one = write_in_one_tx(conn, std::slice::from_ref(rec)).map_err(|e| {
                         tracing::warn!(
                             error = %e,
                             nas = %rec.nas,
@@ -111,20 +111,23 @@ pub(crate) fn write_batch(conn: &mut Connection, recs: &[&AcctRecord]) -> Vec<Re
                             "accounting record not stored"
                         );
                         StoreError::from(e)
-                    })
+                    })?;
+                    Ok(one.into_iter().next().unwrap_or(Applied::Ignored))
                 })
                 .collect()
         }
     }
 }
 
-fn write_in_one_tx(conn: &mut Connection, recs: &[&AcctRecord]) -> rusqlite::Result<()> {
+fn write_in_one_tx(conn: &mut Connection, recs: &[&AcctRecord]) -> rusqlite::Result<Vec<Applied>> {
     // IMMEDIATE: the merge reads a row and writes it back, so take the write
     // lock up front; a deferred read-then-write could fail with BUSY_SNAPSHOT
     // if another process wrote in between, which busy_timeout does not retry.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut applied = Vec::with_capacity(recs.len());
     for rec in recs {
-        acct::apply(&tx, rec)?;
+        applied.push(acct::apply(&tx, rec)?);
     }
-    tx.commit()
+    tx.commit()?;
+    Ok(applied)
 }

@@ -17,6 +17,7 @@ mod overload;
 mod radclient;
 mod robustness;
 mod service;
+mod sessions;
 mod state;
 mod sync;
 mod workflow;
