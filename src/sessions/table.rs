@@ -78,6 +78,26 @@ impl SessionTable {
                 return;
             }
         }
+        // The row comes back from the store after each accounting record;
+        // the index may already hold a newer baseline for the same account
+        // (a sync round moved it, and its write to the store is still on
+        // its way). Keeping the store's older one would make the next
+        // round see the change again and send a second Disconnect.
+        let mut row = row;
+        if let Some(old) = rows.get(&key) {
+            let same_account = match (&old.account, &row.account) {
+                (Some(o), Some(n)) => o.directory == n.directory && o.object_id == n.object_id,
+                (Some(_), None) => true,
+                _ => false,
+            };
+            if same_account {
+                row.account = old.account.clone();
+            }
+            if row.disconnect_outcome.is_none() {
+                row.disconnect_outcome = old.disconnect_outcome.clone();
+                row.disconnect_at = old.disconnect_at;
+            }
+        }
         rows.insert(key, row);
     }
 
@@ -161,6 +181,7 @@ pub fn is_stale(row: &SessionRow, now: i64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::SessionAccount;
 
     fn row(nas: &str, sid: &str, updated: i64) -> SessionRow {
         SessionRow {
@@ -208,6 +229,40 @@ mod tests {
         });
         let left: Vec<String> = t.select(|_| true).into_iter().map(|r| r.session_id).collect();
         assert_eq!(left, ["2"]);
+    }
+
+    #[test]
+    fn an_interim_update_keeps_the_newer_baseline_of_the_index() {
+        let t = SessionTable::new(10);
+        let account = |enabled| SessionAccount {
+            directory: "entra".into(),
+            kind: "user".into(),
+            object_id: "u1".into(),
+            enabled,
+            policy_rule: Some(0),
+            vlan: Some("20".into()),
+        };
+        let mut start = row("a", "1", 1000);
+        start.account = Some(account(true));
+        t.apply(&Applied::Session(Box::new(start.clone())));
+        // A sync round disabled the account: the index has the new baseline
+        // before the store does.
+        t.visit(|r| r.account = Some(account(false)));
+        // An Interim-Update merged with the store's (older) baseline.
+        let mut interim = start.clone();
+        interim.updated_at = 1100;
+        t.apply(&Applied::Session(Box::new(interim)));
+        let rows = t.select(|_| true);
+        assert_eq!(rows[0].account, Some(account(false)));
+        assert_eq!(rows[0].updated_at, 1100);
+        // Another account under the same session id is another baseline.
+        let mut other = start;
+        other.account = Some(SessionAccount {
+            object_id: "u2".into(),
+            ..account(true)
+        });
+        t.apply(&Applied::Session(Box::new(other)));
+        assert_eq!(t.select(|_| true)[0].account.as_ref().unwrap().object_id, "u2");
     }
 
     #[test]
