@@ -94,6 +94,7 @@ fn dc() -> &'static Dc {
         tool(&["user", "create", "svc-radius", "Svc-Radius-Pass1"]);
         tool(&["user", "create", "alice", "Alice-Pass1", "--given-name=Alice", "--surname=Example", "--userou=OU=Staff"]);
         tool(&["user", "create", "bob", "Bob-Pass1"]);
+        tool(&["user", "create", "alicent", "Alicent-Pass1"]);
         tool(&["user", "disable", "bob"]);
         tool(&["group", "add", "Staff"]);
         tool(&["group", "add", "VPN"]);
@@ -111,13 +112,21 @@ fn dc() -> &'static Dc {
             let _ = child.wait();
         });
         let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
+        let mut answered = false;
+        while !answered {
             let ok = Command::new("ldapsearch").args(["-x", "-H", &format!("ldap://{addr}"), "-b", "", "-s", "base"])
                 .output().is_ok_and(|o| o.status.success());
-            if ok { break; }
+            if ok { answered = true; continue; }
             assert!(Instant::now() < deadline, "the Samba DC did not answer on {addr} within 30 s; see {d}/log.*");
             std::thread::sleep(Duration::from_millis(200));
         }
+        // An AD account whose UPN is also an Entra ID user's (the
+        // emulator's demo tenant): Entra decides it, AD is never asked.
+        let ldif = dir.join("upn.ldif");
+        std::fs::write(&ldif, "dn: CN=alicent,CN=Users,DC=corp,DC=example,DC=test\nchangetype: modify\n\
+            replace: userPrincipalName\nuserPrincipalName: alice@contoso.example\n").unwrap();
+        run("ldapmodify", &["-x", "-H", &format!("ldap://{addr}"), "-D", "Administrator@CORP.EXAMPLE.TEST",
+            "-w", "Adm1n-Pass9", "-f", ldif.to_str().unwrap()]);
         Dc { dir, addr }
     })
 }
@@ -127,6 +136,14 @@ fn config(urls: &[String], start_tls: bool) -> AdConfig {
 }
 
 fn config_with(urls: &[String], start_tls: bool, password: &str) -> AdConfig {
+    entra_radius::config::from_toml(&ad_section(urls, start_tls, password))
+        .unwrap()
+        .ad
+        .unwrap()
+}
+
+/// The `[ad]` section for this DC.
+fn ad_section(urls: &[String], start_tls: bool, password: &str) -> String {
     let dc = dc();
     let secret = dc.dir.join(format!("ad-{}.secret", password.len()));
     std::fs::write(&secret, format!("{password}\n")).unwrap();
@@ -139,7 +156,7 @@ fn config_with(urls: &[String], start_tls: bool, password: &str) -> AdConfig {
         dc.dir.join("tls/ca.pem").display(),
         secret.display()
     );
-    entra_radius::config::from_toml(&text).unwrap().ad.unwrap()
+    text
 }
 
 fn client() -> AdClient {
@@ -221,4 +238,219 @@ async fn a_wrong_service_password_is_a_service_bind_error() {
         "{e}"
     );
     assert!(e.to_string().contains("52e"), "{e}");
+}
+
+// ---- Through RADIUS: the real binary, radclient, this DC ----
+
+use crate::harness::*;
+
+const MA: &str = "Message-Authenticator = 0x00";
+
+/// A local user that only `[[local.users]]` knows, and the policy that
+/// gives members of VPN (alice, through Staff) VLAN 42.
+const LOCAL_AND_POLICY: &str = r#"
+[[local.users]]
+name = "carl"
+password = "local-carl"
+
+[[policy]]
+group = "VPN"
+vlan = "42"
+"#;
+
+fn pap(s: &TestServer, user: &str, pw: &str) -> String {
+    stdout(&radclient(
+        s.auth,
+        "auth",
+        SECRET,
+        &format!("User-Name = \"{user}\", User-Password = \"{pw}\", {MA}"),
+    ))
+}
+
+/// The sum of one metric family's samples (any labels).
+fn metric(s: &TestServer, name: &str) -> f64 {
+    s.metrics()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(&format!("{name} ")) || l.starts_with(&format!("{name}{{")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn ad_server(urls: &[String], extra: &str) -> TestServer {
+    let body = format!(
+        "{}{}\n[directory]\norder = [\"ad\", \"local\"]\n{}{extra}",
+        localhost_client(""),
+        ad_section(urls, false, "Svc-Radius-Pass1"),
+        LOCAL_AND_POLICY
+    );
+    TestServer::start(&body)
+}
+
+#[test]
+fn radius_pap_against_ad_by_every_name_form_with_state_groups_and_reasons() {
+    let a = dc().addr.clone();
+    let s = ad_server(&[format!("ldaps://{a}")], "");
+    s.wait_for_log("AD: bound as the service account");
+    assert!(
+        s.logs().contains("naming_context=DC=corp,DC=example,DC=test"),
+        "{}",
+        s.logs()
+    );
+
+    for user in [
+        "alice",
+        "CORP\\\\alice",
+        "alice@corp.example.test",
+        "ALICE@CORP.EXAMPLE.TEST",
+    ] {
+        let out = pap(&s, user, "Alice-Pass1");
+        assert!(out.contains("Received Access-Accept"), "{user}: {out}\n{}", s.logs());
+        // Staff ⊂ VPN: the nested group's policy applies.
+        assert!(out.contains("Tunnel-Private-Group-Id:1 = \"42\""), "{user}: {out}");
+    }
+    s.wait_for_log("password accepted by AD (bind)");
+
+    let out = pap(&s, "alice", "Wrong-Pass1");
+    assert!(out.contains("Received Access-Reject"), "{out}");
+    s.wait_for_log("AD refused the password: wrong password (AD: 52e)");
+
+    // Empty: rejected before any bind (Windows AD would take it as an
+    // anonymous bind that succeeds).
+    let binds = metric(&s, "entra_radius_ad_binds_total");
+    // radclient leaves an empty User-Password out: built here (16 bytes
+    // of hidden padding, empty once unhidden).
+    let reply = {
+        use entra_radius::proto::crypto::hide_password;
+        use entra_radius::proto::{AttrType, Builder, ClientSecret, Code};
+        let secret = ClientSecret::new(SECRET.as_bytes());
+        let ra = [7u8; 16];
+        let mut b = Builder::request_with_ma(Code::ACCESS_REQUEST, 7, ra);
+        b.push(AttrType::USER_NAME, b"alice").unwrap();
+        b.push(AttrType::USER_PASSWORD, &hide_password(b"", &secret, &ra).unwrap())
+            .unwrap();
+        exchange(s.auth, &b.finish_request(&secret)).expect("a reply")
+    };
+    assert_eq!(reply[0], 3, "Access-Reject");
+    s.wait_for_log("empty password (never sent to AD)");
+    assert_eq!(metric(&s, "entra_radius_ad_binds_total"), binds);
+
+    let out = pap(&s, "bob", "Bob-Pass1");
+    assert!(out.contains("Received Access-Reject"), "{out}");
+    s.wait_for_log("reason=account disabled in ad");
+
+    let out = stdout(&radclient(
+        s.auth,
+        "auth",
+        SECRET,
+        &format!("User-Name = \"alice\", CHAP-Password = \"Alice-Pass1\", {MA}"),
+    ));
+    assert!(out.contains("Received Access-Reject"), "{out}");
+    s.wait_for_log("CHAP cannot be checked against ad: it exposes no passwords");
+
+    // Filter injection matches nothing: an unknown user, not alice.
+    let out = pap(&s, "*)(sAMAccountName=*", "Alice-Pass1");
+    assert!(out.contains("Received Access-Reject"), "{out}");
+    s.wait_for_log("reason=unknown user");
+    let out = pap(&s, "alice*", "Alice-Pass1");
+    assert!(out.contains("Received Access-Reject"), "{out}");
+
+    // AD does not know carl: the local account below it decides.
+    let out = pap(&s, "carl", "local-carl");
+    assert!(out.contains("Received Access-Accept"), "{out}\n{}", s.logs());
+
+    // alice was searched once per name form, then answered from the cache.
+    assert!(metric(&s, "entra_radius_ad_cache_hits_total") >= 2.0, "{}", s.metrics());
+    assert!(metric(&s, "entra_radius_ad_lookups_total") >= 1.0, "{}", s.metrics());
+    let m = s.metrics();
+    assert!(m.contains("entra_radius_ad_binds_total{outcome=\"accepted\"} 4"), "{m}");
+    assert!(
+        m.contains("entra_radius_ad_binds_total{outcome=\"wrong_password\"} 1"),
+        "{m}"
+    );
+
+    // accounts lookup: the AD row, and the DC that answered.
+    let out = stdout(&s.cli(&["accounts", "lookup", "CORP\\alice"]));
+    assert!(out.contains("decided by: ad (alice"), "{out}");
+    assert!(out.contains(&format!("ad answered by: ldaps://{a}")), "{out}");
+    // A computer account, by the names machines use.
+    for id in ["PC1$", "host/pc1"] {
+        let out = stdout(&s.cli(&["accounts", "lookup", id]));
+        assert!(
+            out.contains("decided by: ad (") && out.contains("device"),
+            "{id}: {out}"
+        );
+    }
+    let out = stdout(&s.cli(&["accounts", "lookup", "nobody-here"]));
+    assert!(out.contains("not found: ad"), "{out}");
+}
+
+#[test]
+fn ad_unreachable_rejects_ad_and_local_users_with_the_reason_and_keeps_entra_users() {
+    let (_rt, emu) = start_emulator(graph_emulator::Tenant::demo());
+    let tenant = emu.tenant_id();
+    // Nothing listens there: every AD lookup fails.
+    let body = format!(
+        "{}{}{}\n{}",
+        localhost_client(""),
+        entra_section(&emu.base_url(), "1h"),
+        ad_section(&["ldaps://127.0.0.1:1".to_string()], false, "Svc-Radius-Pass1"),
+        LOCAL_AND_POLICY
+    );
+    let s = TestServer::start_seeded(&body, |state| provision(state, &tenant, &["contoso.example"]));
+    s.wait_for_log("intune MAC addresses synced");
+
+    let out = pap(&s, "alice@contoso.example", "alice-pw");
+    assert!(out.contains("Received Access-Accept"), "{out}\n{}", s.logs());
+    // carl is local, below AD: AD's failure is a reject, never a fall-through.
+    let out = pap(&s, "carl", "local-carl");
+    assert!(out.contains("Received Access-Reject"), "{out}");
+    s.wait_for_log("ad is unavailable (AD: no domain controller answered");
+    let out = pap(&s, "CORP\\\\alice", "Alice-Pass1");
+    assert!(out.contains("Received Access-Reject"), "{out}");
+    assert!(
+        metric(&s, "entra_radius_ad_dc_failovers_total") >= 1.0,
+        "{}",
+        s.metrics()
+    );
+    let out = stdout(&s.cli(&["accounts", "lookup", "carl"]));
+    assert!(out.contains("decided by: ad unavailable"), "{out}");
+}
+
+#[test]
+fn an_identity_in_entra_never_reaches_ad_and_ad_decides_below_it() {
+    let a = dc().addr.clone();
+    let (_rt, emu) = start_emulator(graph_emulator::Tenant::demo());
+    let tenant = emu.tenant_id();
+    let body = format!(
+        "{}{}{}\n{}",
+        localhost_client(""),
+        entra_section(&emu.base_url(), "1h"),
+        ad_section(&[format!("ldaps://{a}")], false, "Svc-Radius-Pass1"),
+        LOCAL_AND_POLICY
+    );
+    let s = TestServer::start_seeded(&body, |state| provision(state, &tenant, &["contoso.example"]));
+    s.wait_for_log("intune MAC addresses synced");
+    s.wait_for_log("AD: bound as the service account");
+
+    // alice@contoso.example is in Entra ID and (as alicent's UPN) in AD:
+    // Entra decides, with its password; AD's password is refused; AD is
+    // not asked at all.
+    let out = pap(&s, "alice@contoso.example", "alice-pw");
+    assert!(out.contains("Received Access-Accept"), "{out}\n{}", s.logs());
+    let out = pap(&s, "alice@contoso.example", "Alicent-Pass1");
+    assert!(out.contains("Received Access-Reject"), "{out}");
+    assert_eq!(metric(&s, "entra_radius_ad_lookups_total"), 0.0, "{}", s.metrics());
+    assert_eq!(metric(&s, "entra_radius_ad_cache_hits_total"), 0.0, "{}", s.metrics());
+    assert_eq!(metric(&s, "entra_radius_ad_binds_total"), 0.0, "{}", s.metrics());
+
+    // An AD account Entra ID does not know: AD decides.
+    let out = pap(&s, "CORP\\\\alicent", "Alicent-Pass1");
+    assert!(out.contains("Received Access-Accept"), "{out}\n{}", s.logs());
+    assert_eq!(metric(&s, "entra_radius_ad_lookups_total"), 1.0, "{}", s.metrics());
+
+    // accounts lookup shows AD's account as shadowed by Entra's.
+    let out = stdout(&s.cli(&["accounts", "lookup", "alice@contoso.example"]));
+    assert!(out.contains("decided by: entra (alice@contoso.example"), "{out}");
+    assert!(out.contains("shadowed: ad (alice@contoso.example"), "{out}");
 }

@@ -93,6 +93,8 @@ pub struct AdClient {
     pool: Mutex<Vec<(Ldap, usize)>>,
     info: OnceCell<DomainInfo>,
     last_dc: Mutex<Option<String>>,
+    /// DCs set aside after a failure, for `/metrics`.
+    failovers: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for AdClient {
@@ -168,6 +170,7 @@ impl AdClient {
             pool: Mutex::new(Vec::new()),
             info: OnceCell::new(),
             last_dc: Mutex::new(None),
+            failovers: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -198,7 +201,13 @@ impl AdClient {
         fresh
     }
 
+    /// How many times a DC was set aside after a failure.
+    pub fn failovers(&self) -> u64 {
+        self.failovers.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn put_aside(&self, i: usize) {
+        self.failovers.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.set_aside
             .lock()
             .expect("poisoned")
