@@ -532,7 +532,7 @@ async fn authorize_certificate(state: &State, s: &EapSession, outer: &str) -> De
                     method,
                     account.label(),
                     Some(directory),
-                    format!("account disabled in {directory} (certificate {label})"),
+                    format!("{} (certificate {label})", super::disabled_reason(&account)),
                 );
             }
             let mut d = accept(state, method, account.label(), directory, &account, "");

@@ -568,7 +568,7 @@ fn check_resolved(
             method,
             label,
             Some(directory),
-            format!("account disabled in {directory}"),
+            disabled_reason(&account),
         ));
     }
     if directory == DirectoryKind::Entra
@@ -984,6 +984,16 @@ fn build_state(entra: Option<&Arc<EntraDirectory>>, cfg: AuthConfig) -> State {
         local,
         resolver: Resolver::new(chain),
         policy: cfg.policy,
+    }
+}
+
+/// Why a found account may not sign in: "account disabled in DIR", and
+/// for AD what made it so (disabled, locked out, expired).
+fn disabled_reason(account: &Account) -> String {
+    let directory = account.directory();
+    match account.attributes().get("ad_state") {
+        Some(why) if directory == DirectoryKind::ActiveDirectory => format!("account disabled in {directory}: {why}"),
+        _ => format!("account disabled in {directory}"),
     }
 }
 

@@ -101,6 +101,17 @@ fn dc() -> &'static Dc {
         tool(&["group", "addmembers", "Staff", "alice"]);
         tool(&["group", "addmembers", "VPN", "Staff"]);
         tool(&["computer", "create", "PC1"]);
+        // `computer create` leaves the account disabled (4098) until it has
+        // a password, as a joined machine would have.
+        tool(&["user", "setpassword", "--filter=(sAMAccountName=PC1$)", "--newpassword=Pc1-Machine-Pass1"]);
+        tool(&["user", "enable", "--filter=(sAMAccountName=PC1$)"]);
+        tool(&["computer", "create", "PC2"]);
+        // Locked out after two wrong passwords (its own password policy,
+        // so that other tests' wrong guesses lock nobody).
+        tool(&["user", "create", "locky", "Locky-Pass1"]);
+        tool(&["domain", "passwordsettings", "pso", "create", "lockout-2", "1", "--account-lockout-threshold=2",
+            "--account-lockout-duration=30", "--reset-account-lockout-after=30"]);
+        tool(&["domain", "passwordsettings", "pso", "apply", "lockout-2", "locky"]);
         let mut cmd = Command::new("samba");
         cmd.args(["-F", "-s", c]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
@@ -140,6 +151,13 @@ fn config_with(urls: &[String], start_tls: bool, password: &str) -> AdConfig {
         .unwrap()
         .ad
         .unwrap()
+}
+
+/// The `[ad]` section for this DC over LDAPS (started on first use), for
+/// other test modules (EAP).
+pub(crate) fn ldaps_section() -> String {
+    let a = dc().addr.clone();
+    ad_section(&[format!("ldaps://{a}")], false, "Svc-Radius-Pass1")
 }
 
 /// The `[ad]` section for this DC.
@@ -339,6 +357,30 @@ fn radius_pap_against_ad_by_every_name_form_with_state_groups_and_reasons() {
     assert!(out.contains("Received Access-Reject"), "{out}");
     s.wait_for_log("reason=account disabled in ad");
 
+    s.wait_for_log("reason=account disabled in ad: account disabled in AD (userAccountControl)");
+
+    // Two wrong passwords lock locky out (its password policy): the right
+    // one is then refused by AD's bind (775), and a new search sees
+    // lockoutTime.
+    assert!(pap(&s, "locky", "Locky-Pass1").contains("Received Access-Accept"));
+    for _ in 0..2 {
+        assert!(pap(&s, "locky", "Wrong-Pass1").contains("Received Access-Reject"));
+    }
+    let out = pap(&s, "locky", "Locky-Pass1");
+    assert!(out.contains("Received Access-Reject"), "{out}");
+    s.wait_for_log("AD refused the password: account locked out in AD (775)");
+    let fresh = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(client().find(&Identity::parse("locky")))
+        .unwrap()
+        .unwrap();
+    assert!(!fresh.enabled);
+    assert!(
+        fresh.attributes["ad_state"].contains("locked out"),
+        "{:?}",
+        fresh.attributes
+    );
+
     let out = stdout(&radclient(
         s.auth,
         "auth",
@@ -363,11 +405,13 @@ fn radius_pap_against_ad_by_every_name_form_with_state_groups_and_reasons() {
     assert!(metric(&s, "entra_radius_ad_cache_hits_total") >= 2.0, "{}", s.metrics());
     assert!(metric(&s, "entra_radius_ad_lookups_total") >= 1.0, "{}", s.metrics());
     let m = s.metrics();
-    assert!(m.contains("entra_radius_ad_binds_total{outcome=\"accepted\"} 4"), "{m}");
-    assert!(
-        m.contains("entra_radius_ad_binds_total{outcome=\"wrong_password\"} 1"),
-        "{m}"
-    );
+    // alice 4 and locky 1 accepted; alice 1 and locky 2 wrong; locky locked.
+    for (outcome, n) in [("accepted", 5), ("wrong_password", 3), ("locked", 1), ("empty", 0)] {
+        assert!(
+            m.contains(&format!("entra_radius_ad_binds_total{{outcome=\"{outcome}\"}} {n}\n")),
+            "{outcome}: {m}"
+        );
+    }
 
     // accounts lookup: the AD row, and the DC that answered.
     let out = stdout(&s.cli(&["accounts", "lookup", "CORP\\alice"]));

@@ -398,14 +398,18 @@ impl AdClient {
     }
 
     /// The domain's names and lockout duration, read on first use.
+    /// Concurrent first callers wait for one reading (logged once).
     pub async fn domain_info(&self) -> Result<DomainInfo, AdError> {
-        if let Some(i) = self.info.get() {
-            return Ok(i.clone());
-        }
-        let (mut l, i, _) = self.take().await?;
-        let info = self.read_info(&mut l).await?;
-        self.give_back(l, i);
-        Ok(self.info.get_or_init(|| async { info }).await.clone())
+        let info = self
+            .info
+            .get_or_try_init(|| async {
+                let (mut l, i, _) = self.take().await?;
+                let info = self.read_info(&mut l).await?;
+                self.give_back(l, i);
+                Ok::<_, AdError>(info)
+            })
+            .await?;
+        Ok(info.clone())
     }
 
     /// The account `identity` names, with its groups; `Ok(None)` when AD
