@@ -498,3 +498,93 @@ fn an_identity_in_entra_never_reaches_ad_and_ad_decides_below_it() {
     assert!(out.contains("decided by: entra (alice@contoso.example"), "{out}");
     assert!(out.contains("shadowed: ad (alice@contoso.example"), "{out}");
 }
+
+/// A TCP relay to the DC's LDAPS port that can be switched off (every
+/// connection cut, new ones closed at once) and on again: the DC stopped
+/// and restarted, for this server only (the DC serves other tests).
+struct Relay {
+    port: u16,
+    on: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Relay {
+    fn start(to: String) -> Relay {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let on = Arc::new(AtomicBool::new(true));
+        let conns: Arc<Mutex<Vec<std::net::TcpStream>>> = Arc::default();
+        let (on2, conns2) = (on.clone(), conns.clone());
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                let Ok(c) = c else { continue };
+                if !on2.load(Ordering::SeqCst) {
+                    continue; // dropped: closed at once
+                }
+                let Ok(up) = std::net::TcpStream::connect(&to) else {
+                    continue;
+                };
+                let mut g = conns2.lock().unwrap();
+                g.push(c.try_clone().unwrap());
+                g.push(up.try_clone().unwrap());
+                for (mut a, mut b) in [(c.try_clone().unwrap(), up.try_clone().unwrap()), (up, c)] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut a, &mut b);
+                        let _ = b.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Relay { port, on, conns }
+    }
+
+    fn set(&self, on: bool) {
+        self.on.store(on, std::sync::atomic::Ordering::SeqCst);
+        if !on {
+            for c in self.conns.lock().unwrap().drain(..) {
+                let _ = c.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}
+
+#[test]
+fn ad_stopped_then_restarted_rejects_with_the_reason_then_accepts_again() {
+    let relay = Relay::start(format!("{}:636", dc().addr));
+    // The certificate names localhost; found accounts are kept 1 s only.
+    let body = format!(
+        "{}{}cache_ttl = \"1s\"\n\n[directory]\norder = [\"ad\", \"local\"]\n{}",
+        localhost_client(""),
+        ad_section(
+            &[format!("ldaps://localhost:{}", relay.port)],
+            false,
+            "Svc-Radius-Pass1"
+        ),
+        LOCAL_AND_POLICY
+    );
+    let s = TestServer::start(&body);
+    let out = pap(&s, "CORP\\\\alice", "Alice-Pass1");
+    assert!(out.contains("Received Access-Accept"), "{out}\n{}", s.logs());
+
+    relay.set(false);
+    // The account is still cached, but the bind has no DC.
+    let out = pap(&s, "CORP\\\\alice", "Alice-Pass1");
+    assert!(out.contains("Received Access-Reject"), "{out}");
+    s.wait_for_log("AD could not check the password");
+    // Once the cache has let it go, the search has no DC either: AD is
+    // unavailable, for alice and for the local user below AD.
+    std::thread::sleep(Duration::from_millis(1500));
+    let out = pap(&s, "CORP\\\\alice", "Alice-Pass1");
+    assert!(out.contains("Received Access-Reject"), "{out}");
+    let out = pap(&s, "carl", "local-carl");
+    assert!(out.contains("Received Access-Reject"), "{out}");
+    s.wait_for_log_count("ad is unavailable (AD: ", 2);
+
+    relay.set(true);
+    let out = pap(&s, "CORP\\\\alice", "Alice-Pass1");
+    assert!(out.contains("Received Access-Accept"), "{out}\n{}", s.logs());
+    let out = pap(&s, "carl", "local-carl");
+    assert!(out.contains("Received Access-Accept"), "{out}\n{}", s.logs());
+}
