@@ -156,6 +156,9 @@ impl Running {
     pub fn reload(&self, cfg: &Config) -> Result<(), AppError> {
         // Built first: a bad [eap] leaves everything as it was.
         let eap = eap_server(cfg, self.authenticator.eap().map(|e| e.pool().clone()))?;
+        if cfg.ad.is_some() != self.ad.is_some() {
+            warn!("[ad] was added or removed: that takes a restart; AD stays as the server started");
+        }
         self.server.reload_clients(&cfg.clients);
         self.authenticator.reload(auth_config(cfg, self.ad.clone()));
         self.authenticator.set_eap(eap);

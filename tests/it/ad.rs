@@ -588,3 +588,32 @@ fn ad_stopped_then_restarted_rejects_with_the_reason_then_accepts_again() {
     let out = pap(&s, "carl", "local-carl");
     assert!(out.contains("Received Access-Accept"), "{out}\n{}", s.logs());
 }
+
+#[test]
+fn a_refused_service_account_makes_ad_unavailable_with_the_reason() {
+    let a = dc().addr.clone();
+    let body = format!(
+        "{}{}\n[directory]\norder = [\"ad\", \"local\"]\n{}",
+        localhost_client(""),
+        ad_section(&[format!("ldaps://{a}")], false, "Not-The-Pass1"),
+        LOCAL_AND_POLICY
+    );
+    let s = TestServer::start(&body);
+    s.wait_for_log("AD: not usable yet");
+    let out = pap(&s, "alice", "Alice-Pass1");
+    assert!(out.contains("Received Access-Reject"), "{out}");
+    s.wait_for_log("ad is unavailable (AD: the service account's bind to");
+    assert!(s.logs().contains("data 52e"), "{}", s.logs());
+    // Only the startup bind went to the DC: the refusal stands 30 s, so a
+    // burst cannot lock the service account out.
+    for _ in 0..3 {
+        assert!(pap(&s, "CORP\\\\alice", "Alice-Pass1").contains("Received Access-Reject"));
+    }
+    assert_eq!(
+        metric(&s, "entra_radius_ad_service_bind_refusals_total"),
+        1.0,
+        "{}",
+        s.metrics()
+    );
+    assert!(!s.logs().contains("Not-The-Pass1"), "the bind password is never logged");
+}

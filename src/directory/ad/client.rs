@@ -26,6 +26,9 @@ use crate::proto::crypto::Password;
 /// other one has failed too.
 pub const SET_ASIDE: Duration = Duration::from_secs(30);
 
+/// How long a refused service bind is answered without binding again.
+pub const SERVICE_RETRY: Duration = Duration::from_secs(30);
+
 /// Idle bound connections kept for searches.
 const POOL_MAX: usize = 8;
 
@@ -93,6 +96,11 @@ pub struct AdClient {
     pool: Mutex<Vec<(Ldap, usize)>>,
     info: OnceCell<DomainInfo>,
     last_dc: Mutex<Option<String>>,
+    /// The last refusal of the service account's bind, until when it
+    /// stands, and where: no bind is tried again before then.
+    service_refused: Mutex<Option<(Instant, String, String)>>,
+    /// Refused service binds, for `/metrics`.
+    service_refusals: std::sync::atomic::AtomicU64,
     /// DCs set aside after a failure, for `/metrics`.
     failovers: std::sync::atomic::AtomicU64,
 }
@@ -171,6 +179,8 @@ impl AdClient {
             info: OnceCell::new(),
             last_dc: Mutex::new(None),
             failovers: std::sync::atomic::AtomicU64::new(0),
+            service_refused: Mutex::new(None),
+            service_refusals: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -199,6 +209,11 @@ impl AdClient {
         let (mut fresh, held): (Vec<usize>, Vec<usize>) = (0..self.urls.len()).partition(|i| !aside.contains_key(i));
         fresh.extend(held);
         fresh
+    }
+
+    /// How many times a DC refused the service account's bind.
+    pub fn service_refusals(&self) -> u64 {
+        self.service_refusals.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// How many times a DC was set aside after a failure.
@@ -263,13 +278,30 @@ impl AdClient {
     async fn service_connection(&self) -> Result<(Ldap, usize), AdError> {
         let password = std::str::from_utf8(self.bind_password.as_bytes())
             .map_err(|_| AdError::Operation("the bind password is not UTF-8".into()))?;
+        // A refused service bind is not tried again for a while: a burst
+        // of requests must not become a burst of wrong-password binds that
+        // lock the service account out.
+        if let Some((until, url, text)) = &*self.service_refused.lock().expect("poisoned")
+            && Instant::now() < *until
+        {
+            return Err(AdError::ServiceBind {
+                url: url.clone(),
+                text: text.clone(),
+            });
+        }
         let (mut ldap, i) = self.connect().await?;
         match self.bind(&mut ldap, &self.bind_dn, password).await {
-            Ok(None) => Ok((ldap, i)),
-            Ok(Some((rc, text))) => Err(AdError::ServiceBind {
-                url: self.urls[i].clone(),
-                text: format!("result {rc}: {text}"),
-            }),
+            Ok(None) => {
+                *self.service_refused.lock().expect("poisoned") = None;
+                Ok((ldap, i))
+            }
+            Ok(Some((rc, text))) => {
+                self.service_refusals.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let (url, text) = (self.urls[i].clone(), format!("result {rc}: {text}"));
+                *self.service_refused.lock().expect("poisoned") =
+                    Some((Instant::now() + SERVICE_RETRY, url.clone(), text.clone()));
+                Err(AdError::ServiceBind { url, text })
+            }
             Err(e) => {
                 self.put_aside(i);
                 Err(e)

@@ -172,6 +172,13 @@ impl AdDirectory {
             "Domain controllers set aside after a failure (the next URL was tried).",
         )
         .sample(&[], self.client.failovers());
+        family(
+            out,
+            "entra_radius_ad_service_bind_refusals_total",
+            Kind::Counter,
+            "Binds of the service account a DC refused (a refusal stands 30 s before the next try).",
+        )
+        .sample(&[], self.client.service_refusals());
     }
 
     async fn search(&self, id: &Identity) -> Lookup {
