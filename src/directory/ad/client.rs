@@ -4,8 +4,8 @@
 //! a small pool of connections bound as the service account, `timeout` per
 //! operation. [`AdClient::find`] finds the account an identity names, with
 //! its transitive groups and its primary group; [`AdClient::check_password`]
-//! binds as the user on a connection of its own, never with an empty
-//! password.
+//! binds as the user on connections kept for user binds only (they never
+//! search), never with an empty password.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -94,6 +94,9 @@ pub struct AdClient {
     timeout: Duration,
     set_aside: Mutex<HashMap<usize, Instant>>,
     pool: Mutex<Vec<(Ldap, usize)>>,
+    /// Idle connections for binds as users, apart from `pool`: after a
+    /// bind they carry that user's identity, so they never search.
+    bind_pool: Mutex<Vec<(Ldap, usize)>>,
     info: OnceCell<DomainInfo>,
     last_dc: Mutex<Option<String>>,
     /// The last refusal of the service account's bind, until when it
@@ -176,6 +179,7 @@ impl AdClient {
             timeout: cfg.timeout,
             set_aside: Mutex::new(HashMap::new()),
             pool: Mutex::new(Vec::new()),
+            bind_pool: Mutex::new(Vec::new()),
             info: OnceCell::new(),
             last_dc: Mutex::new(None),
             failovers: std::sync::atomic::AtomicU64::new(0),
@@ -539,7 +543,8 @@ impl AdClient {
         Ok(groups)
     }
 
-    /// A simple bind as `dn` on a connection of its own (closed after).
+    /// A simple bind as `dn` on a connection used only for such binds
+    /// (kept in a pool of its own, and reused by the next user's bind).
     /// An empty password is refused before anything is sent.
     pub async fn check_password(&self, dn: &str, password: &[u8]) -> Result<PasswordVerdict, AdError> {
         if password.is_empty() || dn.is_empty() {
@@ -548,13 +553,33 @@ impl AdClient {
         let Ok(password) = std::str::from_utf8(password) else {
             return Ok(PasswordVerdict::Refused(BindRefusal::WrongPassword));
         };
-        let (mut ldap, _) = self.connect().await?;
-        let r = self.bind(&mut ldap, dn, password).await;
-        let _ = tokio::time::timeout(self.timeout, ldap.unbind()).await;
-        match r? {
-            None => Ok(PasswordVerdict::Accepted),
-            Some((49, text)) => Ok(PasswordVerdict::Refused(BindRefusal::from_text(&text))),
-            Some((rc, text)) => Err(AdError::Operation(format!("bind as the user: result {rc}: {text}"))),
+        let pooled = self.bind_pool.lock().expect("poisoned").pop();
+        let (mut ldap, mut i, was_pooled) = if let Some((mut l, i)) = pooled
+            && !l.is_closed()
+        {
+            (l, i, true)
+        } else {
+            let (l, i) = self.connect().await?;
+            (l, i, false)
+        };
+        let mut r = self.bind(&mut ldap, dn, password).await;
+        // A pooled connection may have died with its DC since: once more
+        // on a new one.
+        if r.is_err() && was_pooled {
+            (ldap, i) = self.connect().await?;
+            r = self.bind(&mut ldap, dn, password).await;
         }
+        let verdict = match r? {
+            None => PasswordVerdict::Accepted,
+            Some((49, text)) => PasswordVerdict::Refused(BindRefusal::from_text(&text)),
+            Some((rc, text)) => return Err(AdError::Operation(format!("bind as the user: result {rc}: {text}"))),
+        };
+        // Kept for the next user's bind (a bind replaces the identity);
+        // never used for searches.
+        let mut pool = self.bind_pool.lock().expect("poisoned");
+        if pool.len() < POOL_MAX {
+            pool.push((ldap, i));
+        }
+        Ok(verdict)
     }
 }
