@@ -1166,6 +1166,65 @@ mod tests {
         })
     }
 
+    /// An AD whose only DC does not answer (nothing listens there).
+    fn dead_ad() -> (tempfile::TempDir, Arc<AdDirectory>) {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("ad.secret");
+        std::fs::write(&secret, "pw\n").unwrap();
+        std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        let text = format!(
+            "[ad]\nurls = [\"ldap://127.0.0.1:1\"]\nbind_dn = \"CN=svc,DC=corp,DC=example\"\n\
+             bind_password_file = {:?}\nbase_dn = \"DC=corp,DC=example\"\ntimeout = \"1s\"\n",
+            secret.display().to_string()
+        );
+        let cfg = crate::config::from_toml(&text).unwrap().ad.unwrap();
+        (dir, Arc::new(AdDirectory::new(&cfg).unwrap()))
+    }
+
+    #[tokio::test]
+    async fn ad_is_asked_off_the_receive_loop_and_never_for_macs_and_its_failure_is_a_reject() {
+        let (_dir, ad) = dead_ad();
+        let a = Authenticator::new(
+            Some(Arc::new(EntraDirectory::new(EntraReplica::new()))),
+            AuthConfig {
+                order: vec![
+                    DirectoryKind::Entra,
+                    DirectoryKind::ActiveDirectory,
+                    DirectoryKind::Local,
+                ],
+                local: local(),
+                policy: vec![],
+                ad: Some(ad),
+            },
+        );
+        let secret = ClientSecret::new(SECRET);
+        // alice is local, below AD: the receive loop defers her to the AD
+        // kind, and AD's failure is her reject (no fall-through).
+        for req in [pap("alice", "wonderland"), chap("alice", "wonderland", None)] {
+            let p = Packet::decode(&req).unwrap();
+            let deferred = match a.decide_or_defer(&p, &secret, "nas") {
+                Err(d) => d,
+                Ok(d) => panic!("decided on the receive loop: {d:?}"),
+            };
+            assert_eq!(deferred.kind(), WorkKind::Ad);
+            let d = deferred.finish().await;
+            assert!(!d.accept, "{d:?}");
+            assert_eq!(d.directory, Some(DirectoryKind::ActiveDirectory));
+            assert!(d.reason.contains("ad is unavailable"), "{}", d.reason);
+        }
+        // A MAC is never asked of AD: MAB is decided from memory.
+        let mab = request(|b, _| {
+            b.push(AttrType::USER_NAME, b"02-00-00-00-00-01").unwrap();
+            b.push(AttrType::SERVICE_TYPE, &service_type::CALL_CHECK.to_be_bytes())
+                .unwrap();
+        });
+        let d = a
+            .decide_or_defer(&Packet::decode(&mab).unwrap(), &secret, "nas")
+            .unwrap_or_else(|_| panic!("MAB deferred"));
+        assert!(d.accept, "{d:?}");
+        assert_eq!(d.directory, Some(DirectoryKind::Local));
+    }
+
     #[tokio::test]
     async fn pap_users() {
         let d = decide(&pap("alice", "wonderland")).await;
