@@ -10,7 +10,7 @@
 //! `LOAD_TIMEOUT_MS` [1000], `LOAD_SERVER_CPUS` [0], `LOAD_GEN_CPU` [1],
 //! `LOAD_SERVERS` [entra,freeradius,radius-rs; `entra-nohistory` adds entra-radius with `[history] enabled = false`, to measure what the authentication history costs; `baseline` adds the entra-radius binary at `LOAD_BASELINE_BIN`, e.g. an earlier commit's build], `LOAD_SPIN` generator polls without sleeping [1], `LOAD_SAME_LOAD` fraction of
 //! FreeRADIUS's PAP capacity for the latency comparison [0.7],
-//! `LOAD_RATE` requests/s for it instead, `LOAD_ENTRA_THREADS` entra-radius's `[server] threads` [unset: its default, one per CPU it may run on, so 1 when pinned to one; 2 holds up better when other processes compete for that CPU, but then a reader preempted mid-batch by the other costs the full-load p99 a scheduler slice, about 4 ms], `LOAD_SCENARIOS` [pap,reject,mab,dup,intune,eap; `eap` is EAP-TLS full handshakes and resumptions through `eapol_test`, entra-radius and FreeRADIUS with the same certificates (see load/eap.rs for its variables); `intune` is MAB for the Intune devices of a synthetic tenant of `LOAD_INTUNE_DEVICES` [125000] devices that entra-radius syncs from the Graph emulator through its admin CLI first, entra-radius only], `LOAD_DEBUG_BAD` prints the first bad replies.
+//! `LOAD_RATE` requests/s for it instead, `LOAD_ENTRA_THREADS` entra-radius's `[server] threads` [unset: its default, one per CPU it may run on, so 1 when pinned to one; 2 holds up better when other processes compete for that CPU, but then a reader preempted mid-batch by the other costs the full-load p99 a scheduler slice, about 4 ms], `LOAD_SCENARIOS` [pap,pap1,reject,mab,mab1,dup,intune,eap; `pap1` and `mab1` send PAP and MAB accepts from a single socket with 64 requests in flight, as a wireless LAN controller or a RADIUS proxy does (`LOAD_SOCKETS`/`LOAD_WINDOW` do not apply to them); `eap` is EAP-TLS full handshakes and resumptions through `eapol_test`, entra-radius and FreeRADIUS with the same certificates (see load/eap.rs for its variables); `intune` is MAB for the Intune devices of a synthetic tenant of `LOAD_INTUNE_DEVICES` [125000] devices that entra-radius syncs from the Graph emulator through its admin CLI first, entra-radius only], `LOAD_DEBUG_BAD` prints the first bad replies.
 
 #[path = "load/eap.rs"]
 mod eap;
@@ -257,9 +257,11 @@ fn main() -> Result<()> {
     let rss_start: BTreeMap<&'static str, u64> = peers.iter().map(|p| (p.name, p.rss_kib())).collect();
     pin_self(gen_cpu);
     let names: Vec<&'static str> = peers.iter().map(|p| p.name).collect();
-    let only: String = env_or("LOAD_SCENARIOS", "pap,reject,mab,dup,intune,eap".to_string());
+    let only: String = env_or("LOAD_SCENARIOS", "pap,pap1,reject,mab,mab1,dup,intune,eap".to_string());
     let scenarios: Vec<Scenario> = [
         ("pap", Scenario::PapAccept),
+        ("pap1", Scenario::PapOneSource),
+        ("mab1", Scenario::MabOneSource),
         ("reject", Scenario::PapReject),
         ("mab", Scenario::MabAccept),
         ("dup", Scenario::DuplicateMix),

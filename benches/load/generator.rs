@@ -32,11 +32,35 @@ pub enum Scenario {
     /// MAB for the MACs of `LoadConfig::intune_macs`: Intune devices that
     /// entra-radius synced from the Graph emulator.
     IntuneMab,
+    /// PAP accepts from one socket with [`ONE_SOURCE_WINDOW`] in flight, as
+    /// a wireless LAN controller or a RADIUS proxy sends.
+    PapOneSource,
+    /// MAB accepts the same way.
+    MabOneSource,
 }
 
+/// Requests in flight on the single socket of the one-source scenarios.
+pub const ONE_SOURCE_WINDOW: usize = 64;
+
 impl Scenario {
+    /// The requests it sends (a one-source scenario sends those of its
+    /// many-socket twin).
+    fn traffic(self) -> Scenario {
+        match self {
+            Scenario::PapOneSource => Scenario::PapAccept,
+            Scenario::MabOneSource => Scenario::MabAccept,
+            s => s,
+        }
+    }
+
+    fn one_source(self) -> bool {
+        self != self.traffic()
+    }
+
     pub fn name(self) -> &'static str {
         match self {
+            Scenario::PapOneSource => "PAP accept, one source",
+            Scenario::MabOneSource => "MAB accept, one source",
             Scenario::PapAccept => "PAP accept",
             Scenario::PapReject => "PAP reject",
             Scenario::MabAccept => "MAB accept",
@@ -388,8 +412,13 @@ pub fn run(
 ) -> Outcome {
     let keys = Keys::new(secret);
     let mut rng = Rng(seed | 1);
-    let window = cfg.window.clamp(1, 255);
-    let mut socks: Vec<Sock> = (0..cfg.sockets.max(1))
+    let (sockets, window) = if scenario.one_source() {
+        (1, ONE_SOURCE_WINDOW)
+    } else {
+        (cfg.sockets.max(1), cfg.window.clamp(1, 255))
+    };
+    let scenario = scenario.traffic();
+    let mut socks: Vec<Sock> = (0..sockets)
         .map(|_| {
             let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).expect("socket");
             let _ = s.set_recv_buffer_size(4 << 20);
@@ -573,6 +602,8 @@ pub fn run(
                         }
                         station = mac(rng.below(1 << 24));
                     }
+                    // `scenario` is already its traffic (see `Scenario::traffic`).
+                    Scenario::PapOneSource | Scenario::MabOneSource => unreachable!("a one-source scenario's traffic"),
                     Scenario::MabAccept | Scenario::IntuneMab => {
                         let m = if scenario == Scenario::IntuneMab {
                             cfg.intune_macs[rng.below(cfg.intune_macs.len())].clone()

@@ -462,7 +462,7 @@ pub mod radius_rs {
 
 /// The authentication history of an entra-radius peer after its runs: its
 /// writer's counters from `/metrics` (through the admin API, with the token
-/// of its state directory) and the store's size, per million decisions.
+/// of its state directory) and the size of its `history.db`, per million decisions.
 pub fn history_report(p: &Peer) -> Result<String> {
     use std::io::{Read, Write};
     let state = p._dir.path().join("state");
@@ -484,14 +484,14 @@ pub fn history_report(p: &Peer) -> Result<String> {
             .unwrap_or(0)
     };
     let (written, dropped, failed) = (sample("written"), sample("dropped"), sample("failed"));
-    let size: u64 = ["entra-radius.db", "entra-radius.db-wal"]
+    let size: u64 = ["history.db", "history.db-wal"]
         .iter()
         .filter_map(|f| std::fs::metadata(state.join(f)).ok())
         .map(|m| m.len())
         .sum();
     let decisions = (written + dropped + failed).max(1);
     Ok(format!(
-        "### Authentication history of {} after the runs\n\n{written} decisions written, {dropped} dropped ({:.3} %), {failed} failed; store (database + WAL) {:.1} MiB, {:.0} MiB per million decisions written",
+        "### Authentication history of {} after the runs\n\n{written} decisions written, {dropped} dropped ({:.3} %), {failed} failed; history database + WAL {:.1} MiB, {:.0} MiB per million decisions written",
         p.name,
         dropped as f64 * 100.0 / decisions as f64,
         size as f64 / 1048576.0,

@@ -794,6 +794,12 @@ pub fn history_line(row: &Value) -> String {
         line.push_str(&format!(" station {c}"));
     }
     line.push_str(&format!("  directory {}", s("directory")));
+    if let Some(a) = row["account"].as_str() {
+        line.push_str(&format!("  account {a}"));
+    }
+    if let Some(r) = row["policy_rule"].as_u64() {
+        line.push_str(&format!("  policy #{r}"));
+    }
     if let Some(v) = row["vlan"].as_str() {
         line.push_str(&format!("  vlan {v}"));
     }

@@ -36,6 +36,8 @@ pub fn record_of(d: &Decision, packet: &Packet<'_>, client: &str, source: IpAddr
         accept: d.accept,
         reason: d.reason.to_string(),
         vlan: d.reply.as_ref().and_then(|r| r.vlan.clone()),
+        account: d.account.clone(),
+        policy_rule: d.policy_rule.and_then(|r| u32::try_from(r).ok()),
     }
 }
 

@@ -105,13 +105,7 @@ impl Handler for RadiusHandler {
         if let Some(h) = &self.history
             && crate::server::handler::Outcome::reply(d) != crate::server::handler::Reply::Challenge
         {
-            h.record(history::record_of(
-                d,
-                packet,
-                client,
-                source,
-                crate::clock::now_unix_ms(),
-            ));
+            h.record_with(|| history::record_of(d, packet, client, source, crate::clock::now_unix_ms()));
         }
     }
 

@@ -533,7 +533,8 @@ async fn authorize_certificate(state: &State, s: &EapSession, outer: &str) -> De
                     account.label(),
                     Some(directory),
                     format!("{} (certificate {label})", super::disabled_reason(&account)),
-                );
+                )
+                .about(&account);
             }
             let mut d = accept(state, method, account.label(), directory, &account, "");
             d.reason = format!("client certificate verified; the account is its {}", name.rule.as_str()).into();

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::directory::ad::AdDirectory;
-use crate::directory::policy::{self, PolicyRule, ReplyPlan};
+use crate::directory::policy::{PolicyRule, ReplyPlan};
 use crate::directory::{
     Account, Directory, DirectoryKind, EntraDirectory, Explanation, Identity, LocalDirectory, MacAddr, Resolution,
     Resolver, UserCredential,
@@ -81,6 +81,12 @@ pub struct Decision {
     pub reason: Cow<'static, str>,
     /// Reply attributes from the first matching `[[policy]]` rule (accepts only).
     pub reply: Option<ReplyPlan>,
+    /// The account the identity resolved to (its object id in its
+    /// directory), when one did; for the history.
+    pub account: Option<String>,
+    /// Which `[[policy]]` rule gave the reply, counted from 1 in the order
+    /// of the configuration (accepts only).
+    pub policy_rule: Option<usize>,
     /// EAP-Message, State and keys, for EAP requests.
     pub eap: Option<eap::EapReply>,
 }
@@ -99,8 +105,16 @@ impl Decision {
             directory,
             reason: reason.into(),
             reply: None,
+            account: None,
+            policy_rule: None,
             eap: None,
         }
+    }
+
+    /// The same decision, about `account`.
+    fn about(mut self, account: &Account) -> Decision {
+        self.account = Some(account.object_id().to_string());
+        self
     }
 }
 
@@ -564,12 +578,7 @@ fn check_resolved(
     };
     let label = account.label();
     if !account.enabled() {
-        return Step::Done(Decision::reject(
-            method,
-            label,
-            Some(directory),
-            disabled_reason(&account),
-        ));
+        return Step::Done(Decision::reject(method, label, Some(directory), disabled_reason(&account)).about(&account));
     }
     if directory == DirectoryKind::Entra
         && let Some(checker) = entra_passwords.checker()
@@ -1005,14 +1014,16 @@ fn accept(
     account: &Account,
     reason: &'static str,
 ) -> Decision {
-    let rule = policy::select(&state.policy, account);
+    let rule = state.policy.iter().position(|r| r.matches(account));
     Decision {
         accept: true,
         method,
         identity,
         directory: Some(directory),
         reason: reason.into(),
-        reply: rule.map(|r| r.plan()),
+        reply: rule.map(|i| state.policy[i].plan()),
+        account: Some(account.object_id().to_string()),
+        policy_rule: rule.map(|i| i + 1),
         eap: None,
     }
 }
@@ -1053,6 +1064,7 @@ fn mab(state: &State, packet: &Packet<'_>, mac: MacAddr, via: MabVia) -> Decisio
                     Some(directory),
                     format!("device disabled in {directory}"),
                 )
+                .about(&account)
             }
         }
         Resolution::NotFound => Decision::reject(method, mac.to_string(), None, "unknown MAC"),

@@ -1,6 +1,13 @@
 //! The authentication history: one row per Access-Request decision, written
 //! by a thread of its own with group commit, read by `auth log`.
 //!
+//! It lives in a database of its own, `history.db` beside the store's
+//! file: the writer runs at the lowest CPU priority, and at full load it
+//! may be descheduled for seconds in the middle of a transaction. In the
+//! store's file it would then hold the write lock that accounting (which
+//! must commit before it answers) and the sync wait for; in its own file it
+//! holds up nobody.
+//!
 //! The RADIUS path hands a record over with [`HistoryWriter::record`], which
 //! never waits: when the queue is full (the disk is slower than the
 //! decisions), the record is dropped and counted, and the server goes on
@@ -10,7 +17,7 @@
 //! the RADIUS threads need every cycle, they get them.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -18,13 +25,39 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 
-use super::{Store, StoreError};
+use super::migrations::{self, MIGRATION_5_AUTH_HISTORY, Migration};
+use super::{Store, StoreError, configure, ensure_private_file, open_flags, tighten_if_exists};
+
+/// The history's database, in the state directory beside the store's.
+pub const HISTORY_FILE: &str = "history.db";
+
+/// The schema of `history.db` (the store's own schema had the same table
+/// as its migration 5, before the history moved out).
+const HISTORY_MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: MIGRATION_5_AUTH_HISTORY,
+    },
+    Migration {
+        version: 2,
+        sql: "ALTER TABLE auth_history ADD COLUMN account TEXT;
+              ALTER TABLE auth_history ADD COLUMN policy_rule INTEGER;",
+    },
+];
+
+/// Page cache of a history connection: the writer only appends (the rowid
+/// and the two indexes' hot pages), so the store's 32 MiB would mostly hold
+/// pages it never reads again, in the server's resident memory.
+const HISTORY_CACHE_KIB: i64 = 4096;
 
 /// Records waiting for the writer; more are dropped and counted. At
 /// 100,000 decisions a second this is 80 ms of decisions, twice a batch.
 pub const QUEUE: usize = 8192;
 /// Most records in one transaction.
 const MAX_BATCH: usize = 4096;
+/// How long the writer lets records gather after a batch that did not fill
+/// ([`MAX_BATCH`]); [`QUEUE`] holds several times this at full load.
+const GATHER: Duration = Duration::from_millis(10);
 /// How often retention runs.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// Rows deleted per statement while pruning.
@@ -56,6 +89,13 @@ pub struct HistoryRecord {
     pub accept: bool,
     pub reason: String,
     pub vlan: Option<String>,
+    /// The object id of the account the identity resolved to, if one did.
+    #[serde(default)]
+    pub account: Option<String>,
+    /// The `[[policy]]` rule that gave the reply, from 1 in configuration
+    /// order.
+    #[serde(default)]
+    pub policy_rule: Option<u32>,
 }
 
 /// A stored decision with its row id (ascending with time of writing).
@@ -106,6 +146,12 @@ pub struct HistoryStats {
 pub struct HistoryWriter {
     tx: SyncSender<HistoryRecord>,
     stats: Arc<HistoryStats>,
+    /// Records sent and not yet taken by the writer, and the queue's size:
+    /// a full queue is seen before a record is built, so that a decision
+    /// whose record would be dropped costs one atomic load, not a dozen
+    /// small allocations (at full load nearly every record is dropped).
+    queued: Arc<AtomicUsize>,
+    capacity: usize,
 }
 
 impl HistoryWriter {
@@ -119,27 +165,50 @@ impl HistoryWriter {
         retention: Retention,
         queue: usize,
     ) -> Result<(HistoryWriter, JoinHandle<()>), StoreError> {
-        let conn = store.connect()?;
-        let (tx, rx) = std::sync::mpsc::sync_channel(queue.max(1));
+        let conn = store.history_connect()?;
+        let capacity = queue.max(1);
+        let (tx, rx) = std::sync::mpsc::sync_channel(capacity);
         let stats = Arc::new(HistoryStats::default());
         let s = Arc::clone(&stats);
+        let queued = Arc::new(AtomicUsize::new(0));
+        let q = Arc::clone(&queued);
         let handle = thread::Builder::new()
             .name("history-writer".into())
             .spawn(move || {
                 // At full load the RADIUS threads come first; the history
                 // then falls behind and drops (counted), as designed.
                 crate::sys::lower_thread_priority();
-                run(conn, &rx, retention, &s)
+                run(conn, &rx, retention, &s, &q)
             })
             .map_err(StoreError::Spawn)?;
-        Ok((HistoryWriter { tx, stats }, handle))
+        Ok((
+            HistoryWriter {
+                tx,
+                stats,
+                queued,
+                capacity,
+            },
+            handle,
+        ))
     }
 
     /// Queues one record; never waits. A full queue drops it (counted).
     pub fn record(&self, rec: HistoryRecord) {
-        match self.tx.try_send(rec) {
+        self.record_with(|| rec);
+    }
+
+    /// Queues the record `build` makes, building it only when the queue has
+    /// room; never waits. A full queue drops it (counted) unbuilt.
+    pub fn record_with(&self, build: impl FnOnce() -> HistoryRecord) {
+        if self.queued.load(Ordering::Relaxed) >= self.capacity {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        match self.tx.try_send(build()) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.queued.fetch_sub(1, Ordering::Relaxed);
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -150,7 +219,13 @@ impl HistoryWriter {
     }
 }
 
-fn run(mut conn: Connection, rx: &Receiver<HistoryRecord>, retention: Retention, stats: &HistoryStats) {
+fn run(
+    mut conn: Connection,
+    rx: &Receiver<HistoryRecord>,
+    retention: Retention,
+    stats: &HistoryStats,
+    queued: &AtomicUsize,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut last_prune: Option<Instant> = None;
     let mut last_error: Option<Instant> = None;
@@ -164,6 +239,7 @@ fn run(mut conn: Connection, rx: &Receiver<HistoryRecord>, retention: Retention,
                         Err(_) => break,
                     }
                 }
+                queued.fetch_sub(batch.len(), Ordering::Relaxed);
                 let n = batch.len() as u64;
                 match write_batch(&mut conn, &batch) {
                     Ok(()) => stats.written.fetch_add(n, Ordering::Relaxed),
@@ -175,7 +251,15 @@ fn run(mut conn: Connection, rx: &Receiver<HistoryRecord>, retention: Retention,
                         stats.failed.fetch_add(n, Ordering::Relaxed)
                     }
                 };
+                let full = batch.len() == MAX_BATCH;
                 batch.clear();
+                if !full {
+                    // Let the next batch gather while we sleep rather than
+                    // waiting in `recv`: a writer blocked in the channel
+                    // must be woken by the sender, a syscall on the RADIUS
+                    // path for every record that finds it asleep.
+                    thread::sleep(GATHER);
+                }
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
@@ -198,8 +282,9 @@ fn write_batch(conn: &mut Connection, batch: &[HistoryRecord]) -> rusqlite::Resu
     {
         let mut insert = tx.prepare_cached(
             "INSERT INTO auth_history (time_ms, client, nas_addr, nas_port, called_station_id,
-                calling_station_id, mac, identity, method, directory, accept, reason, vlan)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                calling_station_id, mac, identity, method, directory, accept, reason, vlan, account,
+                policy_rule)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
         )?;
         for r in batch {
             insert.execute(params![
@@ -216,6 +301,8 @@ fn write_batch(conn: &mut Connection, batch: &[HistoryRecord]) -> rusqlite::Resu
                 r.accept,
                 r.reason,
                 r.vlan,
+                r.account,
+                r.policy_rule,
             ])?;
         }
     }
@@ -267,9 +354,36 @@ pub(crate) fn prune(conn: &Connection, retention: Retention, now_ms: i64) -> rus
 }
 
 impl Store {
+    /// Where the history is kept: [`HISTORY_FILE`] beside the store's file.
+    pub fn history_path(&self) -> std::path::PathBuf {
+        self.path().with_file_name(HISTORY_FILE)
+    }
+
+    /// A connection to the history's database, created (0600) and brought
+    /// to its schema on first use.
+    fn history_connect(&self) -> Result<Connection, StoreError> {
+        let path = self.history_path();
+        ensure_private_file(&path)?;
+        let open_err = |source| StoreError::Open {
+            path: path.clone(),
+            source,
+        };
+        let mut conn = Connection::open_with_flags(&path, open_flags()).map_err(open_err)?;
+        configure(&conn).map_err(open_err)?;
+        conn.pragma_update(None, "cache_size", -HISTORY_CACHE_KIB)
+            .map_err(open_err)?;
+        migrations::migrate(&mut conn, &path, HISTORY_MIGRATIONS)?;
+        for suffix in ["-wal", "-shm"] {
+            let mut companion = path.clone().into_os_string();
+            companion.push(suffix);
+            tighten_if_exists(std::path::Path::new(&companion), 0o600)?;
+        }
+        Ok(conn)
+    }
+
     /// The decisions `filter` selects (at most [`MAX_LIMIT`]).
     pub fn auth_history(&self, filter: &HistoryFilter) -> Result<Vec<HistoryRow>, StoreError> {
-        let conn = self.connect()?;
+        let conn = self.history_connect()?;
         Ok(query(&conn, filter)?)
     }
 }
@@ -278,7 +392,7 @@ fn query(conn: &Connection, f: &HistoryFilter) -> rusqlite::Result<Vec<HistoryRo
     let order = if f.after_id.is_some() { "ASC" } else { "DESC" };
     let sql = format!(
         "SELECT id, time_ms, client, nas_addr, nas_port, called_station_id, calling_station_id, mac,
-                identity, method, directory, accept, reason, vlan
+                identity, method, directory, accept, reason, vlan, account, policy_rule
          FROM auth_history
          WHERE (?1 IS NULL OR identity = ?1 COLLATE NOCASE)
            AND (?2 IS NULL OR mac = ?2)
@@ -309,6 +423,8 @@ fn query(conn: &Connection, f: &HistoryFilter) -> rusqlite::Result<Vec<HistoryRo
                     accept: r.get(11)?,
                     reason: r.get(12)?,
                     vlan: r.get(13)?,
+                    account: r.get(14)?,
+                    policy_rule: r.get(15)?,
                 },
             })
         },
@@ -335,6 +451,8 @@ mod tests {
             accept,
             reason: if accept { "ok" } else { "wrong password" }.into(),
             vlan: None,
+            account: Some(format!("local:{identity}")),
+            policy_rule: accept.then_some(1),
         }
     }
 
@@ -420,9 +538,9 @@ mod tests {
         let (_d, s) = store();
         // The writer cannot start a transaction while another connection
         // holds the write lock, so its queue of 8 fills.
-        let blocker = s.connect().unwrap();
-        blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
         let (w, h) = HistoryWriter::spawn_with_queue(&s, FOREVER, 8).unwrap();
+        let blocker = s.history_connect().unwrap();
+        blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
         // The first record takes the writer into its transaction, where it
         // waits for the lock; the next 8 fill the queue.
         w.record(rec(0, "x", true));
@@ -433,6 +551,16 @@ mod tests {
         }
         assert!(start.elapsed() < Duration::from_secs(1), "record() waited");
         assert_eq!(w.stats().dropped.load(Ordering::Relaxed), 1000 - 8);
+        // A full queue is seen before the record is built.
+        let mut built = 0;
+        for i in 1001..=1100 {
+            w.record_with(|| {
+                built += 1;
+                rec(i, "x", true)
+            });
+        }
+        assert_eq!(built, 0, "records built for a full queue");
+        assert_eq!(w.stats().dropped.load(Ordering::Relaxed), 1100 - 8);
         blocker.execute_batch("COMMIT").unwrap();
         drop(w);
         h.join().unwrap();
@@ -446,6 +574,28 @@ mod tests {
     }
 
     #[test]
+    fn a_history_transaction_never_holds_up_the_store() {
+        let (_d, s) = store();
+        // A writer descheduled in the middle of a batch holds its write
+        // lock; the store's writers (accounting, sync) must not wait for it.
+        let history = s.history_connect().unwrap();
+        history.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let start = Instant::now();
+        s.set_setting("history-test", Some("1"), 1).unwrap();
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "the store waited for the history's lock"
+        );
+        assert_eq!(s.setting("history-test").unwrap().as_deref(), Some("1"));
+        history.execute_batch("ROLLBACK").unwrap();
+        // Owner-only, like the store's file.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(s.history_path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(s.history_path().parent(), s.path().parent());
+    }
+
+    #[test]
     fn retention_by_age_and_by_count() {
         let (_d, s) = store();
         let (w, h) = HistoryWriter::spawn(&s, FOREVER).unwrap();
@@ -455,7 +605,7 @@ mod tests {
         wait_written(&w, 50);
         drop(w);
         h.join().unwrap();
-        let conn = s.connect().unwrap();
+        let conn = s.history_connect().unwrap();
         // Older than 10 ms before 1_000_050: rows 0..40 go.
         let by_age = Retention {
             keep: Duration::from_millis(10),

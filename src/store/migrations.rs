@@ -138,7 +138,7 @@ ALTER TABLE replica_objects_v4 RENAME TO replica_objects;
 /// two selective filters of `auth log` (identity, MAC). Time is not
 /// indexed: every row costs each index a write at full load, and a query
 /// walks rowids newest first, stopping at its limit.
-const MIGRATION_5_AUTH_HISTORY: &str = "
+pub(crate) const MIGRATION_5_AUTH_HISTORY: &str = "
 CREATE TABLE auth_history (
     id                 INTEGER PRIMARY KEY,
     time_ms            INTEGER NOT NULL,

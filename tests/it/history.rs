@@ -98,12 +98,19 @@ fn decisions_are_kept_and_found_by_identity_mac_client_result_and_time() {
     assert_eq!(mab["vlan"], "30");
     assert_eq!(mab["nas_port"], "7");
     assert_eq!(mab["directory"], "local");
+    // The first (and only) [[policy]] rule gave the VLAN, to this account.
+    assert_eq!(mab["policy_rule"], 1);
+    assert!(mab["account"].as_str().is_some_and(|a| !a.is_empty()), "{mab}");
+    assert!(carol["account"].is_null() && carol["policy_rule"].is_null(), "{carol}");
     let alice_ok = &rows[3];
     assert_eq!(alice_ok["accept"], true);
     assert_eq!(alice_ok["nas_port"], "Gi1/0/12");
     assert_eq!(alice_ok["client"], "lo");
     assert_eq!(alice_ok["nas_addr"], "127.0.0.1");
     assert_eq!(alice_ok["calling_station_id"], "aa-bb-cc-dd-ee-ff");
+    // A user: the device rule does not apply, so no rule and no VLAN.
+    assert!(alice_ok["policy_rule"].is_null(), "{alice_ok}");
+    assert!(alice_ok["account"].as_str().is_some(), "{alice_ok}");
 
     assert_eq!(log_json(&s, &["--user", "ALICE"]).len(), 2);
     assert_eq!(log_json(&s, &["--user", "alice", "--result", "reject"]).len(), 1);
@@ -123,6 +130,9 @@ fn decisions_are_kept_and_found_by_identity_mac_client_result_and_time() {
         lines[1].contains("alice") && lines[1].ends_with("wrong password"),
         "{text}"
     );
+
+    let o = s.cli(&["auth", "log", "--mac", "02:00:00:00:00:01"]);
+    assert!(stdout(&o).contains("policy #1  vlan 30"), "{}", stdout(&o));
 
     let o = s.cli(&["auth", "log", "--mac", "not-a-mac"]);
     assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
