@@ -133,9 +133,12 @@ fn dc() -> &'static Dc {
         }
         // An AD account whose UPN is also an Entra ID user's (the
         // emulator's demo tenant): Entra decides it, AD is never asked.
+        // And PC1's DNS name, as a joined machine has it (host/fqdn).
         let ldif = dir.join("upn.ldif");
         std::fs::write(&ldif, "dn: CN=alicent,CN=Users,DC=corp,DC=example,DC=test\nchangetype: modify\n\
-            replace: userPrincipalName\nuserPrincipalName: alice@contoso.example\n").unwrap();
+            replace: userPrincipalName\nuserPrincipalName: alice@contoso.example\n\n\
+            dn: CN=PC1,CN=Computers,DC=corp,DC=example,DC=test\nchangetype: modify\n\
+            replace: dNSHostName\ndNSHostName: pc1.corp.example.test\n").unwrap();
         run("ldapmodify", &["-x", "-H", &format!("ldap://{addr}"), "-D", "Administrator@CORP.EXAMPLE.TEST",
             "-w", "Adm1n-Pass9", "-f", ldif.to_str().unwrap()]);
         Dc { dir, addr }
@@ -418,7 +421,7 @@ fn radius_pap_against_ad_by_every_name_form_with_state_groups_and_reasons() {
     assert!(out.contains("decided by: ad (alice"), "{out}");
     assert!(out.contains(&format!("ad answered by: ldaps://{a}")), "{out}");
     // A computer account, by the names machines use.
-    for id in ["PC1$", "host/pc1"] {
+    for id in ["PC1$", "host/pc1", "CORP\\PC1$", "host/pc1.corp.example.test"] {
         let out = stdout(&s.cli(&["accounts", "lookup", id]));
         assert!(
             out.contains("decided by: ad (") && out.contains("device"),
