@@ -400,6 +400,32 @@ fn radius_pap_against_ad_by_every_name_form_with_state_groups_and_reasons() {
     let out = pap(&s, "alice*", "Alice-Pass1");
     assert!(out.contains("Received Access-Reject"), "{out}");
 
+    // A burst for one identity not yet cached is one LDAP search.
+    let before = metric(&s, "entra_radius_ad_lookups_total");
+    let burst: Vec<_> = (0..8)
+        .map(|_| {
+            let auth = s.auth;
+            std::thread::spawn(move || {
+                stdout(&radclient(
+                    auth,
+                    "auth",
+                    SECRET,
+                    &format!("User-Name = \"CORP\\\\alicent\", User-Password = \"Alicent-Pass1\", {MA}"),
+                ))
+            })
+        })
+        .collect();
+    for t in burst {
+        let out = t.join().unwrap();
+        assert!(out.contains("Received Access-Accept"), "{out}");
+    }
+    assert_eq!(
+        metric(&s, "entra_radius_ad_lookups_total") - before,
+        1.0,
+        "{}",
+        s.metrics()
+    );
+
     // AD does not know carl: the local account below it decides.
     let out = pap(&s, "carl", "local-carl");
     assert!(out.contains("Received Access-Accept"), "{out}\n{}", s.logs());
@@ -408,8 +434,9 @@ fn radius_pap_against_ad_by_every_name_form_with_state_groups_and_reasons() {
     assert!(metric(&s, "entra_radius_ad_cache_hits_total") >= 2.0, "{}", s.metrics());
     assert!(metric(&s, "entra_radius_ad_lookups_total") >= 1.0, "{}", s.metrics());
     let m = s.metrics();
-    // alice 4 and locky 1 accepted; alice 1 and locky 2 wrong; locky locked.
-    for (outcome, n) in [("accepted", 5), ("wrong_password", 3), ("locked", 1), ("empty", 0)] {
+    // alice 4, alicent 8 and locky 1 accepted; alice 1 and locky 2
+    // wrong; locky locked.
+    for (outcome, n) in [("accepted", 13), ("wrong_password", 3), ("locked", 1), ("empty", 0)] {
         assert!(
             m.contains(&format!("entra_radius_ad_binds_total{{outcome=\"{outcome}\"}} {n}\n")),
             "{outcome}: {m}"

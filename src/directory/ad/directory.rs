@@ -54,6 +54,10 @@ pub struct AdDirectory {
     client: AdClient,
     found: Cache<String, Arc<Account>>,
     not_found: Cache<String, ()>,
+    /// Searches in progress by cache key: requests for the same identity
+    /// that miss the cache together wait for one search (a burst of
+    /// retries or of one user's devices is one LDAP search).
+    in_flight: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::OnceCell<Lookup>>>>,
     stats: Stats,
 }
 
@@ -75,6 +79,7 @@ impl AdDirectory {
                 .max_capacity(CACHE_CAPACITY)
                 .time_to_live(NOT_FOUND_TTL)
                 .build(),
+            in_flight: std::sync::Mutex::default(),
             stats: Stats::default(),
         })
     }
@@ -181,7 +186,25 @@ impl AdDirectory {
         .sample(&[], self.client.service_refusals());
     }
 
+    /// One search per identity at a time: later callers share its answer.
     async fn search(&self, id: &Identity) -> Lookup {
+        let k = key(id);
+        let cell = self
+            .in_flight
+            .lock()
+            .expect("poisoned")
+            .entry(k.clone())
+            .or_default()
+            .clone();
+        let l = cell.get_or_init(|| self.search_now(id)).await.clone();
+        let mut m = self.in_flight.lock().expect("poisoned");
+        if m.get(&k).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+            m.remove(&k);
+        }
+        l
+    }
+
+    async fn search_now(&self, id: &Identity) -> Lookup {
         let started = Instant::now();
         let r = self.client.find(id).await;
         let s = &self.stats;
