@@ -388,7 +388,7 @@ impl fmt::Display for Explanation {
                 Answer::Unavailable { reason } => writeln!(f, "unavailable: {} ({reason})", d.directory)?,
             }
             if let Some(s) = &d.source {
-                writeln!(f, "{} answered by: {s}", d.directory)?;
+                writeln!(f, "{}: the DC that answered last: {s}", d.directory)?;
             }
         }
         Ok(())

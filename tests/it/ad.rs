@@ -446,7 +446,10 @@ fn radius_pap_against_ad_by_every_name_form_with_state_groups_and_reasons() {
     // accounts lookup: the AD row, and the DC that answered.
     let out = stdout(&s.cli(&["accounts", "lookup", "CORP\\alice"]));
     assert!(out.contains("decided by: ad (alice"), "{out}");
-    assert!(out.contains(&format!("ad answered by: ldaps://{a}")), "{out}");
+    assert!(
+        out.contains(&format!("ad: the DC that answered last: ldaps://{a}")),
+        "{out}"
+    );
     // A computer account, by the names machines use.
     for id in ["PC1$", "host/pc1", "CORP\\PC1$", "host/pc1.corp.example.test"] {
         let out = stdout(&s.cli(&["accounts", "lookup", id]));
