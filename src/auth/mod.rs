@@ -126,6 +126,9 @@ struct State {
     /// Active Directory, when `[ad]` is configured and in the order: for
     /// password checks by a bind.
     ad: Option<Arc<AdDirectory>>,
+    /// Wrong AD passwords per account, as for Entra ID (lives as long as
+    /// the server).
+    ad_failures: Arc<entra_password::FailureLimiter>,
     local: Arc<LocalDirectory>,
     resolver: Resolver,
     policy: Vec<PolicyRule>,
@@ -146,6 +149,10 @@ pub struct Authenticator {
     argon2: Arc<CpuPool>,
     /// EAP-TLS and EAP-TTLS, when `[eap]` is configured; swapped on reload.
     eap: ArcSwap<Option<Arc<eap::EapServer>>>,
+    /// Wrong AD passwords per account: beyond the limit AD is not asked,
+    /// so that guesses through RADIUS do not lock the account out in AD.
+    /// Outlives reloads, like the Entra ID limiter.
+    ad_failures: Arc<entra_password::FailureLimiter>,
 }
 
 /// How PAP is checked for Entra ID users: the live check, its cache, the
@@ -252,6 +259,12 @@ const ARGON2_QUEUE_PER_THREAD: usize = 16;
 /// trip of tens of milliseconds to a few seconds.
 const ENTRA_PASSWORD_CHECKS: usize = 64;
 
+/// Wrong passwords per AD account within the window before AD is no
+/// longer asked for it (as for Entra ID; AD's lockout threshold is often
+/// 5 to 10).
+const AD_FAILURES: u32 = 5;
+const AD_FAILURE_WINDOW: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
 /// AD searches and binds in progress at once; each is one or a few LDAP
 /// round trips, bounded by `[ad] timeout` each.
 const AD_OPERATIONS: usize = 64;
@@ -282,10 +295,12 @@ impl Authenticator {
 
     /// `new` with the pool argon2 runs on.
     pub fn with_pool(entra: Option<Arc<EntraDirectory>>, cfg: AuthConfig, argon2: Arc<CpuPool>) -> Authenticator {
-        let state = ArcSwap::from_pointee(build_state(entra.as_ref(), cfg));
+        let ad_failures = Arc::new(entra_password::FailureLimiter::new(AD_FAILURES, AD_FAILURE_WINDOW));
+        let state = ArcSwap::from_pointee(build_state(entra.as_ref(), cfg, &ad_failures));
         Authenticator {
             entra,
             state,
+            ad_failures,
             entra_passwords: Arc::new(EntraPasswords::new()),
             argon2,
             eap: ArcSwap::from_pointee(None),
@@ -332,7 +347,8 @@ impl Authenticator {
     }
 
     pub fn reload(&self, cfg: AuthConfig) {
-        self.state.store(Arc::new(build_state(self.entra.as_ref(), cfg)));
+        self.state
+            .store(Arc::new(build_state(self.entra.as_ref(), cfg, &self.ad_failures)));
     }
 
     /// Why `identity` would be decided the way it is (`accounts lookup`),
@@ -816,7 +832,24 @@ async fn ad_pap(
     method: Method,
 ) -> Decision {
     let dir = Some(DirectoryKind::ActiveDirectory);
-    match ad.check_password(account, pw.as_bytes()).await {
+    let id = account.object_id();
+    if !state.ad_failures.allowed(id) {
+        return Decision::reject(
+            method,
+            label,
+            dir,
+            "too many wrong passwords for this user recently; AD was not asked (protects the account from AD's lockout)",
+        );
+    }
+    let verdict = ad.check_password(account, pw.as_bytes()).await;
+    match &verdict {
+        Ok(crate::directory::ad::client::PasswordVerdict::Accepted) => state.ad_failures.clear(id),
+        Ok(crate::directory::ad::client::PasswordVerdict::Refused(
+            crate::directory::ad::wire::BindRefusal::WrongPassword,
+        )) => state.ad_failures.record_failure(id),
+        _ => {}
+    }
+    match verdict {
         Ok(crate::directory::ad::client::PasswordVerdict::Accepted) => accept(
             state,
             method,
@@ -968,7 +1001,11 @@ impl Slow for Deferred {
     }
 }
 
-fn build_state(entra: Option<&Arc<EntraDirectory>>, cfg: AuthConfig) -> State {
+fn build_state(
+    entra: Option<&Arc<EntraDirectory>>,
+    cfg: AuthConfig,
+    ad_failures: &Arc<entra_password::FailureLimiter>,
+) -> State {
     let local = Arc::new(cfg.local);
     let mut chain: Vec<Arc<dyn Directory>> = Vec::new();
     for kind in cfg.order.iter().copied() {
@@ -990,6 +1027,7 @@ fn build_state(entra: Option<&Arc<EntraDirectory>>, cfg: AuthConfig) -> State {
     State {
         entra: entra.cloned(),
         ad,
+        ad_failures: ad_failures.clone(),
         local,
         resolver: Resolver::new(chain),
         policy: cfg.policy,

@@ -108,6 +108,7 @@ fn dc() -> &'static Dc {
         tool(&["computer", "create", "PC2"]);
         // Locked out after two wrong passwords (its own password policy,
         // so that other tests' wrong guesses lock nobody).
+        tool(&["user", "create", "guessy", "Guessy-Pass1"]);
         tool(&["user", "create", "locky", "Locky-Pass1"]);
         tool(&["domain", "passwordsettings", "pso", "create", "lockout-2", "1", "--account-lockout-threshold=2",
             "--account-lockout-duration=30", "--reset-account-lockout-after=30"]);
@@ -664,4 +665,30 @@ fn a_refused_service_account_makes_ad_unavailable_with_the_reason() {
         s.metrics()
     );
     assert!(!s.logs().contains("Not-The-Pass1"), "the bind password is never logged");
+}
+
+#[test]
+fn wrong_passwords_beyond_the_limit_never_reach_ad() {
+    let a = dc().addr.clone();
+    let s = ad_server(&[format!("ldaps://{a}")], "");
+    for _ in 0..5 {
+        assert!(pap(&s, "guessy", "Wrong-Pass1").contains("Received Access-Reject"));
+    }
+    s.wait_for_log_count("AD refused the password: wrong password (AD: 52e)", 5);
+    // The sixth guess and even the right password are refused here: AD
+    // (which would lock the account out at its own threshold) is not asked.
+    for pw in ["Wrong-Pass1", "Guessy-Pass1"] {
+        let out = pap(&s, "guessy", pw);
+        assert!(out.contains("Received Access-Reject"), "{out}");
+    }
+    s.wait_for_log_count("AD was not asked (protects the account from AD's lockout)", 2);
+    let m = s.metrics();
+    assert!(
+        m.contains("entra_radius_ad_binds_total{outcome=\"wrong_password\"} 5\n"),
+        "{m}"
+    );
+    assert!(
+        m.contains("entra_radius_ad_binds_total{outcome=\"accepted\"} 0\n"),
+        "{m}"
+    );
 }
