@@ -10,7 +10,7 @@
 //! `LOAD_TIMEOUT_MS` [1000], `LOAD_SERVER_CPUS` [0], `LOAD_GEN_CPU` [1],
 //! `LOAD_SERVERS` [entra,freeradius,radius-rs; `entra-nohistory` adds entra-radius with `[history] enabled = false`, to measure what the authentication history costs; `baseline` adds the entra-radius binary at `LOAD_BASELINE_BIN`, e.g. an earlier commit's build], `LOAD_SPIN` generator polls without sleeping [1], `LOAD_SAME_LOAD` fraction of
 //! FreeRADIUS's PAP capacity for the latency comparison [0.7],
-//! `LOAD_RATE` requests/s for it instead, `LOAD_ENTRA_THREADS` entra-radius's `[server] threads` [unset: its default, one per CPU it may run on, so 1 when pinned to one; 2 holds up better when other processes compete for that CPU, but then a reader preempted mid-batch by the other costs the full-load p99 a scheduler slice, about 4 ms], `LOAD_SCENARIOS` [pap,pap1,reject,mab,mab1,dup,intune,eap; `pap1` and `mab1` send PAP and MAB accepts from a single socket with 64 requests in flight, as a wireless LAN controller or a RADIUS proxy does (`LOAD_SOCKETS`/`LOAD_WINDOW` do not apply to them); `eap` is EAP-TLS full handshakes and resumptions through `eapol_test`, entra-radius and FreeRADIUS with the same certificates (see load/eap.rs for its variables); `intune` is MAB for the Intune devices of a synthetic tenant of `LOAD_INTUNE_DEVICES` [125000] devices that entra-radius syncs from the Graph emulator through its admin CLI first, entra-radius only], `LOAD_DEBUG_BAD` prints the first bad replies.
+//! `LOAD_RATE` requests/s for it instead, `LOAD_ENTRA_THREADS` entra-radius's `[server] threads` [unset: its default, one per CPU it may run on, so 1 when pinned to one; 2 holds up better when other processes compete for that CPU, but then a reader preempted mid-batch by the other costs the full-load p99 a scheduler slice, about 4 ms], `LOAD_SCENARIOS` [pap,pap1,reject,mab,mab1,dup,intune,eap; `pap1` and `mab1` send PAP and MAB accepts from a single socket with 64 requests in flight, as a wireless LAN controller or a RADIUS proxy does (`LOAD_SOCKETS`/`LOAD_WINDOW` do not apply to them); `eap` is EAP-TLS full handshakes and resumptions through `eapol_test`, entra-radius and FreeRADIUS with the same certificates (see load/eap.rs for its variables); `intune` is MAB for the Intune devices of a synthetic tenant of `LOAD_INTUNE_DEVICES` [125000] devices that entra-radius syncs from the Graph emulator through its admin CLI first, entra-radius only], `LOAD_DEBUG_BAD` prints the first bad replies. `LOAD_SOAK` seconds [0: off] runs the soak instead of the scenarios: the mix of PAP accepts, MAB accepts, rejects and duplicates at `LOAD_SOAK_LOAD` [0.8] of each server's PAP saturation, reported per `LOAD_SOAK_WINDOW` seconds [60] with the RSS slope (e.g. `LOAD_SERVERS=entra LOAD_SOAK=600`; no accounting in the mix yet).
 
 #[path = "load/eap.rs"]
 mod eap;
@@ -255,8 +255,16 @@ fn main() -> Result<()> {
         peers.push(p);
     }
     let rss_start: BTreeMap<&'static str, u64> = peers.iter().map(|p| (p.name, p.rss_kib())).collect();
+    let mut seed = 0x5eed_u64;
     pin_self(gen_cpu);
     let names: Vec<&'static str> = peers.iter().map(|p| p.name).collect();
+    let soak: u64 = env_or("LOAD_SOAK", 0);
+    if soak > 0 {
+        for p in &peers {
+            soak_one(p, &cfg, soak, &mut seed);
+        }
+        return Ok(());
+    }
     let only: String = env_or("LOAD_SCENARIOS", "pap,pap1,reject,mab,mab1,dup,intune,eap".to_string());
     let scenarios: Vec<Scenario> = [
         ("pap", Scenario::PapAccept),
@@ -271,7 +279,6 @@ fn main() -> Result<()> {
     .map(|(_, s)| s)
     .collect();
     let mut results: BTreeMap<Scenario, BTreeMap<&'static str, Vec<Row>>> = BTreeMap::new();
-    let mut seed = 0x5eed_u64;
     for round in 0..rounds {
         for &sc in &scenarios {
             // Alternate which server goes first, so drift in the machine's
@@ -430,4 +437,89 @@ fn main() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The soak: `secs` seconds of the mixed traffic at `LOAD_SOAK_LOAD` [0.8]
+/// of the server's PAP saturation (measured first, 5 s), reported per
+/// window of `LOAD_SOAK_WINDOW` seconds [60]: rate, lost, bad, p50/p99/p99.9
+/// and RSS; then the RSS slope (least squares over the windows).
+fn soak_one(p: &peers::Peer, cfg: &LoadConfig, secs: u64, seed: &mut u64) {
+    let full = LoadConfig {
+        measure: Duration::from_secs(5),
+        ..cfg.clone()
+    };
+    *seed += 1;
+    let saturation = generator::run(
+        p.addr,
+        peers::SECRET.as_bytes(),
+        Scenario::PapAccept,
+        &full,
+        *seed,
+        &|| p.cpu(),
+    )
+    .rate();
+    let load: f64 = env_or("LOAD_SOAK_LOAD", 0.8f64).clamp(0.05, 1.0);
+    let window = Duration::from_secs(env_or("LOAD_SOAK_WINDOW", 60u64).clamp(5, 600));
+    let windows = secs.div_ceil(window.as_secs()).max(1);
+    let soak = LoadConfig {
+        rate: Some(saturation * load),
+        warmup: Duration::ZERO,
+        measure: window,
+        ..cfg.clone()
+    };
+    println!(
+        "\n### Soak of {}: {} × {} s of {} at {:.0} requests/s ({:.0} % of its PAP saturation, {saturation:.0}/s)\n",
+        p.name,
+        windows,
+        window.as_secs(),
+        Scenario::Mixed.name(),
+        saturation * load,
+        load * 100.0
+    );
+    println!(
+        "| window | req/s | lost | bad | dup mismatches | p50 µs | p99 µs | p99.9 µs | server CPU s / 100k | RSS MiB |"
+    );
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let rss0 = p.rss_kib();
+    let mut points = Vec::new();
+    let (mut lost, mut bad, mut mismatch, mut answered) = (0, 0, 0, 0);
+    for w in 0..windows {
+        *seed += 1;
+        let o = generator::run(p.addr, peers::SECRET.as_bytes(), Scenario::Mixed, &soak, *seed, &|| {
+            p.cpu()
+        });
+        let rss = p.rss_kib();
+        points.push(((w + 1) as f64 * window.as_secs_f64() / 60.0, rss as f64 / 1024.0));
+        lost += o.lost;
+        bad += o.bad;
+        mismatch += o.duplicate_mismatch + o.duplicate_unanswered;
+        answered += o.answered;
+        println!(
+            "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {:.2} | {} |",
+            w + 1,
+            o.rate(),
+            o.lost,
+            o.bad,
+            o.duplicate_mismatch + o.duplicate_unanswered,
+            us(o.percentile(0.5)),
+            us(o.percentile(0.99)),
+            us(o.percentile(0.999)),
+            o.cpu_per_100k().as_secs_f64(),
+            rss / 1024
+        );
+    }
+    // Least squares: MiB per minute.
+    let n = points.len() as f64;
+    let (sx, sy) = points.iter().fold((0.0, 0.0), |a, p| (a.0 + p.0, a.1 + p.1));
+    let (mx, my) = (sx / n, sy / n);
+    let (num, den) = points.iter().fold((0.0, 0.0), |a, p| {
+        (a.0 + (p.0 - mx) * (p.1 - my), a.1 + (p.0 - mx) * (p.0 - mx))
+    });
+    let slope = if den > 0.0 { num / den } else { 0.0 };
+    println!(
+        "\n{}: {answered} answered, {lost} lost, {bad} bad, {mismatch} duplicate mismatches or unanswered; RSS {} MiB before the soak, {} MiB after, slope {slope:+.3} MiB per minute",
+        p.name,
+        rss0 / 1024,
+        p.rss_kib() / 1024
+    );
 }

@@ -27,6 +27,26 @@ pub fn lower_thread_priority() {
     }
 }
 
+/// How many CPUs the calling thread may run on now (its affinity mask,
+/// which `taskset` or a cgroup's cpuset can narrow while the process runs);
+/// `None` where that cannot be asked.
+pub fn allowed_cpus() -> Option<usize> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: an all-zero cpu_set_t is a valid empty set; the kernel
+        // fills at most its size.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+                return None;
+            }
+            usize::try_from(libc::CPU_COUNT(&set)).ok().filter(|n| *n > 0)
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    None
+}
+
 /// Tells the service manager about the server's state (`sd_notify(3)`): one
 /// datagram such as `READY=1` to the socket named in `NOTIFY_SOCKET`
 /// (a path, or `@name` for the abstract namespace). Without that variable
@@ -66,6 +86,28 @@ fn notify_to(target: &std::ffi::OsStr, state: &str) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use std::os::unix::net::UnixDatagram;
+
+    #[test]
+    fn allowed_cpus_counts_this_threads_affinity() {
+        let n = allowed_cpus().expect("sched_getaffinity works here");
+        assert!(n >= 1);
+        // Narrowed to one CPU in a thread of its own, it says so.
+        let one = std::thread::spawn(|| {
+            // SAFETY: as in allowed_cpus; the set names CPU 0 only.
+            unsafe {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                libc::CPU_SET(0, &mut set);
+                assert_eq!(
+                    libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
+                    0
+                );
+            }
+            allowed_cpus()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(one, Some(1));
+    }
 
     #[test]
     fn notify_sends_one_datagram_to_the_named_socket() {

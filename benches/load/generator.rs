@@ -37,6 +37,9 @@ pub enum Scenario {
     PapOneSource,
     /// MAB accepts the same way.
     MabOneSource,
+    /// The soak's mix: 55 % PAP accepts, 20 % MAB accepts, 10 % PAP
+    /// rejects, 15 % PAP accepts retransmitted once the reply is in.
+    Mixed,
 }
 
 /// Requests in flight on the single socket of the one-source scenarios.
@@ -59,6 +62,7 @@ impl Scenario {
 
     pub fn name(self) -> &'static str {
         match self {
+            Scenario::Mixed => "mixed PAP, MAB, rejects, duplicates",
             Scenario::PapOneSource => "PAP accept, one source",
             Scenario::MabOneSource => "MAB accept, one source",
             Scenario::PapAccept => "PAP accept",
@@ -295,6 +299,8 @@ struct Slot {
     sent_at: Instant,
     request: Vec<u8>,
     expect: u8,
+    /// The VLAN the reply must carry (MAB accepts).
+    vlan: Option<&'static str>,
     /// Chosen to be retransmitted once the first reply is in.
     duplicate: bool,
     /// The first reply, kept while the retransmission is out.
@@ -437,6 +443,7 @@ pub fn run(
                         duplicate: false,
                         first_reply: None,
                         busy: false,
+                        vlan: None,
                     })
                     .collect(),
                 outstanding: 0,
@@ -457,7 +464,7 @@ pub fn run(
             revents: 0,
         })
         .collect();
-    let vlan = matches!(scenario, Scenario::MabAccept | Scenario::IntuneMab).then_some(cfg.mab_vlan);
+    let vlan = matches!(scenario, Scenario::MabAccept | Scenario::IntuneMab | Scenario::Mixed).then_some(cfg.mab_vlan);
     let started = Instant::now();
     let measure_from = started + cfg.warmup;
     let stop_sending = measure_from + cfg.measure;
@@ -522,7 +529,7 @@ pub fn run(
                         continue;
                     }
                     let recv_at = Instant::now();
-                    match check_reply(data, &slot.request, &keys, slot.expect, vlan) {
+                    match check_reply(data, &slot.request, &keys, slot.expect, slot.vlan) {
                         _ if mm.truncated(i) => out.bad += 1,
                         Ok(ma) => {
                             out.answered += 1;
@@ -589,11 +596,21 @@ pub fn run(
                 names.clear();
                 pws.clear();
                 let (expect, station);
-                match scenario {
+                // The mix picks one of the plain kinds per request.
+                let kind = match scenario {
+                    Scenario::Mixed => match rng.below(100) {
+                        0..55 => Scenario::PapAccept,
+                        55..75 => Scenario::MabAccept,
+                        75..85 => Scenario::PapReject,
+                        _ => Scenario::DuplicateMix,
+                    },
+                    s => s,
+                };
+                match kind {
                     Scenario::PapAccept | Scenario::DuplicateMix | Scenario::PapReject => {
                         let u = rng.below(cfg.users);
                         names.extend_from_slice(user_name(u).as_bytes());
-                        if scenario == Scenario::PapReject {
+                        if kind == Scenario::PapReject {
                             pws.extend_from_slice(b"not-the-password");
                             expect = ACCESS_REJECT;
                         } else {
@@ -603,9 +620,11 @@ pub fn run(
                         station = mac(rng.below(1 << 24));
                     }
                     // `scenario` is already its traffic (see `Scenario::traffic`).
-                    Scenario::PapOneSource | Scenario::MabOneSource => unreachable!("a one-source scenario's traffic"),
+                    Scenario::PapOneSource | Scenario::MabOneSource | Scenario::Mixed => {
+                        unreachable!("a one-source scenario's or the mix's traffic")
+                    }
                     Scenario::MabAccept | Scenario::IntuneMab => {
-                        let m = if scenario == Scenario::IntuneMab {
+                        let m = if kind == Scenario::IntuneMab {
                             cfg.intune_macs[rng.below(cfg.intune_macs.len())].clone()
                         } else {
                             mac(rng.below(cfg.macs))
@@ -618,7 +637,11 @@ pub fn run(
                 }
                 access_request(&mut slot.request, &keys, id, &ra, &names, &pws, station.as_bytes());
                 slot.expect = expect;
-                slot.duplicate = scenario == Scenario::DuplicateMix && rng.below(10) == 0;
+                slot.vlan = vlan.filter(|_| matches!(kind, Scenario::MabAccept | Scenario::IntuneMab));
+                slot.duplicate = match scenario {
+                    Scenario::Mixed => kind == Scenario::DuplicateMix,
+                    _ => kind == Scenario::DuplicateMix && rng.below(10) == 0,
+                };
                 slot.first_reply = None;
                 let start = batch.len();
                 batch.extend_from_slice(&slot.request);

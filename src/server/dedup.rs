@@ -50,9 +50,6 @@ const SHARDS: usize = 32;
 struct Slot {
     entry: Arc<Entry>,
     born: Instant,
-    /// Which record in `Shard::order` is this slot's; older records of a
-    /// replaced key must not remove the newer slot.
-    serial: u64,
 }
 
 #[derive(Default)]
@@ -60,22 +57,38 @@ struct Shard {
     // Seeded per process; only requests that passed the client and
     // Message-Authenticator checks get here.
     map: HashMap<DedupKey, Slot, foldhash::fast::RandomState>,
-    /// Insertion order, oldest first: expiry and the capacity bound both
-    /// remove from the front, so neither needs a scan or a background task.
-    order: VecDeque<(Instant, DedupKey, u64)>,
-    serial: u64,
+    /// One record per key in `map`, oldest first as far as it matters:
+    /// expiry and the capacity bound both take from the front, so neither
+    /// needs a scan or a background task. A key's next request replaces its
+    /// slot in place (a NAS reuses its 256 identifiers over and over)
+    /// without a second record, so memory follows the keys in use (sources
+    /// × identifiers), not the request rate times the TTL.
+    order: VecDeque<(Instant, DedupKey)>,
 }
 
 impl Shard {
     fn evict(&mut self, now: Instant, ttl: Duration, capacity: usize) {
-        while let Some(&(born, key, serial)) = self.order.front() {
-            if self.order.len() <= capacity && now.saturating_duration_since(born) < ttl {
+        while let Some(&(recorded, key)) = self.order.front() {
+            let over = self.order.len() > capacity;
+            if !over && now.saturating_duration_since(recorded) < ttl {
                 break;
             }
             self.order.pop_front();
-            if self.map.get(&key).is_some_and(|s| s.serial == serial) {
-                self.map.remove(&key);
+            match self.map.get(&key).map(|s| s.born) {
+                // Replaced since it was recorded and still live: its record
+                // goes to the back with the slot's time.
+                Some(born) if !over && born > recorded && now.saturating_duration_since(born) < ttl => {
+                    self.order.push_back((born, key));
+                }
+                _ => {
+                    self.map.remove(&key);
+                }
             }
+        }
+        // After a burst from many sources, give the memory back.
+        if self.order.capacity() > 1024 && self.order.len() < self.order.capacity() / 8 {
+            self.order.shrink_to(self.order.len() * 2);
+            self.map.shrink_to(self.map.len() * 2);
         }
     }
 }
@@ -127,17 +140,13 @@ impl ResponseCache {
             authenticator: *authenticator,
             reply: OnceLock::new(),
         });
-        shard.serial += 1;
-        let serial = shard.serial;
-        shard.map.insert(
-            key,
-            Slot {
-                entry: entry.clone(),
-                born: now,
-                serial,
-            },
-        );
-        shard.order.push_back((now, key, serial));
+        let slot = Slot {
+            entry: entry.clone(),
+            born: now,
+        };
+        if shard.map.insert(key, slot).is_none() {
+            shard.order.push_back((now, key));
+        }
         shard.evict(now, self.ttl, self.shard_capacity);
         Seen::New(entry)
     }
@@ -212,6 +221,52 @@ mod tests {
             assert!(matches!(c.check(k, &[1; 16]), Seen::New(_)));
         }
         assert!(c.len() <= 64 + SHARDS as u64, "{}", c.len());
+    }
+
+    #[test]
+    fn a_reused_identifier_costs_no_more_memory() {
+        // A NAS cycling through its identifiers: 100,000 requests over 256
+        // keys keep 256 slots and 256 records, however fast they come.
+        let c = ResponseCache::new(Duration::from_secs(30), 1 << 18);
+        for i in 0..100_000u32 {
+            let Seen::New(e) = c.check(key(i as u8), &(i as u128).to_le_bytes()) else {
+                panic!("request {i} taken for a duplicate")
+            };
+            e.finish(Some(Arc::from(&b"r"[..])));
+        }
+        let (slots, records): (usize, usize) = c
+            .shards
+            .iter()
+            .map(|m| {
+                let s = m.lock().unwrap();
+                (s.map.len(), s.order.len())
+            })
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+        assert_eq!((slots, records), (256, 256));
+    }
+
+    #[test]
+    fn a_replaced_entry_outlives_the_record_of_the_one_it_replaced() {
+        let c = ResponseCache::new(Duration::from_millis(200), 100);
+        let Seen::New(e) = c.check(key(1), &[1; 16]) else {
+            panic!()
+        };
+        e.finish(Some(Arc::from(&b"first"[..])));
+        std::thread::sleep(Duration::from_millis(120));
+        let Seen::New(e) = c.check(key(1), &[2; 16]) else {
+            panic!()
+        };
+        e.finish(Some(Arc::from(&b"second"[..])));
+        // The first request's time is past the TTL; the second's is not.
+        std::thread::sleep(Duration::from_millis(120));
+        assert!(matches!(c.check(key(2), &[9; 16]), Seen::New(_)));
+        match c.check(key(1), &[2; 16]) {
+            Seen::Answered(b) => assert_eq!(&b[..], b"second"),
+            other => panic!("{other:?}"),
+        }
+        // And it expires in its turn.
+        std::thread::sleep(Duration::from_millis(220));
+        assert!(matches!(c.check(key(1), &[2; 16]), Seen::New(_)));
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod udp;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -74,6 +75,12 @@ struct Shared<H> {
     dictionary: Arc<Dictionary>,
     started: std::time::Instant,
     listen_addrs: Vec<(Port, SocketAddr)>,
+    /// How many of each socket's reader tasks read: the readers, but no more
+    /// than the CPUs the process may run on now. Two readers sharing one CPU
+    /// (a server started on two CPUs and then confined to one) preempt each
+    /// other in the middle of a batch, and the replies already decided in
+    /// it wait a whole scheduler slice (milliseconds) to be sent.
+    active_readers: std::sync::atomic::AtomicUsize,
 }
 
 /// How much slow work of each kind may be in progress at once. A request
@@ -237,10 +244,22 @@ impl<H: Handler> Server<H> {
             dictionary: parts.dictionary,
             started: std::time::Instant::now(),
             listen_addrs,
+            active_readers: std::sync::atomic::AtomicUsize::new(usize::MAX),
         });
         let readers = parts
             .readers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let cpus = crate::sys::allowed_cpus();
+        let active = active_readers(readers, cpus);
+        shared.active_readers.store(active, Ordering::Relaxed);
+        if active < readers {
+            info!(
+                active,
+                readers,
+                "the server may run on {} CPUs: {active} of {readers} readers per socket read",
+                cpus.unwrap_or(0)
+            );
+        }
         Server {
             shared,
             listeners,
@@ -272,14 +291,18 @@ impl<H: Handler> Server<H> {
         // retransmission for new.
         for l in self.listeners {
             let l = Arc::new(l);
-            for _ in 0..self.readers {
+            for index in 0..self.readers {
                 listeners.spawn(listen(
                     self.shared.clone(),
                     l.clone(),
+                    index,
                     tracker.clone(),
                     shutdown.clone(),
                 ));
             }
+        }
+        if self.readers > 1 {
+            tokio::spawn(watch_cpus(self.shared.clone(), self.readers, shutdown.clone()));
         }
         while listeners.join_next().await.is_some() {}
         tracker.close();
@@ -314,15 +337,54 @@ impl<H: Handler> Server<H> {
     }
 }
 
+/// How many of `readers` read when the process may run on `cpus` CPUs.
+fn active_readers(readers: usize, cpus: Option<usize>) -> usize {
+    cpus.map_or(readers, |c| readers.min(c)).max(1)
+}
+
+/// Follows the CPUs the process may run on (once a second: an affinity
+/// mask is narrowed by hand or by a cgroup, rarely) and sets how many
+/// readers read.
+async fn watch_cpus<H: Handler>(shared: Arc<Shared<H>>, readers: usize, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let cpus = crate::sys::allowed_cpus();
+        let active = active_readers(readers, cpus);
+        let before = shared.active_readers.swap(active, Ordering::Relaxed);
+        if before != active {
+            info!(
+                active,
+                readers,
+                cpus = cpus.unwrap_or(0),
+                "the CPUs the server may run on changed: {active} of {readers} readers per socket read"
+            );
+        }
+    }
+}
+
 async fn listen<H: Handler>(
     shared: Arc<Shared<H>>,
     l: Arc<Listener>,
+    index: usize,
     tracker: TaskTracker,
     shutdown: CancellationToken,
 ) {
     let mut rx = udp::RecvBatch::default();
     let mut out = Outbox::default();
     loop {
+        if index >= shared.active_readers.load(Ordering::Relaxed) {
+            // A reader beyond the CPUs there are: stand by.
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(Duration::from_millis(250)) => continue,
+            }
+        }
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
@@ -789,4 +851,21 @@ fn build_reply_with(
         b.push(AttrType::PROXY_STATE, ps).ok()?;
     }
     Some(b.finish_response(&client.secret))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::active_readers;
+
+    #[test]
+    fn readers_beyond_the_allowed_cpus_stand_by() {
+        // Started with two readers, then confined to one CPU.
+        assert_eq!(active_readers(2, Some(1)), 1);
+        assert_eq!(active_readers(2, Some(2)), 2);
+        // More CPUs than readers: every reader reads, no more.
+        assert_eq!(active_readers(2, Some(8)), 2);
+        // The mask cannot be read: every reader reads.
+        assert_eq!(active_readers(3, None), 3);
+        assert_eq!(active_readers(1, Some(1)), 1);
+    }
 }

@@ -321,3 +321,40 @@ fn drops_of_a_full_receive_queue_are_counted() {
         .unwrap_or_else(|| panic!("no receive_queue_dropped in the log:\n{logs}"));
     assert!(dropped > 0, "{logs}");
 }
+
+/// A server started with two readers and then confined to one CPU (as
+/// `taskset -a` or a cgroup's cpuset does) stops reading with the second,
+/// so that the two never preempt each other mid-batch; it keeps answering.
+#[test]
+fn readers_follow_the_cpus_the_server_may_run_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let cfg = base_config(&state).replacen("[server]\n", "[server]\nthreads = 2\n", 1) + &localhost_client("") + USERS;
+    let s = TestServer::start_raw(&cfg, dir);
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let allowed = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let first = allowed.split([',', '-']).next().unwrap().to_string();
+    let o = std::process::Command::new("taskset")
+        .args(["-a", "-p", "-c", &first, &s.pid().to_string()])
+        .output()
+        .expect("taskset (util-linux)");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // On a one-CPU machine it said so at startup, elsewhere within a second.
+    s.wait_for_log("1 of 2 readers per socket read");
+    for _ in 0..3 {
+        assert_reply(
+            &radclient(
+                s.auth,
+                "auth",
+                SECRET,
+                "User-Name = alice, User-Password = wonderland, Message-Authenticator = 0x00",
+            ),
+            "Access-Accept",
+        );
+    }
+}
