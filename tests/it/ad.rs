@@ -692,3 +692,34 @@ fn wrong_passwords_beyond_the_limit_never_reach_ad() {
         "{m}"
     );
 }
+
+#[test]
+fn check_config_checks_ad_without_connecting_and_refuses_a_readable_password_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("ad.secret");
+    write_private(&secret, b"Svc-Radius-Pass1\n");
+    let path = dir.path().join("ad.toml");
+    // Nothing listens at that address: check-config must not care.
+    std::fs::write(
+        &path,
+        format!(
+            "{}\n[ad]\nurls = [\"ldap://127.0.0.1:1\"]\nbind_dn = \"CN=svc,DC=corp,DC=example\"\n\
+             bind_password_file = \"ad.secret\"\nbase_dn = \"DC=corp,DC=example\"\n",
+            localhost_client("")
+        ),
+    )
+    .unwrap();
+    let o = run_cli(&["check-config", "--config", path.to_str().unwrap()], dir.path());
+    assert!(o.status.success(), "{}", stdout(&o));
+    assert!(!stdout(&o).contains("Svc-Radius-Pass1"), "{}", stdout(&o));
+
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let o = run_cli(&["check-config", "--config", path.to_str().unwrap()], dir.path());
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(stdout(&o).contains("ad.bind_password_file"), "{}", stdout(&o));
+
+    std::fs::remove_file(&secret).unwrap();
+    let o = run_cli(&["check-config", "--config", path.to_str().unwrap()], dir.path());
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(stdout(&o).contains("ad.bind_password_file"), "{}", stdout(&o));
+}
