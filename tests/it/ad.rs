@@ -723,3 +723,77 @@ fn check_config_checks_ad_without_connecting_and_refuses_a_readable_password_fil
     assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
     assert!(stdout(&o).contains("ad.bind_password_file"), "{}", stdout(&o));
 }
+
+/// A DC that accepts connections and never answers: AD lookups hold their
+/// places for `timeout`, at most the `ad` bound of them (half of it for
+/// one NAS); the rest is shed and counted, and every admitted request is
+/// answered (a reject with the reason) about one timeout later, not one
+/// timeout per request before it.
+#[test]
+fn a_hanging_dc_holds_at_most_the_ad_bound_and_the_rest_is_shed() {
+    use entra_radius::proto::crypto::hide_password;
+    use entra_radius::proto::{AttrType, Builder, ClientSecret, Code, Packet};
+
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in l.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    let body = format!(
+        "{}{}\n[directory]\norder = [\"ad\", \"local\"]\n{}",
+        localhost_client(""),
+        ad_section(&[format!("ldaps://127.0.0.1:{port}")], false, "Svc-Radius-Pass1"),
+        LOCAL_AND_POLICY
+    );
+    let s = TestServer::start(&body);
+    let secret = ClientSecret::new(SECRET.as_bytes());
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let sent = 100u32;
+    for n in 0..sent {
+        let mut ra = [0x22u8; 16];
+        ra[..4].copy_from_slice(&n.to_be_bytes());
+        let mut b = Builder::request_with_ma(Code::ACCESS_REQUEST, n as u8, ra);
+        b.push(AttrType::USER_NAME, format!("user{n}").as_bytes()).unwrap();
+        b.push(
+            AttrType::USER_PASSWORD,
+            &hide_password(b"Some-Pass1", &secret, &ra).unwrap(),
+        )
+        .unwrap();
+        sock.send_to(&b.finish_request(&secret), s.auth).unwrap();
+    }
+    // Replies come about one timeout (2 s) after the requests. A NAS gives
+    // up after its retransmissions (3 × 5 s by default on many): a reply
+    // later than that answers nobody, so only what arrives within 12 s
+    // counts. (Without the shared failure, the n-th queued lookup waited n
+    // timeouts: 32 of them, a minute.)
+    let deadline = Instant::now() + Duration::from_secs(12);
+    let mut buf = [0u8; 4096];
+    let mut answers = 0u32;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        sock.set_read_timeout(Some(left)).unwrap();
+        let Ok(n) = sock.recv(&mut buf) else { break };
+        assert_eq!(Packet::decode(&buf[..n]).unwrap().code(), Code::ACCESS_REJECT);
+        answers += 1;
+        if answers == sent {
+            break;
+        }
+    }
+    let m = s.metrics();
+    let key = "entra_radius_dropped_total{client=\"lo\",reason=\"ad_busy\"} ";
+    let shed: u32 = m
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(shed > 0 && answers > 0, "{answers} answered, {shed} shed\n{m}");
+    assert!(answers <= 32, "one NAS held {answers} AD places (half of 64 at most)");
+    assert_eq!(answers + shed, sent, "{answers} answered, {shed} shed\n{m}");
+    assert!(s.logs().contains("ad is unavailable (AD: "), "{}", s.logs());
+}

@@ -35,7 +35,7 @@ const POOL_MAX: usize = 8;
 /// The in-chain matching rule (`LDAP_MATCHING_RULE_IN_CHAIN`).
 const IN_CHAIN: &str = "1.2.840.113556.1.4.1941";
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AdError {
     /// No domain controller could be reached (each URL's error).
@@ -98,6 +98,8 @@ pub struct AdClient {
     /// bind they carry that user's identity, so they never search.
     bind_pool: Mutex<Vec<(Ldap, usize)>>,
     info: OnceCell<DomainInfo>,
+    /// The last failure to read `info`, and when.
+    info_failed: Mutex<Option<(Instant, AdError)>>,
     last_dc: Mutex<Option<String>>,
     /// The last refusal of the service account's bind, until when it
     /// stands, and where: no bind is tried again before then.
@@ -181,6 +183,7 @@ impl AdClient {
             pool: Mutex::new(Vec::new()),
             bind_pool: Mutex::new(Vec::new()),
             info: OnceCell::new(),
+            info_failed: Mutex::new(None),
             last_dc: Mutex::new(None),
             failovers: std::sync::atomic::AtomicU64::new(0),
             service_refused: Mutex::new(None),
@@ -435,14 +438,31 @@ impl AdClient {
 
     /// The domain's names and lockout duration, read on first use.
     /// Concurrent first callers wait for one reading (logged once).
+    ///
+    /// Callers queue for the first reading; when it fails, those queued
+    /// (and any caller within `timeout` of the failure) get the same error
+    /// at once rather than each trying in turn (a DC that hangs would make
+    /// the n-th caller wait n timeouts).
     pub async fn domain_info(&self) -> Result<DomainInfo, AdError> {
         let info = self
             .info
             .get_or_try_init(|| async {
-                let (mut l, i, _) = self.take().await?;
-                let info = self.read_info(&mut l).await?;
-                self.give_back(l, i);
-                Ok::<_, AdError>(info)
+                if let Some((at, e)) = &*self.info_failed.lock().expect("poisoned")
+                    && at.elapsed() < self.timeout
+                {
+                    return Err(e.clone());
+                }
+                let read = async {
+                    let (mut l, i, _) = self.take().await?;
+                    let info = self.read_info(&mut l).await?;
+                    self.give_back(l, i);
+                    Ok::<_, AdError>(info)
+                };
+                let r = read.await;
+                if let Err(e) = &r {
+                    *self.info_failed.lock().expect("poisoned") = Some((Instant::now(), e.clone()));
+                }
+                r
             })
             .await?;
         Ok(info.clone())
