@@ -8,7 +8,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use entra_radius::store::{HistoryRecord, HistoryWriter, Retention, Store};
+use entra_radius::store::{HistoryFilter, HistoryRecord, HistoryWriter, Retention, Store};
 
 /// Records measured.
 const MEASURED: u64 = 500_000;
@@ -111,6 +111,49 @@ fn main() {
         PRELOAD + MEASURED,
         size as f64 / 1048576.0 / ((PRELOAD + MEASURED) as f64 / 1e6),
     );
+    // What `auth log --user` and `--mac` cost on that table: the newest
+    // 50 decisions of one identity, and of one MAC.
+    for (what, filter) in [
+        (
+            "--user (a user with ~7 decisions)",
+            HistoryFilter {
+                identity: Some("user42@contoso.example".into()),
+                limit: 50,
+                ..Default::default()
+            },
+        ),
+        (
+            "--user (nobody)",
+            HistoryFilter {
+                identity: Some("nobody@contoso.example".into()),
+                limit: 50,
+                ..Default::default()
+            },
+        ),
+        (
+            "--mac",
+            HistoryFilter {
+                mac: Some("02:00:00:00:a0:2a".into()),
+                limit: 50,
+                ..Default::default()
+            },
+        ),
+        (
+            "newest 50",
+            HistoryFilter {
+                limit: 50,
+                ..Default::default()
+            },
+        ),
+    ] {
+        let t = Instant::now();
+        let rows = store.auth_history(&filter).unwrap();
+        println!(
+            "auth log {what}: {} rows in {:.1} ms",
+            rows.len(),
+            t.elapsed().as_secs_f64() * 1e3
+        );
+    }
     drop(w);
     handle.join().unwrap();
 }

@@ -66,6 +66,8 @@ impl AdminBackend for Backend {
                 identity: Some(identity.to_string()),
                 mac: super::history::normalise_mac(identity),
                 limit: RECENT,
+                // Quick on any size of history: the newest million rows.
+                scan: Some(1_000_000),
                 ..HistoryFilter::default()
             };
             // A MAC is looked up by its MAC column, in any notation.
@@ -198,6 +200,7 @@ impl AdminBackend for Backend {
             since_ms: q.since_ms,
             after_id: q.after_id,
             limit: q.limit.unwrap_or(DEFAULT_LIMIT),
+            scan: None,
         };
         let rows = self.running.store.auth_history(&filter).map_err(|e| ApiError {
             status: 500,

@@ -133,12 +133,10 @@ DROP TABLE replica_objects;
 ALTER TABLE replica_objects_v4 RENAME TO replica_objects;
 ";
 
-/// The authentication history (`history.rs`): one row per decision, the
-/// rowid in writing order (retention deletes the lowest), indexes for the
-/// two selective filters of `auth log` (identity, MAC). Time is not
-/// indexed: every row costs each index a write at full load, and a query
-/// walks rowids newest first, stopping at its limit.
-pub(crate) const MIGRATION_5_AUTH_HISTORY: &str = "
+/// The authentication history as it was first kept, in this file; it now
+/// has a database of its own (`history.rs`, `history.db`), and this table
+/// stays unused.
+const MIGRATION_5_AUTH_HISTORY: &str = "
 CREATE TABLE auth_history (
     id                 INTEGER PRIMARY KEY,
     time_ms            INTEGER NOT NULL,
