@@ -1,6 +1,9 @@
-//! The AD client against a real Samba AD DC of its own: provisioned once
+//! Active Directory against a real Samba AD DC of its own: provisioned once
 //! per process into a temporary folder, LDAP only, on a loopback address of
-//! its own, with its own CA; stopped (its process group) at exit.
+//! its own, with its own CA; stopped (its process group) at exit. First the
+//! LDAP client directly, then the server binary through radclient (PAP by
+//! every name form, state, groups, precedence with the Graph emulator, the
+//! DC unreachable, cut off, hanging or refusing the service account).
 
 use std::path::PathBuf;
 use std::process::Command;
