@@ -90,6 +90,7 @@ fn pap_end_to_end(c: &mut Criterion) {
                 session_timeout: None,
                 reply_message: None,
             }],
+            ad: None,
         },
     );
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();

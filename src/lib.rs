@@ -24,7 +24,9 @@
 //!   certificate and client certificates as PEM files.
 //! - [`private_file`]: reading files that hold a secret, refused when group
 //!   or others may read them.
-//! - [`directory`]: accounts and the directories that own them (local for now).
+//! - [`directory`]: accounts and the directories that own them (the Entra
+//!   ID replica, Active Directory over LDAP with its cache, local accounts)
+//!   and the precedence chain across them.
 //! - [`eap`]: the EAP core (packets, EAP-Message carriage, EAP-TLS/TTLS
 //!   fragmentation, conversations keyed by State). No I/O, no clock.
 //!   Groundwork: not yet used by auth.

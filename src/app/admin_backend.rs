@@ -57,7 +57,8 @@ impl Backend {
 
 impl AdminBackend for Backend {
     fn lookup(&self, identity: &str) -> Value {
-        let e = self.running.authenticator.explain_str(identity);
+        // Called on a blocking thread of the runtime: AD may be asked.
+        let e = tokio::runtime::Handle::current().block_on(self.running.authenticator.explain_str(identity));
         let mut v = serde_json::to_value(&e).unwrap_or_else(|err| json!({ "error": err.to_string() }));
         v["text"] = Value::String(e.to_string());
         v["entra"] = self.entra();
@@ -112,6 +113,9 @@ impl AdminBackend for Backend {
         self.running.server.counters().render_prometheus(&mut out);
         if let Some(eap) = self.running.authenticator.eap() {
             eap.render_prometheus(&mut out);
+        }
+        if let Some(ad) = &self.running.ad {
+            ad.render_prometheus(&mut out);
         }
         let counts = self.running.entra.replica().counts();
         family(

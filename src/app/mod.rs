@@ -24,6 +24,7 @@ use tracing::{error, info, warn};
 use crate::admin::{self, AdminError};
 use crate::auth::{AuthConfig, Authenticator};
 use crate::config::{Config, ConfigError};
+use crate::directory::ad::AdDirectory;
 use crate::directory::persist::{self, LoadReport};
 use crate::directory::{EntraDirectory, EntraReplica, LocalDirectory};
 use crate::integration::{Integration, IntegrationParts, Settings};
@@ -65,6 +66,9 @@ pub enum AppError {
     /// configuration stays.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// `[ad]` could not be set up (its TLS settings).
+    #[error("[ad]: {0}")]
+    Ad(String),
     /// `[eap]` names files that rustls refuses together.
     #[error("{path}: [eap]: {source}")]
     Eap {
@@ -208,6 +212,8 @@ pub struct Running {
     pub authenticator: Arc<Authenticator>,
     pub entra: Arc<EntraDirectory>,
     pub sessions: Arc<Sessions>,
+    /// Active Directory (`[ad]`), built once at startup.
+    pub ad: Option<Arc<AdDirectory>>,
     pub store: Store,
     /// The authentication history's writer (its counters); `None` when off.
     pub history: Option<HistoryWriter>,
@@ -229,9 +235,12 @@ impl Running {
     pub fn reload(&self, cfg: &Config) -> Result<(), AppError> {
         // Built first: a bad [eap] leaves everything as it was.
         let eap = eap_server(cfg, self.authenticator.eap().map(|e| e.pool().clone()))?;
+        if cfg.ad.is_some() != self.ad.is_some() {
+            warn!("[ad] was added or removed: that takes a restart; AD stays as the server started");
+        }
         self.server.reload_clients(&cfg.clients);
         self.sessions.set_coa_clients(coa_clients(&cfg.clients));
-        self.authenticator.reload(auth_config(cfg));
+        self.authenticator.reload(auth_config(cfg, self.ad.clone()));
         self.authenticator.set_eap(eap);
         self.sessions.rebaseline_after_reload();
         info!(
@@ -265,13 +274,24 @@ impl Running {
     }
 }
 
-/// What a reload of the authenticator takes from the config.
-pub fn auth_config(cfg: &Config) -> AuthConfig {
+/// What a reload of the authenticator takes from the config. `ad` is the
+/// AD directory built at startup (a change of `[ad]` takes a restart).
+pub fn auth_config(cfg: &Config, ad: Option<Arc<AdDirectory>>) -> AuthConfig {
     AuthConfig {
         order: cfg.directory_order.clone(),
         local: LocalDirectory::new(cfg.local_users.clone(), cfg.local_macs.clone()),
         policy: cfg.policy.clone(),
+        ad,
     }
+}
+
+/// The AD directory `[ad]` asks for; `None` without `[ad]`.
+fn ad_directory(cfg: &Config) -> Result<Option<Arc<AdDirectory>>, AppError> {
+    let Some(a) = &cfg.ad else {
+        return Ok(None);
+    };
+    let ad = AdDirectory::new(a).map_err(|e| AppError::Ad(e.to_string()))?;
+    Ok(Some(Arc::new(ad)))
 }
 
 /// The EAP server `[eap]` asks for, on `pool` (a new one if `None`);
@@ -348,7 +368,8 @@ pub async fn serve(
     } else {
         (None, None)
     };
-    let authenticator = Arc::new(Authenticator::new(Some(entra.clone()), auth_config(&cfg)));
+    let ad = ad_directory(&cfg)?;
+    let authenticator = Arc::new(Authenticator::new(Some(entra.clone()), auth_config(&cfg, ad.clone())));
     // Before the server is built: the bound of the EAP kind follows its pool.
     authenticator.set_eap(eap_server(&cfg, None)?);
     let shutdown = CancellationToken::new();
@@ -403,6 +424,7 @@ pub async fn serve(
         authenticator: authenticator.clone(),
         entra: entra.clone(),
         sessions: sessions.clone(),
+        ad: ad.clone(),
         store: store.clone(),
         history,
         replica_load,
@@ -459,6 +481,17 @@ pub async fn serve(
         warn!("cannot tell systemd the server is ready: {e}");
     }
     tasks.spawn(Arc::clone(&integration).run(shutdown.clone()));
+    // The first bind to AD (logged with the naming context), so that a
+    // wrong `[ad]` shows at startup rather than at the first request.
+    if let Some(ad) = ad {
+        let done = shutdown.clone();
+        tasks.spawn(async move {
+            tokio::select! {
+                () = ad.warm_up() => {}
+                () = done.cancelled() => {}
+            }
+        });
+    }
     if let (Some(f), Some(a)) = (on_ready, auth_addrs.first().copied()) {
         let integration = Arc::clone(&integration);
         tasks.spawn_blocking(move || f(integration, a));

@@ -425,7 +425,7 @@ impl EapWork {
             }
             TlsOutcome::Established => {
                 server.count_handshake(&conv.session);
-                let decision = authorize_certificate(&state, &conv.session, &outer);
+                let decision = authorize_certificate(&state, &conv.session, &outer).await;
                 if !decision.accept {
                     server.conversations.remove(&sid);
                     return reply_to.finish(&server, decision, &conv.session);
@@ -513,8 +513,9 @@ impl ReplyTo<'_> {
 }
 
 /// The account the client certificate names, through the precedence chain
-/// and policy. The EAP identity (`outer`) only labels a refusal.
-fn authorize_certificate(state: &State, s: &EapSession, outer: &str) -> Decision {
+/// and policy. The EAP identity (`outer`) only labels a refusal. Runs in
+/// the TLS round's task, so AD is asked here on a cache miss.
+async fn authorize_certificate(state: &State, s: &EapSession, outer: &str) -> Decision {
     let method = Method::EapTls;
     let Some(der) = s.peer_certificate() else {
         return Decision::reject(method, outer, None, "no client certificate");
@@ -524,14 +525,14 @@ fn authorize_certificate(state: &State, s: &EapSession, outer: &str) -> Decision
         Err(e) => return Decision::reject(method, outer, None, e.to_string()),
     };
     let label = format!("{} ({})", name.value, name.rule.as_str());
-    match resolve_cert_name(state, &name) {
+    match resolve_cert_name(state, &name).await {
         Resolution::Found { directory, account } => {
             if !account.enabled() {
                 return Decision::reject(
                     method,
                     account.label(),
                     Some(directory),
-                    format!("account disabled in {directory} (certificate {label})"),
+                    format!("{} (certificate {label})", super::disabled_reason(&account)),
                 )
                 .about(&account);
             }
@@ -546,14 +547,17 @@ fn authorize_certificate(state: &State, s: &EapSession, outer: &str) -> Decision
             Some(directory),
             format!("{directory} is unavailable ({reason}); lower directories are not consulted"),
         ),
+        Resolution::Pending { directory, .. } => {
+            Decision::reject(method, label, Some(directory), format!("{directory} gave no answer"))
+        }
     }
 }
 
 /// The certificate's name as a lookup through the precedence chain. An
 /// Intune managed-device id is first turned into its Entra device id.
-pub(super) fn resolve_cert_name(state: &State, name: &CertName) -> Resolution {
+pub(super) async fn resolve_cert_name(state: &State, name: &CertName) -> Resolution {
     match identity_of(state, name) {
-        Some(identity) => state.resolver.resolve(&identity),
+        Some(identity) => state.resolver.resolve_slow(&identity).await,
         None => Resolution::NotFound,
     }
 }

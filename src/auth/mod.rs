@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use crate::directory::ad::AdDirectory;
 use crate::directory::policy::{self, PolicyRule, ReplyPlan};
 use crate::directory::{
     Account, Directory, DirectoryKind, EntraDirectory, Explanation, Identity, LocalDirectory, MacAddr, Resolution,
@@ -122,6 +123,12 @@ struct State {
     /// The Entra directory, for lookups outside the chain (an Intune
     /// managed-device id in a certificate).
     entra: Option<Arc<EntraDirectory>>,
+    /// Active Directory, when `[ad]` is configured and in the order: for
+    /// password checks by a bind.
+    ad: Option<Arc<AdDirectory>>,
+    /// Wrong AD passwords per account, as for Entra ID (lives as long as
+    /// the server).
+    ad_failures: Arc<entra_password::FailureLimiter>,
     local: Arc<LocalDirectory>,
     resolver: Resolver,
     policy: Vec<PolicyRule>,
@@ -142,6 +149,10 @@ pub struct Authenticator {
     argon2: Arc<CpuPool>,
     /// EAP-TLS and EAP-TTLS, when `[eap]` is configured; swapped on reload.
     eap: ArcSwap<Option<Arc<eap::EapServer>>>,
+    /// Wrong AD passwords per account: beyond the limit AD is not asked,
+    /// so that guesses through RADIUS do not lock the account out in AD.
+    /// Outlives reloads, like the Entra ID limiter.
+    ad_failures: Arc<entra_password::FailureLimiter>,
 }
 
 /// How PAP is checked for Entra ID users: the live check, its cache, the
@@ -211,17 +222,26 @@ pub enum WorkKind {
     EntraPassword,
     /// A TLS round of EAP-TLS or EAP-TTLS (and the inner PAP check).
     EapTls,
+    /// Active Directory: an LDAP search on a cache miss, a bind as the
+    /// user for PAP.
+    Ad,
 }
 
 impl WorkKind {
     /// Every kind, in the order of their index ([`WorkKind::index`]).
-    pub const ALL: [WorkKind; 3] = [WorkKind::Argon2, WorkKind::EntraPassword, WorkKind::EapTls];
+    pub const ALL: [WorkKind; 4] = [
+        WorkKind::Argon2,
+        WorkKind::EntraPassword,
+        WorkKind::EapTls,
+        WorkKind::Ad,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             WorkKind::Argon2 => "argon2",
             WorkKind::EntraPassword => "entra_password",
             WorkKind::EapTls => "eap_tls",
+            WorkKind::Ad => "ad",
         }
     }
 
@@ -239,6 +259,16 @@ const ARGON2_QUEUE_PER_THREAD: usize = 16;
 /// trip of tens of milliseconds to a few seconds.
 const ENTRA_PASSWORD_CHECKS: usize = 64;
 
+/// Wrong passwords per AD account within the window before AD is no
+/// longer asked for it (as for Entra ID; AD's lockout threshold is often
+/// 5 to 10).
+const AD_FAILURES: u32 = 5;
+const AD_FAILURE_WINDOW: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// AD searches and binds in progress at once; each is one or a few LDAP
+/// round trips, bounded by `[ad] timeout` each.
+const AD_OPERATIONS: usize = 64;
+
 /// How Intune writes a managed-device id into a certificate's SAN URI.
 const INTUNE_URI: &str = "IntuneDeviceId://";
 
@@ -247,6 +277,9 @@ pub struct AuthConfig {
     pub order: Vec<DirectoryKind>,
     pub local: LocalDirectory,
     pub policy: Vec<PolicyRule>,
+    /// Active Directory (`[ad]`); long-lived, so that a reload keeps its
+    /// cache and connections. Takes part only where `order` lists "ad".
+    pub ad: Option<Arc<AdDirectory>>,
 }
 
 impl Authenticator {
@@ -262,10 +295,12 @@ impl Authenticator {
 
     /// `new` with the pool argon2 runs on.
     pub fn with_pool(entra: Option<Arc<EntraDirectory>>, cfg: AuthConfig, argon2: Arc<CpuPool>) -> Authenticator {
-        let state = ArcSwap::from_pointee(build_state(entra.as_ref(), cfg));
+        let ad_failures = Arc::new(entra_password::FailureLimiter::new(AD_FAILURES, AD_FAILURE_WINDOW));
+        let state = ArcSwap::from_pointee(build_state(entra.as_ref(), cfg, &ad_failures));
         Authenticator {
             entra,
             state,
+            ad_failures,
             entra_passwords: Arc::new(EntraPasswords::new()),
             argon2,
             eap: ArcSwap::from_pointee(None),
@@ -303,24 +338,35 @@ impl Authenticator {
                     reason: "eap_tls_busy",
                     capacity: self.eap().map_or(1, |e| e.pool().threads()) * eap::EAP_QUEUE_PER_THREAD,
                 },
+                WorkKind::Ad => SlowKind {
+                    reason: "ad_busy",
+                    capacity: AD_OPERATIONS,
+                },
             })
             .collect()
     }
 
     pub fn reload(&self, cfg: AuthConfig) {
-        self.state.store(Arc::new(build_state(self.entra.as_ref(), cfg)));
+        self.state
+            .store(Arc::new(build_state(self.entra.as_ref(), cfg, &self.ad_failures)));
     }
 
-    /// Why `identity` would be decided the way it is (`accounts lookup`).
+    /// Why `identity` would be decided the way it is (`accounts lookup`),
+    /// from memory (AD's cache).
     pub fn explain(&self, identity: &Identity) -> Explanation {
         self.state.load().resolver.explain(identity)
+    }
+
+    /// Active Directory, when configured.
+    pub fn ad(&self) -> Option<Arc<AdDirectory>> {
+        self.state.load().ad.clone()
     }
 
     /// `explain` for what an administrator types: an identity, or
     /// `IntuneDeviceId://ID` as Intune writes it into certificates, which
     /// is looked up as the Entra device Intune manages as `ID`.
-    pub fn explain_str(&self, s: &str) -> Explanation {
-        let state = self.state.load();
+    pub async fn explain_str(&self, s: &str) -> Explanation {
+        let state = self.state.load_full();
         let intune = s
             .get(..INTUNE_URI.len())
             .filter(|h| h.eq_ignore_ascii_case(INTUNE_URI))
@@ -332,7 +378,9 @@ impl Authenticator {
             Some(name) => eap::identity_of(&state, &name).unwrap_or_else(|| Identity::parse(s)),
             None => Identity::parse(s),
         };
-        state.resolver.explain(&identity)
+        // A directory that answers only over the network (AD on a cache
+        // miss) is asked: the administrator wants its answer.
+        state.resolver.explain_slow(&identity).await
     }
 
     pub fn local(&self) -> Arc<LocalDirectory> {
@@ -481,6 +529,33 @@ enum Credential<'a> {
     Chap { response: &'a [u8], challenge: &'a [u8] },
 }
 
+/// A [`Credential`] kept while the account is looked up off the loop.
+enum OwnedCredential {
+    Pap(Password),
+    Chap { response: Vec<u8>, challenge: Vec<u8> },
+}
+
+impl From<Credential<'_>> for OwnedCredential {
+    fn from(c: Credential<'_>) -> Self {
+        match c {
+            Credential::Pap(p) => OwnedCredential::Pap(p),
+            Credential::Chap { response, challenge } => OwnedCredential::Chap {
+                response: response.to_vec(),
+                challenge: challenge.to_vec(),
+            },
+        }
+    }
+}
+
+impl OwnedCredential {
+    fn borrow(&self) -> Credential<'_> {
+        match self {
+            OwnedCredential::Pap(p) => Credential::Pap(Password::new(p.as_bytes().to_vec())),
+            OwnedCredential::Chap { response, challenge } => Credential::Chap { response, challenge },
+        }
+    }
+}
+
 /// Finds `name` through the precedence chain and checks the credential
 /// against the directory that owns it: PAP and CHAP, and the inner PAP of
 /// EAP-TTLS.
@@ -492,9 +567,39 @@ fn check_credentials(
     credential: Credential<'_>,
 ) -> Step {
     let identity = Identity::parse(name);
-    let (directory, account) = match state.resolver.resolve(&identity) {
+    let resolution = state.resolver.resolve(&identity);
+    if let Resolution::Pending { .. } = resolution {
+        return Step::Wait(Work::AdLookup(Box::new(AdLookup {
+            passwords: entra_passwords.clone(),
+            identity,
+            name: name.to_owned(),
+            method,
+            credential: credential.into(),
+        })));
+    }
+    check_resolved(state, entra_passwords, name, method, credential, resolution)
+}
+
+/// `check_credentials` once the account is known.
+fn check_resolved(
+    state: &State,
+    entra_passwords: &Arc<EntraPasswords>,
+    name: &str,
+    method: Method,
+    credential: Credential<'_>,
+    resolution: Resolution,
+) -> Step {
+    let (directory, account) = match resolution {
         Resolution::Found { directory, account } => (directory, account),
         Resolution::NotFound => return Step::Done(Decision::reject(method, name, None, "unknown user")),
+        Resolution::Pending { directory, .. } => {
+            return Step::Done(Decision::reject(
+                method,
+                name,
+                Some(directory),
+                format!("{directory} gave no answer"),
+            ));
+        }
         Resolution::Unavailable { directory, reason } => {
             return Step::Done(Decision::reject(
                 method,
@@ -506,15 +611,7 @@ fn check_credentials(
     };
     let label = account.label();
     if !account.enabled() {
-        return Step::Done(
-            Decision::reject(
-                method,
-                label,
-                Some(directory),
-                format!("account disabled in {directory}"),
-            )
-            .about(&account),
-        );
+        return Step::Done(Decision::reject(method, label, Some(directory), disabled_reason(&account)).about(&account));
     }
     if directory == DirectoryKind::Entra
         && let Some(checker) = entra_passwords.checker()
@@ -523,6 +620,28 @@ fn check_credentials(
         return Step::Wait(Work::EntraPap {
             passwords: entra_passwords.clone(),
             checker,
+            account,
+            label,
+            password,
+            method,
+        });
+    }
+    if directory == DirectoryKind::ActiveDirectory
+        && let Some(ad) = &state.ad
+        && let Credential::Pap(password) = credential
+    {
+        // AD takes a bind with an empty password as an anonymous bind
+        // that succeeds: never sent.
+        if password.as_bytes().is_empty() {
+            return Step::Done(Decision::reject(
+                method,
+                label,
+                Some(directory),
+                "empty password (never sent to AD)",
+            ));
+        }
+        return Step::Wait(Work::AdPap {
+            ad: ad.clone(),
             account,
             label,
             password,
@@ -601,6 +720,25 @@ enum Work {
         method: Method,
     },
     Eap(Box<eap::EapWork>),
+    /// The account is not in AD's cache: search, then decide.
+    AdLookup(Box<AdLookup>),
+    /// PAP for an enabled AD account: a bind as its DN.
+    AdPap {
+        ad: Arc<AdDirectory>,
+        account: Arc<Account>,
+        label: String,
+        password: Password,
+        method: Method,
+    },
+}
+
+/// A request whose account only AD can tell, over the network.
+struct AdLookup {
+    passwords: Arc<EntraPasswords>,
+    identity: Identity,
+    name: String,
+    method: Method,
+    credential: OwnedCredential,
 }
 
 /// A decision that has to wait for a password check: argon2 (slow on
@@ -619,6 +757,7 @@ impl Deferred {
             Work::Argon2 { .. } => WorkKind::Argon2,
             Work::EntraPap { .. } => WorkKind::EntraPassword,
             Work::Eap(_) => WorkKind::EapTls,
+            Work::AdLookup(_) | Work::AdPap { .. } => WorkKind::Ad,
         }
     }
 
@@ -662,7 +801,82 @@ impl Deferred {
                 entra_pap(state, check, &account, label, &password, method).await
             }
             Work::Eap(work) => Box::pin(work.finish(self.state.clone(), &self.argon2)).await,
+            Work::AdLookup(w) => {
+                let AdLookup {
+                    passwords,
+                    identity,
+                    name,
+                    method,
+                    credential,
+                } = *w;
+                let resolution = state.resolver.resolve_slow(&identity).await;
+                match check_resolved(state, &passwords, &name, method, credential.borrow(), resolution) {
+                    Step::Done(d) => d,
+                    // The password check (the AD bind, argon2, Entra ID)
+                    // runs in this same task: it holds its place already.
+                    Step::Wait(work) => {
+                        Box::pin(
+                            Deferred {
+                                state: self.state.clone(),
+                                work,
+                                argon2: self.argon2.clone(),
+                            }
+                            .finish(),
+                        )
+                        .await
+                    }
+                }
+            }
+            Work::AdPap {
+                ad,
+                account,
+                label,
+                password,
+                method,
+            } => ad_pap(state, &ad, &account, label, &password, method).await,
         }
+    }
+}
+
+/// PAP for an enabled AD account, by a bind as its DN. Never cached: AD
+/// keeps its own lockout count.
+async fn ad_pap(
+    state: &State,
+    ad: &AdDirectory,
+    account: &Account,
+    label: String,
+    pw: &Password,
+    method: Method,
+) -> Decision {
+    let dir = Some(DirectoryKind::ActiveDirectory);
+    let id = account.object_id();
+    if !state.ad_failures.allowed(id) {
+        return Decision::reject(
+            method,
+            label,
+            dir,
+            "too many wrong passwords for this user recently; AD was not asked (protects the account from AD's lockout)",
+        );
+    }
+    let verdict = ad.check_password(account, pw.as_bytes()).await;
+    match &verdict {
+        Ok(crate::directory::ad::client::PasswordVerdict::Accepted) => state.ad_failures.clear(id),
+        Ok(crate::directory::ad::client::PasswordVerdict::Refused(
+            crate::directory::ad::wire::BindRefusal::WrongPassword,
+        )) => state.ad_failures.record_failure(id),
+        _ => {}
+    }
+    match verdict {
+        Ok(crate::directory::ad::client::PasswordVerdict::Accepted) => accept(
+            state,
+            method,
+            label,
+            DirectoryKind::ActiveDirectory,
+            account,
+            "password accepted by AD (bind)",
+        ),
+        Ok(v) => Decision::reject(method, label, dir, format!("AD refused the password: {}", v.reason())),
+        Err(e) => Decision::reject(method, label, dir, format!("AD could not check the password: {e}")),
     }
 }
 
@@ -804,26 +1018,46 @@ impl Slow for Deferred {
     }
 }
 
-fn build_state(entra: Option<&Arc<EntraDirectory>>, cfg: AuthConfig) -> State {
+fn build_state(
+    entra: Option<&Arc<EntraDirectory>>,
+    cfg: AuthConfig,
+    ad_failures: &Arc<entra_password::FailureLimiter>,
+) -> State {
     let local = Arc::new(cfg.local);
     let mut chain: Vec<Arc<dyn Directory>> = Vec::new();
-    for kind in cfg.order {
+    for kind in cfg.order.iter().copied() {
         match kind {
             DirectoryKind::Entra => {
                 if let Some(e) = entra {
                     chain.push(e.clone());
                 }
             }
-            // No Active Directory connector yet: it knows nobody.
-            DirectoryKind::ActiveDirectory => {}
+            DirectoryKind::ActiveDirectory => {
+                if let Some(a) = &cfg.ad {
+                    chain.push(a.clone());
+                }
+            }
             DirectoryKind::Local => chain.push(local.clone()),
         }
     }
+    let ad = cfg.ad.filter(|_| cfg.order.contains(&DirectoryKind::ActiveDirectory));
     State {
         entra: entra.cloned(),
+        ad,
+        ad_failures: ad_failures.clone(),
         local,
         resolver: Resolver::new(chain),
         policy: cfg.policy,
+    }
+}
+
+/// Why a found account may not sign in: "account disabled in DIR", and
+/// for AD what made it so (disabled, locked out, expired).
+fn disabled_reason(account: &Account) -> String {
+    let directory = account.directory();
+    match account.attributes().get("ad_state") {
+        Some(why) if directory == DirectoryKind::ActiveDirectory => format!("account disabled in {directory}: {why}"),
+        _ => format!("account disabled in {directory}"),
     }
 }
 
@@ -895,6 +1129,13 @@ fn mab(state: &State, packet: &Packet<'_>, mac: MacAddr, via: MabVia) -> Decisio
             Some(directory),
             format!("{directory} is unavailable ({reason}); lower directories are not consulted"),
         ),
+        // AD answers MACs from memory (NotFound): MAB is not for AD.
+        Resolution::Pending { directory, .. } => Decision::reject(
+            method,
+            mac.to_string(),
+            Some(directory),
+            format!("{directory} cannot look up MAC addresses"),
+        ),
     }
 }
 
@@ -953,6 +1194,7 @@ mod tests {
                 order: order.to_vec(),
                 local: local(),
                 policy,
+                ad: None,
             },
         )
     }
@@ -989,6 +1231,65 @@ mod tests {
                 b.push(AttrType::CHAP_CHALLENGE, c).unwrap();
             }
         })
+    }
+
+    /// An AD whose only DC does not answer (nothing listens there).
+    fn dead_ad() -> (tempfile::TempDir, Arc<AdDirectory>) {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("ad.secret");
+        std::fs::write(&secret, "pw\n").unwrap();
+        std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        let text = format!(
+            "[ad]\nurls = [\"ldap://127.0.0.1:1\"]\nbind_dn = \"CN=svc,DC=corp,DC=example\"\n\
+             bind_password_file = {:?}\nbase_dn = \"DC=corp,DC=example\"\ntimeout = \"1s\"\n",
+            secret.display().to_string()
+        );
+        let cfg = crate::config::from_toml(&text).unwrap().ad.unwrap();
+        (dir, Arc::new(AdDirectory::new(&cfg).unwrap()))
+    }
+
+    #[tokio::test]
+    async fn ad_is_asked_off_the_receive_loop_and_never_for_macs_and_its_failure_is_a_reject() {
+        let (_dir, ad) = dead_ad();
+        let a = Authenticator::new(
+            Some(Arc::new(EntraDirectory::new(EntraReplica::new()))),
+            AuthConfig {
+                order: vec![
+                    DirectoryKind::Entra,
+                    DirectoryKind::ActiveDirectory,
+                    DirectoryKind::Local,
+                ],
+                local: local(),
+                policy: vec![],
+                ad: Some(ad),
+            },
+        );
+        let secret = ClientSecret::new(SECRET);
+        // alice is local, below AD: the receive loop defers her to the AD
+        // kind, and AD's failure is her reject (no fall-through).
+        for req in [pap("alice", "wonderland"), chap("alice", "wonderland", None)] {
+            let p = Packet::decode(&req).unwrap();
+            let deferred = match a.decide_or_defer(&p, &secret, "nas") {
+                Err(d) => d,
+                Ok(d) => panic!("decided on the receive loop: {d:?}"),
+            };
+            assert_eq!(deferred.kind(), WorkKind::Ad);
+            let d = deferred.finish().await;
+            assert!(!d.accept, "{d:?}");
+            assert_eq!(d.directory, Some(DirectoryKind::ActiveDirectory));
+            assert!(d.reason.contains("ad is unavailable"), "{}", d.reason);
+        }
+        // A MAC is never asked of AD: MAB is decided from memory.
+        let mab = request(|b, _| {
+            b.push(AttrType::USER_NAME, b"02-00-00-00-00-01").unwrap();
+            b.push(AttrType::SERVICE_TYPE, &service_type::CALL_CHECK.to_be_bytes())
+                .unwrap();
+        });
+        let d = a
+            .decide_or_defer(&Packet::decode(&mab).unwrap(), &secret, "nas")
+            .unwrap_or_else(|_| panic!("MAB deferred"));
+        assert!(d.accept, "{d:?}");
+        assert_eq!(d.directory, Some(DirectoryKind::Local));
     }
 
     #[tokio::test]

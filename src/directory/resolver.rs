@@ -21,11 +21,33 @@ pub enum Lookup {
     /// Cannot answer now (not loaded, LDAP down, …); the reason is logged
     /// and shown to the admin.
     Unavailable(String),
+    /// Not known from memory: only [`Directory::lookup_slow`] can answer
+    /// (Active Directory on a cache miss). The receive loop never waits
+    /// for that; the request is deferred as slow work.
+    Pending,
 }
+
+/// What [`Directory::lookup_slow`] returns.
+pub type SlowLookup<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Lookup> + Send + 'a>>;
 
 pub trait Directory: Send + Sync {
     fn kind(&self) -> DirectoryKind;
+    /// From memory only; may answer [`Lookup::Pending`].
     fn lookup(&self, id: &Identity) -> Lookup;
+    /// Asks the directory's source (over the network) when `lookup`
+    /// answered `Pending`, and remembers the answer so that the next
+    /// `lookup` has it. Never answers `Pending`.
+    fn lookup_slow<'a>(&'a self, id: &'a Identity) -> SlowLookup<'a> {
+        let l = match self.lookup(id) {
+            Lookup::Pending => Lookup::Unavailable("no answer from memory".into()),
+            l => l,
+        };
+        Box::pin(std::future::ready(l))
+    }
+    /// Where the last answer came from, for `accounts lookup` (the DC).
+    fn source(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The Entra replica as a directory, with the integration switch.
@@ -99,6 +121,13 @@ pub enum Resolution {
         directory: DirectoryKind,
         reason: String,
     },
+    /// The directory at `at` in the chain (every one above it said
+    /// NotFound) must be asked off the receive loop:
+    /// [`Resolver::resolve_slow`].
+    Pending {
+        directory: DirectoryKind,
+        at: usize,
+    },
 }
 
 /// The directories in order of precedence (first = highest).
@@ -111,38 +140,103 @@ impl Resolver {
         Resolver { chain }
     }
 
-    /// The hot path: stops at the first directory that decides.
+    /// The hot path: stops at the first directory that decides, from
+    /// memory; `Pending` when a directory can answer only over the network.
     pub fn resolve(&self, id: &Identity) -> Resolution {
-        for d in &self.chain {
+        self.resolve_from(id, 0)
+    }
+
+    fn resolve_from(&self, id: &Identity, start: usize) -> Resolution {
+        for (at, d) in self.chain.iter().enumerate().skip(start) {
             match d.lookup(id) {
-                Lookup::Found(account) => {
-                    return Resolution::Found {
+                Lookup::Pending => {
+                    return Resolution::Pending {
                         directory: d.kind(),
-                        account,
+                        at,
                     };
                 }
-                Lookup::NotFound => {}
-                Lookup::Unavailable(reason) => {
-                    tracing::warn!(directory = %d.kind(), %reason, identity = %id, "directory unavailable; rejecting");
-                    return Resolution::Unavailable {
-                        directory: d.kind(),
-                        reason,
-                    };
+                l => {
+                    if let Some(r) = Self::decided(d.as_ref(), id, l) {
+                        return r;
+                    }
                 }
             }
         }
         Resolution::NotFound
     }
 
-    /// Asks every directory (for `accounts lookup`): the decision
-    /// `resolve` would make, and what each directory answered.
+    /// `None`: NotFound, ask the next one.
+    fn decided(d: &dyn Directory, id: &Identity, l: Lookup) -> Option<Resolution> {
+        match l {
+            Lookup::Found(account) => Some(Resolution::Found {
+                directory: d.kind(),
+                account,
+            }),
+            Lookup::NotFound => None,
+            Lookup::Unavailable(reason) => {
+                tracing::warn!(directory = %d.kind(), %reason, identity = %id, "directory unavailable; rejecting");
+                Some(Resolution::Unavailable {
+                    directory: d.kind(),
+                    reason,
+                })
+            }
+            Lookup::Pending => Some(Resolution::Unavailable {
+                directory: d.kind(),
+                reason: "no answer".into(),
+            }),
+        }
+    }
+
+    /// `resolve`, asking over the network the directories that cannot
+    /// answer from memory. Off the receive loop only (slow work).
+    pub async fn resolve_slow(&self, id: &Identity) -> Resolution {
+        let mut start = 0;
+        loop {
+            match self.resolve_from(id, start) {
+                Resolution::Pending { at, .. } => {
+                    let d = &self.chain[at];
+                    let l = d.lookup_slow(id).await;
+                    if let Some(r) = Self::decided(d.as_ref(), id, l) {
+                        return r;
+                    }
+                    start = at + 1;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// Asks every directory from memory (for `accounts lookup`): the
+    /// decision `resolve` would make, and what each directory answered.
     pub fn explain(&self, id: &Identity) -> Explanation {
+        let answers = self.chain.iter().map(|d| d.lookup(id)).collect();
+        self.explain_from(id, answers)
+    }
+
+    /// `explain`, asking over the network what memory does not hold.
+    pub async fn explain_slow(&self, id: &Identity) -> Explanation {
+        let mut answers = Vec::with_capacity(self.chain.len());
+        for d in &self.chain {
+            let l = match d.lookup(id) {
+                Lookup::Pending => d.lookup_slow(id).await,
+                l => l,
+            };
+            answers.push(l);
+        }
+        self.explain_from(id, answers)
+    }
+
+    fn explain_from(&self, id: &Identity, answers: Vec<Lookup>) -> Explanation {
         let mut decided = false;
         let mut decision = Decision::NotFound;
         let mut directories = Vec::with_capacity(self.chain.len());
-        for d in &self.chain {
+        for (d, l) in self.chain.iter().zip(answers) {
             let directory = d.kind();
-            let answer = match d.lookup(id) {
+            let l = match l {
+                Lookup::Pending => Lookup::Unavailable("not in memory; not asked".into()),
+                l => l,
+            };
+            let answer = match l {
                 Lookup::Found(a) => {
                     let account = AccountSummary::of(&a);
                     if decided {
@@ -167,8 +261,13 @@ impl Resolver {
                     }
                     Answer::Unavailable { reason }
                 }
+                Lookup::Pending => unreachable!("mapped above"),
             };
-            directories.push(LowerAnswer { directory, answer });
+            directories.push(LowerAnswer {
+                directory,
+                answer,
+                source: d.source(),
+            });
         }
         Explanation {
             identity: id.to_string(),
@@ -211,6 +310,9 @@ pub struct LowerAnswer {
     pub directory: DirectoryKind,
     #[serde(flatten)]
     pub answer: Answer,
+    /// Where the directory's answer came from (AD: the DC that answered last).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -285,6 +387,9 @@ impl fmt::Display for Explanation {
                 Answer::NotFound => writeln!(f, "not found: {}", d.directory)?,
                 Answer::Unavailable { reason } => writeln!(f, "unavailable: {} ({reason})", d.directory)?,
             }
+            if let Some(s) = &d.source {
+                writeln!(f, "{}: the DC that answered last: {s}", d.directory)?;
+            }
         }
         Ok(())
     }
@@ -347,6 +452,98 @@ mod tests {
     /// the first answer other than NotFound decides.
     fn expected(chain: &[(DirectoryKind, A)]) -> Option<(DirectoryKind, A)> {
         chain.iter().copied().find(|(_, a)| !matches!(a, A::Missing))
+    }
+
+    /// Pending from memory; the slow answer is `slow`.
+    struct Remote {
+        slow: Lookup,
+        slow_calls: AtomicUsize,
+    }
+
+    impl Directory for Remote {
+        fn kind(&self) -> DirectoryKind {
+            DirectoryKind::ActiveDirectory
+        }
+        fn lookup(&self, _: &Identity) -> Lookup {
+            Lookup::Pending
+        }
+        fn lookup_slow<'a>(&'a self, _: &'a Identity) -> SlowLookup<'a> {
+            self.slow_calls.fetch_add(1, Ordering::Relaxed);
+            Box::pin(std::future::ready(self.slow.clone()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_pending_directory_is_asked_only_off_the_hot_path_and_only_below_a_miss() {
+        let id = Identity::parse("alice");
+        let remote = |slow| {
+            Arc::new(Remote {
+                slow,
+                slow_calls: AtomicUsize::new(0),
+            })
+        };
+        // Entra knows alice: AD is never asked, not even slowly.
+        let ad = remote(Lookup::NotFound);
+        let r = Resolver::new(vec![fake(DirectoryKind::Entra, A::Enabled), ad.clone()]);
+        assert!(matches!(
+            r.resolve(&id),
+            Resolution::Found {
+                directory: DirectoryKind::Entra,
+                ..
+            }
+        ));
+        assert!(matches!(
+            r.resolve_slow(&id).await,
+            Resolution::Found {
+                directory: DirectoryKind::Entra,
+                ..
+            }
+        ));
+        assert_eq!(ad.slow_calls.load(Ordering::Relaxed), 0);
+        // Entra misses: the hot path says Pending; the slow path asks AD.
+        let local = fake(DirectoryKind::Local, A::Enabled);
+        let ad = remote(Lookup::NotFound);
+        let r = Resolver::new(vec![fake(DirectoryKind::Entra, A::Missing), ad.clone(), local.clone()]);
+        assert_eq!(
+            r.resolve(&id),
+            Resolution::Pending {
+                directory: DirectoryKind::ActiveDirectory,
+                at: 1
+            }
+        );
+        assert_eq!(local.calls.load(Ordering::Relaxed), 0);
+        assert!(matches!(
+            r.resolve_slow(&id).await,
+            Resolution::Found {
+                directory: DirectoryKind::Local,
+                ..
+            }
+        ));
+        assert_eq!(ad.slow_calls.load(Ordering::Relaxed), 1);
+        // AD down above local: a reject with its reason, never local.
+        let local = fake(DirectoryKind::Local, A::Enabled);
+        let r = Resolver::new(vec![remote(Lookup::Unavailable("dc down".into())), local.clone()]);
+        assert_eq!(
+            r.resolve_slow(&id).await,
+            Resolution::Unavailable {
+                directory: DirectoryKind::ActiveDirectory,
+                reason: "dc down".into()
+            }
+        );
+        assert_eq!(local.calls.load(Ordering::Relaxed), 0);
+        // explain_slow asks AD and shows its answer.
+        let r = Resolver::new(vec![remote(Lookup::Found(account(
+            DirectoryKind::ActiveDirectory,
+            true,
+        )))]);
+        assert!(matches!(r.explain(&id).decision, Decision::Unavailable { .. }));
+        assert!(matches!(
+            r.explain_slow(&id).await.decision,
+            Decision::Found {
+                directory: DirectoryKind::ActiveDirectory,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -206,6 +206,43 @@ fn eap_tls_and_ttls_for_a_local_user_in_both_tls_versions() {
 }
 
 #[test]
+fn ttls_inner_pap_binds_to_ad_and_a_computer_certificate_finds_its_ad_account() {
+    let pki = Pki::new();
+    pki.issue(&["--cn", "host/PC1"], "pc1");
+    pki.issue(&["--cn", "host/PC2"], "pc2");
+    pki.issue(&["--cn", "nosuchpc$"], "ghost");
+    let body = format!(
+        "{}{}\n[directory]\norder = [\"ad\", \"local\"]\n\n[[policy]]\ngroup = \"VPN\"\nvlan = \"42\"\n\n[[policy]]\nkind = \"device\"\nvlan = \"30\"\n{}",
+        localhost_client(""),
+        crate::ad::ldaps_section(),
+        pki.eap_section("")
+    );
+    let s = TestServer::start(&body);
+
+    // TTLS inner PAP: the AD bind, both ways; the anonymous outer identity
+    // plays no part.
+    eapol(
+        s.auth,
+        &pki,
+        &ttls_network(&pki, "alice@corp.example.test", "Alice-Pass1", TLS13),
+        &[],
+    )
+    .assert_accepted(1);
+    s.wait_for_log("method=\"eap-ttls\" directory=\"ad\" result=\"accept\" reason=password accepted by AD (bind)");
+    eapol(s.auth, &pki, &ttls_network(&pki, "alice", "Wrong-Pass1", TLS12), &[]).assert_rejected();
+    s.wait_for_log("AD refused the password: wrong password (AD: 52e)");
+
+    // EAP-TLS: the certificate's CN host/PC1 is the AD computer PC1$.
+    eapol(s.auth, &pki, &tls_network(&pki, "pc1", "host/pc1", TLS13, ""), &[]).assert_accepted(1);
+    s.wait_for_log("method=\"eap-tls\" directory=\"ad\" result=\"accept\"");
+    // PC2 was never given a password: disabled in AD.
+    eapol(s.auth, &pki, &tls_network(&pki, "pc2", "host/pc2", TLS13, ""), &[]).assert_rejected();
+    s.wait_for_log("account disabled in ad: account disabled in AD (userAccountControl) (certificate host/PC2 (CN))");
+    eapol(s.auth, &pki, &tls_network(&pki, "ghost", "ghost", TLS13, ""), &[]).assert_rejected();
+    s.wait_for_log("the certificate names no known account");
+}
+
+#[test]
 fn small_fragments_both_ways() {
     let pki = Pki::new();
     pki.issue(&["--cn", "alice"], "alice");

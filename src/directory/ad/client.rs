@@ -4,8 +4,8 @@
 //! a small pool of connections bound as the service account, `timeout` per
 //! operation. [`AdClient::find`] finds the account an identity names, with
 //! its transitive groups and its primary group; [`AdClient::check_password`]
-//! binds as the user on a connection of its own, never with an empty
-//! password.
+//! binds as the user on connections kept for user binds only (they never
+//! search), never with an empty password.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,13 +26,16 @@ use crate::proto::crypto::Password;
 /// other one has failed too.
 pub const SET_ASIDE: Duration = Duration::from_secs(30);
 
+/// How long a refused service bind is answered without binding again.
+pub const SERVICE_RETRY: Duration = Duration::from_secs(30);
+
 /// Idle bound connections kept for searches.
 const POOL_MAX: usize = 8;
 
 /// The in-chain matching rule (`LDAP_MATCHING_RULE_IN_CHAIN`).
 const IN_CHAIN: &str = "1.2.840.113556.1.4.1941";
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AdError {
     /// No domain controller could be reached (each URL's error).
@@ -91,8 +94,20 @@ pub struct AdClient {
     timeout: Duration,
     set_aside: Mutex<HashMap<usize, Instant>>,
     pool: Mutex<Vec<(Ldap, usize)>>,
+    /// Idle connections for binds as users, apart from `pool`: after a
+    /// bind they carry that user's identity, so they never search.
+    bind_pool: Mutex<Vec<(Ldap, usize)>>,
     info: OnceCell<DomainInfo>,
+    /// The last failure to read `info`, and when.
+    info_failed: Mutex<Option<(Instant, AdError)>>,
     last_dc: Mutex<Option<String>>,
+    /// The last refusal of the service account's bind, until when it
+    /// stands, and where: no bind is tried again before then.
+    service_refused: Mutex<Option<(Instant, String, String)>>,
+    /// Refused service binds, for `/metrics`.
+    service_refusals: std::sync::atomic::AtomicU64,
+    /// DCs set aside after a failure, for `/metrics`.
+    failovers: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for AdClient {
@@ -166,8 +181,13 @@ impl AdClient {
             timeout: cfg.timeout,
             set_aside: Mutex::new(HashMap::new()),
             pool: Mutex::new(Vec::new()),
+            bind_pool: Mutex::new(Vec::new()),
             info: OnceCell::new(),
+            info_failed: Mutex::new(None),
             last_dc: Mutex::new(None),
+            failovers: std::sync::atomic::AtomicU64::new(0),
+            service_refused: Mutex::new(None),
+            service_refusals: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -198,7 +218,18 @@ impl AdClient {
         fresh
     }
 
+    /// How many times a DC refused the service account's bind.
+    pub fn service_refusals(&self) -> u64 {
+        self.service_refusals.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How many times a DC was set aside after a failure.
+    pub fn failovers(&self) -> u64 {
+        self.failovers.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn put_aside(&self, i: usize) {
+        self.failovers.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.set_aside
             .lock()
             .expect("poisoned")
@@ -254,13 +285,30 @@ impl AdClient {
     async fn service_connection(&self) -> Result<(Ldap, usize), AdError> {
         let password = std::str::from_utf8(self.bind_password.as_bytes())
             .map_err(|_| AdError::Operation("the bind password is not UTF-8".into()))?;
+        // A refused service bind is not tried again for a while: a burst
+        // of requests must not become a burst of wrong-password binds that
+        // lock the service account out.
+        if let Some((until, url, text)) = &*self.service_refused.lock().expect("poisoned")
+            && Instant::now() < *until
+        {
+            return Err(AdError::ServiceBind {
+                url: url.clone(),
+                text: text.clone(),
+            });
+        }
         let (mut ldap, i) = self.connect().await?;
         match self.bind(&mut ldap, &self.bind_dn, password).await {
-            Ok(None) => Ok((ldap, i)),
-            Ok(Some((rc, text))) => Err(AdError::ServiceBind {
-                url: self.urls[i].clone(),
-                text: format!("result {rc}: {text}"),
-            }),
+            Ok(None) => {
+                *self.service_refused.lock().expect("poisoned") = None;
+                Ok((ldap, i))
+            }
+            Ok(Some((rc, text))) => {
+                self.service_refusals.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let (url, text) = (self.urls[i].clone(), format!("result {rc}: {text}"));
+                *self.service_refused.lock().expect("poisoned") =
+                    Some((Instant::now() + SERVICE_RETRY, url.clone(), text.clone()));
+                Err(AdError::ServiceBind { url, text })
+            }
             Err(e) => {
                 self.put_aside(i);
                 Err(e)
@@ -389,14 +437,35 @@ impl AdClient {
     }
 
     /// The domain's names and lockout duration, read on first use.
+    /// Concurrent first callers wait for one reading (logged once).
+    ///
+    /// Callers queue for the first reading; when it fails, those queued
+    /// (and any caller within `timeout` of the failure) get the same error
+    /// at once rather than each trying in turn (a DC that hangs would make
+    /// the n-th caller wait n timeouts).
     pub async fn domain_info(&self) -> Result<DomainInfo, AdError> {
-        if let Some(i) = self.info.get() {
-            return Ok(i.clone());
-        }
-        let (mut l, i, _) = self.take().await?;
-        let info = self.read_info(&mut l).await?;
-        self.give_back(l, i);
-        Ok(self.info.get_or_init(|| async { info }).await.clone())
+        let info = self
+            .info
+            .get_or_try_init(|| async {
+                if let Some((at, e)) = &*self.info_failed.lock().expect("poisoned")
+                    && at.elapsed() < self.timeout
+                {
+                    return Err(e.clone());
+                }
+                let read = async {
+                    let (mut l, i, _) = self.take().await?;
+                    let info = self.read_info(&mut l).await?;
+                    self.give_back(l, i);
+                    Ok::<_, AdError>(info)
+                };
+                let r = read.await;
+                if let Err(e) = &r {
+                    *self.info_failed.lock().expect("poisoned") = Some((Instant::now(), e.clone()));
+                }
+                r
+            })
+            .await?;
+        Ok(info.clone())
     }
 
     /// The account `identity` names, with its groups; `Ok(None)` when AD
@@ -494,7 +563,8 @@ impl AdClient {
         Ok(groups)
     }
 
-    /// A simple bind as `dn` on a connection of its own (closed after).
+    /// A simple bind as `dn` on a connection used only for such binds
+    /// (kept in a pool of its own, and reused by the next user's bind).
     /// An empty password is refused before anything is sent.
     pub async fn check_password(&self, dn: &str, password: &[u8]) -> Result<PasswordVerdict, AdError> {
         if password.is_empty() || dn.is_empty() {
@@ -503,13 +573,33 @@ impl AdClient {
         let Ok(password) = std::str::from_utf8(password) else {
             return Ok(PasswordVerdict::Refused(BindRefusal::WrongPassword));
         };
-        let (mut ldap, _) = self.connect().await?;
-        let r = self.bind(&mut ldap, dn, password).await;
-        let _ = tokio::time::timeout(self.timeout, ldap.unbind()).await;
-        match r? {
-            None => Ok(PasswordVerdict::Accepted),
-            Some((49, text)) => Ok(PasswordVerdict::Refused(BindRefusal::from_text(&text))),
-            Some((rc, text)) => Err(AdError::Operation(format!("bind as the user: result {rc}: {text}"))),
+        let pooled = self.bind_pool.lock().expect("poisoned").pop();
+        let (mut ldap, mut i, was_pooled) = if let Some((mut l, i)) = pooled
+            && !l.is_closed()
+        {
+            (l, i, true)
+        } else {
+            let (l, i) = self.connect().await?;
+            (l, i, false)
+        };
+        let mut r = self.bind(&mut ldap, dn, password).await;
+        // A pooled connection may have died with its DC since: once more
+        // on a new one.
+        if r.is_err() && was_pooled {
+            (ldap, i) = self.connect().await?;
+            r = self.bind(&mut ldap, dn, password).await;
         }
+        let verdict = match r? {
+            None => PasswordVerdict::Accepted,
+            Some((49, text)) => PasswordVerdict::Refused(BindRefusal::from_text(&text)),
+            Some((rc, text)) => return Err(AdError::Operation(format!("bind as the user: result {rc}: {text}"))),
+        };
+        // Kept for the next user's bind (a bind replaces the identity);
+        // never used for searches.
+        let mut pool = self.bind_pool.lock().expect("poisoned");
+        if pool.len() < POOL_MAX {
+            pool.push((ldap, i));
+        }
+        Ok(verdict)
     }
 }
