@@ -13,17 +13,26 @@ pub fn release_freed_memory() {
     }
 }
 
-/// Makes the calling thread the last to get a CPU when CPUs are busy (nice
-/// 19 for this thread only, Linux): for background writers that must not
-/// take CPU time from the RADIUS threads at full load. Best effort: a
-/// refusal (a seccomp filter, say) leaves the priority as it was.
+/// Makes the calling thread run only on CPU time nobody else wants: the
+/// `SCHED_IDLE` policy (Linux), under which any other thread that wakes up
+/// takes the CPU at once, falling back to nice 19 where that is refused.
+/// For background writers that must not take CPU time from the RADIUS
+/// threads at full load, nor delay their wake-ups (at nice 19 a waking
+/// reader could still wait behind the writer for part of a slice). Such a
+/// thread may be starved for as long as the CPUs are busy: it must hold no
+/// lock that anyone else waits for. Best effort: a refusal (a seccomp
+/// filter, say) leaves the priority as it was.
 pub fn lower_thread_priority() {
     #[cfg(target_os = "linux")]
-    // SAFETY: gettid and setpriority have no preconditions; on Linux a
-    // thread id names that thread for PRIO_PROCESS.
+    // SAFETY: sched_setscheduler with a valid sched_param, gettid and
+    // setpriority have no preconditions; pid 0 and a thread id both name
+    // the calling thread.
     unsafe {
-        let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19);
+        let param = libc::sched_param { sched_priority: 0 };
+        if libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) != 0 {
+            let tid = libc::gettid();
+            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19);
+        }
     }
 }
 
@@ -86,6 +95,21 @@ fn notify_to(target: &std::ffi::OsStr, state: &str) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use std::os::unix::net::UnixDatagram;
+
+    #[test]
+    fn a_lowered_thread_runs_under_sched_idle() {
+        let policy = std::thread::spawn(|| {
+            lower_thread_priority();
+            // SAFETY: no preconditions; 0 is the calling thread.
+            unsafe { libc::sched_getscheduler(0) }
+        })
+        .join()
+        .unwrap();
+        assert_eq!(policy, libc::SCHED_IDLE);
+        // This thread is untouched.
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::sched_getscheduler(0) }, libc::SCHED_OTHER);
+    }
 
     #[test]
     fn allowed_cpus_counts_this_threads_affinity() {
