@@ -93,8 +93,15 @@ pub fn spawn_pinned(
     ready: &str,
     log: &Path,
 ) -> Result<(Child, String)> {
+    // LOAD_CONFINE: start on every CPU (so that each server sizes its
+    // threads for all of them), then confine every thread to `cpus` once
+    // ready, as an administrator's `taskset -a` or a cpuset change does.
+    let confine = std::env::var("LOAD_CONFINE").is_ok_and(|v| v != "0");
     let mut cmd = Command::new("taskset");
-    cmd.arg("-c").arg(cpus).arg(program).args(args);
+    cmd.arg("-c")
+        .arg(if confine { "0-1023" } else { cpus })
+        .arg(program)
+        .args(args);
     for (k, v) in envs {
         cmd.env(k, v);
     }
@@ -129,7 +136,19 @@ pub fn spawn_pinned(
         }
     });
     match rx.recv_timeout(Duration::from_secs(120)) {
-        Ok(line) => Ok((child, line)),
+        Ok(line) => {
+            if confine {
+                let o = Command::new("taskset")
+                    .args(["-a", "-p", "-c", cpus, &child.id().to_string()])
+                    .output()?;
+                if !o.status.success() {
+                    bail!("taskset -a -p -c {cpus}: {}", String::from_utf8_lossy(&o.stderr));
+                }
+                // entra-radius notices within a second.
+                std::thread::sleep(Duration::from_millis(1500));
+            }
+            Ok((child, line))
+        }
         Err(_) => {
             let _ = child.kill();
             let _ = child.wait();
