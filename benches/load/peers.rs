@@ -307,7 +307,7 @@ pub fn start_freeradius_eap(cpus: &str, pki: &Path, version: &str) -> Result<Pee
 /// ourselves, no reject delay, two threads, no logging of each request, our
 /// client only, and no site or EAP module of Debian's. Returns the raddb
 /// path and the port the caller's site listens on.
-fn private_raddb(dir: &Path) -> Result<(PathBuf, u16)> {
+pub fn private_raddb(dir: &Path) -> Result<(PathBuf, u16)> {
     let conf = dir.join("raddb");
     let status = Command::new("cp")
         .arg("-a")
@@ -366,7 +366,7 @@ fn private_raddb(dir: &Path) -> Result<(PathBuf, u16)> {
     Ok((conf, port))
 }
 
-fn run_freeradius(cpus: &str, dir: tempfile::TempDir, conf: &Path, port: u16) -> Result<Peer> {
+pub fn run_freeradius(cpus: &str, dir: tempfile::TempDir, conf: &Path, port: u16) -> Result<Peer> {
     let bin = freeradius_binary().context("freeradius is not installed")?;
     let conf_s = conf.display().to_string();
     let (child, _) = spawn_pinned(
