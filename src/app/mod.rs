@@ -168,9 +168,18 @@ impl Accounts for EntraAccounts {
 
     fn settled(&self) -> bool {
         let Ok(conn) = self.store.conn() else { return false };
-        ["users.delta", "devices.delta", "groups.delta"]
-            .iter()
-            .all(|name| matches!(conn.checkpoint(name), Ok(Some(link)) if !link.is_empty()))
+        // The groups' delta link is stored with their last page, before the
+        // accounts get their groups: wait for the memberships as well, or
+        // a resync after a purge sees every account in no group (and moved
+        // off its `[[policy]]` rule) for a moment.
+        [
+            "users.delta",
+            "devices.delta",
+            "groups.delta",
+            crate::sync::worker::GROUPS_APPLIED,
+        ]
+        .iter()
+        .all(|name| matches!(conn.checkpoint(name), Ok(Some(link)) if !link.is_empty()))
     }
 
     fn now(&self, was: &SessionAccount) -> AccountNow {

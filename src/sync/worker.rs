@@ -466,7 +466,13 @@ impl<S: PageSource> Syncer<S> {
                 });
             }
         }
-        self.apply_and_store(conn, changes, now)
+        self.apply_and_store(conn, changes, now)?;
+        // After the accounts have their groups, in the replica and the
+        // store: until then (a first enumeration, or the one after a
+        // purge, which deletes every checkpoint) accounts have no groups
+        // and `[[policy]]` would see them in no group.
+        conn.apply(&[], &[(GROUPS_APPLIED, &now.to_string())], now)?;
+        Ok(())
     }
 
     /// Applies merges to the live replica and stores the accounts as they
@@ -485,6 +491,11 @@ impl<S: PageSource> Syncer<S> {
 
 /// The checkpoint a finished Intune pass leaves; its time is when.
 pub const INTUNE_DONE: &str = "intune.done";
+
+/// The checkpoint left once a complete groups round has given every
+/// account its transitive groups (the groups' delta link is stored before
+/// that, with the round's last page).
+pub const GROUPS_APPLIED: &str = "groups.memberships";
 
 /// What an Intune pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -961,6 +972,8 @@ mod tests {
             Some("grp-p2"),
             None,
         );
+        let applied = |s: &Syncer<Scripted>| s.store.checkpoint(GROUPS_APPLIED).unwrap();
+        assert_eq!(applied(&s), None);
         s.source.page(
             "grp-p2",
             vec![json!({"id": "g-fw", "displayName": "Firmware", "members@delta": [{"@odata.type": "#microsoft.graph.user", "id": "u2"}]})],
@@ -979,6 +992,9 @@ mod tests {
         };
         assert_eq!(groups(&s, "a@contoso.com"), vec!["Engineering"]);
         assert_eq!(groups(&s, "b@contoso.com"), vec!["Engineering", "Firmware"]);
+        // Left once the accounts have their groups (what the sessions wait
+        // for before comparing after a resync).
+        assert!(applied(&s).is_some());
         // Stored: a restart sees the same memberships and group table.
         let r2 = reloaded(&s);
         assert!(

@@ -510,7 +510,12 @@ fn a_disabled_integration_its_resync_and_a_reload_disconnect_nobody() {
     assert!(o.status.success(), "{}", stdout(&o));
     s.wait_for_log_count("intune MAC addresses synced", synced + 1);
     std::thread::sleep(Duration::from_secs(3));
-    assert!(nas.received().is_empty(), "{:?}", nas.received());
+    assert!(
+        nas.received().is_empty(),
+        "{:?}\n{}",
+        nas.received().iter().map(Received::session_id).collect::<Vec<_>>(),
+        s.logs()
+    );
     assert_eq!(listed(&s), ["s1", "s2"]);
     // A reload puts another rule first: Alice's rule is now the second one
     // (same VLAN). The administrator's change is no account change: the
