@@ -38,20 +38,7 @@ use entra_radius::directory::ad::client::PasswordVerdict;
 use entra_radius::directory::{Directory, Identity, Lookup};
 
 use generator::{LoadConfig, Scenario, user_name, user_password};
-use peers::Peer;
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn pin_self(cpu: usize) {
-    // SAFETY: cpu_set_t is plain data; CPU_SET writes within it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        let _ = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
-}
+use peers::{Peer, env_or, pin_self};
 
 fn pct(v: &mut [Duration], p: f64) -> Duration {
     v.sort_unstable();

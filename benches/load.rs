@@ -27,22 +27,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use generator::{LoadConfig, Outcome, Scenario};
-use peers::Peer;
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn pin_self(cpu: usize) {
-    // SAFETY: cpu_set_t is plain data; CPU_SET writes within it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            eprintln!("load: could not pin the generator to CPU {cpu}");
-        }
-    }
-}
+use peers::{Peer, env_or, pin_self};
 
 /// One measurement, reduced to what the tables show.
 #[derive(Clone, Debug)]

@@ -517,3 +517,20 @@ pub fn history_report(p: &Peer) -> Result<String> {
         size as f64 / 1048576.0 * 1e6 / written.max(1) as f64,
     ))
 }
+
+/// An environment variable's value, or `default` when unset or unparsable.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Pins the calling thread (the generator) to `cpu`.
+pub fn pin_self(cpu: usize) {
+    // SAFETY: cpu_set_t is plain data; CPU_SET writes within it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            eprintln!("bench: could not pin the generator to CPU {cpu}");
+        }
+    }
+}
