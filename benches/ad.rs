@@ -208,6 +208,8 @@ fn main() -> Result<()> {
         macs: 0,
         mab_vlan: peers::MAB_VLAN,
         intune_macs: Arc::new(Vec::new()),
+        acct: None,
+        acct_share: 0.0,
     };
     pin_self(1);
     println!(

@@ -10,10 +10,12 @@
 //! `LOAD_TIMEOUT_MS` [1000], `LOAD_SERVER_CPUS` [0], `LOAD_GEN_CPU` [1],
 //! `LOAD_SERVERS` [entra,freeradius,radius-rs; `entra-nohistory` adds entra-radius with `[history] enabled = false`, to measure what the authentication history costs; `baseline` adds the entra-radius binary at `LOAD_BASELINE_BIN`, e.g. an earlier commit's build], `LOAD_SPIN` generator polls without sleeping [1], `LOAD_SAME_LOAD` fraction of
 //! FreeRADIUS's PAP capacity for the latency comparison [0.7],
-//! `LOAD_RATE` requests/s for it instead, `LOAD_ENTRA_THREADS` entra-radius's `[server] threads` [unset: its default, one per CPU it may run on, so 1 when pinned to one; 2 holds up better when other processes compete for that CPU; pinned to one CPU, the second reader stands by (it used to preempt the first mid-batch, costing the full-load p99 a scheduler slice, about 4 ms)], `LOAD_SCENARIOS` [pap,pap1,reject,mab,mab1,dup,intune,eap; `pap1` and `mab1` send PAP and MAB accepts from a single socket with 64 requests in flight, as a wireless LAN controller or a RADIUS proxy does (`LOAD_SOCKETS`/`LOAD_WINDOW` do not apply to them); `eap` is EAP-TLS full handshakes and resumptions through `eapol_test`, entra-radius and FreeRADIUS with the same certificates (see load/eap.rs for its variables); `intune` is MAB for the Intune devices of a synthetic tenant of `LOAD_INTUNE_DEVICES` [125000] devices that entra-radius syncs from the Graph emulator through its admin CLI first, entra-radius only], `LOAD_CONFINE=1` starts every server on all CPUs and then confines all its threads to `LOAD_SERVER_CPUS` with `taskset -a` (each sized its threads for all CPUs, as after an administrator's `taskset` or a cpuset change). `LOAD_DEBUG_BAD` prints the first bad replies. `LOAD_SOAK` seconds [0: off] runs the soak instead of the scenarios: the mix of PAP accepts, MAB accepts, rejects and duplicates at `LOAD_SOAK_LOAD` [0.8] of each server's PAP saturation, reported per `LOAD_SOAK_WINDOW` seconds [60] with the RSS slope (e.g. `LOAD_SERVERS=entra LOAD_SOAK=600`; no accounting in the mix yet).
+//! `LOAD_RATE` requests/s for it instead, `LOAD_ENTRA_THREADS` entra-radius's `[server] threads` [unset: its default, one per CPU it may run on, so 1 when pinned to one; 2 holds up better when other processes compete for that CPU; pinned to one CPU, the second reader stands by (it used to preempt the first mid-batch, costing the full-load p99 a scheduler slice, about 4 ms)], `LOAD_SCENARIOS` [pap,pap1,reject,mab,mab1,dup,intune,eap,eapmix; `eapmix` is PAP and MAB at a fixed rate, alone and while EAP-TLS handshakes keep entra-radius busy (entra-radius only; see load/eap_mix.rs for its variables); `pap1` and `mab1` send PAP and MAB accepts from a single socket with 64 requests in flight, as a wireless LAN controller or a RADIUS proxy does (`LOAD_SOCKETS`/`LOAD_WINDOW` do not apply to them); `eap` is EAP-TLS full handshakes and resumptions through `eapol_test`, entra-radius and FreeRADIUS with the same certificates (see load/eap.rs for its variables); `intune` is MAB for the Intune devices of a synthetic tenant of `LOAD_INTUNE_DEVICES` [125000] devices that entra-radius syncs from the Graph emulator through its admin CLI first, entra-radius only], `LOAD_CONFINE=1` starts every server on all CPUs and then confines all its threads to `LOAD_SERVER_CPUS` with `taskset -a` (each sized its threads for all CPUs, as after an administrator's `taskset` or a cpuset change). `LOAD_DEBUG_BAD` prints the first bad replies. `LOAD_SOAK` seconds [0: off] runs the soak instead of the scenarios: the mix of PAP accepts, MAB accepts, rejects and duplicates at `LOAD_SOAK_LOAD` [0.8] of each server's PAP saturation, and `LOAD_SOAK_ACCT` [0.01] of the rate as Accounting-Requests (Start, Interim-Update, Stop) from sockets of their own to the accounting port (entra-radius only: the bench knows no other server's accounting port), reported per `LOAD_SOAK_WINDOW` seconds [60] with the RSS slope (e.g. `LOAD_SERVERS=entra LOAD_SOAK=600`).
 
 #[path = "load/eap.rs"]
 mod eap;
+#[path = "load/eap_mix.rs"]
+mod eap_mix;
 #[path = "load/generator.rs"]
 mod generator;
 #[path = "load/intune.rs"]
@@ -177,6 +179,8 @@ fn main() -> Result<()> {
         macs,
         mab_vlan: peers::MAB_VLAN,
         intune_macs: Default::default(),
+        acct: None,
+        acct_share: 0.0,
     };
     println!(
         "load: {users} users, {macs} MACs; servers on CPU {server_cpus}, generator on CPU {gen_cpu}; {} sockets × {} in flight; {rounds} rounds of {:?} (+{:?} warm-up) per server and scenario",
@@ -184,7 +188,7 @@ fn main() -> Result<()> {
     );
 
     let mut peers: Vec<Peer> = Vec::new();
-    for w in wanted.split(',').map(str::trim) {
+    for w in wanted.split(',').map(str::trim).filter(|w| !w.is_empty()) {
         let started = std::time::Instant::now();
         let p = match w {
             "entra" | "entra-radius" => peers::start_entra(
@@ -250,7 +254,10 @@ fn main() -> Result<()> {
         }
         return Ok(());
     }
-    let only: String = env_or("LOAD_SCENARIOS", "pap,pap1,reject,mab,mab1,dup,intune,eap".to_string());
+    let only: String = env_or(
+        "LOAD_SCENARIOS",
+        "pap,pap1,reject,mab,mab1,dup,intune,eap,eapmix".to_string(),
+    );
     let scenarios: Vec<Scenario> = [
         ("pap", Scenario::PapAccept),
         ("pap1", Scenario::PapOneSource),
@@ -306,7 +313,13 @@ fn main() -> Result<()> {
         rate: Some(rate),
         ..cfg.clone()
     };
-    for round in 0..rounds {
+    // Only with the PAP scenario, whose capacity sets the rate.
+    let same_load_rounds = if scenarios.contains(&Scenario::PapAccept) {
+        rounds
+    } else {
+        0
+    };
+    for round in 0..same_load_rounds {
         for k in 0..peers.len() {
             let p = &peers[(k + round) % peers.len()];
             seed += 1;
@@ -343,12 +356,14 @@ fn main() -> Result<()> {
     for (sc, by_server) in &results {
         print_table(sc.name(), &names, by_server, &rss);
     }
-    print_table(
-        &format!("PAP accept at the same offered load: {rate:.0} requests/s"),
-        &names,
-        &same_load,
-        &rss,
-    );
+    if !same_load.is_empty() {
+        print_table(
+            &format!("PAP accept at the same offered load: {rate:.0} requests/s"),
+            &names,
+            &same_load,
+            &rss,
+        );
+    }
     for p in peers.iter().filter(|p| p.name == "entra-radius") {
         match peers::history_report(p) {
             Ok(r) => println!("\n{r}"),
@@ -365,6 +380,11 @@ fn main() -> Result<()> {
             rounds,
             cfg.measure,
         )?;
+    }
+    // The fast path under EAP load: entra-radius only, with [eap].
+    if only.split(',').any(|o| o.trim() == "eapmix") {
+        drop(std::mem::take(&mut peers));
+        eap_mix::run(&server_cpus, gen_cpu, &cfg, rounds, &mut seed)?;
     }
     // MAB for Intune devices synced from the Graph emulator: entra-radius
     // only (the peers have no directory sync); the local-MAC MAB table above
@@ -446,10 +466,13 @@ fn soak_one(p: &peers::Peer, cfg: &LoadConfig, secs: u64, seed: &mut u64) {
     let load: f64 = env_or("LOAD_SOAK_LOAD", 0.8f64).clamp(0.05, 1.0);
     let window = Duration::from_secs(env_or("LOAD_SOAK_WINDOW", 60u64).clamp(5, 600));
     let windows = secs.div_ceil(window.as_secs()).max(1);
+    let acct_share: f64 = env_or("LOAD_SOAK_ACCT", 0.01f64).clamp(0.0, 0.5);
     let soak = LoadConfig {
         rate: Some(saturation * load),
         warmup: Duration::ZERO,
         measure: window,
+        acct: p.acct,
+        acct_share,
         ..cfg.clone()
     };
     println!(
@@ -461,13 +484,23 @@ fn soak_one(p: &peers::Peer, cfg: &LoadConfig, secs: u64, seed: &mut u64) {
         saturation * load,
         load * 100.0
     );
+    match p.acct {
+        Some(a) if acct_share > 0.0 => println!(
+            "{:.0} % of the requests are Accounting-Requests (Start, Interim-Update, Stop) to {a}, from sockets of their own\n",
+            acct_share * 100.0
+        ),
+        _ => println!(
+            "no accounting in the mix (the bench knows no accounting port of {})\n",
+            p.name
+        ),
+    }
     println!(
-        "| window | req/s | lost | bad | dup mismatches | p50 µs | p99 µs | p99.9 µs | server CPU s / 100k | RSS MiB |"
+        "| window | req/s | of which accounting | lost | bad | dup mismatches | p50 µs | p99 µs | p99.9 µs | accounting p50 / p99 µs | server CPU s / 100k | RSS MiB |"
     );
-    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     let rss0 = p.rss_kib();
     let mut points = Vec::new();
-    let (mut lost, mut bad, mut mismatch, mut answered) = (0, 0, 0, 0);
+    let (mut lost, mut bad, mut mismatch, mut answered, mut accounting) = (0, 0, 0, 0, 0);
     for w in 0..windows {
         *seed += 1;
         let o = generator::run(p.addr, peers::SECRET.as_bytes(), Scenario::Mixed, &soak, *seed, &|| {
@@ -479,16 +512,20 @@ fn soak_one(p: &peers::Peer, cfg: &LoadConfig, secs: u64, seed: &mut u64) {
         bad += o.bad;
         mismatch += o.duplicate_mismatch + o.duplicate_unanswered;
         answered += o.answered;
+        accounting += o.accounting_answered;
         println!(
-            "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {:.2} | {} |",
+            "| {} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} | {} / {} | {:.2} | {} |",
             w + 1,
             o.rate(),
+            o.accounting_answered as f64 / o.elapsed.as_secs_f64().max(1e-9),
             o.lost,
             o.bad,
             o.duplicate_mismatch + o.duplicate_unanswered,
             us(o.percentile(0.5)),
             us(o.percentile(0.99)),
             us(o.percentile(0.999)),
+            us(o.accounting_percentile(0.5)),
+            us(o.accounting_percentile(0.99)),
             o.cpu_per_100k().as_secs_f64(),
             rss / 1024
         );
@@ -502,7 +539,7 @@ fn soak_one(p: &peers::Peer, cfg: &LoadConfig, secs: u64, seed: &mut u64) {
     });
     let slope = if den > 0.0 { num / den } else { 0.0 };
     println!(
-        "\n{}: {answered} answered, {lost} lost, {bad} bad, {mismatch} duplicate mismatches or unanswered; RSS {} MiB before the soak, {} MiB after, slope {slope:+.3} MiB per minute",
+        "\n{}: {answered} answered ({accounting} of them Accounting-Requests), {lost} lost, {bad} bad, {mismatch} duplicate mismatches or unanswered; RSS {} MiB before the soak, {} MiB after, slope {slope:+.3} MiB per minute",
         p.name,
         rss0 / 1024,
         p.rss_kib() / 1024

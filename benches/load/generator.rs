@@ -15,6 +15,8 @@ type HmacMd5 = Hmac<Md5>;
 const ACCESS_REQUEST: u8 = 1;
 const ACCESS_ACCEPT: u8 = 2;
 const ACCESS_REJECT: u8 = 3;
+const ACCOUNTING_REQUEST: u8 = 4;
+const ACCOUNTING_RESPONSE: u8 = 5;
 const MESSAGE_AUTHENTICATOR: u8 = 80;
 const TUNNEL_PRIVATE_GROUP_ID: u8 = 81;
 /// Replies larger than this are counted as bad (ours are ~60 bytes).
@@ -38,9 +40,17 @@ pub enum Scenario {
     /// MAB accepts the same way.
     MabOneSource,
     /// The soak's mix: 55 % PAP accepts, 20 % MAB accepts, 10 % PAP
-    /// rejects, 15 % PAP accepts retransmitted once the reply is in.
+    /// rejects, 15 % PAP accepts retransmitted once the reply is in; with
+    /// `LoadConfig::acct`, besides, `acct_share` of the rate as
+    /// Accounting-Requests ([`Scenario::Accounting`]) to the accounting port.
     Mixed,
+    /// Accounting Start (20 %), Interim-Update (60 %) and Stop (20 %) for
+    /// sessions of the first 20,000 users; only inside the mix.
+    Accounting,
 }
+
+/// Accounting-Requests in flight on each accounting socket of the mix.
+const ACCT_WINDOW: usize = 32;
 
 /// Requests in flight on the single socket of the one-source scenarios.
 pub const ONE_SOURCE_WINDOW: usize = 64;
@@ -70,6 +80,7 @@ impl Scenario {
             Scenario::MabAccept => "MAB accept",
             Scenario::DuplicateMix => "PAP + 10% duplicates",
             Scenario::IntuneMab => "MAB, Intune (synced)",
+            Scenario::Accounting => "accounting",
         }
     }
 }
@@ -93,6 +104,10 @@ pub struct LoadConfig {
     pub mab_vlan: &'static str,
     /// The MACs of `Scenario::IntuneMab`, as a switch sends them.
     pub intune_macs: std::sync::Arc<Vec<String>>,
+    /// The server's accounting address: the mix then also sends
+    /// accounting, `acct_share` of the rate, from sockets of its own.
+    pub acct: Option<SocketAddr>,
+    pub acct_share: f64,
 }
 
 /// What one measurement saw.
@@ -109,9 +124,14 @@ pub struct Outcome {
     /// A retransmission answered with other bytes than the first reply.
     pub duplicate_mismatch: u64,
     pub duplicate_unanswered: u64,
+    /// Accounting-Responses among `answered`.
+    pub accounting_answered: u64,
     pub elapsed: Duration,
-    /// Round-trip times in nanoseconds, sorted.
+    /// Round-trip times in nanoseconds, sorted (Access-Requests only).
     pub latencies: Vec<u32>,
+    /// Those of the Accounting-Requests, sorted: answered only once stored,
+    /// so they measure the store, not the fast path.
+    pub accounting_latencies: Vec<u32>,
     /// CPU time of the generator thread during the measurement.
     pub generator_cpu: Duration,
     pub server_cpu: Duration,
@@ -123,11 +143,11 @@ impl Outcome {
     }
 
     pub fn percentile(&self, p: f64) -> Duration {
-        if self.latencies.is_empty() {
-            return Duration::ZERO;
-        }
-        let i = ((self.latencies.len() as f64 * p).ceil() as usize).clamp(1, self.latencies.len()) - 1;
-        Duration::from_nanos(self.latencies[i] as u64)
+        percentile(&self.latencies, p)
+    }
+
+    pub fn accounting_percentile(&self, p: f64) -> Duration {
+        percentile(&self.accounting_latencies, p)
     }
 
     /// Server CPU time per 100,000 answered requests.
@@ -137,6 +157,14 @@ impl Outcome {
         }
         self.server_cpu.mul_f64(100_000.0 / self.answered as f64)
     }
+}
+
+fn percentile(sorted: &[u32], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    Duration::from_nanos(sorted[i] as u64)
 }
 
 /// Tiny xorshift: request authenticators need to differ, not to be secret.
@@ -236,6 +264,37 @@ fn access_request(buf: &mut Vec<u8>, keys: &Keys, id: u8, ra: &[u8; 16], user: &
     buf[22..38].copy_from_slice(&tag);
 }
 
+/// An Accounting-Request as a switch sends it (RFC 2866): the Request
+/// Authenticator is MD5(Code + Identifier + Length + 16 zero octets +
+/// attributes + secret).
+fn accounting_request(buf: &mut Vec<u8>, keys: &Keys, id: u8, status: u32, session: usize, elapsed: u32) {
+    buf.clear();
+    buf.extend_from_slice(&[ACCOUNTING_REQUEST, id, 0, 0]);
+    buf.extend_from_slice(&[0; 16]);
+    push_attr(buf, 40, &status.to_be_bytes());
+    push_attr(buf, 1, user_name(session).as_bytes());
+    push_attr(buf, 44, format!("bench-{session:08x}").as_bytes());
+    push_attr(buf, 4, &[127, 0, 0, 1]);
+    push_attr(buf, 5, &(session as u32 % 48).to_be_bytes());
+    push_attr(buf, 61, &15u32.to_be_bytes());
+    push_attr(buf, 31, mac(session).as_bytes());
+    push_attr(buf, 32, b"bench-switch");
+    push_attr(buf, 41, &0u32.to_be_bytes());
+    if status != 1 {
+        push_attr(buf, 46, &elapsed.to_be_bytes());
+        push_attr(buf, 42, &(elapsed.wrapping_mul(1500)).to_be_bytes());
+        push_attr(buf, 43, &(elapsed.wrapping_mul(9000)).to_be_bytes());
+    }
+    let len = buf.len() as u16;
+    buf[2..4].copy_from_slice(&len.to_be_bytes());
+    // The secret goes last here (keys.md5 has it first).
+    let mut h = Md5::new();
+    h.update(&buf[..]);
+    h.update(&keys.secret);
+    let ra = h.finalize();
+    buf[4..20].copy_from_slice(&ra);
+}
+
 /// Checks a reply against the request it answers: length, code,
 /// Response Authenticator, Message-Authenticator if present, and the VLAN
 /// when one is expected. Returns whether Message-Authenticator was present.
@@ -310,6 +369,8 @@ struct Slot {
 
 struct Sock {
     socket: UdpSocket,
+    /// Sends accounting to the accounting port (the mix's second lane).
+    acct: bool,
     slots: Vec<Slot>,
     outstanding: usize,
     next_id: u8,
@@ -424,17 +485,30 @@ pub fn run(
         (cfg.sockets.max(1), cfg.window.clamp(1, 255))
     };
     let scenario = scenario.traffic();
-    let mut socks: Vec<Sock> = (0..sockets)
-        .map(|_| {
+    // The mix's accounting lane: a quarter as many sockets, to the
+    // accounting port, with `acct_share` of the rate.
+    let acct = cfg
+        .acct
+        .filter(|_| scenario == Scenario::Mixed && cfg.acct_share > 0.0)
+        .map(|a| (a, sockets.div_ceil(4)));
+    let share = match acct {
+        Some(_) => [1.0 - cfg.acct_share.min(1.0), cfg.acct_share.min(1.0)],
+        None => [1.0, 0.0],
+    };
+    let targets = std::iter::repeat_n((server, false), sockets)
+        .chain(acct.into_iter().flat_map(|(a, n)| std::iter::repeat_n((a, true), n)));
+    let mut socks: Vec<Sock> = targets
+        .map(|(to, is_acct)| {
             let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).expect("socket");
             let _ = s.set_recv_buffer_size(4 << 20);
             let any: SocketAddr = "127.0.0.1:0".parse().expect("address");
             s.bind(&any.into()).expect("bind");
             let s: UdpSocket = s.into();
-            s.connect(server).expect("connect");
+            s.connect(to).expect("connect");
             s.set_nonblocking(true).expect("nonblocking");
             Sock {
                 socket: s,
+                acct: is_acct,
                 slots: (0..256)
                     .map(|_| Slot {
                         sent_at: Instant::now(),
@@ -476,7 +550,8 @@ pub fn run(
     let max_samples = 50_000_000;
     let mut names = Vec::new();
     let mut pws = Vec::new();
-    let mut rate_sent = 0u64;
+    // Per lane: Access-Requests, Accounting-Requests.
+    let mut rate_sent = [0u64; 2];
     let mut batch: Vec<u8> = Vec::with_capacity(BATCH * 200);
     let mut offsets: Vec<(usize, usize)> = Vec::with_capacity(BATCH);
     loop {
@@ -487,9 +562,11 @@ pub fn run(
             gen0 = thread_cpu();
             out = Outcome {
                 latencies: std::mem::take(&mut out.latencies),
+                accounting_latencies: std::mem::take(&mut out.accounting_latencies),
                 ..Outcome::default()
             };
             out.latencies.clear();
+            out.accounting_latencies.clear();
         }
         if measuring && !ended && now >= stop_sending {
             ended = true;
@@ -533,10 +610,16 @@ pub fn run(
                         _ if mm.truncated(i) => out.bad += 1,
                         Ok(ma) => {
                             out.answered += 1;
+                            out.accounting_answered += u64::from(slot.expect == ACCOUNTING_RESPONSE);
                             out.with_message_authenticator += ma as u64;
-                            if out.latencies.len() < max_samples {
-                                let ns = (recv_at - slot.sent_at).as_nanos().min(u32::MAX as u128) as u32;
-                                out.latencies.push(ns);
+                            let ns = (recv_at - slot.sent_at).as_nanos().min(u32::MAX as u128) as u32;
+                            let samples = if s.acct {
+                                &mut out.accounting_latencies
+                            } else {
+                                &mut out.latencies
+                            };
+                            if samples.len() < max_samples {
+                                samples.push(ns);
                             }
                         }
                         Err(()) => {
@@ -565,16 +648,21 @@ pub fn run(
             // New requests, up to the window and the rate.
             batch.clear();
             offsets.clear();
+            // Accounting is answered once stored (milliseconds): a NAS keeps
+            // more of it in flight.
+            let window = if s.acct { ACCT_WINDOW } else { window };
             while s.outstanding + offsets.len() < window && offsets.len() < BATCH {
+                let lane = s.acct as usize;
                 if let Some(rate) = cfg.rate {
+                    let rate = rate * share[lane];
                     let allowed = (now.saturating_duration_since(started).as_secs_f64() * rate) as u64;
                     // After a stall (the generator descheduled) catch up by at
                     // most a millisecond's worth, not with one huge burst.
                     let slack = (rate / 1000.0) as u64 + 1;
-                    if allowed > rate_sent + slack {
-                        rate_sent = allowed - slack;
+                    if allowed > rate_sent[lane] + slack {
+                        rate_sent[lane] = allowed - slack;
                     }
-                    if rate_sent >= allowed {
+                    if rate_sent[lane] >= allowed {
                         break;
                     }
                 }
@@ -598,6 +686,7 @@ pub fn run(
                 let (expect, station);
                 // The mix picks one of the plain kinds per request.
                 let kind = match scenario {
+                    _ if s.acct => Scenario::Accounting,
                     Scenario::Mixed => match rng.below(100) {
                         0..55 => Scenario::PapAccept,
                         55..75 => Scenario::MabAccept,
@@ -623,6 +712,10 @@ pub fn run(
                     Scenario::PapOneSource | Scenario::MabOneSource | Scenario::Mixed => {
                         unreachable!("a one-source scenario's or the mix's traffic")
                     }
+                    Scenario::Accounting => {
+                        expect = ACCOUNTING_RESPONSE;
+                        station = String::new();
+                    }
                     Scenario::MabAccept | Scenario::IntuneMab => {
                         let m = if kind == Scenario::IntuneMab {
                             cfg.intune_macs[rng.below(cfg.intune_macs.len())].clone()
@@ -635,7 +728,18 @@ pub fn run(
                         station = m;
                     }
                 }
-                access_request(&mut slot.request, &keys, id, &ra, &names, &pws, station.as_bytes());
+                if kind == Scenario::Accounting {
+                    let status = match rng.below(10) {
+                        0 | 1 => 1,
+                        2 | 3 => 2,
+                        _ => 3,
+                    };
+                    let session = rng.below(cfg.users.min(20_000));
+                    let elapsed = now.saturating_duration_since(started).as_secs() as u32;
+                    accounting_request(&mut slot.request, &keys, id, status, session, elapsed);
+                } else {
+                    access_request(&mut slot.request, &keys, id, &ra, &names, &pws, station.as_bytes());
+                }
                 slot.expect = expect;
                 slot.vlan = vlan.filter(|_| matches!(kind, Scenario::MabAccept | Scenario::IntuneMab));
                 slot.duplicate = match scenario {
@@ -647,7 +751,7 @@ pub fn run(
                 batch.extend_from_slice(&slot.request);
                 offsets.push((start, batch.len()));
                 slot.busy = true;
-                rate_sent += 1;
+                rate_sent[lane] += 1;
             }
             if !offsets.is_empty() {
                 let grams: Vec<&[u8]> = offsets.iter().map(|&(a, b)| &batch[a..b]).collect();
@@ -660,7 +764,7 @@ pub fn run(
                     } else {
                         // The socket buffer was full: not sent, not counted.
                         s.slots[id].busy = false;
-                        rate_sent -= 1;
+                        rate_sent[s.acct as usize] -= 1;
                     }
                 }
                 s.outstanding += went;
@@ -688,9 +792,23 @@ pub fn run(
                 }
             }
         }
-        if !progressed && !cfg.spin && cfg.rate.is_none() {
-            // SAFETY: pollfds is a valid array of its length.
-            unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, 1) };
+        if !progressed && !cfg.spin {
+            // At a fixed rate, wake up at least every 100 µs to send the next
+            // requests (at most a handful at a time); otherwise a reply wakes us.
+            let timeout = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: if cfg.rate.is_some() { 100_000 } else { 1_000_000 },
+            };
+            // SAFETY: pollfds is a valid array of its length; timeout lives
+            // across the call; no signal mask.
+            unsafe {
+                libc::ppoll(
+                    pollfds.as_mut_ptr(),
+                    pollfds.len() as libc::nfds_t,
+                    &timeout,
+                    std::ptr::null(),
+                )
+            };
         }
     }
     if !ended {
@@ -707,5 +825,6 @@ pub fn run(
         }
     }
     out.latencies.sort_unstable();
+    out.accounting_latencies.sort_unstable();
     out
 }

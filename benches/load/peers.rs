@@ -21,6 +21,8 @@ pub const MAB_VLAN: &str = "30";
 pub struct Peer {
     pub name: &'static str,
     pub addr: SocketAddr,
+    /// The accounting address, where the bench knows it (entra-radius).
+    pub acct: Option<SocketAddr>,
     child: Child,
     _dir: tempfile::TempDir,
 }
@@ -226,15 +228,15 @@ pub fn start_entra_binary(
         "entra-radius ready:",
         &dir.path().join("stderr.log"),
     )?;
-    let addr = line
-        .split_whitespace()
-        .nth(3)
-        .context("ready line")?
-        .trim_end_matches(',')
-        .parse()?;
+    // "entra-radius ready: auth ADDR acct ADDR admin ADDR"
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let after = |key: &str| words.iter().position(|w| *w == key).and_then(|i| words.get(i + 1));
+    let addr = after("auth").context("ready line")?.trim_end_matches(',').parse()?;
+    let acct = after("acct").and_then(|a| a.trim_end_matches(',').parse().ok());
     Ok(Peer {
         name,
         addr,
+        acct,
         child,
         _dir: dir,
     })
@@ -379,6 +381,7 @@ pub fn run_freeradius(cpus: &str, dir: tempfile::TempDir, conf: &Path, port: u16
     )?;
     Ok(Peer {
         name: "FreeRADIUS",
+        acct: None,
         addr: SocketAddr::from(([127, 0, 0, 1], port)),
         child,
         _dir: dir,
@@ -401,6 +404,7 @@ pub fn start_radius_rs(cpus: &str, users: usize, macs: usize) -> Result<Peer> {
     Ok(Peer {
         name: "radius-rs",
         addr,
+        acct: None,
         child,
         _dir: dir,
     })
