@@ -10,6 +10,9 @@
 //! CPU. `LOAD_EAPMIX_PARALLEL` [12] conversations run at once on the
 //! generator's CPU under `SCHED_IDLE`, so that they never delay the PAP/MAB
 //! generator (which sleeps between its sends here instead of spinning).
+//! They all come from one NAS, which may hold at most half of the
+//! `eap_tls` places (32 per TLS thread, one thread on one CPU): more than
+//! 16 at once would be shed, as the server should.
 //! The PAP/MAB rate is `LOAD_EAPMIX_LOAD` [0.25] of the server's PAP
 //! saturation, measured first, or `LOAD_EAPMIX_RATE` requests/s.
 
