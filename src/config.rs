@@ -1750,4 +1750,98 @@ description = "printer"
         let e = from_toml("[history]\nmax_rows = 0\n").unwrap_err().to_string();
         assert!(e.contains("history.max_rows"), "{e}");
     }
+
+    /// What a config means, with the local users' credentials (which
+    /// `Debug` leaves out).
+    fn meaning(c: &Config) -> String {
+        let creds: Vec<String> = c
+            .local_users
+            .iter()
+            .map(|u| match &u.credential {
+                UserCredential::Cleartext(p) => format!("{}={:?}", u.name, p.as_bytes()),
+                UserCredential::Argon2(h) => format!("{}~{h}", u.name),
+            })
+            .collect();
+        format!("{c:?} {creds:?}")
+    }
+
+    /// `from_toml` and the TOML parser alone say the same of `text`.
+    fn same_as_the_parser(text: &str) {
+        let slow = parse_with(text, Path::new("<config>"), None);
+        match (from_toml(text), slow) {
+            (Ok(a), Ok(b)) => assert_eq!(meaning(&a), meaning(&b), "{text}"),
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{text}"),
+            (a, b) => panic!("{text}: {a:?} but the parser alone: {b:?}"),
+        }
+    }
+
+    const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$Zm9vYmFyYmF6cXV4cXV1eA";
+
+    #[test]
+    fn plain_local_tables_are_read_as_the_parser_reads_them() {
+        let interleaved = format!(
+            "[[local.users]]\nname = \"Alice\"\npassword = \"pw # not a comment\"\n\n\
+             [[local.macs]]\nmac = \"00:11:22:33:44:55\"  # a comment\ndescription = 'printer \"2nd\" floor \\ east'\n\
+             [server]\nstate_dir = \"/tmp/[x\"\nauth_listen = [\n  \"127.0.0.1:1812\", # [\n]\n\
+             [[local.users]]\n\t# indented comment\n\tpassword_hash = \"{HASH}\"\n\tname='CORP\\bob'\n\
+             [[clients]]\nname = \"c\"\naddress = \"10.0.0.1\"\nsecret = \"s\"\n\
+             [[local.users]]\nname=\"zoë\"\npassword=\"\t\"\n"
+        );
+        let crlf = interleaved.replace('\n', "\r\n");
+        for text in [FULL, interleaved.as_str(), crlf.as_str()] {
+            assert!(plain_local::split(text).is_some(), "{text}");
+            same_as_the_parser(text);
+        }
+        let c = from_toml(&interleaved).unwrap();
+        let names: Vec<&str> = c.local_users.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(names, ["Alice", "CORP\\bob", "zoë"]);
+        assert_eq!(
+            c.local_macs[0].description.as_deref(),
+            Some("printer \"2nd\" floor \\ east")
+        );
+        assert_eq!(c.server.state_dir, PathBuf::from("/tmp/[x"));
+    }
+
+    #[test]
+    fn anything_else_goes_through_the_parser() {
+        let user = "[[local.users]]\nname = \"a\"\npassword = \"p\"\n";
+        let declined = [
+            // A multi-line string could hold what looks like a table.
+            format!("[server]\nstate_dir = '''\n{user}'''\n{user}"),
+            format!("[server]\nstate_dir = \"\"\"/x\"\"\"\n{user}"),
+            // `local` defined another way too.
+            format!("[local]\nusers = []\n{user}"),
+            format!("local.macs = []\n{user}"),
+            format!("{user}[\"local\".users]\n"),
+            format!("{user}[[ local.users ]]\nname = \"b\"\npassword = \"p\"\n"),
+            // A table of theirs in another form.
+            "[[local.users]]\nname = \"a\\u0062\"\npassword = \"p\"\n".into(),
+            "[[local.users]]\nname = \"a\"\nnmae = \"b\"\n".into(),
+            "[[local.users]]\nname = \"a\"\nname = \"b\"\npassword = \"p\"\n".into(),
+            "[[local.users]]\nname = 5\n".into(),
+            "[[local.users]]\npassword = \"p\"\n".into(),
+            "[[local.users]]\nname = \"a\" password = \"p\"\n".into(),
+            "[[local.users]]\nname = \"a\"\npassword = { x = 1 }\n".into(),
+            "[[local.macs]]\nmac = \"00-11-22-33-44-55\"\ndescription = \"x\u{7}\"\n".into(),
+            // Inside a value that spans lines, a header is no header.
+            format!("x = [\n{user}]\n"),
+        ];
+        for text in &declined {
+            assert!(plain_local::split(text).is_none(), "{text}");
+            same_as_the_parser(text);
+        }
+        // Read by the plain reader, refused by validation: the error comes
+        // from the parser's spans, as before.
+        for text in [
+            format!("{user}[[local.users]]\nname = \"A\"\npassword = \"q\"\n"),
+            format!("{user}[[local.users]]\nname = \"00:11:22:33:44:55\"\npassword = \"q\"\n"),
+            "[[local.macs]]\nmac = \"00-11-22\"\n".into(),
+            format!("{user}[server]\nthreads = 0\n"),
+        ] {
+            assert!(plain_local::split(&text).is_some(), "{text}");
+            same_as_the_parser(&text);
+        }
+        let e = err("[[local.users]]\nname = \"a\"\npassword = \"p\"\n\n[[local.users]]\nname = \"b\"\nnmae = \"c\"\n");
+        assert!(e.starts_with("<config>:7:1: nmae: unknown field `nmae`"), "{e}");
+    }
 }
