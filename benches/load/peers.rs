@@ -21,6 +21,9 @@ pub const MAB_VLAN: &str = "30";
 pub struct Peer {
     pub name: &'static str,
     pub addr: SocketAddr,
+    /// From spawning the process to its ready line: startup with the
+    /// accounts it was given.
+    pub ready_after: Duration,
     child: Child,
     _dir: tempfile::TempDir,
 }
@@ -84,7 +87,8 @@ impl Drop for Peer {
 }
 
 /// Runs `cmd` pinned to `cpus`, and waits (bounded) for a stdout line
-/// containing `ready`; returns the child and that line.
+/// containing `ready`; returns the child, that line and the time from
+/// spawning to it.
 pub fn spawn_pinned(
     cpus: &str,
     program: &Path,
@@ -92,7 +96,7 @@ pub fn spawn_pinned(
     envs: &[(&str, &str)],
     ready: &str,
     log: &Path,
-) -> Result<(Child, String)> {
+) -> Result<(Child, String, Duration)> {
     // LOAD_CONFINE: start on every CPU (so that each server sizes its
     // threads for all of them), then confine every thread to `cpus` once
     // ready, as an administrator's `taskset -a` or a cpuset change does.
@@ -106,6 +110,7 @@ pub fn spawn_pinned(
         cmd.env(k, v);
     }
     let err = std::fs::File::create(log)?;
+    let spawned = std::time::Instant::now();
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(err)
@@ -122,7 +127,7 @@ pub fn spawn_pinned(
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
             if !sent && line.contains(&needle) {
-                let _ = tx.send(line.clone());
+                let _ = tx.send((line.clone(), spawned.elapsed()));
                 sent = true;
             }
             // Keep the start of the output for diagnosis; drain the rest.
@@ -136,7 +141,7 @@ pub fn spawn_pinned(
         }
     });
     match rx.recv_timeout(Duration::from_secs(120)) {
-        Ok(line) => {
+        Ok((line, ready_after)) => {
             if confine {
                 let o = Command::new("taskset")
                     .args(["-a", "-p", "-c", cpus, &child.id().to_string()])
@@ -147,7 +152,7 @@ pub fn spawn_pinned(
                 // entra-radius notices within a second.
                 std::thread::sleep(Duration::from_millis(1500));
             }
-            Ok((child, line))
+            Ok((child, line, ready_after))
         }
         Err(_) => {
             let _ = child.kill();
@@ -218,7 +223,7 @@ pub fn start_entra_binary(
     let path_s = path.display().to_string();
     // Per-request decisions are logged at info; like FreeRADIUS's `auth = no`,
     // the benchmark keeps only warnings.
-    let (child, line) = spawn_pinned(
+    let (child, line, ready_after) = spawn_pinned(
         cpus,
         bin,
         &["serve", "--config", &path_s],
@@ -235,6 +240,7 @@ pub fn start_entra_binary(
     Ok(Peer {
         name,
         addr,
+        ready_after,
         child,
         _dir: dir,
     })
@@ -369,7 +375,7 @@ pub fn private_raddb(dir: &Path) -> Result<(PathBuf, u16)> {
 pub fn run_freeradius(cpus: &str, dir: tempfile::TempDir, conf: &Path, port: u16) -> Result<Peer> {
     let bin = freeradius_binary().context("freeradius is not installed")?;
     let conf_s = conf.display().to_string();
-    let (child, _) = spawn_pinned(
+    let (child, _, ready_after) = spawn_pinned(
         cpus,
         &bin,
         &["-f", "-l", "stdout", "-d", &conf_s],
@@ -380,6 +386,7 @@ pub fn run_freeradius(cpus: &str, dir: tempfile::TempDir, conf: &Path, port: u16
     Ok(Peer {
         name: "FreeRADIUS",
         addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        ready_after,
         child,
         _dir: dir,
     })
@@ -389,7 +396,7 @@ pub fn start_radius_rs(cpus: &str, users: usize, macs: usize) -> Result<Peer> {
     let dir = tempfile::tempdir()?;
     let exe = std::env::current_exe()?;
     let (u, m) = (users.to_string(), macs.to_string());
-    let (child, line) = spawn_pinned(
+    let (child, line, ready_after) = spawn_pinned(
         cpus,
         &exe,
         &[],
@@ -401,6 +408,7 @@ pub fn start_radius_rs(cpus: &str, users: usize, macs: usize) -> Result<Peer> {
     Ok(Peer {
         name: "radius-rs",
         addr,
+        ready_after,
         child,
         _dir: dir,
     })
