@@ -1038,7 +1038,8 @@ mod plain_local {
             return plain(comment).then_some(());
         }
         let key_len = line
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+            .bytes()
+            .position(|b| !(b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
             .unwrap_or(line.len());
         let (key, after) = line.split_at(key_len);
         let value = after.trim_start_matches([' ', '\t']).strip_prefix('=')?;
