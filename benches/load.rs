@@ -244,6 +244,13 @@ fn main() -> Result<()> {
         peers.push(p);
     }
     let rss_start: BTreeMap<&'static str, u64> = peers.iter().map(|p| (p.name, p.rss_kib())).collect();
+    // Startup: spawn to ready line, with the accounts above (issue 16).
+    println!(
+        "\nload: startup with {users} local users and {macs} local MACs\n\n| server | s to ready |\n| --- | --- |"
+    );
+    for p in &peers {
+        println!("| {} | {:.3} |", p.name, p.ready_after.as_secs_f64());
+    }
     let mut seed = 0x5eed_u64;
     pin_self(gen_cpu);
     let names: Vec<&'static str> = peers.iter().map(|p| p.name).collect();

@@ -23,6 +23,9 @@ pub struct Peer {
     pub addr: SocketAddr,
     /// The accounting address, where the bench knows it (entra-radius).
     pub acct: Option<SocketAddr>,
+    /// From spawning the process to its ready line: startup with the
+    /// accounts it was given.
+    pub ready_after: Duration,
     child: Child,
     _dir: tempfile::TempDir,
 }
@@ -86,7 +89,8 @@ impl Drop for Peer {
 }
 
 /// Runs `cmd` pinned to `cpus`, and waits (bounded) for a stdout line
-/// containing `ready`; returns the child and that line.
+/// containing `ready`; returns the child, that line and the time from
+/// spawning to it.
 pub fn spawn_pinned(
     cpus: &str,
     program: &Path,
@@ -94,7 +98,7 @@ pub fn spawn_pinned(
     envs: &[(&str, &str)],
     ready: &str,
     log: &Path,
-) -> Result<(Child, String)> {
+) -> Result<(Child, String, Duration)> {
     // LOAD_CONFINE: start on every CPU (so that each server sizes its
     // threads for all of them), then confine every thread to `cpus` once
     // ready, as an administrator's `taskset -a` or a cpuset change does.
@@ -108,6 +112,7 @@ pub fn spawn_pinned(
         cmd.env(k, v);
     }
     let err = std::fs::File::create(log)?;
+    let spawned = std::time::Instant::now();
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(err)
@@ -124,7 +129,7 @@ pub fn spawn_pinned(
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
             if !sent && line.contains(&needle) {
-                let _ = tx.send(line.clone());
+                let _ = tx.send((line.clone(), spawned.elapsed()));
                 sent = true;
             }
             // Keep the start of the output for diagnosis; drain the rest.
@@ -138,7 +143,7 @@ pub fn spawn_pinned(
         }
     });
     match rx.recv_timeout(Duration::from_secs(120)) {
-        Ok(line) => {
+        Ok((line, ready_after)) => {
             if confine {
                 let o = Command::new("taskset")
                     .args(["-a", "-p", "-c", cpus, &child.id().to_string()])
@@ -149,7 +154,7 @@ pub fn spawn_pinned(
                 // entra-radius notices within a second.
                 std::thread::sleep(Duration::from_millis(1500));
             }
-            Ok((child, line))
+            Ok((child, line, ready_after))
         }
         Err(_) => {
             let _ = child.kill();
@@ -220,7 +225,7 @@ pub fn start_entra_binary(
     let path_s = path.display().to_string();
     // Per-request decisions are logged at info; like FreeRADIUS's `auth = no`,
     // the benchmark keeps only warnings.
-    let (child, line) = spawn_pinned(
+    let (child, line, ready_after) = spawn_pinned(
         cpus,
         bin,
         &["serve", "--config", &path_s],
@@ -237,6 +242,7 @@ pub fn start_entra_binary(
         name,
         addr,
         acct,
+        ready_after,
         child,
         _dir: dir,
     })
@@ -371,7 +377,7 @@ pub fn private_raddb(dir: &Path) -> Result<(PathBuf, u16)> {
 pub fn run_freeradius(cpus: &str, dir: tempfile::TempDir, conf: &Path, port: u16) -> Result<Peer> {
     let bin = freeradius_binary().context("freeradius is not installed")?;
     let conf_s = conf.display().to_string();
-    let (child, _) = spawn_pinned(
+    let (child, _, ready_after) = spawn_pinned(
         cpus,
         &bin,
         &["-f", "-l", "stdout", "-d", &conf_s],
@@ -383,6 +389,7 @@ pub fn run_freeradius(cpus: &str, dir: tempfile::TempDir, conf: &Path, port: u16
         name: "FreeRADIUS",
         acct: None,
         addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        ready_after,
         child,
         _dir: dir,
     })
@@ -392,7 +399,7 @@ pub fn start_radius_rs(cpus: &str, users: usize, macs: usize) -> Result<Peer> {
     let dir = tempfile::tempdir()?;
     let exe = std::env::current_exe()?;
     let (u, m) = (users.to_string(), macs.to_string());
-    let (child, line) = spawn_pinned(
+    let (child, line, ready_after) = spawn_pinned(
         cpus,
         &exe,
         &[],
@@ -405,6 +412,7 @@ pub fn start_radius_rs(cpus: &str, users: usize, macs: usize) -> Result<Peer> {
         name: "radius-rs",
         addr,
         acct: None,
+        ready_after,
         child,
         _dir: dir,
     })

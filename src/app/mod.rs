@@ -249,7 +249,8 @@ impl Running {
         }
         self.server.reload_clients(&cfg.clients);
         self.sessions.set_coa_clients(coa_clients(&cfg.clients));
-        self.authenticator.reload(auth_config(cfg, self.ad.clone()));
+        let local = LocalDirectory::new(cfg.local_users.clone(), cfg.local_macs.clone());
+        self.authenticator.reload(auth_config(cfg, local, self.ad.clone()));
         self.authenticator.set_eap(eap);
         self.sessions.rebaseline_after_reload();
         info!(
@@ -283,12 +284,13 @@ impl Running {
     }
 }
 
-/// What a reload of the authenticator takes from the config. `ad` is the
-/// AD directory built at startup (a change of `[ad]` takes a restart).
-pub fn auth_config(cfg: &Config, ad: Option<Arc<AdDirectory>>) -> AuthConfig {
+/// What a reload of the authenticator takes from the config, with `local`
+/// built from its local accounts. `ad` is the AD directory built at startup
+/// (a change of `[ad]` takes a restart).
+pub fn auth_config(cfg: &Config, local: LocalDirectory, ad: Option<Arc<AdDirectory>>) -> AuthConfig {
     AuthConfig {
         order: cfg.directory_order.clone(),
-        local: LocalDirectory::new(cfg.local_users.clone(), cfg.local_macs.clone()),
+        local,
         policy: cfg.policy.clone(),
         ad,
     }
@@ -378,7 +380,19 @@ pub async fn serve(
         (None, None)
     };
     let ad = ad_directory(&cfg)?;
-    let authenticator = Arc::new(Authenticator::new(Some(entra.clone()), auth_config(&cfg, ad.clone())));
+    // The authenticator builds its own tables from the local accounts, and
+    // a reload reads the file again: the config's copy is moved into them
+    // rather than copied (it would only take memory, about 100 bytes an
+    // account, for as long as the server runs).
+    let (users, macs) = (cfg.local_users.len(), cfg.local_macs.len());
+    let local = LocalDirectory::new(
+        std::mem::take(&mut cfg.local_users),
+        std::mem::take(&mut cfg.local_macs),
+    );
+    let authenticator = Arc::new(Authenticator::new(
+        Some(entra.clone()),
+        auth_config(&cfg, local, ad.clone()),
+    ));
     // Before the server is built: the bound of the EAP kind follows its pool.
     authenticator.set_eap(eap_server(&cfg, None)?);
     let shutdown = CancellationToken::new();
@@ -416,16 +430,7 @@ pub async fn serve(
     );
     let auth_addrs = server.local_addrs(Port::Auth);
     let acct_addrs = server.local_addrs(Port::Acct);
-    // The authenticator has built its own tables from the local accounts,
-    // and a reload reads the file again: this copy would only take memory
-    // (about 100 bytes an account) for as long as the server runs.
-    let (users, macs, clients) = (
-        cfg.local_users.len(),
-        cfg.local_macs.len(),
-        server.handle().client_count(),
-    );
-    cfg.local_users = Vec::new();
-    cfg.local_macs = Vec::new();
+    let clients = server.handle().client_count();
     crate::sys::release_freed_memory();
 
     let running = Arc::new(Running {

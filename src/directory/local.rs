@@ -145,7 +145,11 @@ impl LocalDirectory {
     /// The config validator refuses duplicate names and MACs before this is
     /// reached; if any slip through, the later entry wins.
     pub fn new(users: Vec<LocalUser>, macs: Vec<LocalMac>) -> LocalDirectory {
-        let mut d = LocalDirectory::default();
+        let mut d = LocalDirectory {
+            users: HashMap::with_capacity_and_hasher(users.len(), Fast::default()),
+            credentials: HashMap::with_capacity_and_hasher(users.len(), Fast::default()),
+            macs: HashMap::with_capacity_and_hasher(macs.len(), Fast::default()),
+        };
         for u in users {
             let id = Identity::parse(&u.name);
             let Some(key) = with_user_key(&id, UserKey::new) else {

@@ -136,11 +136,18 @@ fn the_packaged_unit_verifies_and_the_packaged_config_serves() {
         .arg(&copy)
         .output()
         .expect("systemd-analyze (Debian package systemd)");
-    assert!(
-        o.status.success() && o.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    // Complaints about units installed on this machine (an installed
+    // FreeRADIUS's, say) are not about ours.
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let ours: Vec<&str> = stderr
+        .lines()
+        .filter(|l| {
+            !["/lib/systemd/", "/usr/lib/systemd/", "/etc/systemd/"]
+                .iter()
+                .any(|d| l.starts_with(d))
+        })
+        .collect();
+    assert!(o.status.success() && ours.is_empty(), "{stderr}");
 
     let packaged = root.join("entra-radius.toml");
     let o = run_cli(&["check-config", "--config", packaged.to_str().unwrap()], dir.path());
