@@ -29,6 +29,7 @@ use entra_radius::test_auth::{Credentials, Request, eap_tls};
 use super::eap::Pki;
 use super::generator::{self, LoadConfig, Outcome, Scenario};
 use super::peers::{self, Peer, env_or, pin_self};
+use super::us;
 
 /// EAP-TLS conversations held in a loop until stopped.
 struct Driver {
@@ -169,10 +170,6 @@ fn row(o: &Outcome, eap: (u64, u64), elapsed: Duration) -> MixRow {
     }
 }
 
-fn us(d: Duration) -> String {
-    format!("{:.0}", d.as_secs_f64() * 1e6)
-}
-
 fn median(rows: &[MixRow], f: impl Fn(&MixRow) -> f64) -> f64 {
     let mut v: Vec<f64> = rows.iter().map(f).collect();
     v.sort_by(|a, b| a.total_cmp(b));
@@ -240,22 +237,32 @@ pub fn run(server_cpus: &str, gen_cpu: usize, cfg: &LoadConfig, rounds: usize, s
     let mut alone: Vec<Vec<MixRow>> = vec![Vec::new(); kinds.len()];
     let mut loaded: Vec<Vec<MixRow>> = vec![Vec::new(); kinds.len()];
     let mut eap_alone: Vec<(f64, f64, u64)> = Vec::new();
+    // One run of PAP or MAB at the fixed rate, with what the driver (if
+    // running) did meanwhile; printed as it comes.
+    let mut measure = |round: usize, name: &str, sc: Scenario, driver: Option<&Driver>| -> MixRow {
+        *seed += 1;
+        let (e0, t0) = (driver.map_or((0, 0), Driver::counts), Instant::now());
+        let o = generator::run(peer.addr, peers::SECRET.as_bytes(), sc, &fixed, *seed, &|| peer.cpu());
+        let e1 = driver.map_or((0, 0), Driver::counts);
+        let r = row(&o, (e1.0 - e0.0, e1.1 - e0.1), t0.elapsed());
+        println!(
+            "round {} {name} at {rate:.0}/s {}: p50 {} p99 {} p99.9 {} µs, server busy {:.0} %, lost {} bad {}; {:.0} handshakes/s, {} failed",
+            round + 1,
+            if driver.is_some() { "under EAP-TLS" } else { "alone" },
+            us(r.p50),
+            us(r.p99),
+            us(r.p999),
+            r.server_busy * 100.0,
+            r.lost,
+            r.bad,
+            r.eap_per_s,
+            r.eap_failed
+        );
+        r
+    };
     for round in 0..rounds {
         for (k, (name, sc)) in kinds.iter().enumerate() {
-            *seed += 1;
-            let o = generator::run(peer.addr, peers::SECRET.as_bytes(), *sc, &fixed, *seed, &|| peer.cpu());
-            let r = row(&o, (0, 0), o.elapsed);
-            println!(
-                "round {} {name} at {rate:.0}/s alone:        p50 {} p99 {} p99.9 {} µs, server busy {:.0} %, lost {} bad {}",
-                round + 1,
-                us(r.p50),
-                us(r.p99),
-                us(r.p999),
-                r.server_busy * 100.0,
-                r.lost,
-                r.bad
-            );
-            alone[k].push(r);
+            alone[k].push(measure(round, name, *sc, None));
         }
         let driver = Driver::start(peer.addr, &pki, gen_cpu, parallel);
         std::thread::sleep(Duration::from_secs(2));
@@ -273,24 +280,7 @@ pub fn run(server_cpus: &str, gen_cpu: usize, cfg: &LoadConfig, rounds: usize, s
             f1 - f0
         );
         for (k, (name, sc)) in kinds.iter().enumerate() {
-            *seed += 1;
-            let (e0, t0) = (driver.counts(), Instant::now());
-            let o = generator::run(peer.addr, peers::SECRET.as_bytes(), *sc, &fixed, *seed, &|| peer.cpu());
-            let e1 = driver.counts();
-            let r = row(&o, (e1.0 - e0.0, e1.1 - e0.1), t0.elapsed());
-            println!(
-                "round {} {name} at {rate:.0}/s under EAP-TLS: p50 {} p99 {} p99.9 {} µs, server busy {:.0} %, lost {} bad {}; {:.0} handshakes/s, {} failed",
-                round + 1,
-                us(r.p50),
-                us(r.p99),
-                us(r.p999),
-                r.server_busy * 100.0,
-                r.lost,
-                r.bad,
-                r.eap_per_s,
-                r.eap_failed
-            );
-            loaded[k].push(r);
+            loaded[k].push(measure(round, name, *sc, Some(&driver)));
         }
         drop(driver);
     }
