@@ -8,6 +8,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use entra_radius::store::history::QUEUE;
 use entra_radius::store::{HistoryFilter, HistoryRecord, HistoryWriter, Retention, Store};
 
 /// Records measured.
@@ -77,7 +78,8 @@ fn thread_cpu(name: &str) -> Duration {
 fn feed(w: &HistoryWriter, from: u64, n: u64) {
     for i in from..from + n {
         w.record(record(i));
-        if (i + 1) % 4096 == 0 {
+        // A full queue drops: wait for the writer each time it could be.
+        if (i + 1) % QUEUE as u64 == 0 {
             wait_written(w, i + 1);
         }
     }
