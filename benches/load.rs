@@ -451,17 +451,16 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// The soak: `secs` seconds of the mixed traffic at `LOAD_SOAK_LOAD` [0.8]
-/// of the server's PAP saturation (measured first, 5 s), reported per
-/// window of `LOAD_SOAK_WINDOW` seconds [60]: rate, lost, bad, p50/p99/p99.9
-/// and RSS; then the RSS slope (least squares over the windows).
-fn soak_one(p: &peers::Peer, cfg: &LoadConfig, secs: u64, seed: &mut u64) {
+/// PAP accepts per second `p` answers at full load, measured for `secs`
+/// (after `cfg`'s warm-up): what a fixed offered load is set from.
+fn pap_saturation(p: &peers::Peer, cfg: &LoadConfig, secs: Duration, seed: &mut u64) -> f64 {
     let full = LoadConfig {
-        measure: Duration::from_secs(5),
+        measure: secs,
+        rate: None,
         ..cfg.clone()
     };
     *seed += 1;
-    let saturation = generator::run(
+    generator::run(
         p.addr,
         peers::SECRET.as_bytes(),
         Scenario::PapAccept,
@@ -469,7 +468,15 @@ fn soak_one(p: &peers::Peer, cfg: &LoadConfig, secs: u64, seed: &mut u64) {
         *seed,
         &|| p.cpu(),
     )
-    .rate();
+    .rate()
+}
+
+/// The soak: `secs` seconds of the mixed traffic at `LOAD_SOAK_LOAD` [0.8]
+/// of the server's PAP saturation (measured first, 5 s), reported per
+/// window of `LOAD_SOAK_WINDOW` seconds [60]: rate, lost, bad, p50/p99/p99.9
+/// and RSS; then the RSS slope (least squares over the windows).
+fn soak_one(p: &peers::Peer, cfg: &LoadConfig, secs: u64, seed: &mut u64) {
+    let saturation = pap_saturation(p, cfg, Duration::from_secs(5), seed);
     let load: f64 = env_or("LOAD_SOAK_LOAD", 0.8f64).clamp(0.05, 1.0);
     let window = Duration::from_secs(env_or("LOAD_SOAK_WINDOW", 60u64).clamp(5, 600));
     let windows = secs.div_ceil(window.as_secs()).max(1);

@@ -193,21 +193,7 @@ pub fn run(server_cpus: &str, gen_cpu: usize, cfg: &LoadConfig, rounds: usize, s
     )
     .context("entra-radius with [eap]")?;
     let parallel: usize = env_or("LOAD_EAPMIX_PARALLEL", 12).clamp(1, 1024);
-    // The server's PAP saturation, to set the offered load from.
-    *seed += 1;
-    let full = LoadConfig {
-        measure: Duration::from_secs(3),
-        ..cfg.clone()
-    };
-    let saturation = generator::run(
-        peer.addr,
-        peers::SECRET.as_bytes(),
-        Scenario::PapAccept,
-        &full,
-        *seed,
-        &|| peer.cpu(),
-    )
-    .rate();
+    let saturation = super::pap_saturation(&peer, cfg, Duration::from_secs(3), seed);
     let rate: f64 = std::env::var("LOAD_EAPMIX_RATE")
         .ok()
         .and_then(|v| v.parse().ok())

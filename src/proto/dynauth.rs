@@ -147,8 +147,26 @@ pub fn error_cause_name(code: u32) -> &'static str {
     }
 }
 
+/// What a NAS answers a Disconnect-Request with, for tests here and in
+/// `sessions`.
+#[cfg(test)]
+pub(crate) mod testing {
+    use crate::proto::{AttrType, Builder, ClientSecret, Code, Packet};
+
+    /// `code` (ACK or NAK) to `req`, signed, with Error-Cause `cause`.
+    pub(crate) fn reply(code: Code, req: &[u8], secret: &ClientSecret, cause: Option<u32>) -> Vec<u8> {
+        let p = Packet::decode(req).unwrap();
+        let mut b = Builder::reply_to(code, &p, true);
+        if let Some(c) = cause {
+            b.push_u32(AttrType::ERROR_CAUSE, c).unwrap();
+        }
+        b.finish_response(secret)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::testing::reply;
     use super::*;
     use md5::{Digest, Md5};
 
@@ -211,15 +229,6 @@ mod tests {
         assert!(Other::is_authentic_response(&ack, &bytes, b"coa-secret"));
         let auth: [u8; 16] = bytes[4..20].try_into().unwrap();
         assert_eq!(verify_reply(&ack, &auth, &secret), Ok(DisconnectReply::Ack));
-    }
-
-    fn reply(code: Code, req: &[u8], secret: &ClientSecret, cause: Option<u32>) -> Vec<u8> {
-        let p = Packet::decode(req).unwrap();
-        let mut b = Builder::reply_to(code, &p, true);
-        if let Some(c) = cause {
-            b.push_u32(AttrType::ERROR_CAUSE, c).unwrap();
-        }
-        b.finish_response(secret)
     }
 
     #[test]

@@ -320,16 +320,8 @@ fn canonical(a: SocketAddr) -> SocketAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::{AttrType, Builder, Code, Packet};
-
-    fn reply(code: Code, req: &[u8], secret: &ClientSecret, cause: Option<u32>) -> Vec<u8> {
-        let p = Packet::decode(req).unwrap();
-        let mut b = Builder::reply_to(code, &p, true);
-        if let Some(c) = cause {
-            b.push_u32(AttrType::ERROR_CAUSE, c).unwrap();
-        }
-        b.finish_response(secret)
-    }
+    use crate::proto::Code;
+    use crate::proto::dynauth::testing::reply;
 
     fn request() -> DisconnectRequest {
         DisconnectRequest {

@@ -185,29 +185,8 @@ mod tests {
 
     fn row(nas: &str, sid: &str, updated: i64) -> SessionRow {
         SessionRow {
-            nas: nas.into(),
-            session_id: sid.into(),
-            client_name: "c".into(),
-            user_name: None,
-            calling_station_id: None,
-            called_station_id: None,
-            framed_ip: None,
-            nas_port: None,
-            nas_port_id: None,
             started_at: Some(1000),
-            updated_at: updated,
-            stopped_at: None,
-            session_time: None,
-            input_octets: None,
-            output_octets: None,
-            input_packets: None,
-            output_packets: None,
-            terminate_cause: None,
-            interim_count: 0,
-            nas_addr: None,
-            account: None,
-            disconnect_outcome: None,
-            disconnect_at: None,
+            ..SessionRow::new(nas.into(), sid.into(), "c".into(), updated)
         }
     }
 

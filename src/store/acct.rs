@@ -181,11 +181,12 @@ pub struct SessionRow {
 }
 
 impl SessionRow {
-    fn empty(rec: &AcctRecord) -> SessionRow {
+    /// A session known by its key and client only, nothing recorded yet.
+    pub fn new(nas: String, session_id: String, client_name: String, updated_at: i64) -> SessionRow {
         SessionRow {
-            nas: rec.nas.clone(),
-            session_id: rec.session_id.clone(),
-            client_name: rec.client_name.clone(),
+            nas,
+            session_id,
+            client_name,
             user_name: None,
             calling_station_id: None,
             called_station_id: None,
@@ -193,7 +194,7 @@ impl SessionRow {
             nas_port: None,
             nas_port_id: None,
             started_at: None,
-            updated_at: rec.event_time,
+            updated_at,
             stopped_at: None,
             session_time: None,
             input_octets: None,
@@ -207,6 +208,15 @@ impl SessionRow {
             disconnect_outcome: None,
             disconnect_at: None,
         }
+    }
+
+    fn empty(rec: &AcctRecord) -> SessionRow {
+        SessionRow::new(
+            rec.nas.clone(),
+            rec.session_id.clone(),
+            rec.client_name.clone(),
+            rec.event_time,
+        )
     }
 }
 
