@@ -24,6 +24,8 @@ mod generator;
 #[path = "load/peers.rs"]
 #[allow(dead_code)]
 mod peers;
+#[path = "../tests/it/samba.rs"]
+mod samba;
 #[path = "ad/samba_dc.rs"]
 mod samba_dc;
 
@@ -238,6 +240,10 @@ fn main() -> Result<()> {
             "freeradius" => {
                 if peers::freeradius_binary().is_none() {
                     println!("FreeRADIUS is not installed (apt-get install freeradius freeradius-ldap); skipped");
+                    continue;
+                }
+                if !Path::new("/usr/lib/freeradius/rlm_ldap.so").exists() {
+                    println!("FreeRADIUS's LDAP module is not installed (apt-get install freeradius-ldap); skipped");
                     continue;
                 }
                 start_freeradius_ldap(&dc, env_or("AD_FR_THREADS", 16))

@@ -5,8 +5,6 @@
 //! every name form, state, groups, precedence with the Graph emulator, the
 //! DC unreachable, cut off, hanging or refusing the service account).
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -15,137 +13,94 @@ use entra_radius::directory::Identity;
 use entra_radius::directory::ad::client::{AdClient, PasswordVerdict};
 use entra_radius::directory::ad::wire::BindRefusal;
 
-struct Dc {
-    dir: PathBuf,
-    addr: String,
-}
+use crate::samba::{self, Dc};
 
 static DC: OnceLock<Dc> = OnceLock::new();
-static PGID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
-static DIR: OnceLock<PathBuf> = OnceLock::new();
 
-extern "C" fn stop_dc() {
-    let pgid = PGID.load(std::sync::atomic::Ordering::SeqCst);
-    if pgid > 0 {
-        unsafe { libc::kill(-pgid, libc::SIGKILL) };
-    }
-    if let Some(d) = DIR.get() {
-        let _ = std::fs::remove_dir_all(d);
-    }
-}
-
-fn run(cmd: &str, args: &[&str]) {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
+/// The DC, provisioned on first use with the accounts the tests use.
 fn dc() -> &'static Dc {
     DC.get_or_init(|| {
-        assert!(
-            Command::new("samba").arg("--version").output().is_ok(),
-            "samba is not installed: run ./scripts/test, which installs samba samba-ad-dc ldb-tools ldap-utils"
-        );
-        let pid = std::process::id();
-        let addr = format!("127.77.{}.{}", (pid / 250) % 250 + 1, pid % 250 + 2);
-        let dir = tempfile::Builder::new().prefix("ad-dc").tempdir().unwrap().keep();
-        DIR.set(dir.clone()).unwrap();
-        unsafe { libc::atexit(stop_dc) };
-        let d = dir.to_str().unwrap();
-        run("samba-tool", &["domain", "provision", "--use-rfc2307", "--realm=CORP.EXAMPLE.TEST", "--domain=CORP",
-            "--server-role=dc", "--dns-backend=NONE", "--host-name=DC1", "--host-ip=127.0.0.1", "--adminpass=Adm1n-Pass9",
-            &format!("--targetdir={d}")]);
-        // Test CA and a server certificate with SANs.
-        let tls = dir.join("tls");
-        std::fs::create_dir(&tls).unwrap();
-        let t = tls.to_str().unwrap();
-        run("openssl", &["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-keyout", &format!("{t}/ca.key"), "-out", &format!("{t}/ca.pem"), "-days", "2", "-subj", "/CN=Test AD CA"]);
-        run("openssl", &["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-keyout", &format!("{t}/key.pem"), "-out", &format!("{t}/req.csr"), "-subj", "/CN=dc1.corp.example.test"]);
-        std::fs::write(tls.join("ext"), format!(
-            "subjectAltName=DNS:dc1.corp.example.test,DNS:localhost,IP:{addr}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")).unwrap();
-        run("openssl", &["x509", "-req", "-in", &format!("{t}/req.csr"), "-CA", &format!("{t}/ca.pem"),
-            "-CAkey", &format!("{t}/ca.key"), "-CAcreateserial", "-out", &format!("{t}/cert.pem"), "-days", "2",
-            "-extfile", &format!("{t}/ext")]);
-        std::fs::set_permissions(tls.join("key.pem"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-        let conf = dir.join("etc/smb.conf");
-        std::fs::write(&conf, format!(
-            "[global]\n\tnetbios name = DC1\n\trealm = CORP.EXAMPLE.TEST\n\tworkgroup = CORP\n\
-             \tserver role = active directory domain controller\n\tserver services = ldap\n\
-             \tinterfaces = {addr}/8\n\tbind interfaces only = yes\n\tldap server require strong auth = no\n\
-             \ttls enabled = yes\n\ttls keyfile = {t}/key.pem\n\ttls certfile = {t}/cert.pem\n\ttls cafile = {t}/ca.pem\n\
-             \tprivate dir = {d}/private\n\tstate directory = {d}/state\n\tlock directory = {d}\n\
-             \tcache directory = {d}/cache\n\tbinddns dir = {d}/bind-dns\n\tpid directory = {d}\n\
-             \tncalrpc dir = {d}/ncalrpc\n\twinbindd socket directory = {d}/winbindd\n\
-             \tntp signd socket directory = {d}/ntp_signd\n\tlog file = {d}/log.%m\n\tidmap_ldb:use rfc2307 = yes\n")).unwrap();
-        let c = conf.to_str().unwrap();
-        let tool = |args: &[&str]| {
-            let mut a: Vec<&str> = args.to_vec();
-            a.extend(["-s", c]);
-            run("samba-tool", &a);
-        };
-        tool(&["domain", "passwordsettings", "set", "--max-pwd-age=0", "--min-pwd-age=0", "--account-lockout-threshold=0"]);
-        tool(&["ou", "add", "OU=Staff"]);
-        tool(&["user", "create", "svc-radius", "Svc-Radius-Pass1"]);
-        tool(&["user", "create", "alice", "Alice-Pass1", "--given-name=Alice", "--surname=Example", "--userou=OU=Staff"]);
-        tool(&["user", "create", "bob", "Bob-Pass1"]);
-        tool(&["user", "create", "alicent", "Alicent-Pass1"]);
-        tool(&["user", "disable", "bob"]);
-        tool(&["group", "add", "Staff"]);
-        tool(&["group", "add", "VPN"]);
-        tool(&["group", "addmembers", "Staff", "alice"]);
-        tool(&["group", "addmembers", "VPN", "Staff"]);
-        tool(&["computer", "create", "PC1"]);
-        // `computer create` leaves the account disabled (4098) until it has
-        // a password, as a joined machine would have.
-        tool(&["user", "setpassword", "--filter=(sAMAccountName=PC1$)", "--newpassword=Pc1-Machine-Pass1"]);
-        tool(&["user", "enable", "--filter=(sAMAccountName=PC1$)"]);
-        tool(&["computer", "create", "PC2"]);
-        // Locked out after two wrong passwords (its own password policy,
-        // so that other tests' wrong guesses lock nobody).
-        tool(&["user", "create", "guessy", "Guessy-Pass1"]);
-        tool(&["user", "create", "locky", "Locky-Pass1"]);
-        tool(&["domain", "passwordsettings", "pso", "create", "lockout-2", "1", "--account-lockout-threshold=2",
-            "--account-lockout-duration=30", "--reset-account-lockout-after=30"]);
-        tool(&["domain", "passwordsettings", "pso", "apply", "lockout-2", "locky"]);
-        let mut cmd = Command::new("samba");
-        cmd.args(["-F", "-s", c]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let child = cmd.spawn().expect("samba");
-        PGID.store(child.id() as i32, std::sync::atomic::Ordering::SeqCst);
-        // Reaped when it ends (killed at exit with its process group).
-        std::thread::spawn(move || {
-            let mut child = child;
-            let _ = child.wait();
+        let dc = samba::start(77, |tool| {
+            tool(&[
+                "domain",
+                "passwordsettings",
+                "set",
+                "--max-pwd-age=0",
+                "--min-pwd-age=0",
+                "--account-lockout-threshold=0",
+            ]);
+            tool(&["ou", "add", "OU=Staff"]);
+            tool(&["user", "create", "svc-radius", "Svc-Radius-Pass1"]);
+            tool(&[
+                "user",
+                "create",
+                "alice",
+                "Alice-Pass1",
+                "--given-name=Alice",
+                "--surname=Example",
+                "--userou=OU=Staff",
+            ]);
+            tool(&["user", "create", "bob", "Bob-Pass1"]);
+            tool(&["user", "create", "alicent", "Alicent-Pass1"]);
+            tool(&["user", "disable", "bob"]);
+            tool(&["group", "add", "Staff"]);
+            tool(&["group", "add", "VPN"]);
+            tool(&["group", "addmembers", "Staff", "alice"]);
+            tool(&["group", "addmembers", "VPN", "Staff"]);
+            tool(&["computer", "create", "PC1"]);
+            // `computer create` leaves the account disabled (4098) until it
+            // has a password, as a joined machine would have.
+            tool(&[
+                "user",
+                "setpassword",
+                "--filter=(sAMAccountName=PC1$)",
+                "--newpassword=Pc1-Machine-Pass1",
+            ]);
+            tool(&["user", "enable", "--filter=(sAMAccountName=PC1$)"]);
+            tool(&["computer", "create", "PC2"]);
+            // Locked out after two wrong passwords (its own password policy,
+            // so that other tests' wrong guesses lock nobody).
+            tool(&["user", "create", "guessy", "Guessy-Pass1"]);
+            tool(&["user", "create", "locky", "Locky-Pass1"]);
+            tool(&[
+                "domain",
+                "passwordsettings",
+                "pso",
+                "create",
+                "lockout-2",
+                "1",
+                "--account-lockout-threshold=2",
+                "--account-lockout-duration=30",
+                "--reset-account-lockout-after=30",
+            ]);
+            tool(&["domain", "passwordsettings", "pso", "apply", "lockout-2", "locky"]);
         });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut answered = false;
-        while !answered {
-            let ok = Command::new("ldapsearch").args(["-x", "-H", &format!("ldap://{addr}"), "-b", "", "-s", "base"])
-                .output().is_ok_and(|o| o.status.success());
-            if ok { answered = true; continue; }
-            assert!(Instant::now() < deadline, "the Samba DC did not answer on {addr} within 30 s; see {d}/log.*");
-            std::thread::sleep(Duration::from_millis(200));
-        }
         // An AD account whose UPN is also an Entra ID user's (the
         // emulator's demo tenant): Entra decides it, AD is never asked.
         // And PC1's DNS name, as a joined machine has it (host/fqdn).
-        let ldif = dir.join("upn.ldif");
-        std::fs::write(&ldif, "dn: CN=alicent,CN=Users,DC=corp,DC=example,DC=test\nchangetype: modify\n\
+        let ldif = dc.dir.join("upn.ldif");
+        std::fs::write(
+            &ldif,
+            "dn: CN=alicent,CN=Users,DC=corp,DC=example,DC=test\nchangetype: modify\n\
             replace: userPrincipalName\nuserPrincipalName: alice@contoso.example\n\n\
             dn: CN=PC1,CN=Computers,DC=corp,DC=example,DC=test\nchangetype: modify\n\
-            replace: dNSHostName\ndNSHostName: pc1.corp.example.test\n").unwrap();
-        run("ldapmodify", &["-x", "-H", &format!("ldap://{addr}"), "-D", "Administrator@CORP.EXAMPLE.TEST",
-            "-w", "Adm1n-Pass9", "-f", ldif.to_str().unwrap()]);
-        Dc { dir, addr }
+            replace: dNSHostName\ndNSHostName: pc1.corp.example.test\n",
+        )
+        .unwrap();
+        let url = format!("ldap://{}", dc.addr);
+        let args = [
+            "-x",
+            "-H",
+            &url,
+            "-D",
+            samba::ADMIN,
+            "-w",
+            samba::ADMIN_PASSWORD,
+            "-f",
+            ldif.to_str().unwrap(),
+        ];
+        samba::run("ldapmodify", &args, &[]);
+        dc
     })
 }
 
@@ -178,7 +133,7 @@ fn ad_section(urls: &[String], start_tls: bool, password: &str) -> String {
         "[ad]\nurls = [{}]\nstart_tls = {start_tls}\nca_file = \"{}\"\nbind_dn = \"CN=svc-radius,CN=Users,DC=corp,DC=example,DC=test\"\n\
          bind_password_file = \"{}\"\nbase_dn = \"DC=corp,DC=example,DC=test\"\ntimeout = \"2s\"\n",
         urls.join(", "),
-        dc.dir.join("tls/ca.pem").display(),
+        dc.ca().display(),
         secret.display()
     );
     text

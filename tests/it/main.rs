@@ -16,6 +16,7 @@ mod interop;
 mod overload;
 mod radclient;
 mod robustness;
+mod samba;
 mod service;
 mod sessions;
 mod state;
