@@ -52,6 +52,28 @@ impl MacAddr {
         }
         Ok(MacAddr(out))
     }
+
+    /// The notation [`Display`](fmt::Display) writes, without an allocation.
+    pub fn text(&self) -> MacText {
+        const HEX: &[u8; 16] = b"0123456789ABCDEF";
+        let mut t = [b'-'; 17];
+        for (i, b) in self.0.iter().enumerate() {
+            t[i * 3] = HEX[usize::from(b >> 4)];
+            t[i * 3 + 1] = HEX[usize::from(b & 0xf)];
+        }
+        MacText(t)
+    }
+}
+
+/// A MAC address as text: `AA-BB-CC-DD-EE-FF`.
+#[derive(Clone, Copy)]
+pub struct MacText([u8; 17]);
+
+impl MacText {
+    pub fn as_str(&self) -> &str {
+        // Hex digits and dashes only.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
 }
 
 fn hex_val(c: u8) -> Result<u8, MacParseError> {
@@ -73,12 +95,7 @@ impl FromStr for MacAddr {
 /// RFC 3580 §3.21 notation, as in Calling-Station-Id: `AA-BB-CC-DD-EE-FF`.
 impl fmt::Display for MacAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let m = self.0;
-        write!(
-            f,
-            "{:02X}-{:02X}-{:02X}-{:02X}-{:02X}-{:02X}",
-            m[0], m[1], m[2], m[3], m[4], m[5]
-        )
+        f.write_str(self.text().as_str())
     }
 }
 
