@@ -23,8 +23,10 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, ToSql, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
+
+mod chunk;
 
 use super::migrations::{self, Migration};
 use super::{Store, StoreError, configure, ensure_private_file, open_flags, tighten_if_exists};
@@ -32,16 +34,26 @@ use super::{Store, StoreError, configure, ensure_private_file, open_flags, tight
 /// The history's database, in the state directory beside the store's.
 pub const HISTORY_FILE: &str = "history.db";
 
-/// The schema of `history.db`: one row per decision, the rowid in writing
-/// (and so time) order. No other index: at full load an index on identity
-/// or MAC costs every row a write in a random page of it, which doubled
-/// the writer's CPU per row and its bytes written (`cargo bench --bench
-/// history`). Queries walk the rowids newest first and stop at their limit
-/// (or at [`HistoryFilter::scan`]); a filter that matches nothing reads
-/// the whole table, about 150 ns a row.
-const HISTORY_MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sql: "
+/// The schema of `history.db`.
+///
+/// Version 1 kept one row per decision, the rowid in writing (and so time)
+/// order, and no other index: at full load an index on identity or MAC
+/// cost every row a write in a random page of it, which doubled the
+/// writer's CPU per row and its bytes written (`cargo bench --bench
+/// history`).
+///
+/// Version 2 writes each batch of the writer as one row of
+/// `auth_history_chunk` ([`chunk`]): its decisions have the ids `first_id`
+/// to `first_id + rows - 1`, after every id of the version 1 table, which
+/// is still read and pruned, and written no more. `data` comes last so that
+/// a chunk passed over (by id or time) is never read past its first page.
+/// Queries walk the chunks newest first and stop at their limit (or at
+/// [`HistoryFilter::scan`]); a filter that matches nothing reads the whole
+/// history.
+const HISTORY_MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: "
 CREATE TABLE auth_history (
     id                 INTEGER PRIMARY KEY,
     time_ms            INTEGER NOT NULL,
@@ -61,7 +73,20 @@ CREATE TABLE auth_history (
     policy_rule        INTEGER
 );
 ",
-}];
+    },
+    Migration {
+        version: 2,
+        sql: "
+CREATE TABLE auth_history_chunk (
+    first_id      INTEGER PRIMARY KEY,
+    rows          INTEGER NOT NULL CHECK (rows > 0),
+    first_time_ms INTEGER NOT NULL,
+    last_time_ms  INTEGER NOT NULL,
+    data          BLOB    NOT NULL
+);
+",
+    },
+];
 
 /// Page cache of a history connection: the writer only appends (the rowid
 /// b-tree's rightmost pages), so the store's 32 MiB would mostly hold pages
@@ -83,8 +108,10 @@ const MAX_BATCH: usize = 1024;
 const GATHER: Duration = Duration::from_millis(10);
 /// How often retention runs.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
-/// Rows deleted per statement while pruning.
+/// Rows of the version 1 table deleted per statement while pruning.
 const PRUNE_CHUNK: i64 = 10_000;
+/// Chunks looked at, and at most deleted, per statement while pruning.
+const PRUNE_CHUNKS: i64 = 64;
 /// Most rows one query returns.
 pub const MAX_LIMIT: usize = 10_000;
 
@@ -245,8 +272,7 @@ impl Pending {
         }
     }
 
-    fn get(&self, f: Field) -> Option<&str> {
-        let i = f as usize;
+    fn field_at(&self, i: usize) -> Option<&str> {
         if self.present & (1 << i) == 0 {
             return None;
         }
@@ -254,8 +280,23 @@ impl Pending {
         self.text.get(start..self.ends[i] as usize)
     }
 
-    fn text(&self, f: Field) -> &str {
-        self.get(f).unwrap_or_default()
+    /// The text fields, in [`Field`] order.
+    fn fields(&self) -> [Option<&str>; FIELDS] {
+        std::array::from_fn(|i| self.field_at(i))
+    }
+
+    /// The record as `auth log` would show it.
+    #[cfg(test)]
+    fn to_record(&self) -> HistoryRecord {
+        chunk::Decoded {
+            time_ms: self.time_ms,
+            accept: self.accept,
+            policy_rule: self.policy_rule,
+            nas_port: self.nas_port,
+            source: self.source,
+            fields: self.fields(),
+        }
+        .to_record()
     }
 }
 
@@ -409,6 +450,7 @@ impl HistoryWriter {
 
 fn run(mut conn: Connection, rx: &Receiver<Pending>, retention: Retention, stats: &HistoryStats, queued: &AtomicUsize) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut buf = Vec::new();
     let mut last_prune: Option<Instant> = None;
     let mut last_error: Option<Instant> = None;
     loop {
@@ -423,7 +465,7 @@ fn run(mut conn: Connection, rx: &Receiver<Pending>, retention: Retention, stats
                 }
                 queued.fetch_sub(batch.len(), Ordering::Relaxed);
                 let n = batch.len() as u64;
-                match write_batch(&mut conn, &batch) {
+                match write_batch(&mut conn, &batch, &mut buf) {
                     Ok(()) => stats.written.fetch_add(n, Ordering::Relaxed),
                     Err(e) => {
                         if last_error.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
@@ -459,65 +501,96 @@ fn run(mut conn: Connection, rx: &Receiver<Pending>, retention: Retention, stats
     }
 }
 
-fn write_batch(conn: &mut Connection, batch: &[Pending]) -> rusqlite::Result<()> {
+/// Writes `batch` as one chunk, its first id after every id already given
+/// (in chunks, or in the table of rows of the versions before them).
+fn write_batch(conn: &mut Connection, batch: &[Pending], buf: &mut Vec<u8>) -> rusqlite::Result<()> {
+    let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
+        return Ok(());
+    };
+    chunk::encode(batch, buf);
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    {
-        let mut insert = tx.prepare_cached(
-            "INSERT INTO auth_history (time_ms, client, nas_addr, nas_port, called_station_id,
-                calling_station_id, mac, identity, method, directory, accept, reason, vlan, account,
-                policy_rule)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-        )?;
-        let mut addr = [0u8; 48];
-        for r in batch {
-            let nas_addr = match r.source {
-                Some(ip) => format_ip(&mut addr, ip),
-                None => r.text(Field::NasAddr),
-            };
-            // A number in this TEXT column is stored as its text.
-            let port_number = r.nas_port.map(i64::from);
-            let port_id = r.get(Field::NasPort);
-            let nas_port: &dyn ToSql = match &port_number {
-                Some(n) => n,
-                None => &port_id,
-            };
-            insert.execute(params![
-                r.time_ms,
-                r.text(Field::Client),
-                nas_addr,
-                nas_port,
-                r.get(Field::Called),
-                r.get(Field::Calling),
-                r.get(Field::Mac),
-                r.text(Field::Identity),
-                r.text(Field::Method),
-                r.get(Field::Directory),
-                r.accept,
-                r.text(Field::Reason),
-                r.get(Field::Vlan),
-                r.get(Field::Account),
-                r.policy_rule,
-            ])?;
-        }
-    }
+    let first_id = newest_id(&tx)?.map_or(1, |n| n + 1);
+    tx.prepare_cached(
+        "INSERT INTO auth_history_chunk (first_id, rows, first_time_ms, last_time_ms, data)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        first_id,
+        batch.len() as i64,
+        first.time_ms,
+        last.time_ms,
+        &buf[..]
+    ])?;
     tx.commit()
 }
 
-/// `ip` as text, in `buf` (an IPv6 address takes at most 45 bytes).
-fn format_ip(buf: &mut [u8; 48], ip: IpAddr) -> &str {
-    use std::io::Write;
-    let mut cursor = std::io::Cursor::new(&mut buf[..]);
-    let _ = write!(cursor, "{ip}");
-    let n = usize::try_from(cursor.position()).unwrap_or(0);
-    std::str::from_utf8(&buf[..n]).unwrap_or_default()
+/// The newest decision's id, in chunks or in rows.
+fn newest_id(conn: &Connection) -> rusqlite::Result<Option<i64>> {
+    let in_chunks: Option<i64> = conn
+        .prepare_cached("SELECT first_id + rows - 1 FROM auth_history_chunk ORDER BY first_id DESC LIMIT 1")?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    if in_chunks.is_some() {
+        return Ok(in_chunks);
+    }
+    conn.prepare_cached("SELECT max(id) FROM auth_history")?
+        .query_row([], |r| r.get(0))
 }
 
-/// Deletes rows older than `keep` and beyond the newest `max_rows`, oldest
-/// first in chunks; returns how many went. Rows are written in time order,
-/// so what goes is a prefix of the rowids: each chunk reads the oldest rows
-/// and stops at the first one that stays (no scan of the whole table, no
-/// index on time). A clock set back leaves a few rows a little longer.
+/// Deletes decisions older than `keep` and beyond the newest `max_rows`,
+/// oldest first; returns how many went. A chunk goes whole, once every
+/// decision in it is to go: retention keeps up to one batch more than it
+/// says (at most 1,024 decisions, written within 10 ms of each other).
 pub(crate) fn prune(conn: &Connection, retention: Retention, now_ms: i64) -> rusqlite::Result<u64> {
+    let keep_ms = i64::try_from(retention.keep.as_millis()).unwrap_or(i64::MAX);
+    let cutoff = now_ms.saturating_sub(keep_ms);
+    let max_rows = i64::try_from(retention.max_rows).unwrap_or(i64::MAX);
+    // The chunks' decisions are the newest: they count first.
+    let in_chunks: i64 = conn.query_row("SELECT coalesce(sum(rows), 0) FROM auth_history_chunk", [], |r| {
+        r.get(0)
+    })?;
+    let older = Retention {
+        keep: retention.keep,
+        max_rows: u64::try_from(max_rows.saturating_sub(in_chunks)).unwrap_or(0),
+    };
+    let mut total = prune_rows(conn, older, now_ms)?;
+    // Decisions at or below this id are beyond the newest `max_rows`.
+    let by_count = newest_id(conn)?.map_or(i64::MIN, |n| n.saturating_sub(max_rows));
+    loop {
+        let mut oldest = conn
+            .prepare_cached("SELECT first_id, rows, last_time_ms FROM auth_history_chunk ORDER BY first_id LIMIT ?1")?;
+        let mut last = None;
+        let mut going = 0i64;
+        let mut seen = 0;
+        let mut rows = oldest.query([PRUNE_CHUNKS])?;
+        while let Some(r) = rows.next()? {
+            seen += 1;
+            let (first_id, n, last_time): (i64, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+            if last_time >= cutoff && first_id.saturating_add(n - 1) > by_count {
+                break;
+            }
+            last = Some(first_id);
+            going += n;
+        }
+        drop(rows);
+        let Some(last) = last else {
+            return Ok(total);
+        };
+        conn.execute("DELETE FROM auth_history_chunk WHERE first_id <= ?1", [last])?;
+        total += u64::try_from(going).unwrap_or(0);
+        if seen < PRUNE_CHUNKS {
+            return Ok(total);
+        }
+    }
+}
+
+/// Deletes rows of the version 1 table older than `keep` and beyond the
+/// newest `max_rows` of them, oldest first in chunks; returns how many
+/// went. Rows are written in time order, so what goes is a prefix of the
+/// rowids: each chunk reads the oldest rows and stops at the first one that
+/// stays (no scan of the whole table, no index on time). A clock set back
+/// leaves a few rows a little longer.
+fn prune_rows(conn: &Connection, retention: Retention, now_ms: i64) -> rusqlite::Result<u64> {
     let keep_ms = i64::try_from(retention.keep.as_millis()).unwrap_or(i64::MAX);
     let cutoff = now_ms.saturating_sub(keep_ms);
     let max_rows = i64::try_from(retention.max_rows).unwrap_or(i64::MAX);
@@ -592,6 +665,115 @@ impl Store {
 }
 
 fn query(conn: &Connection, f: &HistoryFilter) -> rusqlite::Result<Vec<HistoryRow>> {
+    let limit = f.limit.clamp(1, MAX_LIMIT);
+    // Decisions at or below this id are not asked for.
+    let mut floor = f.after_id;
+    if let Some(scan) = f.scan
+        && let Some(newest) = newest_id(conn)?
+    {
+        let below = newest.saturating_sub(i64::try_from(scan).unwrap_or(i64::MAX));
+        floor = Some(floor.map_or(below, |a| a.max(below)));
+    }
+    // Every id in a chunk is above every id in the version 1 table.
+    let mut out;
+    if f.after_id.is_some() {
+        out = query_rows(conn, f, floor, limit)?;
+        query_chunks(conn, f, floor, limit, &mut out)?;
+    } else {
+        out = Vec::new();
+        query_chunks(conn, f, floor, limit, &mut out)?;
+        if out.len() < limit {
+            out.extend(query_rows(conn, f, floor, limit - out.len())?);
+        }
+    }
+    Ok(out)
+}
+
+/// Appends to `out` the decisions in chunks that `f` selects above
+/// `floor`, newest first (oldest first after [`HistoryFilter::after_id`]),
+/// until `out` holds `limit`.
+fn query_chunks(
+    conn: &Connection,
+    f: &HistoryFilter,
+    floor: Option<i64>,
+    limit: usize,
+    out: &mut Vec<HistoryRow>,
+) -> rusqlite::Result<()> {
+    if out.len() >= limit {
+        return Ok(());
+    }
+    let oldest_first = f.after_id.is_some();
+    // The chunk that holds the first id above `floor`, and those after it.
+    let from: i64 = match floor {
+        None => i64::MIN,
+        Some(floor) => conn
+            .prepare_cached(
+                "SELECT first_id FROM auth_history_chunk WHERE first_id <= ?1 ORDER BY first_id DESC LIMIT 1",
+            )?
+            .query_row([floor.saturating_add(1)], |r| r.get(0))
+            .optional()?
+            .unwrap_or(i64::MIN),
+    };
+    let mut stmt = conn.prepare_cached(if oldest_first {
+        "SELECT first_id, last_time_ms, data FROM auth_history_chunk WHERE first_id >= ?1 ORDER BY first_id ASC"
+    } else {
+        "SELECT first_id, last_time_ms, data FROM auth_history_chunk WHERE first_id >= ?1 ORDER BY first_id DESC"
+    })?;
+    let mut rows = stmt.query([from])?;
+    let mut matched = Vec::new();
+    while let Some(row) = rows.next()? {
+        let first_id: i64 = row.get(0)?;
+        let last_time_ms: i64 = row.get(1)?;
+        if f.since_ms.is_some_and(|s| last_time_ms < s) {
+            continue;
+        }
+        let mut records = chunk::Decoder::new(first_id, row.get_ref(2)?.as_blob()?);
+        let mut id = first_id;
+        while let Some(d) = records
+            .next_record()
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Blob, Box::new(e)))?
+        {
+            if floor.is_none_or(|floor| id > floor) && selects(f, &d) {
+                matched.push(HistoryRow {
+                    id,
+                    record: d.to_record(),
+                });
+            }
+            id += 1;
+        }
+        let room = limit - out.len();
+        if oldest_first {
+            out.extend(matched.drain(..).take(room));
+        } else {
+            out.extend(matched.drain(..).rev().take(room));
+        }
+        if out.len() >= limit {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Whether `f` selects `d` (the id aside): what the version 1 query asks
+/// of SQLite, whose `NOCASE` folds ASCII only.
+fn selects(f: &HistoryFilter, d: &chunk::Decoded<'_>) -> bool {
+    let is = |want: &Option<String>, field: Field| want.as_deref().is_none_or(|w| d.get(field) == Some(w));
+    f.identity
+        .as_deref()
+        .is_none_or(|w| d.get(Field::Identity).is_some_and(|i| i.eq_ignore_ascii_case(w)))
+        && is(&f.mac, Field::Mac)
+        && is(&f.client, Field::Client)
+        && f.accept.is_none_or(|a| d.accept == a)
+        && f.since_ms.is_none_or(|s| d.time_ms >= s)
+}
+
+/// The version 1 table's rows that `f` selects, above `floor`, at most `limit`.
+fn query_rows(
+    conn: &Connection,
+    f: &HistoryFilter,
+    floor: Option<i64>,
+    limit: usize,
+) -> rusqlite::Result<Vec<HistoryRow>> {
     use rusqlite::types::Value;
     let order = if f.after_id.is_some() { "ASC" } else { "DESC" };
     // Only the filters that are set, so that the rowid bounds below are
@@ -609,13 +791,8 @@ fn query(conn: &Connection, f: &HistoryFilter) -> rusqlite::Result<Vec<HistoryRo
     cond("client = ?", f.client.clone().map(Value::Text));
     cond("accept = ?", f.accept.map(|a| Value::Integer(a.into())));
     cond("time_ms >= ?", f.since_ms.map(Value::Integer));
-    cond("id > ?", f.after_id.map(Value::Integer));
-    if let Some(scan) = f.scan {
-        let newest: Option<i64> = conn.query_row("SELECT max(id) FROM auth_history", [], |r| r.get(0))?;
-        let scan = i64::try_from(scan).unwrap_or(i64::MAX);
-        cond("id > ?", newest.map(|n| Value::Integer(n.saturating_sub(scan))));
-    }
-    let limit = i64::try_from(f.limit.clamp(1, MAX_LIMIT)).unwrap_or(1);
+    cond("id > ?", floor.map(Value::Integer));
+    let limit = i64::try_from(limit).unwrap_or(1);
     args.push(Value::Integer(limit));
     let sql = format!(
         "SELECT id, time_ms, client, nas_addr, nas_port, called_station_id, calling_station_id, mac,
@@ -916,37 +1093,100 @@ mod tests {
     }
 
     #[test]
-    fn retention_by_age_and_by_count() {
+    fn version_1_rows_and_chunks_are_one_history() {
         let (_d, s) = store();
-        let (w, h) = HistoryWriter::spawn(&s, FOREVER).unwrap();
-        for i in 0..50 {
-            w.record(rec(i, "x", true));
+        let mut conn = s.history_connect().unwrap();
+        // 20 rows of version 1, as an older server left them (ids 1 to 20),
+        // then three chunks of 10 (ids 21 to 50); the id is the time + 1.
+        for i in 0..20 {
+            conn.execute(
+                "INSERT INTO auth_history (time_ms, client, nas_addr, identity, method, accept, reason)
+                 VALUES (?1, 'sw1', '10.0.0.1', 'x', 'pap', 1, 'ok')",
+                [1_000_000 + i],
+            )
+            .unwrap();
         }
-        wait_written(&w, 50);
-        drop(w);
-        h.join().unwrap();
-        let conn = s.history_connect().unwrap();
-        // Older than 10 ms before 1_000_050: rows 0..40 go.
+        let mut buf = Vec::new();
+        for c in 0..3 {
+            let batch: Vec<Pending> = (20 + c * 10..30 + c * 10)
+                .map(|i| Pending::from(&rec(i, if i == 25 { "Y" } else { "x" }, true)))
+                .collect();
+            write_batch(&mut conn, &batch, &mut buf).unwrap();
+        }
+        let ids = |f: HistoryFilter| -> Vec<i64> { s.auth_history(&f).unwrap().iter().map(|r| r.id).collect() };
+        let all = |limit| HistoryFilter {
+            limit,
+            ..Default::default()
+        };
+        assert_eq!(ids(all(100)), (1..=50).rev().collect::<Vec<_>>());
+        let rows = s.auth_history(&all(100)).unwrap();
+        assert!(rows.iter().all(|r| r.id == r.record.time_ms - 1_000_000 + 1));
+        assert_eq!(rows[0].record, rec(49, "x", true));
+        // Across the two: --follow, a limit, a scan, filters.
+        let after = |id, limit| HistoryFilter {
+            after_id: Some(id),
+            limit,
+            ..Default::default()
+        };
+        assert_eq!(ids(after(18, 5)), [19, 20, 21, 22, 23]);
+        assert_eq!(ids(after(45, 100)), [46, 47, 48, 49, 50]);
+        assert_eq!(ids(all(32)), (19..=50).rev().collect::<Vec<_>>());
+        let scan = HistoryFilter {
+            scan: Some(33),
+            identity: Some("X".into()),
+            limit: 100,
+            ..Default::default()
+        };
+        assert_eq!(ids(scan), (18..=50).rev().filter(|&i| i != 26).collect::<Vec<_>>());
+        let since = HistoryFilter {
+            since_ms: Some(1_000_015),
+            client: Some("sw1".into()),
+            limit: 100,
+            ..Default::default()
+        };
+        // rec() gives even times to sw1; the version 1 rows are all sw1.
+        let want: Vec<i64> = (16..=50).rev().filter(|&i| i <= 20 || (i - 1) % 2 == 0).collect();
+        assert_eq!(ids(since), want);
+
+        // Retention by count counts the chunks first: of 45, the version 1
+        // table keeps 15.
+        let by_count = |max_rows| Retention {
+            keep: Duration::from_secs(1 << 40),
+            max_rows,
+        };
+        assert_eq!(prune(&conn, by_count(45), 1_000_050).unwrap(), 5);
+        assert_eq!(ids(all(100)), (6..=50).rev().collect::<Vec<_>>());
+        // By age, 15 ms before 1_000_050: the rest of the version 1 rows and
+        // the first chunk go; the second (times 30 to 39) is not all older.
         let by_age = Retention {
-            keep: Duration::from_millis(10),
+            keep: Duration::from_millis(15),
             max_rows: u64::MAX,
         };
-        assert_eq!(prune(&conn, by_age, 1_000_050).unwrap(), 40);
-        let by_count = Retention {
-            keep: Duration::from_secs(1 << 40),
-            max_rows: 3,
-        };
-        assert_eq!(prune(&conn, by_count, 1_000_050).unwrap(), 7);
-        let left: Vec<i64> = s
+        assert_eq!(prune(&conn, by_age, 1_000_050).unwrap(), 25);
+        assert_eq!(ids(all(100)), (31..=50).rev().collect::<Vec<_>>());
+        // A chunk goes whole: with 15 kept, 31 to 40 holds 36 to 40.
+        assert_eq!(prune(&conn, by_count(15), 1_000_050).unwrap(), 0);
+        assert_eq!(prune(&conn, by_count(10), 1_000_050).unwrap(), 10);
+        assert_eq!(ids(all(100)), (41..=50).rev().collect::<Vec<_>>());
+        assert_eq!(prune(&conn, by_count(10), 1_000_050).unwrap(), 0);
+        // New ids follow the newest, even once the older ones are gone.
+        write_batch(&mut conn, &[Pending::from(&rec(50, "x", true))], &mut buf).unwrap();
+        assert_eq!(ids(all(1)), [51]);
+    }
+
+    #[test]
+    fn a_damaged_chunk_fails_the_query_and_names_it() {
+        let (_d, s) = store();
+        let mut conn = s.history_connect().unwrap();
+        let mut buf = Vec::new();
+        write_batch(&mut conn, &[Pending::from(&rec(0, "x", true))], &mut buf).unwrap();
+        conn.execute("UPDATE auth_history_chunk SET data = x'00'", []).unwrap();
+        let e = s
             .auth_history(&HistoryFilter {
-                limit: 100,
+                limit: 10,
                 ..Default::default()
             })
-            .unwrap()
-            .iter()
-            .map(|r| r.record.time_ms - 1_000_000)
-            .collect();
-        assert_eq!(left, [49, 48, 47]);
-        assert_eq!(prune(&conn, by_count, 1_000_050).unwrap(), 0);
+            .unwrap_err();
+        assert!(e.to_string().contains("history chunk 1 is damaged"), "{e}");
     }
 }
