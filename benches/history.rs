@@ -1,7 +1,7 @@
 //! What the authentication history's writer thread costs per decision
 //! written: records handed to `HistoryWriter` as the RADIUS path does, then
-//! waited for until written (group commit, two indexes), on a table that
-//! already holds a realistic number of rows.
+//! waited for until written (a batch a row, `store/history/chunk.rs`), on
+//! a history that already holds a realistic number of decisions.
 //!
 //! `cargo bench --bench history`
 

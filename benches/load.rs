@@ -119,7 +119,7 @@ fn print_table(title: &str, names: &[&'static str], results: &BTreeMap<&'static 
         let Some(rows) = results.get(name) else { continue };
         let s = summarise(rows);
         println!(
-            "| {name} | {:.0} | {} | {} | {} | {:.2} | {:.0} / {:.0} | {} | {} | {}{} | {:.0}% |",
+            "| {name} | {:.0} | {} | {} | {} | {:.2} | {:.1} / {:.1} | {} | {} | {}{} | {:.0}% |",
             s.rate,
             us(s.p50),
             us(s.p99),

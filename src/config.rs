@@ -118,9 +118,9 @@ impl std::fmt::Debug for AdConfig {
 pub struct HistoryConfig {
     /// On by default; off, no decision is recorded.
     pub enabled: bool,
-    /// Rows older than this are pruned.
+    /// Decisions older than this are pruned (a writer's batch at a time).
     pub keep: Duration,
-    /// And beyond this many, the oldest.
+    /// And beyond this many, the oldest (a writer's batch at a time).
     pub max_rows: u64,
 }
 
