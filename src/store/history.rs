@@ -88,6 +88,13 @@ CREATE TABLE auth_history_chunk (
     },
 ];
 
+/// Page size of a new `history.db` (an existing one keeps its own): a
+/// chunk is tens of KiB, and with 16 KiB pages the writer spends 15–20 %
+/// less CPU per decision than with 4 KiB ones, in fewer WAL frames and
+/// system calls, for the same file size (`cargo bench --bench history`;
+/// 64 KiB pages were no faster and a third larger).
+const HISTORY_PAGE_SIZE: i64 = 16384;
+
 /// Page cache of a history connection: the writer only appends (the rowid
 /// b-tree's rightmost pages), so the store's 32 MiB would mostly hold pages
 /// it never reads again, in the server's resident memory. 512 KiB writes as
@@ -645,6 +652,9 @@ impl Store {
             source,
         };
         let mut conn = Connection::open_with_flags(&path, open_flags()).map_err(open_err)?;
+        // Before WAL mode is set: a database in it keeps its page size.
+        conn.pragma_update(None, "page_size", HISTORY_PAGE_SIZE)
+            .map_err(open_err)?;
         configure(&conn).map_err(open_err)?;
         conn.pragma_update(None, "cache_size", -HISTORY_CACHE_KIB)
             .map_err(open_err)?;
@@ -1079,6 +1089,8 @@ mod tests {
         let mode = std::fs::metadata(s.history_path()).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         assert_eq!(s.history_path().parent(), s.path().parent());
+        let page_size: i64 = history.pragma_query_value(None, "page_size", |r| r.get(0)).unwrap();
+        assert_eq!(page_size, HISTORY_PAGE_SIZE);
         // The store's own file no longer has the table (migration 7).
         let tables: i64 = s
             .connect()
