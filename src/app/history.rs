@@ -1,8 +1,8 @@
 //! A decision as the authentication history keeps it: the composition root
 //! knows both the decision (`auth`) and the record (`store`), so the
 //! translation lives here. Cheap: the texts copied into one allocation on
-//! the decision path, then queued without waiting; the writer formats the
-//! numbers.
+//! the decision path, the numbers left as numbers, then queued without
+//! waiting.
 
 use std::net::IpAddr;
 
