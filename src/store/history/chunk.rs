@@ -68,13 +68,16 @@ pub(super) fn encode(batch: &[Pending], out: &mut Vec<u8>) {
             None => {}
         }
         let fields = r.fields();
-        let mut same = 0u16;
+        let (mut present, mut same) = (0u16, 0u16);
         for (i, f) in fields.iter().enumerate() {
-            if f.is_some() && *f == prev[i] {
-                same |= 1 << i;
+            if f.is_some() {
+                present |= 1 << i;
+                if *f == prev[i] {
+                    same |= 1 << i;
+                }
             }
         }
-        out.extend_from_slice(&r.present.to_le_bytes());
+        out.extend_from_slice(&present.to_le_bytes());
         out.extend_from_slice(&same.to_le_bytes());
         for (i, f) in fields.iter().enumerate() {
             if let Some(f) = f
