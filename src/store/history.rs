@@ -558,11 +558,7 @@ pub(crate) fn prune(conn: &Connection, retention: Retention, now_ms: i64) -> rus
     let in_chunks: i64 = conn.query_row("SELECT coalesce(sum(rows), 0) FROM auth_history_chunk", [], |r| {
         r.get(0)
     })?;
-    let older = Retention {
-        keep: retention.keep,
-        max_rows: u64::try_from(max_rows.saturating_sub(in_chunks)).unwrap_or(0),
-    };
-    let mut total = prune_rows(conn, older, now_ms)?;
+    let mut total = prune_rows(conn, cutoff, max_rows.saturating_sub(in_chunks).max(0))?;
     // Decisions at or below this id are beyond the newest `max_rows`.
     let by_count = newest_id(conn)?.map_or(i64::MIN, |n| n.saturating_sub(max_rows));
     loop {
@@ -593,16 +589,13 @@ pub(crate) fn prune(conn: &Connection, retention: Retention, now_ms: i64) -> rus
     }
 }
 
-/// Deletes rows of the version 1 table older than `keep` and beyond the
-/// newest `max_rows` of them, oldest first in chunks; returns how many
+/// Deletes rows of the version 1 table older than `cutoff` (ms) and beyond
+/// the newest `max_rows` of them, oldest first in chunks; returns how many
 /// went. Rows are written in time order, so what goes is a prefix of the
 /// rowids: each chunk reads the oldest rows and stops at the first one that
 /// stays (no scan of the whole table, no index on time). A clock set back
 /// leaves a few rows a little longer.
-fn prune_rows(conn: &Connection, retention: Retention, now_ms: i64) -> rusqlite::Result<u64> {
-    let keep_ms = i64::try_from(retention.keep.as_millis()).unwrap_or(i64::MAX);
-    let cutoff = now_ms.saturating_sub(keep_ms);
-    let max_rows = i64::try_from(retention.max_rows).unwrap_or(i64::MAX);
+fn prune_rows(conn: &Connection, cutoff: i64, max_rows: i64) -> rusqlite::Result<u64> {
     let mut total = 0u64;
     loop {
         // Rows at or below this id are beyond the newest `max_rows`.
