@@ -14,7 +14,10 @@ use entra_radius::config::DEFAULT_DIRECTORY_ORDER;
 use entra_radius::directory::policy::PolicyRule;
 use entra_radius::directory::{EntraDirectory, EntraReplica};
 use entra_radius::directory::{LocalDirectory, LocalMac, LocalUser, MacAddr, UserCredential};
-use entra_radius::proto::crypto::{MessageAuth, Password, check_message_authenticator, hide_password, unhide_password};
+use entra_radius::proto::crypto::{
+    MaBatch, MessageAuth, Password, ResponseBatch, Unsigned, check_message_authenticator, hide_password,
+    unhide_password,
+};
 use entra_radius::proto::{AttrType, Builder, ClientSecret, Code, Packet};
 
 const RA: [u8; 16] = [0x3c; 16];
@@ -38,6 +41,14 @@ fn access_request(secret: &ClientSecret, user: &str, pw: &str, calling_station_i
     b.finish_request(secret)
 }
 
+struct Reply<'a>(Vec<u8>, &'a ClientSecret);
+
+impl Unsigned for Reply<'_> {
+    fn bytes_and_secret(&mut self) -> (&mut [u8], &ClientSecret) {
+        (&mut self.0, self.1)
+    }
+}
+
 fn codec(c: &mut Criterion) {
     let secret = ClientSecret::new(b"a-reasonably-long-shared-secret");
     let req = access_request(&secret, "user00042", "pw-00042", "00-11-22-33-44-55");
@@ -54,6 +65,48 @@ fn codec(c: &mut Criterion) {
             r.push_tagged(AttrType::TUNNEL_PRIVATE_GROUP_ID, 1, b"20").unwrap();
             buf = r.finish_response(&secret);
             black_box(&buf);
+        })
+    });
+    // 32 requests as one receive batch brings them: checked and answered
+    // one at a time, or with the digests of the batch computed together.
+    let reqs: Vec<Vec<u8>> = (0..32)
+        .map(|i| access_request(&secret, &format!("user{i:05}"), "pw", "00-11-22-33-44-55"))
+        .collect();
+    let accept = |p: &Packet<'_>, buf: Vec<u8>| {
+        let mut r = Builder::reply_into(buf, Code::ACCESS_ACCEPT, p, true);
+        r.push_tagged_u32(AttrType::TUNNEL_TYPE, 1, 13).unwrap();
+        r.push_tagged_u32(AttrType::TUNNEL_MEDIUM_TYPE, 1, 6).unwrap();
+        r.push_tagged(AttrType::TUNNEL_PRIVATE_GROUP_ID, 1, b"20").unwrap();
+        r
+    };
+    c.bench_function("verify+sign 32 requests, one by one", |b| {
+        let mut bufs: Vec<Vec<u8>> = (0..32).map(|_| Vec::with_capacity(256)).collect();
+        b.iter(|| {
+            for (req, buf) in reqs.iter().zip(bufs.iter_mut()) {
+                let p = Packet::decode(black_box(req)).unwrap();
+                assert_eq!(check_message_authenticator(&p, &secret, None), MessageAuth::Valid);
+                *buf = accept(&p, std::mem::take(buf)).finish_response(&secret);
+            }
+            black_box(&bufs);
+        })
+    });
+    c.bench_function("verify+sign 32 requests, batched", |b| {
+        let mut checks = MaBatch::default();
+        let mut signer = ResponseBatch::default();
+        let mut out: Vec<Reply<'_>> = (0..32).map(|_| Reply(Vec::with_capacity(256), &secret)).collect();
+        b.iter(|| {
+            checks.clear();
+            for req in &reqs {
+                checks.push(&Packet::decode(black_box(req)).unwrap(), &secret, None);
+            }
+            checks.run();
+            for (i, (req, o)) in reqs.iter().zip(out.iter_mut()).enumerate() {
+                assert_eq!(checks.verdict(i), MessageAuth::Valid);
+                let p = Packet::decode(req).unwrap();
+                o.0 = accept(&p, std::mem::take(&mut o.0)).finish_unsigned();
+            }
+            signer.finish(&mut out);
+            black_box(&out);
         })
     });
     c.bench_function("decode only", |b| {

@@ -7,6 +7,7 @@ pub mod attr;
 pub mod crypto;
 pub mod dictionary;
 pub mod dynauth;
+pub mod md5x;
 pub mod packet;
 
 pub use attr::{AttrType, Code};

@@ -26,7 +26,9 @@ use tracing::{debug, error, info, warn};
 
 use crate::clock::now_unix;
 use crate::config::{ClientConfig, ServerConfig};
-use crate::proto::crypto::{MessageAuth, check_message_authenticator, verify_hashed_request};
+use crate::proto::crypto::{
+    MaBatch, MessageAuth, ResponseBatch, Unsigned, check_message_authenticator, verify_hashed_request,
+};
 use crate::proto::dictionary::Dictionary;
 use crate::proto::packet::MAX_PACKET_LEN;
 use crate::proto::{AttrType, Builder, Code, Packet};
@@ -375,7 +377,10 @@ async fn listen<H: Handler>(
     shutdown: CancellationToken,
 ) {
     let mut rx = udp::RecvBatch::default();
-    let mut out = Outbox::default();
+    let mut out = Outbox {
+        tracker,
+        ..Outbox::default()
+    };
     loop {
         if index >= shared.active_readers.load(Ordering::Relaxed) {
             // A reader beyond the CPUs there are: stand by.
@@ -416,21 +421,75 @@ async fn listen<H: Handler>(
                         .fetch_add(u64::from(d - before), std::sync::atomic::Ordering::Relaxed);
                 }
             }
+            // The batch's Message-Authenticators are checked together, and
+            // the replies decided from memory signed together before they
+            // go: independent digests advance side by side (`proto::md5x`).
+            out.checks.clear();
+            out.checked.clear();
             for i in 0..n {
                 let (data, src) = rx.get(i);
-                shared.on_datagram(&l, data, src, &tracker, &mut out);
+                let check = shared.queue_check(&l, data, src, &mut out.checks);
+                out.checked.push(check);
             }
+            out.checks.run();
+            for i in 0..n {
+                let (data, src) = rx.get(i);
+                let ma = out.checked[i].map(|k| out.checks.verdict(k));
+                shared.on_datagram(&l, data, src, ma, &mut out);
+            }
+            out.finish_replies();
             out.replies.flush(&l.socket).await;
         }
     }
 }
 
 /// What the receive loop keeps between packets: the replies to send
-/// together and a buffer to build the next one in.
+/// together, those still to be signed, the batch's Message-Authenticator
+/// checks, buffers to build replies in, and the tracker of the tasks it
+/// spawns for slow work (drained on shutdown).
 #[derive(Default)]
 struct Outbox {
+    tracker: TaskTracker,
     replies: udp::SendBatch,
-    scratch: Vec<u8>,
+    checks: MaBatch,
+    /// Per datagram of the batch: its index in `checks`, if it has one.
+    checked: Vec<Option<usize>>,
+    unsigned: Vec<UnsignedReply>,
+    signer: ResponseBatch,
+    /// Buffers of replies already sent, to build the next ones in: at most
+    /// a batch of them.
+    spare: Vec<Vec<u8>>,
+}
+
+/// A reply decided from memory, waiting for the batch to be signed.
+struct UnsignedReply {
+    bytes: Vec<u8>,
+    client: Arc<Client>,
+    entry: Arc<dedup::Entry>,
+    to: SocketAddr,
+}
+
+impl Unsigned for UnsignedReply {
+    fn bytes_and_secret(&mut self) -> (&mut [u8], &crate::proto::ClientSecret) {
+        (&mut self.bytes, &self.client.secret)
+    }
+}
+
+impl Outbox {
+    /// Signs the replies waiting for it, answers their duplicates from now
+    /// on (the response cache) and queues them to be sent.
+    fn finish_replies(&mut self) {
+        if self.unsigned.is_empty() {
+            return;
+        }
+        self.signer.finish(&mut self.unsigned);
+        for r in self.unsigned.drain(..) {
+            let bytes: Arc<[u8]> = Arc::from(&r.bytes[..]);
+            r.entry.finish(Some(bytes.clone()));
+            self.replies.push(bytes, r.to);
+            self.spare.push(r.bytes);
+        }
+    }
 }
 
 impl<H: Handler> Shared<H> {
@@ -450,12 +509,26 @@ impl<H: Handler> Shared<H> {
         }
     }
 
+    /// Queues the Message-Authenticator check of an Access-Request from a
+    /// known client into `checks`; its index there. Anything else is left
+    /// to `on_datagram` as it comes.
+    fn queue_check(&self, l: &Listener, data: &[u8], src: SocketAddr, checks: &mut MaBatch) -> Option<usize> {
+        if l.port != Port::Auth || data.len() > MAX_PACKET_LEN {
+            return None;
+        }
+        let table = self.clients.load();
+        let client = table.lookup(src.ip())?;
+        let packet = Packet::decode(data).ok()?;
+        (packet.code() == Code::ACCESS_REQUEST).then(|| checks.push(&packet, &client.secret, None))
+    }
+
+    /// `ma`: the packet's Message-Authenticator, if already checked.
     fn on_datagram(
         self: &Arc<Self>,
         l: &Listener,
         data: &[u8],
         src: SocketAddr,
-        tracker: &TaskTracker,
+        ma: Option<MessageAuth>,
         out: &mut Outbox,
     ) {
         let table = self.clients.load();
@@ -486,9 +559,9 @@ impl<H: Handler> Shared<H> {
             debug!(client = %client.name, source = %src, code = %packet.code(), id = packet.identifier(), "received: {}", crate::proto::dictionary::describe(&self.dictionary, &packet).join(", "));
         }
         match (l.port, packet.code()) {
-            (Port::Auth, Code::ACCESS_REQUEST) => self.on_access_request(l, client, &packet, src, tracker, out),
+            (Port::Auth, Code::ACCESS_REQUEST) => self.on_access_request(l, client, &packet, src, ma, out),
             (_, Code::STATUS_SERVER) => self.on_status_server(l, client, &packet, src),
-            (Port::Acct, Code::ACCOUNTING_REQUEST) => self.on_accounting_request(l, client, &packet, src, tracker, out),
+            (Port::Acct, Code::ACCOUNTING_REQUEST) => self.on_accounting_request(l, client, &packet, src, out),
             (port, code) => self.drop_packet(
                 client,
                 src,
@@ -560,11 +633,12 @@ impl<H: Handler> Shared<H> {
         client: &Arc<Client>,
         packet: &Packet<'_>,
         src: SocketAddr,
-        tracker: &TaskTracker,
+        ma: Option<MessageAuth>,
         out: &mut Outbox,
     ) {
         inc(&client.counters.access_requests);
-        let has_ma = match check_message_authenticator(packet, &client.secret, None) {
+        let ma = ma.unwrap_or_else(|| check_message_authenticator(packet, &client.secret, None));
+        let has_ma = match ma {
             MessageAuth::Valid => true,
             MessageAuth::Absent => false,
             MessageAuth::Invalid => {
@@ -618,15 +692,14 @@ impl<H: Handler> Shared<H> {
         // task and no place to take.
         let deferred = match self.handler.access_request(packet, &client.secret, &client.name) {
             Ok(d) => {
-                let buf = std::mem::take(&mut out.scratch);
-                let reply = self.decided(packet, client, src, &d, buf);
-                match reply {
-                    Some(v) => {
-                        let bytes: Arc<[u8]> = Arc::from(&v[..]);
-                        out.scratch = v;
-                        entry.finish(Some(bytes.clone()));
-                        out.replies.push(bytes, src);
-                    }
+                let buf = out.spare.pop().unwrap_or_default();
+                match self.decided(packet, client, src, &d, buf) {
+                    Some(reply) => out.unsigned.push(UnsignedReply {
+                        bytes: reply.finish_unsigned(),
+                        client: client.clone(),
+                        entry,
+                        to: src,
+                    }),
                     None => self.encode_failed(client, &entry),
                 }
                 return;
@@ -647,16 +720,19 @@ impl<H: Handler> Shared<H> {
         let client = client.clone();
         let socket = l.socket.clone();
         let bytes = packet.bytes().to_vec();
-        tracker.spawn(async move {
+        out.tracker.spawn(async move {
             let _permit = permit;
             let packet = Packet::decode(&bytes).expect("decoded before");
             let d = deferred.finish().await;
-            let reply = shared.decided(&packet, &client, src, &d, Vec::new());
+            let reply = shared
+                .decided(&packet, &client, src, &d, Vec::new())
+                .map(|b| b.finish_response(&client.secret));
             shared.send_reply(&socket, &client, src, &entry, reply).await;
         });
     }
 
-    /// Logs and counts a decision and encodes its reply into `buf`.
+    /// Logs and counts a decision and builds its reply in `buf`, to be
+    /// signed by the caller.
     fn decided(
         &self,
         packet: &Packet<'_>,
@@ -664,13 +740,13 @@ impl<H: Handler> Shared<H> {
         src: SocketAddr,
         d: &H::Outcome,
         buf: Vec<u8>,
-    ) -> Option<Vec<u8>> {
+    ) -> Option<Builder> {
         let (code, counter) = match d.reply() {
             Reply::Accept => (Code::ACCESS_ACCEPT, &client.counters.accepts),
             Reply::Reject => (Code::ACCESS_REJECT, &client.counters.rejects),
             Reply::Challenge => (Code::ACCESS_CHALLENGE, &client.counters.challenges),
         };
-        let reply = build_reply_with(buf, code, packet, client, true, Some(d));
+        let reply = build_reply_with(buf, code, packet, true, Some(d));
         d.log(&client.name);
         self.handler.decided(d, packet, &client.name, src.ip());
         inc(counter);
@@ -726,7 +802,6 @@ impl<H: Handler> Shared<H> {
         client: &Arc<Client>,
         packet: &Packet<'_>,
         src: SocketAddr,
-        tracker: &TaskTracker,
         out: &mut Outbox,
     ) {
         inc(&client.counters.accounting_requests);
@@ -772,7 +847,7 @@ impl<H: Handler> Shared<H> {
         let client = client.clone();
         let socket = l.socket.clone();
         let bytes = packet.bytes().to_vec();
-        tracker.spawn(async move {
+        out.tracker.spawn(async move {
             let _permit = permit;
             let packet = Packet::decode(&bytes).expect("decoded before");
             // RFC 2866 §4.1: answer only once the record is safely stored.
@@ -815,7 +890,8 @@ impl<H: Handler> Shared<H> {
 /// A reply with Proxy-State copied in order (RFC 2865 §5.33) and, where
 /// asked, Message-Authenticator first.
 fn build_reply(code: Code, request: &Packet<'_>, client: &Client, with_ma: bool) -> Option<Vec<u8>> {
-    build_reply_with(Vec::new(), code, request, client, with_ma, None::<&NoAttributes>)
+    build_reply_with(Vec::new(), code, request, with_ma, None::<&NoAttributes>)
+        .map(|b| b.finish_response(&client.secret))
 }
 
 /// The attributes of a reply that carries none of its own.
@@ -834,15 +910,14 @@ impl Outcome for NoAttributes {
 }
 
 /// `build_reply` plus the decision's own attributes, between
-/// Message-Authenticator and the copied Proxy-State.
+/// Message-Authenticator and the copied Proxy-State; not yet signed.
 fn build_reply_with(
     buf: Vec<u8>,
     code: Code,
     request: &Packet<'_>,
-    client: &Client,
     with_ma: bool,
     outcome: Option<&impl Outcome>,
-) -> Option<Vec<u8>> {
+) -> Option<Builder> {
     let mut b = Builder::reply_into(buf, code, request, with_ma);
     if let Some(o) = outcome {
         o.write_attributes(&mut b).ok()?;
@@ -850,7 +925,7 @@ fn build_reply_with(
     for ps in request.get_all(AttrType::PROXY_STATE) {
         b.push(AttrType::PROXY_STATE, ps).ok()?;
     }
-    Some(b.finish_response(&client.secret))
+    Some(b)
 }
 
 #[cfg(test)]
