@@ -653,6 +653,12 @@ pub fn run(
             let window = if s.acct { ACCT_WINDOW } else { window };
             while s.outstanding + offsets.len() < window && offsets.len() < BATCH {
                 let lane = s.acct as usize;
+                // At full load accounting still keeps to its share of what
+                // is sent, so that a saturation measured with the mix is
+                // that of the mix.
+                if cfg.rate.is_none() && s.acct && rate_sent[1] as f64 * share[0] >= rate_sent[0] as f64 * share[1] {
+                    break;
+                }
                 if let Some(rate) = cfg.rate {
                     let rate = rate * share[lane];
                     let allowed = (now.saturating_duration_since(started).as_secs_f64() * rate) as u64;
