@@ -40,10 +40,6 @@ impl Md5Batch {
         self.jobs.clear();
     }
 
-    pub fn len(&self) -> usize {
-        self.jobs.len()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.jobs.is_empty()
     }
@@ -107,8 +103,8 @@ impl Md5Batch {
         }
     }
 
-    /// The state after message `i`: the inner state an HMAC's outer hash
-    /// needs is the digest, so both read it from here.
+    /// The digest of message `i` (its final state, little-endian), once
+    /// [`Md5Batch::run`] has run: also the input of an HMAC's outer hash.
     pub fn digest(&self, i: usize) -> [u8; 16] {
         let mut out = [0u8; 16];
         for (o, w) in out.chunks_exact_mut(4).zip(self.jobs[i].state) {
