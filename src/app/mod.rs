@@ -105,6 +105,14 @@ impl Handler for RadiusHandler {
         self.authenticator.decide_or_defer(packet, secret, client)
     }
 
+    fn warm_key(&self, packet: &Packet<'_>) -> u64 {
+        self.authenticator.warm_key(packet)
+    }
+
+    fn warm(&self, keys: &[u64]) {
+        self.authenticator.warm(keys);
+    }
+
     fn decided(&self, d: &Self::Outcome, packet: &Packet<'_>, client: &str, source: std::net::IpAddr) {
         // EAP's intermediate rounds are not decisions.
         if let Some(h) = &self.history

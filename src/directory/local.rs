@@ -2,9 +2,10 @@
 //! addresses for MAC Authentication Bypass. Built once per (re)load, shared
 //! read-only, and consulted last in the precedence chain.
 
-use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
+use super::flat::{FlatIndex, prefetch};
 use super::identity::Identity;
 use super::resolver::{Directory, Lookup};
 use super::{Account, AccountData, AccountKind, DirectoryKind, MacAddr};
@@ -59,11 +60,27 @@ type Fast = foldhash::fast::RandomState;
 /// A request costs one lookup by name (no allocation for the usual forms)
 /// and one by the account's address for its credential: `credential` takes
 /// the account `lookup` returned, whose `Arc` this directory owns.
+///
+/// The tables are flat (`flat::FlatIndex` over a `Vec`), so that a receive
+/// batch can load what its lookups will read before deciding any of them:
+/// `warm_key` and `warm`.
 #[derive(Default)]
 pub struct LocalDirectory {
-    users: HashMap<UserKey, Arc<Account>, Fast>,
-    credentials: HashMap<usize, UserCredential, Fast>,
-    macs: HashMap<MacAddr, Arc<Account>, Fast>,
+    hasher: Fast,
+    users: Vec<UserEntry>,
+    by_name: FlatIndex,
+    by_address: FlatIndex,
+    macs: Vec<(MacAddr, Arc<Account>)>,
+    by_mac: FlatIndex,
+}
+
+/// A local user as the table keeps it: name, account and credential in
+/// one cache line, found by name or by the account's address.
+#[repr(align(64))]
+struct UserEntry {
+    key: UserKey,
+    account: Arc<Account>,
+    credential: UserCredential,
 }
 
 /// A folded user name as the table keeps it: inline when it fits (nearly
@@ -146,9 +163,12 @@ impl LocalDirectory {
     /// reached; if any slip through, the later entry wins.
     pub fn new(users: Vec<LocalUser>, macs: Vec<LocalMac>) -> LocalDirectory {
         let mut d = LocalDirectory {
-            users: HashMap::with_capacity_and_hasher(users.len(), Fast::default()),
-            credentials: HashMap::with_capacity_and_hasher(users.len(), Fast::default()),
-            macs: HashMap::with_capacity_and_hasher(macs.len(), Fast::default()),
+            hasher: Fast::default(),
+            users: Vec::with_capacity(users.len()),
+            by_name: FlatIndex::with_capacity(users.len()),
+            by_address: FlatIndex::with_capacity(users.len()),
+            macs: Vec::with_capacity(macs.len()),
+            by_mac: FlatIndex::with_capacity(macs.len()),
         };
         for u in users {
             let id = Identity::parse(&u.name);
@@ -160,26 +180,70 @@ impl LocalDirectory {
             // The name as written is the object id; a display name would repeat it.
             let mut data = AccountData::new(DirectoryKind::Local, AccountKind::User, u.name);
             data.enabled = true;
-            let account = Arc::new(Account::from(data));
-            if let Some(old) = d.users.insert(key, account.clone()) {
-                d.credentials.remove(&address(&old));
-            }
-            d.credentials.insert(address(&account), u.credential);
+            let entry = UserEntry {
+                account: Arc::new(Account::from(data)),
+                key,
+                credential: u.credential,
+            };
+            let hash = d.user_hash(entry.key.as_str());
+            let users = &d.users;
+            let pos = match d.by_name.find(hash, |q| users[q].key == entry.key) {
+                Some(old) => {
+                    d.users[old] = entry;
+                    old
+                }
+                None => {
+                    d.by_name.insert(hash, d.users.len(), |_| false);
+                    d.users.push(entry);
+                    d.users.len() - 1
+                }
+            };
+            // A replaced account's address stays indexed, and is never
+            // found: `credential` compares the account itself.
+            let address = Arc::as_ptr(&d.users[pos].account);
+            d.by_address.insert(d.address_hash(address), pos, |_| false);
         }
         for m in macs {
             let mut data = AccountData::new(DirectoryKind::Local, AccountKind::Device, m.mac.to_string());
             data.display_name = m.description.clone();
             data.macs = vec![m.mac];
             data.enabled = true;
-            d.macs.insert(m.mac, Arc::new(Account::from(data)));
+            let account = Arc::new(Account::from(data));
+            let hash = d.mac_hash(&m.mac);
+            let macs = &d.macs;
+            match d.by_mac.find(hash, |q| macs[q].0 == m.mac) {
+                Some(old) => d.macs[old].1 = account,
+                None => {
+                    d.by_mac.insert(hash, d.macs.len(), |_| false);
+                    d.macs.push((m.mac, account));
+                }
+            }
         }
         d
+    }
+
+    /// User names hash with the lowest bit clear, MACs with it set: a
+    /// `warm_key` says which table it is for.
+    fn user_hash(&self, key: &str) -> u64 {
+        self.hasher.hash_one(key) & !1
+    }
+
+    fn mac_hash(&self, mac: &MacAddr) -> u64 {
+        self.hasher.hash_one(mac) | 1
+    }
+
+    fn address_hash(&self, account: *const Account) -> u64 {
+        self.hasher.hash_one(account as usize)
     }
 
     /// The credential of the local user behind `account` (found through
     /// this directory's `lookup`).
     pub fn credential(&self, account: &Account) -> Option<&UserCredential> {
-        self.credentials.get(&(account as *const Account as usize))
+        let address = account as *const Account;
+        let pos = self.by_address.find(self.address_hash(address), |q| {
+            std::ptr::eq(Arc::as_ptr(&self.users[q].account), address)
+        })?;
+        Some(&self.users[pos].credential)
     }
 
     pub fn user_count(&self) -> usize {
@@ -189,11 +253,101 @@ impl LocalDirectory {
     pub fn mac_count(&self) -> usize {
         self.macs.len()
     }
+
+    /// The key `warm` takes for a request naming `user_name`, the slot its
+    /// lookup starts at already loading. 0 (nothing to warm) for a name
+    /// longer than 64 bytes or not ASCII: rare, and only not loaded ahead.
+    /// The user key of an ASCII name is the name in lower case, whatever
+    /// its form (see `with_user_key`); a braced GUID is the exception, and
+    /// only loads a slot in vain.
+    pub fn warm_key(&self, user_name: &[u8]) -> u64 {
+        if let Some(mac) = std::str::from_utf8(user_name).ok().and_then(|s| MacAddr::parse(s).ok()) {
+            let hash = self.mac_hash(&mac);
+            self.by_mac.prefetch(hash);
+            return hash;
+        }
+        let mut folded = [0u8; 64];
+        let Some(folded) = folded.get_mut(..user_name.len()) else {
+            return 0;
+        };
+        folded.copy_from_slice(user_name);
+        folded.make_ascii_lowercase();
+        let Ok(key) = std::str::from_utf8(folded) else {
+            return 0;
+        };
+        if !key.is_ascii() {
+            return 0;
+        }
+        let hash = self.user_hash(key);
+        self.by_name.prefetch(hash);
+        hash
+    }
+
+    /// Loads what the lookups of a receive batch will read, given their
+    /// `warm_key`s, one step of the pointer chain at a time across the
+    /// whole batch so that the misses of different requests overlap: the
+    /// entries behind the slots, then the accounts, credentials and
+    /// address slots, then the accounts' text. Keys from another directory
+    /// (a reload in between) only load lines in vain: every read here is
+    /// bounds-checked, and what it finds is never trusted.
+    pub fn warm(&self, keys: &[u64]) {
+        for &k in keys {
+            match k {
+                0 => {}
+                k if k & 1 == 1 => {
+                    if let Some(e) = self.by_mac.first(k).and_then(|q| self.macs.get(q)) {
+                        prefetch(e);
+                    }
+                }
+                k => {
+                    if let Some(e) = self.by_name.first(k).and_then(|q| self.users.get(q)) {
+                        prefetch(e);
+                    }
+                }
+            }
+        }
+        for &k in keys {
+            if let Some(a) = self.warm_account(k) {
+                prefetch_arc(a);
+                if k & 1 == 0 {
+                    if let Some(UserCredential::Cleartext(pw)) =
+                        self.by_name.first(k).map(|q| &self.users[q].credential)
+                    {
+                        prefetch(pw.as_bytes().as_ptr());
+                    }
+                    self.by_address.prefetch(self.address_hash(Arc::as_ptr(a)));
+                }
+            }
+        }
+        for &k in keys {
+            if let Some(a) = self.warm_account(k) {
+                a.prefetch_text();
+            }
+        }
+    }
+
+    /// The account `warm`'s key leads to, if its first candidate is one
+    /// (not checked against a key: for loading only).
+    fn warm_account(&self, k: u64) -> Option<&Arc<Account>> {
+        match k {
+            0 => None,
+            k if k & 1 == 1 => self.by_mac.first(k).and_then(|q| self.macs.get(q)).map(|e| &e.1),
+            k => self
+                .by_name
+                .first(k)
+                .and_then(|q| self.users.get(q))
+                .map(|e| &e.account),
+        }
+    }
 }
 
-/// Where an account lives: the key of its credential.
-fn address(account: &Arc<Account>) -> usize {
-    Arc::as_ptr(account) as usize
+/// Starts loading the allocation behind `a`: its counts (a clone writes
+/// them) and the account's 128 bytes.
+fn prefetch_arc(a: &Arc<Account>) {
+    let p = Arc::as_ptr(a).cast::<u8>();
+    prefetch(p.wrapping_sub(16));
+    prefetch(p.wrapping_add(48));
+    prefetch(p.wrapping_add(112));
 }
 
 impl Directory for LocalDirectory {
@@ -203,8 +357,16 @@ impl Directory for LocalDirectory {
 
     fn lookup(&self, id: &Identity) -> Lookup {
         let found = match id {
-            Identity::Mac(m) => self.macs.get(m).cloned(),
-            other => with_user_key(other, |k| self.users.get(k).cloned()).flatten(),
+            Identity::Mac(m) => self
+                .by_mac
+                .find(self.mac_hash(m), |q| self.macs[q].0 == *m)
+                .map(|q| self.macs[q].1.clone()),
+            other => with_user_key(other, |k| {
+                self.by_name
+                    .find(self.user_hash(k), |q| self.users[q].key.as_str() == k)
+                    .map(|q| self.users[q].account.clone())
+            })
+            .flatten(),
         };
         match found {
             Some(a) => Lookup::Found(a),
@@ -295,5 +457,61 @@ mod tests {
             assert_eq!(a.display_name(), Some("printer"));
         }
         assert!(found(&d, "00:11:22:33:44:56").is_none());
+    }
+
+    #[test]
+    fn warm_keys_are_the_keys_lookups_hash() {
+        let d = dir();
+        // Any case, any form: the key the lookup of the folded name uses.
+        assert_eq!(d.warm_key(b"ALICE"), d.user_hash("alice"));
+        assert_eq!(d.warm_key(b"Corp\\Bob"), d.user_hash("corp\\bob"));
+        let alice = found(&d, "alice").unwrap();
+        assert!(Arc::ptr_eq(d.warm_account(d.warm_key(b"Alice")).unwrap(), &alice));
+        let mac = d.warm_key(b"00:11:22:33:44:55");
+        assert_eq!(mac, d.mac_hash(&MacAddr::parse("001122334455").unwrap()));
+        assert_eq!(mac & 1, 1);
+        assert_eq!(d.warm_account(mac).unwrap().display_name(), Some("printer"));
+        // Names not loaded ahead, and keys of another directory (a reload
+        // between `warm_key` and `warm`): nothing found, nothing broken.
+        assert_eq!(d.warm_key("ålice".as_bytes()), 0);
+        assert_eq!(d.warm_key(&[b'a'; 65]), 0);
+        let other = LocalDirectory::new(vec![], vec![]);
+        let stale = [d.warm_key(b"alice"), mac, 0, u64::MAX, 2];
+        other.warm(&stale);
+        d.warm(&stale);
+        assert!(other.warm_account(stale[0]).is_none());
+        assert!(found(&d, "alice").is_some());
+    }
+
+    #[test]
+    fn a_duplicate_that_slips_through_replaces_the_earlier_entry() {
+        let mac = MacAddr::parse("00-11-22-33-44-55").unwrap();
+        let d = LocalDirectory::new(
+            vec![
+                LocalUser {
+                    name: "Alice".into(),
+                    credential: UserCredential::Argon2("$argon2id$x".into()),
+                },
+                LocalUser {
+                    name: "ALICE".into(),
+                    credential: UserCredential::Cleartext(Password::new(b"pw".to_vec())),
+                },
+            ],
+            vec![
+                LocalMac {
+                    mac,
+                    description: Some("first".into()),
+                },
+                LocalMac {
+                    mac,
+                    description: Some("second".into()),
+                },
+            ],
+        );
+        assert_eq!((d.user_count(), d.mac_count()), (1, 1));
+        let a = found(&d, "alice").unwrap();
+        assert_eq!(a.object_id(), "ALICE");
+        assert!(matches!(d.credential(&a), Some(UserCredential::Cleartext(_))));
+        assert_eq!(found(&d, "001122334455").unwrap().display_name(), Some("second"));
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod account;
 pub mod ad;
+mod flat;
 pub mod groups;
 mod hashindex;
 pub mod identity;

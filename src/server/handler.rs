@@ -72,6 +72,21 @@ pub trait Handler: Send + Sync + 'static {
         client: &str,
     ) -> Result<Self::Outcome, Self::Slow>;
 
+    /// Before any request of a receive batch is decided: a key (0 for
+    /// none) that `warm` will take to load what deciding `packet` reads.
+    /// May start loading already; must not wait or allocate.
+    fn warm_key(&self, packet: &Packet<'_>) -> u64 {
+        let _ = packet;
+        0
+    }
+
+    /// Loads what deciding the batch whose `warm_key`s these are will
+    /// read, so that its lookups' cache misses overlap instead of coming
+    /// one after the other. A hint: deciding never depends on it.
+    fn warm(&self, keys: &[u64]) {
+        let _ = keys;
+    }
+
     /// Called once per decided Access-Request, after its reply is encoded
     /// and before it is sent (never for a retransmission answered from the
     /// response cache). Must not wait: the authentication history only

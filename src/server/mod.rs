@@ -424,13 +424,18 @@ async fn listen<H: Handler>(
             // The batch's Message-Authenticators are checked together, and
             // the replies decided from memory signed together before they
             // go: independent digests advance side by side (`proto::md5x`).
+            // The lookups' first cache lines start loading here, and the
+            // rest of their pointer chains (`Handler::warm`) while the
+            // digests run, so that their misses overlap.
             out.checks.clear();
             out.checked.clear();
+            out.warm.clear();
             for i in 0..n {
                 let (data, src) = rx.get(i);
-                let check = shared.queue_check(&l, data, src, &mut out.checks);
+                let check = shared.queue_check(&l, data, src, &mut out.checks, &mut out.warm);
                 out.checked.push(check);
             }
+            shared.handler.warm(&out.warm);
             out.checks.run();
             for i in 0..n {
                 let (data, src) = rx.get(i);
@@ -454,6 +459,8 @@ struct Outbox {
     checks: MaBatch,
     /// Per datagram of the batch: its index in `checks`, if it has one.
     checked: Vec<Option<usize>>,
+    /// The `Handler::warm_key`s of the batch's Access-Requests.
+    warm: Vec<u64>,
     unsigned: Vec<UnsignedReply>,
     signer: ResponseBatch,
     /// Buffers of replies already sent, to build the next ones in: at most
@@ -510,16 +517,28 @@ impl<H: Handler> Shared<H> {
     }
 
     /// Queues the Message-Authenticator check of an Access-Request from a
-    /// known client into `checks`; its index there. Anything else is left
-    /// to `on_datagram` as it comes.
-    fn queue_check(&self, l: &Listener, data: &[u8], src: SocketAddr, checks: &mut MaBatch) -> Option<usize> {
+    /// known client into `checks`, and its `Handler::warm_key` into
+    /// `warm`; its index in `checks`. Anything else is left to
+    /// `on_datagram` as it comes.
+    fn queue_check(
+        &self,
+        l: &Listener,
+        data: &[u8],
+        src: SocketAddr,
+        checks: &mut MaBatch,
+        warm: &mut Vec<u64>,
+    ) -> Option<usize> {
         if l.port != Port::Auth || data.len() > MAX_PACKET_LEN {
             return None;
         }
         let table = self.clients.load();
         let client = table.lookup(src.ip())?;
         let packet = Packet::decode(data).ok()?;
-        (packet.code() == Code::ACCESS_REQUEST).then(|| checks.push(&packet, &client.secret, None))
+        if packet.code() != Code::ACCESS_REQUEST {
+            return None;
+        }
+        warm.push(self.handler.warm_key(&packet));
+        Some(checks.push(&packet, &client.secret, None))
     }
 
     /// `ma`: the packet's Message-Authenticator, if already checked.
