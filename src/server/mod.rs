@@ -427,20 +427,25 @@ async fn listen<H: Handler>(
             // The lookups' first cache lines start loading here, and the
             // rest of their pointer chains (`Handler::warm`) while the
             // digests run, so that their misses overlap.
-            out.checks.clear();
-            out.checked.clear();
-            out.warm.clear();
-            for i in 0..n {
-                let (data, src) = rx.get(i);
-                let check = shared.queue_check(&l, data, src, &mut out.checks, &mut out.warm);
-                out.checked.push(check);
-            }
-            shared.handler.warm(&out.warm);
-            out.checks.run();
-            for i in 0..n {
-                let (data, src) = rx.get(i);
-                let ma = out.checked[i].map(|k| out.checks.verdict(k));
-                shared.on_datagram(&l, data, src, ma, &mut out);
+            // One client table for the whole batch: the Message-
+            // Authenticators are checked with the secrets its decisions use.
+            {
+                let table = shared.clients.load();
+                out.checks.clear();
+                out.checked.clear();
+                out.warm.clear();
+                for i in 0..n {
+                    let (data, src) = rx.get(i);
+                    let check = shared.queue_check(&l, &table, data, src, &mut out);
+                    out.checked.push(check);
+                }
+                shared.handler.warm(&out.warm);
+                out.checks.run();
+                for i in 0..n {
+                    let (data, src) = rx.get(i);
+                    let ma = out.checked[i].map(|k| out.checks.verdict(k));
+                    shared.on_datagram(&l, &table, data, src, ma, &mut out);
+                }
             }
             out.finish_replies();
             out.replies.flush(&l.socket).await;
@@ -517,40 +522,40 @@ impl<H: Handler> Shared<H> {
     }
 
     /// Queues the Message-Authenticator check of an Access-Request from a
-    /// known client into `checks`, and its `Handler::warm_key` into
-    /// `warm`; its index in `checks`. Anything else is left to
-    /// `on_datagram` as it comes.
+    /// known client (in `table`, the batch's) into `out.checks`, and its
+    /// `Handler::warm_key` into `out.warm`; its index in `out.checks`.
+    /// Anything else is left to `on_datagram` as it comes.
     fn queue_check(
         &self,
         l: &Listener,
+        table: &ClientTable,
         data: &[u8],
         src: SocketAddr,
-        checks: &mut MaBatch,
-        warm: &mut Vec<u64>,
+        out: &mut Outbox,
     ) -> Option<usize> {
         if l.port != Port::Auth || data.len() > MAX_PACKET_LEN {
             return None;
         }
-        let table = self.clients.load();
         let client = table.lookup(src.ip())?;
         let packet = Packet::decode(data).ok()?;
         if packet.code() != Code::ACCESS_REQUEST {
             return None;
         }
-        warm.push(self.handler.warm_key(&packet));
-        Some(checks.push(&packet, &client.secret, None))
+        out.warm.push(self.handler.warm_key(&packet));
+        Some(out.checks.push(&packet, &client.secret, None))
     }
 
-    /// `ma`: the packet's Message-Authenticator, if already checked.
+    /// `ma`: the packet's Message-Authenticator, if already checked (with
+    /// `table`'s secret).
     fn on_datagram(
         self: &Arc<Self>,
         l: &Listener,
+        table: &ClientTable,
         data: &[u8],
         src: SocketAddr,
         ma: Option<MessageAuth>,
         out: &mut Outbox,
     ) {
-        let table = self.clients.load();
         let Some(client) = table.lookup(src.ip()) else {
             inc(&self.counters.unknown_client);
             if self.log_allowed(src, "unknown_client") {
