@@ -91,6 +91,7 @@ pub struct RadiusHandler {
 impl Handler for RadiusHandler {
     type Outcome = crate::auth::Decision;
     type Slow = crate::auth::Deferred;
+    type Warm = crate::auth::Warm;
 
     fn slow_kinds(&self) -> Vec<SlowKind> {
         self.authenticator.slow_kinds()
@@ -105,11 +106,11 @@ impl Handler for RadiusHandler {
         self.authenticator.decide_or_defer(packet, secret, client)
     }
 
-    fn warm_key(&self, packet: &Packet<'_>) -> u64 {
+    fn warm_key(&self, packet: &Packet<'_>) -> Option<Self::Warm> {
         self.authenticator.warm_key(packet)
     }
 
-    fn warm(&self, keys: &[u64]) {
+    fn warm(&self, keys: &[Self::Warm]) {
         self.authenticator.warm(keys);
     }
 

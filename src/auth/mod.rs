@@ -19,7 +19,7 @@ use crate::directory::ad::AdDirectory;
 use crate::directory::policy::{self, PolicyRule, ReplyPlan};
 use crate::directory::{
     Account, Directory, DirectoryKind, EntraDirectory, Explanation, Identity, LocalDirectory, MacAddr, Resolution,
-    Resolver, UserCredential,
+    Resolver, UserCredential, WarmKey,
 };
 use crate::proto::attr::service_type;
 use entra_password::{PasswordChecker, PasswordVerdict};
@@ -116,6 +116,14 @@ impl Decision {
         self.account = Some(account.object_id().to_string());
         self
     }
+}
+
+/// What `Authenticator::warm` takes for one request: where its lookups
+/// start, in each directory loaded ahead.
+#[derive(Clone, Copy)]
+pub struct Warm {
+    local: u64,
+    entra: Option<WarmKey>,
 }
 
 /// The parts of a decision that a reload replaces together.
@@ -404,23 +412,38 @@ impl Authenticator {
         Some((index, rule.vlan.clone()))
     }
 
-    /// The key that `warm` loads the local account of `packet`'s
-    /// User-Name by (0: none), the first line already loading. Only the
-    /// local directory is loaded ahead, the one the benchmarks compare;
-    /// the others are looked up as before.
-    pub fn warm_key(&self, packet: &Packet<'_>) -> u64 {
-        match packet.get(AttrType::USER_NAME) {
-            Some(name) if !packet.has(AttrType::EAP_MESSAGE) => self.state.load().local.warm_key(name),
-            _ => 0,
+    /// The keys that `warm` loads the accounts `packet`'s User-Name may
+    /// name by, in the local directory and the Entra replica (the first
+    /// link of each lookup already loading); `None` for EAP and requests
+    /// without a User-Name. Active Directory's cache is looked up as before.
+    pub fn warm_key(&self, packet: &Packet<'_>) -> Option<Warm> {
+        let name = packet.get(AttrType::USER_NAME)?;
+        if packet.has(AttrType::EAP_MESSAGE) {
+            return None;
         }
+        let entra = self
+            .entra
+            .as_ref()
+            .filter(|e| e.is_enabled())
+            .and_then(|e| Some(e.replica().warm_key(std::str::from_utf8(name).ok()?)));
+        Some(Warm {
+            local: self.state.load().local.warm_key(name),
+            entra,
+        })
     }
 
     /// Loads what deciding a receive batch will read, given its requests'
-    /// `warm_key`s (see `LocalDirectory::warm`).
-    pub fn warm(&self, keys: &[u64]) {
-        if keys.iter().any(|k| *k != 0) {
-            self.state.load().local.warm(keys);
+    /// `warm_key`s (see `LocalDirectory::warm` and `EntraReplica::warm`).
+    pub fn warm(&self, keys: &[Warm]) {
+        if keys.is_empty() {
+            return;
         }
+        if let Some(e) = &self.entra
+            && keys.iter().any(|k| k.entra.is_some())
+        {
+            e.replica().warm(keys.iter().filter_map(|k| k.entra));
+        }
+        self.state.load().local.warm(keys.iter().map(|k| k.local));
     }
 
     /// Decides one Access-Request whose authenticators the server has
@@ -596,18 +619,37 @@ fn check_credentials(
             credential: credential.into(),
         })));
     }
-    check_resolved(state, entra_passwords, name, method, credential, resolution)
+    let asked = Asked {
+        identity: &identity,
+        name,
+        method,
+        credential,
+    };
+    check_resolved(state, entra_passwords, asked, resolution)
+}
+
+/// What a request asks `check_resolved` to check: the identity its
+/// User-Name parsed to, the name as sent, the method and credential.
+struct Asked<'a> {
+    identity: &'a Identity,
+    name: &'a str,
+    method: Method,
+    credential: Credential<'a>,
 }
 
 /// `check_credentials` once the account is known.
 fn check_resolved(
     state: &State,
     entra_passwords: &Arc<EntraPasswords>,
-    name: &str,
-    method: Method,
-    credential: Credential<'_>,
+    asked: Asked<'_>,
     resolution: Resolution,
 ) -> Step {
+    let Asked {
+        identity,
+        name,
+        method,
+        credential,
+    } = asked;
     let (directory, account) = match resolution {
         Resolution::Found { directory, account } => (directory, account),
         Resolution::NotFound => return Step::Done(Decision::reject(method, name, None, "unknown user")),
@@ -676,7 +718,7 @@ fn check_resolved(
         };
         return Step::Done(Decision::reject(method, label, Some(directory), why));
     }
-    let Some(stored) = state.local.credential(&account) else {
+    let Some(stored) = state.local.credential(identity, &account) else {
         return Step::Done(Decision::reject(
             method,
             label,
@@ -829,7 +871,13 @@ impl Deferred {
                     credential,
                 } = *w;
                 let resolution = state.resolver.resolve_slow(&identity).await;
-                match check_resolved(state, &passwords, &name, method, credential.borrow(), resolution) {
+                let asked = Asked {
+                    identity: &identity,
+                    name: &name,
+                    method,
+                    credential: credential.borrow(),
+                };
+                match check_resolved(state, &passwords, asked, resolution) {
                     Step::Done(d) => d,
                     // The password check (the AD bind, argon2, Entra ID)
                     // runs in this same task: it holds its place already.

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::flat::prefetch;
 use super::identity::fold_eq;
 use super::{DirectoryKind, MacAddr};
 
@@ -204,6 +205,15 @@ pub struct Account {
     last_change: i64,
 }
 
+/// Starts loading the allocation behind `a`: its counts (a clone writes
+/// them) and the account's 128 bytes.
+pub(crate) fn prefetch_arc(a: &Arc<Account>) {
+    let p = Arc::as_ptr(a).cast::<u8>();
+    prefetch(p.wrapping_sub(16));
+    prefetch(p.wrapping_add(48));
+    prefetch(p.wrapping_add(112));
+}
+
 const NO_LAST_CHANGE: i64 = i64::MIN;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -282,13 +292,20 @@ impl Account {
             .any(|g| fold_eq(&g.id, group) || fold_eq(&g.name, group))
     }
 
-    /// Starts loading the account's text (its names and ids), which a
-    /// decision reads after the account itself.
-    pub(crate) fn prefetch_text(&self) {
+    /// Starts loading what a decision reads after the account itself: its
+    /// text (names and ids), its groups, and the rarer fields (a device's
+    /// MACs) when it has them.
+    pub(crate) fn prefetch_fields(&self) {
         let p = self.text.as_ptr();
-        super::flat::prefetch(p);
+        prefetch(p);
         if self.text.len() > 64 {
-            super::flat::prefetch(p.wrapping_add(64));
+            prefetch(p.wrapping_add(64));
+        }
+        if !self.groups.is_empty() {
+            prefetch(self.groups.as_ptr());
+        }
+        if let Some(extra) = &self.extra {
+            prefetch(&**extra);
         }
     }
 

@@ -11,6 +11,8 @@
 
 use std::sync::Arc;
 
+use super::flat::prefetch;
+
 const FAN: usize = 256;
 
 type Leaf<V> = Option<Arc<[(u64, V)]>>;
@@ -44,6 +46,27 @@ impl<V: Clone> HashIndex<V> {
         let leaf = self.top[t].as_ref()?[m].as_ref()?;
         let i = leaf.binary_search_by_key(key, |(k, _)| *k).ok()?;
         Some(&leaf[i].1)
+    }
+
+    /// Starts loading the pointer to `key`'s leaf: the first step of
+    /// loading a batch's lookups ahead (`EntraReplica::warm`).
+    pub(crate) fn prefetch_path(&self, key: u64) {
+        let (t, m) = split(key);
+        if let Some(mid) = &self.top[t] {
+            prefetch(&mid[m]);
+        }
+    }
+
+    /// Starts loading `key`'s leaf (after `prefetch_path`).
+    pub(crate) fn prefetch_leaf(&self, key: u64) {
+        let (t, m) = split(key);
+        if let Some(leaf) = self.top[t].as_ref().and_then(|mid| mid[m].as_ref()) {
+            let p = leaf.as_ptr();
+            prefetch(p);
+            if leaf.len() > 2 {
+                prefetch(p.cast::<u8>().wrapping_add(64));
+            }
+        }
     }
 
     /// Replaces the value under `key`; returns whether the key was new.

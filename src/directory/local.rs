@@ -5,6 +5,7 @@
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
+use super::account::prefetch_arc;
 use super::flat::{FlatIndex, prefetch};
 use super::identity::Identity;
 use super::resolver::{Directory, Lookup};
@@ -57,9 +58,9 @@ type Fast = foldhash::fast::RandomState;
 /// every other directory (`Identity::parse`), so that `Alice`, `alice` and
 /// `ALICE` are one account here as they are in Entra ID.
 ///
-/// A request costs one lookup by name (no allocation for the usual forms)
-/// and one by the account's address for its credential: `credential` takes
-/// the account `lookup` returned, whose `Arc` this directory owns.
+/// A request costs one lookup by name (no allocation for the usual forms);
+/// `credential` repeats it, from the cache by then, and takes the
+/// credential only if the entry holds the very account `lookup` returned.
 ///
 /// The tables are flat (`flat::FlatIndex` over a `Vec`), so that a receive
 /// batch can load what its lookups will read before deciding any of them:
@@ -69,14 +70,12 @@ pub struct LocalDirectory {
     hasher: Fast,
     users: Vec<UserEntry>,
     by_name: FlatIndex,
-    by_address: FlatIndex,
     macs: Vec<(MacAddr, Arc<Account>)>,
     by_mac: FlatIndex,
 }
 
-/// A local user as the table keeps it: name, account and credential in
-/// one cache line, found by name or by the account's address.
-#[repr(align(64))]
+/// A local user as the table keeps it: name, account and credential side
+/// by side (56 bytes).
 struct UserEntry {
     key: UserKey,
     account: Arc<Account>,
@@ -166,7 +165,6 @@ impl LocalDirectory {
             hasher: Fast::default(),
             users: Vec::with_capacity(users.len()),
             by_name: FlatIndex::with_capacity(users.len()),
-            by_address: FlatIndex::with_capacity(users.len()),
             macs: Vec::with_capacity(macs.len()),
             by_mac: FlatIndex::with_capacity(macs.len()),
         };
@@ -187,21 +185,13 @@ impl LocalDirectory {
             };
             let hash = d.user_hash(entry.key.as_str());
             let users = &d.users;
-            let pos = match d.by_name.find(hash, |q| users[q].key == entry.key) {
-                Some(old) => {
-                    d.users[old] = entry;
-                    old
-                }
+            match d.by_name.find(hash, |q| users[q].key == entry.key) {
+                Some(old) => d.users[old] = entry,
                 None => {
                     d.by_name.insert(hash, d.users.len(), |_| false);
                     d.users.push(entry);
-                    d.users.len() - 1
                 }
-            };
-            // A replaced account's address stays indexed, and is never
-            // found: `credential` compares the account itself.
-            let address = Arc::as_ptr(&d.users[pos].account);
-            d.by_address.insert(d.address_hash(address), pos, |_| false);
+            }
         }
         for m in macs {
             let mut data = AccountData::new(DirectoryKind::Local, AccountKind::Device, m.mac.to_string());
@@ -232,18 +222,21 @@ impl LocalDirectory {
         self.hasher.hash_one(mac) | 1
     }
 
-    fn address_hash(&self, account: *const Account) -> u64 {
-        self.hasher.hash_one(account as usize)
+    /// The entry `id` names, if any.
+    fn user(&self, id: &Identity) -> Option<&UserEntry> {
+        with_user_key(id, |k| {
+            self.by_name
+                .find(self.user_hash(k), |q| self.users[q].key.as_str() == k)
+                .map(|q| &self.users[q])
+        })
+        .flatten()
     }
 
-    /// The credential of the local user behind `account` (found through
-    /// this directory's `lookup`).
-    pub fn credential(&self, account: &Account) -> Option<&UserCredential> {
-        let address = account as *const Account;
-        let pos = self.by_address.find(self.address_hash(address), |q| {
-            std::ptr::eq(Arc::as_ptr(&self.users[q].account), address)
-        })?;
-        Some(&self.users[pos].credential)
+    /// The credential of the local user `id` names, if `account` is the
+    /// one this directory's `lookup` returned for it.
+    pub fn credential(&self, id: &Identity, account: &Account) -> Option<&UserCredential> {
+        let e = self.user(id)?;
+        std::ptr::eq(Arc::as_ptr(&e.account), account).then_some(&e.credential)
     }
 
     pub fn user_count(&self) -> usize {
@@ -286,12 +279,12 @@ impl LocalDirectory {
     /// Loads what the lookups of a receive batch will read, given their
     /// `warm_key`s, one step of the pointer chain at a time across the
     /// whole batch so that the misses of different requests overlap: the
-    /// entries behind the slots, then the accounts, credentials and
-    /// address slots, then the accounts' text. Keys from another directory
+    /// entries behind the slots, then the accounts and credentials, then
+    /// the accounts' text. Keys from another directory
     /// (a reload in between) only load lines in vain: every read here is
     /// bounds-checked, and what it finds is never trusted.
-    pub fn warm(&self, keys: &[u64]) {
-        for &k in keys {
+    pub fn warm(&self, keys: impl Iterator<Item = u64> + Clone) {
+        for k in keys.clone() {
             match k {
                 0 => {}
                 k if k & 1 == 1 => {
@@ -301,27 +294,27 @@ impl LocalDirectory {
                 }
                 k => {
                     if let Some(e) = self.by_name.first(k).and_then(|q| self.users.get(q)) {
+                        // 56 bytes: on one cache line or across two.
                         prefetch(e);
+                        prefetch((e as *const UserEntry).cast::<u8>().wrapping_add(55));
                     }
                 }
             }
         }
-        for &k in keys {
+        for k in keys.clone() {
             if let Some(a) = self.warm_account(k) {
                 prefetch_arc(a);
-                if k & 1 == 0 {
-                    if let Some(UserCredential::Cleartext(pw)) =
+                if k & 1 == 0
+                    && let Some(UserCredential::Cleartext(pw)) =
                         self.by_name.first(k).map(|q| &self.users[q].credential)
-                    {
-                        prefetch(pw.as_bytes().as_ptr());
-                    }
-                    self.by_address.prefetch(self.address_hash(Arc::as_ptr(a)));
+                {
+                    prefetch(pw.as_bytes().as_ptr());
                 }
             }
         }
-        for &k in keys {
+        for k in keys {
             if let Some(a) = self.warm_account(k) {
-                a.prefetch_text();
+                a.prefetch_fields();
             }
         }
     }
@@ -341,15 +334,6 @@ impl LocalDirectory {
     }
 }
 
-/// Starts loading the allocation behind `a`: its counts (a clone writes
-/// them) and the account's 128 bytes.
-fn prefetch_arc(a: &Arc<Account>) {
-    let p = Arc::as_ptr(a).cast::<u8>();
-    prefetch(p.wrapping_sub(16));
-    prefetch(p.wrapping_add(48));
-    prefetch(p.wrapping_add(112));
-}
-
 impl Directory for LocalDirectory {
     fn kind(&self) -> DirectoryKind {
         DirectoryKind::Local
@@ -361,12 +345,7 @@ impl Directory for LocalDirectory {
                 .by_mac
                 .find(self.mac_hash(m), |q| self.macs[q].0 == *m)
                 .map(|q| self.macs[q].1.clone()),
-            other => with_user_key(other, |k| {
-                self.by_name
-                    .find(self.user_hash(k), |q| self.users[q].key.as_str() == k)
-                    .map(|q| self.users[q].account.clone())
-            })
-            .flatten(),
+            other => self.user(other).map(|e| e.account.clone()),
         };
         match found {
             Some(a) => Lookup::Found(a),
@@ -416,15 +395,26 @@ mod tests {
             let a = found(&d, s).unwrap();
             assert_eq!(a.object_id(), "Alice");
             assert!(a.enabled());
-            assert!(matches!(d.credential(&a), Some(UserCredential::Cleartext(_))));
+            assert!(matches!(
+                d.credential(&Identity::parse(s), &a),
+                Some(UserCredential::Cleartext(_))
+            ));
         }
         let b = found(&d, "corp\\BOB").unwrap();
-        assert!(matches!(d.credential(&b), Some(UserCredential::Argon2(_))));
+        assert!(matches!(
+            d.credential(&Identity::parse("corp\\BOB"), &b),
+            Some(UserCredential::Argon2(_))
+        ));
         assert!(found(&d, "bob").is_none());
         assert!(found(&d, "mallory").is_none());
         // An equal account that this directory did not hand out has no credential here.
         let stranger = Account::from(a_copy_of(&found(&d, "alice").unwrap()));
-        assert!(d.credential(&stranger).is_none());
+        assert!(d.credential(&Identity::parse("alice"), &stranger).is_none());
+        // Another user's account does not unlock this user's credential.
+        assert!(
+            d.credential(&Identity::parse("corp\\bob"), &found(&d, "alice").unwrap())
+                .is_none()
+        );
     }
 
     #[test]
@@ -438,7 +428,10 @@ mod tests {
             vec![],
         );
         let a = found(&d, long).unwrap();
-        assert!(matches!(d.credential(&a), Some(UserCredential::Argon2(_))));
+        assert!(matches!(
+            d.credential(&Identity::parse(long), &a),
+            Some(UserCredential::Argon2(_))
+        ));
         assert!(found(&d, &long[..22]).is_none());
         assert_eq!(
             UserKey::new("exactly-twenty-two-ch!").as_str(),
@@ -477,8 +470,8 @@ mod tests {
         assert_eq!(d.warm_key(&[b'a'; 65]), 0);
         let other = LocalDirectory::new(vec![], vec![]);
         let stale = [d.warm_key(b"alice"), mac, 0, u64::MAX, 2];
-        other.warm(&stale);
-        d.warm(&stale);
+        other.warm(stale.iter().copied());
+        d.warm(stale.iter().copied());
         assert!(other.warm_account(stale[0]).is_none());
         assert!(found(&d, "alice").is_some());
     }
@@ -511,7 +504,10 @@ mod tests {
         assert_eq!((d.user_count(), d.mac_count()), (1, 1));
         let a = found(&d, "alice").unwrap();
         assert_eq!(a.object_id(), "ALICE");
-        assert!(matches!(d.credential(&a), Some(UserCredential::Cleartext(_))));
+        assert!(matches!(
+            d.credential(&Identity::parse("alice"), &a),
+            Some(UserCredential::Cleartext(_))
+        ));
         assert_eq!(found(&d, "001122334455").unwrap().display_name(), Some("second"));
     }
 }

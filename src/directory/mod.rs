@@ -21,7 +21,7 @@ pub use identity::Identity;
 pub use local::{LocalDirectory, LocalMac, LocalUser, UserCredential};
 pub use mac::MacAddr;
 pub use policy::{PolicyError, PolicyRule, ReplyPlan};
-pub use replica::{Change, EntraReplica, ReplicaCounts};
+pub use replica::{Change, EntraReplica, ReplicaCounts, WarmKey};
 pub use resolver::{
     AccountSummary, Answer, Decision, Directory, EntraDirectory, Explanation, Lookup, LowerAnswer, Resolution, Resolver,
 };

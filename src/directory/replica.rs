@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use arc_swap::ArcSwap;
 use serde::Serialize;
 
-use super::account::{Account, AccountData, AccountKind, AccountPatch, GroupRef, Interner};
+use super::account::{Account, AccountData, AccountKind, AccountPatch, GroupRef, Interner, prefetch_arc};
 use super::hashindex::HashIndex;
 use super::identity::{fold_eq, folded_chars};
 use super::{DirectoryKind, Identity, MacAddr};
@@ -108,6 +108,36 @@ impl EntraReplica {
     /// The live account the identity names; soft-deleted ones are not found.
     pub fn lookup(&self, id: &Identity) -> Option<Arc<Account>> {
         self.inner.live.load().lookup(id).cloned()
+    }
+
+    /// The key `warm` takes for a request naming `user_name`, the first
+    /// link of its lookup already loading. Picks the index the way
+    /// `Identity::parse` picks the form, roughly: a wrong pick only loads
+    /// lines in vain.
+    pub fn warm_key(&self, user_name: &str) -> WarmKey {
+        self.inner.live.load().warm_key(user_name)
+    }
+
+    /// Loads what the lookups of a receive batch will read, given their
+    /// `warm_key`s, one link of the chain at a time across the batch (see
+    /// `LocalDirectory::warm`): the leaves, then the accounts, then their
+    /// text, groups and MACs. Keys of an older state (a sync commit in
+    /// between) only load lines in vain.
+    pub fn warm(&self, keys: impl Iterator<Item = WarmKey> + Clone) {
+        let state = self.inner.live.load();
+        for k in keys.clone() {
+            state.index(k.ix).prefetch_leaf(k.key);
+        }
+        for k in keys.clone() {
+            if let Some(a) = state.warm_account(k) {
+                prefetch_arc(a);
+            }
+        }
+        for k in keys {
+            if let Some(a) = state.warm_account(k) {
+                a.prefetch_fields();
+            }
+        }
     }
 
     /// The live device that lists `value` among its certificate identities
@@ -310,6 +340,14 @@ enum Ix {
 
 const SECONDARY: [Ix; 4] = [Ix::Upn, Ix::Sam, Ix::Device, Ix::Mac];
 
+/// A lookup to load ahead (`EntraReplica::warm_key`): which index, which
+/// key.
+#[derive(Clone, Copy)]
+pub struct WarmKey {
+    ix: Ix,
+    key: u64,
+}
+
 /// One immutable version of the replica.
 #[derive(Clone)]
 struct State {
@@ -367,6 +405,36 @@ impl State {
     /// MACs are hashed too: the index wants well-mixed keys.
     fn mac_key(&self, m: &MacAddr) -> u64 {
         self.hasher.hash_one(m.0)
+    }
+
+    fn index(&self, ix: Ix) -> &Map {
+        match ix {
+            Ix::Upn => &self.by_upn,
+            Ix::Sam => &self.by_sam,
+            Ix::Device => &self.by_device,
+            Ix::Mac => &self.by_mac,
+        }
+    }
+
+    fn warm_key(&self, name: &str) -> WarmKey {
+        let (ix, key) = if let Ok(mac) = MacAddr::parse(name) {
+            (Ix::Mac, self.mac_key(&mac))
+        } else if let Some((_, user)) = name.split_once('\\') {
+            (Ix::Sam, self.key(user))
+        } else if name.contains('@') {
+            (Ix::Upn, self.key(name))
+        } else if name.len() >= 36 && name.len() <= 38 {
+            (Ix::Device, self.key(name.trim_matches(['{', '}'])))
+        } else {
+            (Ix::Sam, self.key(name))
+        };
+        self.index(ix).prefetch_path(key);
+        WarmKey { ix, key }
+    }
+
+    /// The first account under `k` (for loading only).
+    fn warm_account(&self, k: WarmKey) -> Option<&Arc<Account>> {
+        self.index(k.ix).get(&k.key)?.as_slice().first()
     }
 
     fn map_mut(&mut self, ix: Ix) -> &mut Map {
@@ -691,6 +759,32 @@ mod tests {
 
     fn id(oid: &str) -> String {
         oid.to_owned()
+    }
+
+    #[test]
+    fn warm_keys_lead_to_the_account_the_lookup_finds() {
+        let r = EntraReplica::new();
+        let mut onprem = user("6f9619ff-8b86-d011-b42d-00c04fc964ff", "Alice@Contoso.com");
+        onprem.sam_account_name = Some("Alice".into());
+        onprem.netbios_domain = Some("CONTOSO".into());
+        r.apply(vec![up(onprem), up(device("aaaaaaaa", "00-11-22-33-44-55", 1))]);
+        let state = r.inner.live.load();
+        for name in [
+            "ALICE@contoso.com",
+            "contoso\\alice",
+            "alice",
+            "00:11:22:33:44:55",
+            "aaaaaaaa-0000-0000-0000-000000000000",
+        ] {
+            let warmed = state.warm_account(r.warm_key(name)).map(|a| a.object_id().to_owned());
+            assert_eq!(warmed, oid_of(&r, name), "{name}");
+            assert!(warmed.is_some(), "{name}");
+        }
+        // Unknown names and keys of an older state load nothing and break nothing.
+        let stale = r.warm_key("alice");
+        assert!(state.warm_account(r.warm_key("mallory")).is_none());
+        r.apply(vec![up(user("bbbbbbbb", "bob@contoso.com"))]);
+        r.warm([stale, r.warm_key("bob@contoso.com")].into_iter());
     }
 
     #[test]

@@ -58,6 +58,8 @@ pub struct AccountingFailed(pub String);
 pub trait Handler: Send + Sync + 'static {
     type Outcome: Outcome;
     type Slow: Slow<Outcome = Self::Outcome>;
+    /// What `warm_key` gives and `warm` takes for one request.
+    type Warm: Copy + Send + 'static;
 
     /// The kinds of slow work [`Slow::kind`] indexes, with their bounds.
     fn slow_kinds(&self) -> Vec<SlowKind>;
@@ -72,18 +74,18 @@ pub trait Handler: Send + Sync + 'static {
         client: &str,
     ) -> Result<Self::Outcome, Self::Slow>;
 
-    /// Before any request of a receive batch is decided: a key (0 for
-    /// none) that `warm` will take to load what deciding `packet` reads.
-    /// May start loading already; must not wait or allocate.
-    fn warm_key(&self, packet: &Packet<'_>) -> u64 {
+    /// Before any request of a receive batch is decided: what `warm` will
+    /// take to load what deciding `packet` reads (`None`: nothing). May
+    /// start loading already; must not wait or allocate.
+    fn warm_key(&self, packet: &Packet<'_>) -> Option<Self::Warm> {
         let _ = packet;
-        0
+        None
     }
 
     /// Loads what deciding the batch whose `warm_key`s these are will
     /// read, so that its lookups' cache misses overlap instead of coming
     /// one after the other. A hint: deciding never depends on it.
-    fn warm(&self, keys: &[u64]) {
+    fn warm(&self, keys: &[Self::Warm]) {
         let _ = keys;
     }
 

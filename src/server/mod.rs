@@ -377,6 +377,8 @@ async fn listen<H: Handler>(
     shutdown: CancellationToken,
 ) {
     let mut rx = udp::RecvBatch::default();
+    // The batch's `Handler::warm_key`s.
+    let mut warm: Vec<H::Warm> = Vec::with_capacity(udp::BATCH);
     let mut out = Outbox {
         tracker,
         ..Outbox::default()
@@ -433,13 +435,13 @@ async fn listen<H: Handler>(
                 let table = shared.clients.load();
                 out.checks.clear();
                 out.checked.clear();
-                out.warm.clear();
+                warm.clear();
                 for i in 0..n {
                     let (data, src) = rx.get(i);
-                    let check = shared.queue_check(&l, &table, data, src, &mut out);
+                    let check = shared.queue_check(&l, &table, data, src, &mut out, &mut warm);
                     out.checked.push(check);
                 }
-                shared.handler.warm(&out.warm);
+                shared.handler.warm(&warm);
                 out.checks.run();
                 for i in 0..n {
                     let (data, src) = rx.get(i);
@@ -464,8 +466,6 @@ struct Outbox {
     checks: MaBatch,
     /// Per datagram of the batch: its index in `checks`, if it has one.
     checked: Vec<Option<usize>>,
-    /// The `Handler::warm_key`s of the batch's Access-Requests.
-    warm: Vec<u64>,
     unsigned: Vec<UnsignedReply>,
     signer: ResponseBatch,
     /// Buffers of replies already sent, to build the next ones in: at most
@@ -523,7 +523,7 @@ impl<H: Handler> Shared<H> {
 
     /// Queues the Message-Authenticator check of an Access-Request from a
     /// known client (in `table`, the batch's) into `out.checks`, and its
-    /// `Handler::warm_key` into `out.warm`; its index in `out.checks`.
+    /// `Handler::warm_key` into `warm`; its index in `out.checks`.
     /// Anything else is left to `on_datagram` as it comes.
     fn queue_check(
         &self,
@@ -532,6 +532,7 @@ impl<H: Handler> Shared<H> {
         data: &[u8],
         src: SocketAddr,
         out: &mut Outbox,
+        warm: &mut Vec<H::Warm>,
     ) -> Option<usize> {
         if l.port != Port::Auth || data.len() > MAX_PACKET_LEN {
             return None;
@@ -541,7 +542,7 @@ impl<H: Handler> Shared<H> {
         if packet.code() != Code::ACCESS_REQUEST {
             return None;
         }
-        out.warm.push(self.handler.warm_key(&packet));
+        warm.extend(self.handler.warm_key(&packet));
         Some(out.checks.push(&packet, &client.secret, None))
     }
 
