@@ -179,7 +179,6 @@ pub fn bind_sockets(cfg: &ServerConfig) -> Result<Vec<BoundSocket>, ServerError>
         .chain(cfg.acct_listen.iter().map(|a| (*a, Port::Acct)));
     all.map(|(addr, port)| {
         let socket = bind_udp(addr).map_err(|source| ServerError::Bind { addr, source })?;
-        udp::report_drops(&socket);
         Ok(BoundSocket { socket, port })
     })
     .collect()
