@@ -477,6 +477,11 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_is_the_size_the_docs_say() {
+        assert_eq!(std::mem::size_of::<UserEntry>(), 56);
+    }
+
+    #[test]
     fn a_duplicate_that_slips_through_replaces_the_earlier_entry() {
         let mac = MacAddr::parse("00-11-22-33-44-55").unwrap();
         let d = LocalDirectory::new(
