@@ -425,11 +425,11 @@ async fn listen<H: Handler>(
             // The batch's Message-Authenticators are checked together, and
             // the replies decided from memory signed together before they
             // go: independent digests advance side by side (`proto::md5x`).
-            // The lookups' first cache lines start loading here, and the
-            // rest of their pointer chains (`Handler::warm`) while the
-            // digests run, so that their misses overlap.
-            // One client table for the whole batch: the Message-
-            // Authenticators are checked with the secrets its decisions use.
+            // Before that, the batch's lookups are loaded ahead one link at
+            // a time across the batch (`Handler::warm`), so that their cache
+            // misses overlap. One client table serves the whole batch: the
+            // Message-Authenticators are checked with the secrets its
+            // decisions use.
             {
                 let table = shared.clients.load();
                 out.checks.clear();
@@ -437,7 +437,7 @@ async fn listen<H: Handler>(
                 warm.clear();
                 for i in 0..n {
                     let (data, src) = rx.get(i);
-                    let check = shared.queue_check(&l, &table, data, src, &mut out, &mut warm);
+                    let check = shared.queue_check(&l, &table, data, src, &mut out.checks, &mut warm);
                     out.checked.push(check);
                 }
                 shared.handler.warm(&warm);
@@ -521,8 +521,8 @@ impl<H: Handler> Shared<H> {
     }
 
     /// Queues the Message-Authenticator check of an Access-Request from a
-    /// known client (in `table`, the batch's) into `out.checks`, and its
-    /// `Handler::warm_key` into `warm`; its index in `out.checks`.
+    /// known client (in `table`, the batch's) into `checks`, and its
+    /// `Handler::warm_key` into `warm`; its index in `checks`.
     /// Anything else is left to `on_datagram` as it comes.
     fn queue_check(
         &self,
@@ -530,7 +530,7 @@ impl<H: Handler> Shared<H> {
         table: &ClientTable,
         data: &[u8],
         src: SocketAddr,
-        out: &mut Outbox,
+        checks: &mut MaBatch,
         warm: &mut Vec<H::Warm>,
     ) -> Option<usize> {
         if l.port != Port::Auth || data.len() > MAX_PACKET_LEN {
@@ -542,7 +542,7 @@ impl<H: Handler> Shared<H> {
             return None;
         }
         warm.extend(self.handler.warm_key(&packet));
-        Some(out.checks.push(&packet, &client.secret, None))
+        Some(checks.push(&packet, &client.secret, None))
     }
 
     /// `ma`: the packet's Message-Authenticator, if already checked (with
