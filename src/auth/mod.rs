@@ -19,7 +19,7 @@ use crate::directory::ad::AdDirectory;
 use crate::directory::policy::{self, PolicyRule, ReplyPlan};
 use crate::directory::{
     Account, Directory, DirectoryKind, EntraDirectory, Explanation, Identity, LocalDirectory, MacAddr, Resolution,
-    Resolver, UserCredential, WarmKey,
+    Resolver, UserCredential, WarmKey, WarmName,
 };
 use crate::proto::attr::service_type;
 use entra_password::{PasswordChecker, PasswordVerdict};
@@ -417,15 +417,15 @@ impl Authenticator {
     /// link of each lookup already loading); `None` for EAP and requests
     /// without a User-Name. Active Directory's cache is looked up as before.
     pub fn warm_key(&self, packet: &Packet<'_>) -> Option<Warm> {
-        let name = packet.get(AttrType::USER_NAME)?;
         if packet.has(AttrType::EAP_MESSAGE) {
             return None;
         }
+        let name = WarmName::of(packet.get(AttrType::USER_NAME)?)?;
         let entra = self
             .entra
             .as_ref()
             .filter(|e| e.is_enabled())
-            .and_then(|e| Some(e.replica().warm_key(std::str::from_utf8(name).ok()?)));
+            .map(|e| e.replica().warm_key(name));
         Some(Warm {
             local: self.state.load().local.warm_key(name),
             entra,

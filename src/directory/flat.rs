@@ -125,16 +125,18 @@ impl FlatIndex {
     /// The first position `find(hash, ..)` would look at: for loading its
     /// entry ahead of the lookup. Not a lookup (the key is not compared).
     pub(crate) fn first(&self, hash: u64) -> Option<usize> {
-        let mut i = self.home(hash);
-        loop {
-            let s = self.slots[i];
-            if s.pos == 0 {
-                return None;
+        self.find(hash, |_| true)
+    }
+
+    /// Puts `entry` into `entries` under `hash`: in place of the entry
+    /// `same` says has its key, if there is one (the later one wins).
+    pub(crate) fn upsert<T>(&mut self, entries: &mut Vec<T>, hash: u64, entry: T, same: impl Fn(&T, &T) -> bool) {
+        match self.find(hash, |q| same(&entries[q], &entry)) {
+            Some(old) => entries[old] = entry,
+            None => {
+                self.insert(hash, entries.len(), |_| false);
+                entries.push(entry);
             }
-            if s.tag == tag(hash) {
-                return Some(s.pos as usize - 1);
-            }
-            i = (i + 1) & self.mask;
         }
     }
 

@@ -23,6 +23,23 @@ pub enum Identity {
     Name(String),
 }
 
+/// A User-Name as the directories' `warm_key`s take it, told apart once
+/// for all of them: a MAC in any notation, or the text as sent.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum WarmName<'a> {
+    Mac(MacAddr),
+    Text(&'a str),
+}
+
+impl<'a> WarmName<'a> {
+    /// `None` for a name that is not UTF-8: looked up as usual, never
+    /// loaded ahead.
+    pub fn of(user_name: &'a [u8]) -> Option<WarmName<'a>> {
+        let s = std::str::from_utf8(user_name).ok()?;
+        Some(MacAddr::parse(s).map_or(WarmName::Text(s), WarmName::Mac))
+    }
+}
+
 impl Identity {
     /// Never fails: what is not recognisable is a `Name`, which simply
     /// finds nothing if no directory knows it.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::account::prefetch_arc;
 use super::flat::{FlatIndex, prefetch};
-use super::identity::Identity;
+use super::identity::{Identity, WarmName};
 use super::resolver::{Directory, Lookup};
 use super::{Account, AccountData, AccountKind, DirectoryKind, MacAddr};
 use crate::proto::crypto::Password;
@@ -184,30 +184,16 @@ impl LocalDirectory {
                 credential: u.credential,
             };
             let hash = d.user_hash(entry.key.as_str());
-            let users = &d.users;
-            match d.by_name.find(hash, |q| users[q].key == entry.key) {
-                Some(old) => d.users[old] = entry,
-                None => {
-                    d.by_name.insert(hash, d.users.len(), |_| false);
-                    d.users.push(entry);
-                }
-            }
+            d.by_name.upsert(&mut d.users, hash, entry, |a, b| a.key == b.key);
         }
         for m in macs {
             let mut data = AccountData::new(DirectoryKind::Local, AccountKind::Device, m.mac.to_string());
             data.display_name = m.description.clone();
             data.macs = vec![m.mac];
             data.enabled = true;
-            let account = Arc::new(Account::from(data));
             let hash = d.mac_hash(&m.mac);
-            let macs = &d.macs;
-            match d.by_mac.find(hash, |q| macs[q].0 == m.mac) {
-                Some(old) => d.macs[old].1 = account,
-                None => {
-                    d.by_mac.insert(hash, d.macs.len(), |_| false);
-                    d.macs.push((m.mac, account));
-                }
-            }
+            let entry = (m.mac, Arc::new(Account::from(data)));
+            d.by_mac.upsert(&mut d.macs, hash, entry, |a, b| a.0 == b.0);
         }
         d
     }
@@ -247,31 +233,29 @@ impl LocalDirectory {
         self.macs.len()
     }
 
-    /// The key `warm` takes for a request naming `user_name`, the slot its
+    /// The key `warm` takes for a request naming `name`, the slot its
     /// lookup starts at already loading. 0 (nothing to warm) for a name
     /// longer than 64 bytes or not ASCII: rare, and only not loaded ahead.
     /// The user key of an ASCII name is the name in lower case, whatever
     /// its form (see `with_user_key`); a braced GUID is the exception, and
     /// only loads a slot in vain.
-    pub fn warm_key(&self, user_name: &[u8]) -> u64 {
-        if let Some(mac) = std::str::from_utf8(user_name).ok().and_then(|s| MacAddr::parse(s).ok()) {
-            let hash = self.mac_hash(&mac);
-            self.by_mac.prefetch(hash);
-            return hash;
-        }
-        let mut folded = [0u8; 64];
-        let Some(folded) = folded.get_mut(..user_name.len()) else {
-            return 0;
+    pub fn warm_key(&self, name: WarmName<'_>) -> u64 {
+        let hash = match name {
+            WarmName::Mac(mac) => {
+                let hash = self.mac_hash(&mac);
+                self.by_mac.prefetch(hash);
+                return hash;
+            }
+            WarmName::Text(s) if s.is_ascii() && s.len() <= 64 => {
+                let mut folded = [0u8; 64];
+                let folded = &mut folded[..s.len()];
+                folded.copy_from_slice(s.as_bytes());
+                folded.make_ascii_lowercase();
+                // ASCII in, ASCII out.
+                self.user_hash(std::str::from_utf8(folded).unwrap_or_default())
+            }
+            WarmName::Text(_) => return 0,
         };
-        folded.copy_from_slice(user_name);
-        folded.make_ascii_lowercase();
-        let Ok(key) = std::str::from_utf8(folded) else {
-            return 0;
-        };
-        if !key.is_ascii() {
-            return 0;
-        }
-        let hash = self.user_hash(key);
         self.by_name.prefetch(hash);
         hash
     }
@@ -279,57 +263,68 @@ impl LocalDirectory {
     /// Loads what the lookups of a receive batch will read, given their
     /// `warm_key`s, one step of the pointer chain at a time across the
     /// whole batch so that the misses of different requests overlap: the
-    /// entries behind the slots, then the accounts and credentials, then
-    /// the accounts' text. Keys from another directory
-    /// (a reload in between) only load lines in vain: every read here is
-    /// bounds-checked, and what it finds is never trusted.
+    /// entries behind the slots, then the accounts and passwords, then the
+    /// accounts' text. Keys from another directory (a reload in between)
+    /// only load lines in vain: every read here is bounds-checked, and
+    /// what it finds is never trusted.
     pub fn warm(&self, keys: impl Iterator<Item = u64> + Clone) {
         for k in keys.clone() {
-            match k {
-                0 => {}
-                k if k & 1 == 1 => {
-                    if let Some(e) = self.by_mac.first(k).and_then(|q| self.macs.get(q)) {
-                        prefetch(e);
-                    }
+            match self.candidate(k) {
+                Some(Candidate::User(e)) => {
+                    // 56 bytes: on one cache line or across two.
+                    prefetch(e);
+                    prefetch((e as *const UserEntry).cast::<u8>().wrapping_add(55));
                 }
-                k => {
-                    if let Some(e) = self.by_name.first(k).and_then(|q| self.users.get(q)) {
-                        // 56 bytes: on one cache line or across two.
-                        prefetch(e);
-                        prefetch((e as *const UserEntry).cast::<u8>().wrapping_add(55));
-                    }
-                }
+                Some(Candidate::Mac(e)) => prefetch(e),
+                None => {}
             }
         }
         for k in keys.clone() {
-            if let Some(a) = self.warm_account(k) {
-                prefetch_arc(a);
-                if k & 1 == 0
-                    && let Some(UserCredential::Cleartext(pw)) =
-                        self.by_name.first(k).map(|q| &self.users[q].credential)
+            if let Some(c) = self.candidate(k) {
+                prefetch_arc(c.account());
+                if let Candidate::User(UserEntry {
+                    credential: UserCredential::Cleartext(pw),
+                    ..
+                }) = c
                 {
                     prefetch(pw.as_bytes().as_ptr());
                 }
             }
         }
         for k in keys {
-            if let Some(a) = self.warm_account(k) {
-                a.prefetch_fields();
+            if let Some(c) = self.candidate(k) {
+                c.account().prefetch_fields();
             }
         }
     }
 
-    /// The account `warm`'s key leads to, if its first candidate is one
-    /// (not checked against a key: for loading only).
-    fn warm_account(&self, k: u64) -> Option<&Arc<Account>> {
+    /// The entry a `warm_key` leads to first (not checked against a key:
+    /// for loading only).
+    fn candidate(&self, k: u64) -> Option<Candidate<'_>> {
         match k {
             0 => None,
-            k if k & 1 == 1 => self.by_mac.first(k).and_then(|q| self.macs.get(q)).map(|e| &e.1),
+            k if k & 1 == 1 => self.by_mac.first(k).and_then(|q| self.macs.get(q)).map(Candidate::Mac),
             k => self
                 .by_name
                 .first(k)
                 .and_then(|q| self.users.get(q))
-                .map(|e| &e.account),
+                .map(Candidate::User),
+        }
+    }
+}
+
+/// An entry `warm` loads: a user's or a MAC's.
+#[derive(Clone, Copy)]
+enum Candidate<'a> {
+    User(&'a UserEntry),
+    Mac(&'a (MacAddr, Arc<Account>)),
+}
+
+impl<'a> Candidate<'a> {
+    fn account(self) -> &'a Arc<Account> {
+        match self {
+            Candidate::User(e) => &e.account,
+            Candidate::Mac(e) => &e.1,
         }
     }
 }
@@ -455,24 +450,27 @@ mod tests {
     #[test]
     fn warm_keys_are_the_keys_lookups_hash() {
         let d = dir();
+        let key = |s: &[u8]| d.warm_key(WarmName::of(s).unwrap());
+        let warm_account = |k: u64| d.candidate(k).map(Candidate::account);
         // Any case, any form: the key the lookup of the folded name uses.
-        assert_eq!(d.warm_key(b"ALICE"), d.user_hash("alice"));
-        assert_eq!(d.warm_key(b"Corp\\Bob"), d.user_hash("corp\\bob"));
+        assert_eq!(key(b"ALICE"), d.user_hash("alice"));
+        assert_eq!(key(b"Corp\\Bob"), d.user_hash("corp\\bob"));
         let alice = found(&d, "alice").unwrap();
-        assert!(Arc::ptr_eq(d.warm_account(d.warm_key(b"Alice")).unwrap(), &alice));
-        let mac = d.warm_key(b"00:11:22:33:44:55");
+        assert!(Arc::ptr_eq(warm_account(key(b"Alice")).unwrap(), &alice));
+        let mac = key(b"00:11:22:33:44:55");
         assert_eq!(mac, d.mac_hash(&MacAddr::parse("001122334455").unwrap()));
         assert_eq!(mac & 1, 1);
-        assert_eq!(d.warm_account(mac).unwrap().display_name(), Some("printer"));
+        assert_eq!(warm_account(mac).unwrap().display_name(), Some("printer"));
         // Names not loaded ahead, and keys of another directory (a reload
         // between `warm_key` and `warm`): nothing found, nothing broken.
-        assert_eq!(d.warm_key("ålice".as_bytes()), 0);
-        assert_eq!(d.warm_key(&[b'a'; 65]), 0);
+        assert_eq!(key("ålice".as_bytes()), 0);
+        assert_eq!(key(&[b'a'; 65]), 0);
+        assert_eq!(WarmName::of(&[0xff, 0xfe]), None);
         let other = LocalDirectory::new(vec![], vec![]);
-        let stale = [d.warm_key(b"alice"), mac, 0, u64::MAX, 2];
+        let stale = [key(b"alice"), mac, 0, u64::MAX, 2];
         other.warm(stale.iter().copied());
         d.warm(stale.iter().copied());
-        assert!(other.warm_account(stale[0]).is_none());
+        assert!(other.candidate(stale[0]).is_none());
         assert!(found(&d, "alice").is_some());
     }
 

@@ -17,7 +17,7 @@ pub mod replica;
 pub mod resolver;
 
 pub use account::{Account, AccountData, AccountKind, AccountPatch, GroupRef};
-pub use identity::Identity;
+pub use identity::{Identity, WarmName};
 pub use local::{LocalDirectory, LocalMac, LocalUser, UserCredential};
 pub use mac::MacAddr;
 pub use policy::{PolicyError, PolicyRule, ReplyPlan};

@@ -29,7 +29,7 @@ use serde::Serialize;
 
 use super::account::{Account, AccountData, AccountKind, AccountPatch, GroupRef, Interner, prefetch_arc};
 use super::hashindex::HashIndex;
-use super::identity::{fold_eq, folded_chars};
+use super::identity::{WarmName, fold_eq, folded_chars};
 use super::{DirectoryKind, Identity, MacAddr};
 
 /// One change from the sync worker. Every change is idempotent and may
@@ -114,8 +114,8 @@ impl EntraReplica {
     /// link of its lookup already loading. Picks the index the way
     /// `Identity::parse` picks the form, roughly: a wrong pick only loads
     /// lines in vain.
-    pub fn warm_key(&self, user_name: &str) -> WarmKey {
-        self.inner.live.load().warm_key(user_name)
+    pub fn warm_key(&self, name: WarmName<'_>) -> WarmKey {
+        self.inner.live.load().warm_key(name)
     }
 
     /// Loads what the lookups of a receive batch will read, given their
@@ -416,10 +416,16 @@ impl State {
         }
     }
 
-    fn warm_key(&self, name: &str) -> WarmKey {
-        let (ix, key) = if let Ok(mac) = MacAddr::parse(name) {
-            (Ix::Mac, self.mac_key(&mac))
-        } else if let Some((_, user)) = name.split_once('\\') {
+    fn warm_key(&self, name: WarmName<'_>) -> WarmKey {
+        let name = match name {
+            WarmName::Mac(mac) => {
+                let key = self.mac_key(&mac);
+                self.by_mac.prefetch_path(key);
+                return WarmKey { ix: Ix::Mac, key };
+            }
+            WarmName::Text(s) => s,
+        };
+        let (ix, key) = if let Some((_, user)) = name.split_once('\\') {
             (Ix::Sam, self.key(user))
         } else if name.contains('@') {
             (Ix::Upn, self.key(name))
@@ -769,6 +775,7 @@ mod tests {
         onprem.netbios_domain = Some("CONTOSO".into());
         r.apply(vec![up(onprem), up(device("aaaaaaaa", "00-11-22-33-44-55", 1))]);
         let state = r.inner.live.load();
+        let key = |s: &str| r.warm_key(WarmName::of(s.as_bytes()).unwrap());
         for name in [
             "ALICE@contoso.com",
             "contoso\\alice",
@@ -776,15 +783,15 @@ mod tests {
             "00:11:22:33:44:55",
             "aaaaaaaa-0000-0000-0000-000000000000",
         ] {
-            let warmed = state.warm_account(r.warm_key(name)).map(|a| a.object_id().to_owned());
+            let warmed = state.warm_account(key(name)).map(|a| a.object_id().to_owned());
             assert_eq!(warmed, oid_of(&r, name), "{name}");
             assert!(warmed.is_some(), "{name}");
         }
         // Unknown names and keys of an older state load nothing and break nothing.
-        let stale = r.warm_key("alice");
-        assert!(state.warm_account(r.warm_key("mallory")).is_none());
+        let stale = key("alice");
+        assert!(state.warm_account(key("mallory")).is_none());
         r.apply(vec![up(user("bbbbbbbb", "bob@contoso.com"))]);
-        r.warm([stale, r.warm_key("bob@contoso.com")].into_iter());
+        r.warm([stale, key("bob@contoso.com")].into_iter());
     }
 
     #[test]
