@@ -44,7 +44,7 @@ pub fn record_of(d: &Decision, packet: &Packet<'_>, client: &str, source: IpAddr
         accept: d.accept,
         reason: &d.reason,
         vlan: d.reply.as_ref().and_then(|r| r.vlan.as_deref()),
-        account: d.account.as_deref(),
+        account: d.account_id(),
         policy_rule: d.policy_rule.and_then(|r| u32::try_from(r).ok()),
     })
 }

@@ -79,11 +79,12 @@ pub struct Decision {
     /// The directory that decided, if any knew the identity.
     pub directory: Option<DirectoryKind>,
     pub reason: Cow<'static, str>,
-    /// Reply attributes from the first matching `[[policy]]` rule (accepts only).
-    pub reply: Option<ReplyPlan>,
-    /// The account the identity resolved to (its object id in its
-    /// directory), when one did; for the history.
-    pub account: Option<String>,
+    /// Reply attributes from the first matching `[[policy]]` rule (accepts
+    /// only), shared with the rule: a decision copies no text.
+    pub reply: Option<Arc<ReplyPlan>>,
+    /// The account the identity resolved to, when one did; for the
+    /// history (its object id, see `account_id`).
+    pub account: Option<Arc<Account>>,
     /// Which `[[policy]]` rule gave the reply, counted from 1 in the order
     /// of the configuration (accepts only).
     pub policy_rule: Option<usize>,
@@ -112,9 +113,14 @@ impl Decision {
     }
 
     /// The same decision, about `account`.
-    fn about(mut self, account: &Account) -> Decision {
-        self.account = Some(account.object_id().to_string());
+    fn about(mut self, account: &Arc<Account>) -> Decision {
+        self.account = Some(account.clone());
         self
+    }
+
+    /// The object id, in its directory, of the account decided about.
+    pub fn account_id(&self) -> Option<&str> {
+        self.account.as_deref().map(Account::object_id)
     }
 }
 
@@ -140,6 +146,8 @@ struct State {
     local: Arc<LocalDirectory>,
     resolver: Resolver,
     policy: Vec<PolicyRule>,
+    /// `policy[i].plan()`, made once.
+    plans: Vec<Arc<ReplyPlan>>,
 }
 
 /// Decides Access-Requests: finds the account through the precedence chain,
@@ -910,7 +918,7 @@ impl Deferred {
 async fn ad_pap(
     state: &State,
     ad: &AdDirectory,
-    account: &Account,
+    account: &Arc<Account>,
     label: String,
     pw: &Password,
     method: Method,
@@ -958,7 +966,7 @@ struct EntraCheck<'a> {
 async fn entra_pap(
     state: &State,
     c: EntraCheck<'_>,
-    account: &Account,
+    account: &Arc<Account>,
     label: String,
     pw: &Password,
     method: Method,
@@ -1114,6 +1122,7 @@ fn build_state(
         ad_failures: ad_failures.clone(),
         local,
         resolver: Resolver::new(chain),
+        plans: cfg.policy.iter().map(|r| Arc::new(r.plan())).collect(),
         policy: cfg.policy,
     }
 }
@@ -1133,7 +1142,7 @@ fn accept(
     method: Method,
     identity: String,
     directory: DirectoryKind,
-    account: &Account,
+    account: &Arc<Account>,
     reason: &'static str,
 ) -> Decision {
     let rule = state.policy.iter().position(|r| r.matches(account));
@@ -1143,8 +1152,8 @@ fn accept(
         identity,
         directory: Some(directory),
         reason: reason.into(),
-        reply: rule.map(|i| state.policy[i].plan()),
-        account: Some(account.object_id().to_string()),
+        reply: rule.map(|i| state.plans[i].clone()),
+        account: Some(account.clone()),
         policy_rule: rule.map(|i| i + 1),
         eap: None,
     }

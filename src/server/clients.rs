@@ -127,7 +127,8 @@ impl Client {
 /// scanned longest first, so the most specific definition wins.
 #[derive(Debug, Default)]
 pub struct ClientTable {
-    hosts: HashMap<IpAddr, Arc<Client>>,
+    // Keyed by the configuration, not by what arrives: a fast hash will do.
+    hosts: HashMap<IpAddr, Arc<Client>, foldhash::fast::RandomState>,
     prefixes: Vec<Arc<Client>>,
 }
 
