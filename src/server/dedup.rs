@@ -86,7 +86,7 @@ impl Shard {
             }
         }
         // After a burst from many sources, give the memory back.
-        if self.order.capacity() > 1024 && self.order.len() < self.order.capacity() / 8 {
+        if self.order.capacity() > 64 && self.order.len() < self.order.capacity() / 8 {
             self.order.shrink_to(self.order.len() * 2);
             self.map.shrink_to(self.map.len() * 2);
         }
@@ -151,8 +151,11 @@ impl ResponseCache {
         Seen::New(entry)
     }
 
-    /// Entries still live.
-    pub fn len(&self) -> u64 {
+    /// Drops what has outlived the TTL in every shard, as `check` does in
+    /// the one it locks, so that the entries of a burst do not outstay it
+    /// when no more requests come (the server calls this once a second);
+    /// the entries still live.
+    pub fn sweep(&self) -> u64 {
         let now = Instant::now();
         self.shards
             .iter()
@@ -162,6 +165,11 @@ impl ResponseCache {
                 s.map.len() as u64
             })
             .sum()
+    }
+
+    /// Entries still live.
+    pub fn len(&self) -> u64 {
+        self.sweep()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -278,5 +286,36 @@ mod tests {
         e.finish(Some(Arc::from(&b"r"[..])));
         std::thread::sleep(Duration::from_millis(120));
         assert!(matches!(c.check(key(1), &[1; 16]), Seen::New(_)));
+    }
+
+    #[test]
+    fn a_sweep_gives_back_a_burst_when_no_request_follows() {
+        let c = ResponseCache::new(Duration::from_millis(50), 1 << 18);
+        for port in 0..20_000u16 {
+            let k = DedupKey {
+                listener: 0,
+                source: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+                identifier: 7,
+            };
+            let Seen::New(e) = c.check(k, &[1; 16]) else { panic!() };
+            e.finish(Some(Arc::from(&b"reply"[..])));
+        }
+        let held = |c: &ResponseCache| -> (usize, usize) {
+            c.shards
+                .iter()
+                .map(|m| {
+                    let s = m.lock().unwrap();
+                    (s.map.capacity(), s.order.capacity())
+                })
+                .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+        };
+        assert!(held(&c).1 >= 20_000);
+        std::thread::sleep(Duration::from_millis(120));
+        assert_eq!(c.sweep(), 0);
+        let (map, order) = held(&c);
+        assert!(
+            map < 2_000 && order < 2_000,
+            "{map} map slots, {order} records held after the sweep"
+        );
     }
 }

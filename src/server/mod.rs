@@ -302,9 +302,7 @@ impl<H: Handler> Server<H> {
                 ));
             }
         }
-        if self.readers > 1 {
-            tokio::spawn(watch_cpus(self.shared.clone(), self.readers, shutdown.clone()));
-        }
+        tokio::spawn(every_second(self.shared.clone(), self.readers, shutdown.clone()));
         while listeners.join_next().await.is_some() {}
         tracker.close();
         info!(
@@ -343,16 +341,21 @@ fn active_readers(readers: usize, cpus: Option<usize>) -> usize {
     cpus.map_or(readers, |c| readers.min(c)).max(1)
 }
 
-/// Follows the CPUs the process may run on (once a second: an affinity
+/// Once a second: follows the CPUs the process may run on (an affinity
 /// mask is narrowed by hand or by a cgroup, rarely) and sets how many
-/// readers read.
-async fn watch_cpus<H: Handler>(shared: Arc<Shared<H>>, readers: usize, shutdown: CancellationToken) {
+/// readers read; and lets the response cache drop what has outlived its
+/// TTL even when no request comes to do it.
+async fn every_second<H: Handler>(shared: Arc<Shared<H>>, readers: usize, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
+        }
+        shared.responses.sweep();
+        if readers == 1 {
+            continue;
         }
         let cpus = crate::sys::allowed_cpus();
         let active = active_readers(readers, cpus);
