@@ -373,8 +373,10 @@ fn main() -> Result<()> {
     }
     // Past entra-radius's response cache TTL (10 s by default): what it
     // keeps once a burst is over, not what the last seconds still need.
-    std::thread::sleep(Duration::from_secs(12));
-    println!("\nRSS 12 s after the runs, idle (MiB, and ×RSS once ready):");
+    if !peers.is_empty() {
+        std::thread::sleep(Duration::from_secs(12));
+        println!("\nRSS 12 s after the runs, idle (MiB, and ×RSS once ready):");
+    }
     for p in &peers {
         let ready = rss.start.get(p.name).copied().unwrap_or(0) as f64;
         let idle = p.rss_kib() as f64;
