@@ -6,6 +6,7 @@
 //! new authenticator under the same key is a new request and replaces the
 //! entry. Only packets that passed every check reach this cache.
 
+use std::collections::hash_map::Entry as MapEntry;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -28,6 +29,13 @@ pub struct Entry {
 }
 
 impl Entry {
+    fn new(authenticator: &[u8; 16]) -> Entry {
+        Entry {
+            authenticator: *authenticator,
+            reply: OnceLock::new(),
+        }
+    }
+
     pub fn finish(&self, reply: Option<Arc<[u8]>>) {
         let _ = self.reply.set(reply);
     }
@@ -125,28 +133,38 @@ impl ResponseCache {
     /// a retransmission for new.
     pub fn check(&self, key: DedupKey, authenticator: &[u8; 16]) -> Seen {
         let now = Instant::now();
-        let mut shard = self.shard(&key);
-        if let Some(s) = shard.map.get(&key)
-            && s.entry.authenticator == *authenticator
-            && now.saturating_duration_since(s.born) < self.ttl
-        {
-            match s.entry.reply.get() {
-                None => return Seen::InProgress,
-                Some(Some(bytes)) => return Seen::Answered(bytes.clone()),
-                Some(None) => {}
+        let mut guard = self.shard(&key);
+        let shard = &mut *guard;
+        let entry = match shard.map.entry(key) {
+            MapEntry::Occupied(mut o) => {
+                let s = o.get_mut();
+                if s.entry.authenticator == *authenticator && now.saturating_duration_since(s.born) < self.ttl {
+                    match s.entry.reply.get() {
+                        None => return Seen::InProgress,
+                        Some(Some(bytes)) => return Seen::Answered(bytes.clone()),
+                        Some(None) => {}
+                    }
+                }
+                s.born = now;
+                // By the key's next request the entry is nearly always the
+                // cache's alone (its reply sent): reset in place rather
+                // than freed and allocated again.
+                match Arc::get_mut(&mut s.entry) {
+                    Some(e) => *e = Entry::new(authenticator),
+                    None => s.entry = Arc::new(Entry::new(authenticator)),
+                }
+                s.entry.clone()
             }
-        }
-        let entry = Arc::new(Entry {
-            authenticator: *authenticator,
-            reply: OnceLock::new(),
-        });
-        let slot = Slot {
-            entry: entry.clone(),
-            born: now,
+            MapEntry::Vacant(v) => {
+                let entry = Arc::new(Entry::new(authenticator));
+                v.insert(Slot {
+                    entry: entry.clone(),
+                    born: now,
+                });
+                shard.order.push_back((now, key));
+                entry
+            }
         };
-        if shard.map.insert(key, slot).is_none() {
-            shard.order.push_back((now, key));
-        }
         shard.evict(now, self.ttl, self.shard_capacity);
         Seen::New(entry)
     }
@@ -205,6 +223,34 @@ mod tests {
         assert!(matches!(c.check(key(1), &[2; 16]), Seen::New(_)));
         // Another identifier is another key.
         assert!(matches!(c.check(key(2), &[1; 16]), Seen::New(_)));
+    }
+
+    #[test]
+    fn a_slot_reused_in_place_never_touches_an_entry_still_held() {
+        let c = ResponseCache::new(Duration::from_secs(10), 100);
+        let Seen::New(first) = c.check(key(1), &[1; 16]) else {
+            panic!()
+        };
+        // Still being worked on when the NAS moves on to a new request.
+        let Seen::New(second) = c.check(key(1), &[2; 16]) else {
+            panic!()
+        };
+        assert!(!Arc::ptr_eq(&first, &second));
+        first.finish(Some(Arc::from(&b"late"[..])));
+        assert!(matches!(c.check(key(1), &[2; 16]), Seen::InProgress));
+        second.finish(Some(Arc::from(&b"second"[..])));
+        drop((first, second));
+        // The cache's alone now: the next request gets the same allocation,
+        // reset.
+        let Seen::New(third) = c.check(key(1), &[3; 16]) else {
+            panic!()
+        };
+        assert!(matches!(c.check(key(1), &[3; 16]), Seen::InProgress));
+        third.finish(Some(Arc::from(&b"third"[..])));
+        match c.check(key(1), &[3; 16]) {
+            Seen::Answered(b) => assert_eq!(&b[..], b"third"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
