@@ -215,10 +215,7 @@ mod tests {
         };
         assert!(matches!(c.check(key(1), &[1; 16]), Seen::InProgress));
         e.finish(Some(Arc::from(&b"reply"[..])));
-        match c.check(key(1), &[1; 16]) {
-            Seen::Answered(b) => assert_eq!(&b[..], b"reply"),
-            other => panic!("{other:?}"),
-        }
+        assert_answered(&c, 1, &[1; 16], b"reply");
         // Same key, new authenticator: a new request.
         assert!(matches!(c.check(key(1), &[2; 16]), Seen::New(_)));
         // Another identifier is another key.
@@ -239,16 +236,22 @@ mod tests {
         first.finish(Some(Arc::from(&b"late"[..])));
         assert!(matches!(c.check(key(1), &[2; 16]), Seen::InProgress));
         second.finish(Some(Arc::from(&b"second"[..])));
+        let second_at = Arc::as_ptr(&second);
         drop((first, second));
         // The cache's alone now: the next request gets the same allocation,
         // reset.
         let Seen::New(third) = c.check(key(1), &[3; 16]) else {
             panic!()
         };
+        assert!(std::ptr::eq(Arc::as_ptr(&third), second_at));
         assert!(matches!(c.check(key(1), &[3; 16]), Seen::InProgress));
         third.finish(Some(Arc::from(&b"third"[..])));
-        match c.check(key(1), &[3; 16]) {
-            Seen::Answered(b) => assert_eq!(&b[..], b"third"),
+        assert_answered(&c, 1, &[3; 16], b"third");
+    }
+
+    fn assert_answered(c: &ResponseCache, id: u8, authenticator: &[u8; 16], reply: &[u8]) {
+        match c.check(key(id), authenticator) {
+            Seen::Answered(b) => assert_eq!(&b[..], reply),
             other => panic!("{other:?}"),
         }
     }
