@@ -9,7 +9,7 @@
 //! `LOAD_SOCKETS` [16], `LOAD_WINDOW` requests in flight per socket [4],
 //! `LOAD_TIMEOUT_MS` [1000], `LOAD_SERVER_CPUS` [0], `LOAD_GEN_CPU` [1],
 //! `LOAD_SERVERS` [entra,freeradius,radius-rs; `entra-nohistory` adds entra-radius with `[history] enabled = false`, to measure what the authentication history costs; `baseline` adds the entra-radius binary at `LOAD_BASELINE_BIN`, e.g. an earlier commit's build], `LOAD_SPIN` generator polls without sleeping [1], `LOAD_SAME_LOAD` fraction of
-//! FreeRADIUS's PAP capacity for the latency comparison [0.7],
+//! FreeRADIUS's PAP capacity for the latency comparison [0.7; 0 skips it],
 //! `LOAD_RATE` requests/s for it instead, `LOAD_ENTRA_THREADS` entra-radius's `[server] threads` [unset: its default, one per CPU it may run on, so 1 when pinned to one; 2 holds up better when other processes compete for that CPU; pinned to one CPU, the second reader stands by (it used to preempt the first mid-batch, costing the full-load p99 a scheduler slice, about 4 ms)], `LOAD_SCENARIOS` [pap,pap1,reject,mab,mab1,dup,intune,eap,eapmix; `eapmix` is PAP and MAB at a fixed rate, alone and while EAP-TLS handshakes keep entra-radius busy (entra-radius only; see load/eap_mix.rs for its variables); `pap1` and `mab1` send PAP and MAB accepts from a single socket with 64 requests in flight, as a wireless LAN controller or a RADIUS proxy does (`LOAD_SOCKETS`/`LOAD_WINDOW` do not apply to them); `eap` is EAP-TLS full handshakes and resumptions through `eapol_test`, entra-radius and FreeRADIUS with the same certificates (see load/eap.rs for its variables); `intune` is MAB for the Intune devices of a synthetic tenant of `LOAD_INTUNE_DEVICES` [125000] devices that entra-radius syncs from the Graph emulator through its admin CLI first, entra-radius only], `LOAD_CONFINE=1` starts every server on all CPUs and then confines all its threads to `LOAD_SERVER_CPUS` with `taskset -a` (each sized its threads for all CPUs, as after an administrator's `taskset` or a cpuset change). `LOAD_DEBUG_BAD` prints the first bad replies. `LOAD_SOAK` seconds [0: off] runs the soak instead of the scenarios: the mix of PAP accepts, MAB accepts, rejects and duplicates at `LOAD_SOAK_LOAD` [0.8] of each server's saturation with that same mix (measured first, accounting included; PAP's saturation is printed beside it), and `LOAD_SOAK_ACCT` [0.01] of the rate as Accounting-Requests (Start, Interim-Update, Stop) from sockets of their own to the accounting port (entra-radius only: the bench knows no other server's accounting port), reported per `LOAD_SOAK_WINDOW` seconds [60] with the RSS slope (e.g. `LOAD_SERVERS=entra LOAD_SOAK=600`).
 
 #[path = "load/eap.rs"]
@@ -320,8 +320,9 @@ fn main() -> Result<()> {
         rate: Some(rate),
         ..cfg.clone()
     };
-    // Only with the PAP scenario, whose capacity sets the rate.
-    let same_load_rounds = if scenarios.contains(&Scenario::PapAccept) {
+    // Only with the PAP scenario, whose capacity sets the rate, and not
+    // at a rate of 0 (`LOAD_SAME_LOAD=0` turns it off).
+    let same_load_rounds = if scenarios.contains(&Scenario::PapAccept) && rate >= 1.0 {
         rounds
     } else {
         0
