@@ -354,9 +354,7 @@ async fn every_second<H: Handler>(shared: Arc<Shared<H>>, readers: usize, shutdo
             _ = tick.tick() => {}
         }
         shared.responses.sweep();
-        if readers == 1 {
-            continue;
-        }
+        // With one reader this finds nothing to change.
         let cpus = crate::sys::allowed_cpus();
         let active = active_readers(readers, cpus);
         let before = shared.active_readers.swap(active, Ordering::Relaxed);
