@@ -248,7 +248,8 @@ pub struct ServerConfig {
     pub response_cache_ttl: Duration,
     /// Requests being worked on at once; beyond this, new ones are shed.
     pub max_in_flight: usize,
-    /// Runtime worker threads, and tasks reading each listening socket;
+    /// Runtime worker threads, and reader threads (each reads every
+    /// listening socket);
     /// `None` is one per CPU the process may run on.
     pub threads: Option<usize>,
 }

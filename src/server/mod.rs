@@ -2,7 +2,7 @@
 //! client table, the RFC 5080 response cache, bounded concurrency and
 //! shutdown. Everything that can be decided from the packet alone (client,
 //! framing, authenticators, BlastRADIUS rules, duplicates) is decided in the
-//! task reading the socket; only verified, new requests become tasks.
+//! thread reading the socket; only verified, new requests become tasks.
 
 pub mod clients;
 pub mod counters;
@@ -11,15 +11,14 @@ pub mod handler;
 pub mod limits;
 mod udp;
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use moka::sync::Cache;
-use tokio::net::UdpSocket;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
@@ -77,7 +76,7 @@ struct Shared<H> {
     dictionary: Arc<Dictionary>,
     started: std::time::Instant,
     listen_addrs: Vec<(Port, SocketAddr)>,
-    /// How many of each socket's reader tasks read: the readers, but no more
+    /// How many of the reader threads read: the readers, but no more
     /// than the CPUs the process may run on now. Two readers sharing one CPU
     /// (a server started on two CPUs and then confined to one) preempt each
     /// other in the middle of a batch, and the replies already decided in
@@ -98,7 +97,7 @@ struct Limits {
 pub struct Server<H> {
     shared: Arc<Shared<H>>,
     listeners: Vec<Listener>,
-    /// Tasks reading each socket: one per runtime worker thread.
+    /// Reader threads, each reading every socket.
     readers: usize,
 }
 
@@ -149,7 +148,7 @@ pub struct ServerParts<H> {
     pub response_cache_ttl: Duration,
     /// Accounting records waiting for the handler at once.
     pub max_in_flight: usize,
-    /// Tasks reading each socket; `None` is one per CPU.
+    /// Reader threads, each reading every socket; `None` is one per CPU.
     pub readers: Option<usize>,
 }
 
@@ -169,8 +168,7 @@ impl BoundSocket {
     }
 }
 
-/// Binds every listening socket of `cfg`, authentication first. Must be
-/// called inside a tokio runtime.
+/// Binds every listening socket of `cfg`, authentication first.
 pub fn bind_sockets(cfg: &ServerConfig) -> Result<Vec<BoundSocket>, ServerError> {
     let all = cfg
         .auth_listen
@@ -196,7 +194,7 @@ fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     let _ = s.set_recv_buffer_size(8 << 20);
     s.set_nonblocking(true)?;
     s.bind(&addr.into())?;
-    UdpSocket::from_std(s.into())
+    Ok(s.into())
 }
 
 impl<H: Handler> Server<H> {
@@ -283,27 +281,62 @@ impl<H: Handler> Server<H> {
     }
 
     /// Serves until `shutdown` is cancelled, then stops reading, lets every
-    /// request in progress finish (up to `drain`), and returns.
+    /// request in progress finish (up to `drain`), and returns. Must be
+    /// called inside a tokio runtime: the requests that take slow work
+    /// become tasks on it.
     pub async fn run(self, shutdown: CancellationToken, drain: Duration) {
         let tracker = TaskTracker::new();
-        let mut listeners = JoinSet::new();
-        // Several tasks read each socket, so that every worker thread can
-        // answer requests; the response cache keeps them from both taking a
-        // retransmission for new.
-        for l in self.listeners {
-            let l = Arc::new(l);
-            for index in 0..self.readers {
-                listeners.spawn(listen(
-                    self.shared.clone(),
-                    l.clone(),
-                    index,
-                    tracker.clone(),
-                    shutdown.clone(),
-                ));
+        // Each reader is a thread of its own that reads every socket, so
+        // that every CPU can answer requests; the response cache keeps two
+        // of them from both taking a retransmission for new. A thread, not
+        // a task: a reader standing by (see `active_readers`) then really
+        // sleeps, and a busy one is never passed between worker threads.
+        let listeners: Arc<[Listener]> = self.listeners.into();
+        let stop = match std::os::unix::net::UnixDatagram::pair() {
+            Ok(pair) => Some(pair),
+            Err(e) => {
+                warn!(error = %e, "no descriptor to wake the readers at shutdown; they notice it within {STAND_BY:?}");
+                None
+            }
+        };
+        let mut readers = Vec::with_capacity(self.readers);
+        for index in 0..self.readers {
+            let (done, finished) = tokio::sync::oneshot::channel::<()>();
+            let reader = Reader {
+                shared: self.shared.clone(),
+                listeners: listeners.clone(),
+                index,
+                tracker: tracker.clone(),
+                shutdown: shutdown.clone(),
+                stop: stop.as_ref().map(|(_, r)| r.as_raw_fd()),
+            };
+            let runtime = tokio::runtime::Handle::current();
+            let started = std::thread::Builder::new()
+                .name(format!("radius-reader-{index}"))
+                .spawn(move || {
+                    let _runtime = runtime.enter();
+                    reader.run();
+                    drop(done);
+                });
+            match started {
+                Ok(_) => readers.push(finished),
+                Err(e) => error!(index, error = %e, "cannot start a reader thread; serving with the others"),
             }
         }
+        if readers.is_empty() {
+            error!("no reader thread could be started: no RADIUS request will be read");
+        }
         tokio::spawn(every_second(self.shared.clone(), self.readers, shutdown.clone()));
-        while listeners.join_next().await.is_some() {}
+        shutdown.cancelled().await;
+        if let Some((wake, _)) = &stop {
+            // Never read: the other end stays readable for every reader.
+            let _ = wake.send(&[1]);
+        }
+        for r in readers {
+            let _ = r.await;
+        }
+        // The readers have returned: the descriptor they polled may go.
+        drop(stop);
         tracker.close();
         info!(
             in_flight = tracker.len(),
@@ -369,93 +402,56 @@ async fn every_second<H: Handler>(shared: Arc<Shared<H>>, readers: usize, shutdo
     }
 }
 
-async fn listen<H: Handler>(
+/// How long a reader waits in one `poll(2)`, and a standing-by reader
+/// sleeps, before it looks again at whether it should read.
+const STAND_BY: Duration = Duration::from_millis(250);
+
+/// One reader thread: reads every socket, answers what memory decides and
+/// hands slow work to the runtime as tasks.
+struct Reader<H> {
     shared: Arc<Shared<H>>,
-    l: Arc<Listener>,
+    listeners: Arc<[Listener]>,
     index: usize,
     tracker: TaskTracker,
     shutdown: CancellationToken,
-) {
-    let mut rx = udp::RecvBatch::default();
-    // The batch's `Handler::warm_key`s.
-    let mut warm: Vec<H::Warm> = Vec::with_capacity(udp::BATCH);
-    let mut out = Outbox {
-        tracker,
-        ..Outbox::default()
-    };
-    loop {
-        if index >= shared.active_readers.load(Ordering::Relaxed) {
-            // A reader beyond the CPUs there are: stand by.
-            tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(Duration::from_millis(250)) => continue,
-            }
-        }
-        tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break,
-            r = l.socket.readable() => if let Err(e) = r {
-                debug!(error = %e, "waiting for the socket failed");
-                continue;
-            },
+    /// Readable once the server shuts down.
+    stop: Option<std::os::fd::RawFd>,
+}
+
+impl<H: Handler> Reader<H> {
+    /// Until shutdown. Must run inside the runtime's context (the tasks of
+    /// slow work are spawned on it).
+    fn run(self) {
+        let shared = &self.shared;
+        let mut rx = udp::RecvBatch::default();
+        // The batch's `Handler::warm_key`s.
+        let mut warm: Vec<H::Warm> = Vec::with_capacity(udp::BATCH);
+        let mut out = Outbox {
+            tracker: self.tracker.clone(),
+            ..Outbox::default()
         };
-        // Empty the socket a batch at a time, answering what can be decided
-        // from memory right here and sending those replies together. Bounded,
-        // so that the tasks of slower requests get their turn.
-        for _ in 0..64 {
-            let n = match rx.recv(&l.socket) {
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) => {
-                    // ICMP errors from earlier sends surface here on some
-                    // systems; they say nothing about the next packet.
-                    debug!(error = %e, "receiving failed");
-                    continue;
-                }
-            };
-            if let Some(d) = rx.dropped() {
-                let before = l.dropped.fetch_max(d, std::sync::atomic::Ordering::Relaxed);
-                if d > before {
-                    shared
-                        .counters
-                        .receive_queue_dropped
-                        .fetch_add(u64::from(d - before), std::sync::atomic::Ordering::Relaxed);
+        let mut poller = udp::Poller::new(self.listeners.iter().map(|l| l.socket.as_raw_fd()), self.stop);
+        while !self.shutdown.is_cancelled() {
+            if self.index >= shared.active_readers.load(Ordering::Relaxed) {
+                // A reader beyond the CPUs there are: stand by.
+                poller.sleep(STAND_BY);
+                continue;
+            }
+            if let Err(e) = poller.wait(STAND_BY) {
+                debug!(error = %e, "waiting for the sockets failed");
+                poller.sleep(STAND_BY);
+                continue;
+            }
+            for (i, l) in self.listeners.iter().enumerate() {
+                if poller.ready(i) {
+                    shared.drain(l, &mut rx, &mut warm, &mut out);
                 }
             }
-            // The batch's Message-Authenticators are checked together, and
-            // the replies decided from memory signed together before they
-            // go: independent digests advance side by side (`proto::md5x`).
-            // Before that, the batch's lookups are loaded ahead one link at
-            // a time across the batch (`Handler::warm`), so that their cache
-            // misses overlap. One client table serves the whole batch: the
-            // Message-Authenticators are checked with the secrets its
-            // decisions use.
-            {
-                let table = shared.clients.load();
-                out.checks.clear();
-                out.checked.clear();
-                warm.clear();
-                for i in 0..n {
-                    let (data, src) = rx.get(i);
-                    let check = shared.queue_check(&l, &table, data, src, &mut out.checks, &mut warm);
-                    out.checked.push(check);
-                }
-                shared.handler.warm(&warm);
-                out.checks.run();
-                for i in 0..n {
-                    let (data, src) = rx.get(i);
-                    let ma = out.checked[i].map(|k| out.checks.verdict(k));
-                    shared.on_datagram(&l, &table, data, src, ma, &mut out);
-                }
-            }
-            out.finish_replies();
-            out.replies.flush(&l.socket).await;
         }
     }
 }
 
-/// What the receive loop keeps between packets: the replies to send
+/// What a reader keeps between packets: the replies to send
 /// together, those still to be signed, the batch's Message-Authenticator
 /// checks, buffers to build replies in, and the tracker of the tasks it
 /// spawns for slow work (drained on shutdown).
@@ -505,6 +501,60 @@ impl Outbox {
 }
 
 impl<H: Handler> Shared<H> {
+    /// Empties `l`'s socket a batch at a time, answering what can be
+    /// decided from memory right here and sending those replies together.
+    /// Bounded, so that the other sockets get their turn.
+    fn drain(self: &Arc<Self>, l: &Listener, rx: &mut udp::RecvBatch, warm: &mut Vec<H::Warm>, out: &mut Outbox) {
+        for _ in 0..64 {
+            let n = match rx.recv(&l.socket) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    // ICMP errors from earlier sends surface here on some
+                    // systems; they say nothing about the next packet.
+                    debug!(error = %e, "receiving failed");
+                    continue;
+                }
+            };
+            if let Some(d) = rx.dropped() {
+                let before = l.dropped.fetch_max(d, std::sync::atomic::Ordering::Relaxed);
+                if d > before {
+                    self.counters
+                        .receive_queue_dropped
+                        .fetch_add(u64::from(d - before), std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            // The batch's Message-Authenticators are checked together, and
+            // the replies decided from memory signed together before they
+            // go: independent digests advance side by side (`proto::md5x`).
+            // Before that, the batch's lookups are loaded ahead one link at
+            // a time across the batch (`Handler::warm`), so that their cache
+            // misses overlap. One client table serves the whole batch: the
+            // Message-Authenticators are checked with the secrets its
+            // decisions use.
+            {
+                let table = self.clients.load();
+                out.checks.clear();
+                out.checked.clear();
+                warm.clear();
+                for i in 0..n {
+                    let (data, src) = rx.get(i);
+                    let check = self.queue_check(l, &table, data, src, &mut out.checks, warm);
+                    out.checked.push(check);
+                }
+                self.handler.warm(warm);
+                out.checks.run();
+                for i in 0..n {
+                    let (data, src) = rx.get(i);
+                    let ma = out.checked[i].map(|k| out.checks.verdict(k));
+                    self.on_datagram(l, &table, data, src, ma, out);
+                }
+            }
+            out.finish_replies();
+            out.replies.flush(&l.socket);
+        }
+    }
+
     fn log_allowed(&self, source: SocketAddr, what: &'static str) -> bool {
         let key = (source, what);
         if self.log_limit.contains_key(&key) {
@@ -815,7 +865,7 @@ impl<H: Handler> Shared<H> {
         // Status-Server is answered directly, not through the response cache:
         // it is idempotent and cheap (RFC 5997 §3).
         if let Some(bytes) = build_reply(code, packet, client, true) {
-            let _ = l.socket.try_send_to(&bytes, src);
+            let _ = l.socket.send_to(&bytes, src);
         } else {
             client.counters.count_drop(DropReason::EncodeFailed);
         }
@@ -906,7 +956,7 @@ impl<H: Handler> Shared<H> {
         };
         let reply: Arc<[u8]> = reply.into();
         entry.finish(Some(reply.clone()));
-        if let Err(e) = socket.send_to(&reply, src).await {
+        if let Err(e) = udp::send_to(socket, &reply, src).await {
             warn!(client = %client.name, destination = %src, error = %e, "sending reply failed");
         }
     }

@@ -1,14 +1,17 @@
-//! Batched datagram I/O for the receive loops: on Linux one `recvmmsg`
+//! Batched datagram I/O for the reader threads: on Linux one `recvmmsg`
 //! takes up to [`BATCH`] requests and one `sendmmsg` sends the replies
 //! decided from them, instead of a system call per packet each way.
-//! Elsewhere it falls back to one datagram per call.
+//! Elsewhere it falls back to one datagram per call. [`Poller`] is how a
+//! reader thread waits: in `poll(2)` on its sockets, woken by the kernel
+//! itself. The sockets are not registered with tokio, whose I/O driver
+//! would otherwise be woken by every datagram that arrives.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::io::Interest;
-use tokio::net::UdpSocket;
 use tracing::debug;
 
 use crate::proto::packet::MAX_PACKET_LEN;
@@ -56,7 +59,6 @@ impl Default for RecvBatch {
 /// every `DROPS_EVERY` receive calls in any case.
 #[cfg(target_os = "linux")]
 fn read_drops(socket: &UdpSocket) -> Option<u32> {
-    use std::os::fd::AsRawFd;
     let mut info = [0u32; 9];
     let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
     // SAFETY: a valid fd, a buffer and its length; the kernel writes at
@@ -80,11 +82,10 @@ fn read_drops(_socket: &UdpSocket) -> Option<u32> {
 }
 
 impl RecvBatch {
-    /// Reads what is waiting, without waiting; `WouldBlock` when nothing is
-    /// (which also clears the socket's readiness in tokio).
+    /// Reads what is waiting, without waiting; `WouldBlock` when nothing is.
     pub fn recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
         self.got.clear();
-        socket.try_io(Interest::READABLE, || self.recv_now(socket))?;
+        self.recv_now(socket)?;
         self.since_drops += 1;
         self.dropped = None;
         if self.got.len() == BATCH || self.since_drops >= DROPS_EVERY {
@@ -108,7 +109,6 @@ impl RecvBatch {
 
     #[cfg(target_os = "linux")]
     fn recv_now(&mut self, socket: &UdpSocket) -> io::Result<()> {
-        use std::os::fd::AsRawFd;
         // SAFETY (all three): plain C structs, for which all-zero is valid.
         let mut names: [libc::sockaddr_storage; BATCH] = unsafe { std::mem::zeroed() };
         let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
@@ -149,7 +149,7 @@ impl RecvBatch {
 
     #[cfg(not(target_os = "linux"))]
     fn recv_now(&mut self, socket: &UdpSocket) -> io::Result<()> {
-        let (len, src) = socket.try_recv_from(&mut self.bufs[0])?;
+        let (len, src) = socket.recv_from(&mut self.bufs[0])?;
         self.got.push((len, src));
         Ok(())
     }
@@ -167,17 +167,19 @@ impl SendBatch {
     }
 
     /// Sends everything pending. A full socket buffer is waited out a few
-    /// times; what still does not fit is dropped, and the NAS's
-    /// retransmission is answered from the response cache.
-    pub async fn flush(&mut self, socket: &UdpSocket) {
+    /// times, [`FULL_WAIT`] at most each; what still does not fit is
+    /// dropped, and the NAS's retransmission is answered from the response
+    /// cache.
+    pub fn flush(&mut self, socket: &UdpSocket) {
         let mut sent = 0;
         let mut waits = 0;
         while sent < self.pending.len() {
-            match socket.try_io(Interest::WRITABLE, || send_now(socket, &self.pending[sent..])) {
+            match send_now(socket, &self.pending[sent..]) {
                 Ok(n) => sent += n.max(1),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock && waits < 3 => {
                     waits += 1;
-                    let _ = socket.writable().await;
+                    let mut fd = [pollfd(socket.as_raw_fd(), libc::POLLOUT)];
+                    let _ = poll(&mut fd, FULL_WAIT);
                 }
                 Err(e) => {
                     // This destination failed (or the buffer stayed full);
@@ -191,9 +193,28 @@ impl SendBatch {
     }
 }
 
+/// How long a full send buffer is waited out, each time.
+const FULL_WAIT: Duration = Duration::from_millis(10);
+
+/// Sends one reply from a task (slow work: EAP, Active Directory,
+/// accounting). A full send buffer is waited out a few times without
+/// holding the worker thread.
+pub async fn send_to(socket: &UdpSocket, bytes: &[u8], to: SocketAddr) -> io::Result<()> {
+    let mut waits = 0;
+    loop {
+        match socket.send_to(bytes, to) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && waits < 3 => {
+                waits += 1;
+                tokio::time::sleep(FULL_WAIT).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 #[cfg(target_os = "linux")]
 fn send_now(socket: &UdpSocket, batch: &[(Arc<[u8]>, SocketAddr)]) -> io::Result<usize> {
-    use std::os::fd::AsRawFd;
     let batch = &batch[..batch.len().min(BATCH)];
     // SAFETY (all three): plain C structs, for which all-zero is valid.
     let mut names: [libc::sockaddr_storage; BATCH] = unsafe { std::mem::zeroed() };
@@ -227,7 +248,66 @@ fn send_now(socket: &UdpSocket, batch: &[(Arc<[u8]>, SocketAddr)]) -> io::Result
 
 #[cfg(not(target_os = "linux"))]
 fn send_now(socket: &UdpSocket, batch: &[(Arc<[u8]>, SocketAddr)]) -> io::Result<usize> {
-    socket.try_send_to(&batch[0].0, batch[0].1).map(|_| 1)
+    socket.send_to(&batch[0].0, batch[0].1).map(|_| 1)
+}
+
+/// What a reader thread waits on: its sockets, and a descriptor that
+/// becomes readable at shutdown (and stays so: it is never read).
+pub struct Poller {
+    /// The sockets, in the order given, then the shutdown descriptor.
+    fds: Vec<libc::pollfd>,
+}
+
+impl Poller {
+    pub fn new(sockets: impl IntoIterator<Item = RawFd>, shutdown: Option<RawFd>) -> Poller {
+        let mut fds: Vec<libc::pollfd> = sockets.into_iter().map(|fd| pollfd(fd, libc::POLLIN)).collect();
+        // Without one (it could not be made), a negative descriptor is
+        // ignored by poll(2); the caller's timeout notices shutdown.
+        fds.push(pollfd(shutdown.unwrap_or(-1), libc::POLLIN));
+        Poller { fds }
+    }
+
+    /// Waits until a socket has something to read, shutdown, or `timeout`;
+    /// how many of the descriptors are ready.
+    pub fn wait(&mut self, timeout: Duration) -> io::Result<usize> {
+        poll(&mut self.fds, timeout)
+    }
+
+    /// Waits for shutdown or `timeout` only: a reader standing by.
+    pub fn sleep(&mut self, timeout: Duration) {
+        let last = self.fds.len() - 1;
+        let _ = poll(&mut self.fds[last..], timeout);
+    }
+
+    /// Whether the `i`th socket had something (or an error) to read at the
+    /// last [`Poller::wait`].
+    pub fn ready(&self, i: usize) -> bool {
+        self.fds[i].revents & (libc::POLLIN | libc::POLLERR) != 0
+    }
+}
+
+fn pollfd(fd: RawFd, events: libc::c_short) -> libc::pollfd {
+    libc::pollfd { fd, events, revents: 0 }
+}
+
+/// `poll(2)`; an interrupted call counts as a timeout with nothing ready.
+fn poll(fds: &mut [libc::pollfd], timeout: Duration) -> io::Result<usize> {
+    for f in fds.iter_mut() {
+        f.revents = 0;
+    }
+    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: a valid array of pollfd and its length; the kernel writes
+    // only `revents`.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::Interrupted {
+            Ok(0)
+        } else {
+            Err(e)
+        };
+    }
+    Ok(n as usize)
 }
 
 #[cfg(target_os = "linux")]
@@ -291,5 +371,43 @@ mod tests {
             to_sockaddr(addr, &mut s);
             assert_eq!(from_sockaddr(&s), Some(addr));
         }
+    }
+
+    /// A reader's wait ends when one of its sockets has a datagram, and at
+    /// shutdown, for every reader at once, whether it reads or stands by.
+    /// Zero timeouts throughout: nothing here depends on timing.
+    #[test]
+    fn a_reader_wakes_for_its_sockets_and_for_shutdown() {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        a.set_nonblocking(true).unwrap();
+        let (stop, stopped) = std::os::unix::net::UnixDatagram::pair().unwrap();
+        let mut reading = Poller::new([a.as_raw_fd(), b.as_raw_fd()], Some(stopped.as_raw_fd()));
+        let mut standing_by = Poller::new([a.as_raw_fd(), b.as_raw_fd()], Some(stopped.as_raw_fd()));
+        assert_eq!(reading.wait(Duration::ZERO).unwrap(), 0);
+        assert!(!reading.ready(0) && !reading.ready(1));
+
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        peer.send_to(b"request", a.local_addr().unwrap()).unwrap();
+        let mut rx = RecvBatch::default();
+        // Loopback delivers at once; the bound only keeps a broken poll
+        // from hanging the test.
+        assert!((0..50).any(|_| reading.wait(Duration::from_millis(100)).unwrap() > 0));
+        assert!(reading.ready(0) && !reading.ready(1));
+        assert_eq!(rx.recv(&a).unwrap(), 1);
+        assert_eq!(rx.get(0), (&b"request"[..], peer.local_addr().unwrap()));
+        assert_eq!(rx.recv(&a).unwrap_err().kind(), io::ErrorKind::WouldBlock);
+        assert_eq!(reading.wait(Duration::ZERO).unwrap(), 0);
+
+        stop.send(&[1]).unwrap();
+        // Never read, so it wakes both, and again on every later wait.
+        for _ in 0..2 {
+            assert_eq!(reading.wait(Duration::ZERO).unwrap(), 1);
+            assert!(!reading.ready(0) && !reading.ready(1));
+            assert_eq!(standing_by.wait(Duration::ZERO).unwrap(), 1);
+        }
+        // Without a shutdown descriptor only the sockets count.
+        let mut alone = Poller::new([b.as_raw_fd()], None);
+        assert_eq!(alone.wait(Duration::ZERO).unwrap(), 0);
     }
 }

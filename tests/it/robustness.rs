@@ -325,6 +325,7 @@ fn drops_of_a_full_receive_queue_are_counted() {
 /// A server started with two readers and then confined to one CPU (as
 /// `taskset -a` or a cgroup's cpuset does) stops reading with the second,
 /// so that the two never preempt each other mid-batch; it keeps answering.
+/// Each reader is a thread of its own, named so in `top -H` and `perf`.
 #[test]
 fn readers_follow_the_cpus_the_server_may_run_on() {
     let dir = tempfile::tempdir().unwrap();
@@ -357,4 +358,13 @@ fn readers_follow_the_cpus_the_server_may_run_on() {
             "Access-Accept",
         );
     }
+    // The readers were started together, before the first was answered.
+    let mut names: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", s.pid()))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_string())
+        .filter(|n| n.starts_with("radius-reader"))
+        .collect();
+    names.sort();
+    assert_eq!(names, ["radius-reader-0", "radius-reader-1"]);
 }
