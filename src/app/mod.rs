@@ -43,7 +43,9 @@ pub const ADMIN_ADDR_FILE: &str = "admin.addr";
 /// How long requests in progress may take to finish after SIGTERM.
 const DRAIN: Duration = Duration::from_secs(10);
 
-/// Accounting records queued for the writer thread.
+/// Accounting records queued for the writer thread, at least: never fewer
+/// than `max_in_flight`, which bounds the records waiting for it, so that
+/// the readers (which queue without waiting) never find the queue full.
 const ACCT_QUEUE: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
@@ -129,7 +131,8 @@ impl Handler for RadiusHandler {
         source: std::net::IpAddr,
         client: &str,
         now: i64,
-    ) -> impl std::future::Future<Output = Result<(), AccountingFailed>> + Send + 'static {
+        stored: crate::server::handler::Stored,
+    ) {
         let mut record = crate::sessions::record_from_packet(packet, source, client, now);
         if matches!(record.status, AcctStatus::Start | AcctStatus::InterimUpdate) {
             record.account = record
@@ -137,13 +140,17 @@ impl Handler for RadiusHandler {
                 .as_deref()
                 .and_then(|u| session_account(&self.authenticator, u));
         }
-        let acct = self.acct.clone();
+        // Straight to the writer thread, which calls back once the record
+        // is committed: no task, so no worker thread is woken twice per
+        // record (about 80 µs of CPU each in a soak with 1 % accounting).
         let sessions = self.sessions.clone();
-        async move {
-            let applied = acct.record(record).await.map_err(|e| AccountingFailed(e.to_string()))?;
-            sessions.table.apply(&applied);
-            Ok(())
-        }
+        self.acct.record_then(record, move |r| match r {
+            Ok(applied) => {
+                sessions.table.apply(&applied);
+                stored(Ok(()));
+            }
+            Err(e) => stored(Err(AccountingFailed(e.to_string()))),
+        });
     }
 }
 
@@ -377,7 +384,7 @@ pub async fn serve(
     let enabled = store.setting(crate::store::integration::keys::ENABLED)?;
     entra.set_enabled(enabled.as_deref() == Some("true"));
     info!(enabled = entra.is_enabled(), "Entra ID integration");
-    let (acct, writer_thread) = AcctWriter::spawn(&store, ACCT_QUEUE)?;
+    let (acct, writer_thread) = AcctWriter::spawn(&store, ACCT_QUEUE.max(cfg.server.max_in_flight))?;
     let (history, history_thread) = if cfg.history.enabled {
         let retention = Retention {
             keep: cfg.history.keep,

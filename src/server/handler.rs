@@ -54,6 +54,10 @@ pub trait Slow: Send + 'static {
 #[error("{0}")]
 pub struct AccountingFailed(pub String);
 
+/// How an accounting record's write went: called once, where the write
+/// finished ([`Handler::accounting_request`]).
+pub type Stored = Box<dyn FnOnce(Result<(), AccountingFailed>) + Send>;
+
 /// The logic behind the server.
 pub trait Handler: Send + Sync + 'static {
     type Outcome: Outcome;
@@ -97,13 +101,10 @@ pub trait Handler: Send + Sync + 'static {
         let _ = (outcome, packet, client, source);
     }
 
-    /// Keeps a verified Accounting-Request; resolves once it is safely
-    /// stored (RFC 2866 §4.1: answer only then). `now` is the receive time.
-    fn accounting_request(
-        &self,
-        packet: &Packet<'_>,
-        source: IpAddr,
-        client: &str,
-        now: i64,
-    ) -> impl Future<Output = Result<(), AccountingFailed>> + Send + 'static;
+    /// Keeps a verified Accounting-Request and calls `stored` once it is
+    /// safely stored, or could not be (RFC 2866 §4.1: answer only then).
+    /// `now` is the receive time. Called on a reader thread, so it must not
+    /// wait; `stored` is called exactly once, on whatever thread finished
+    /// the write, and does not wait either.
+    fn accounting_request(&self, packet: &Packet<'_>, source: IpAddr, client: &str, now: i64, stored: Stored);
 }

@@ -293,7 +293,7 @@ impl<H: Handler> Server<H> {
         // sleeps, and a busy one is never passed between worker threads.
         let listeners: Arc<[Listener]> = self.listeners.into();
         let stop = match std::os::unix::net::UnixDatagram::pair() {
-            Ok(pair) => Some(pair),
+            Ok((wake, stop)) => Some((wake, Arc::new(stop))),
             Err(e) => {
                 warn!(error = %e, "no descriptor to wake the readers at shutdown; they notice it within {STAND_BY:?}");
                 None
@@ -308,7 +308,7 @@ impl<H: Handler> Server<H> {
                 index,
                 tracker: tracker.clone(),
                 shutdown: shutdown.clone(),
-                stop: stop.as_ref().map(|(_, r)| r.as_raw_fd()),
+                stop: stop.as_ref().map(|(_, r)| r.clone()),
             };
             let runtime = tokio::runtime::Handle::current();
             let started = std::thread::Builder::new()
@@ -335,8 +335,6 @@ impl<H: Handler> Server<H> {
         for r in readers {
             let _ = r.await;
         }
-        // The readers have returned: the descriptor they polled may go.
-        drop(stop);
         tracker.close();
         info!(
             in_flight = tracker.len(),
@@ -414,8 +412,9 @@ struct Reader<H> {
     index: usize,
     tracker: TaskTracker,
     shutdown: CancellationToken,
-    /// Readable once the server shuts down.
-    stop: Option<std::os::fd::RawFd>,
+    /// Readable once the server shuts down; held here so that it stays
+    /// open for as long as any reader polls it.
+    stop: Option<Arc<std::os::unix::net::UnixDatagram>>,
 }
 
 impl<H: Handler> Reader<H> {
@@ -430,7 +429,10 @@ impl<H: Handler> Reader<H> {
             tracker: self.tracker.clone(),
             ..Outbox::default()
         };
-        let mut poller = udp::Poller::new(self.listeners.iter().map(|l| l.socket.as_raw_fd()), self.stop);
+        let mut poller = udp::Poller::new(
+            self.listeners.iter().map(|l| l.socket.as_raw_fd()),
+            self.stop.as_ref().map(|s| s.as_raw_fd()),
+        );
         while !self.shutdown.is_cancelled() {
             if self.index >= shared.active_readers.load(Ordering::Relaxed) {
                 // A reader beyond the CPUs there are: stand by.
@@ -438,7 +440,9 @@ impl<H: Handler> Reader<H> {
                 continue;
             }
             if let Err(e) = poller.wait(STAND_BY) {
-                debug!(error = %e, "waiting for the sockets failed");
+                // Not expected (poll(2) fails for bad arguments or no
+                // memory); said, and tried again after a pause.
+                warn!(reader = self.index, error = %e, "waiting for the sockets failed");
                 poller.sleep(STAND_BY);
                 continue;
             }
@@ -911,27 +915,31 @@ impl<H: Handler> Shared<H> {
         ) else {
             return;
         };
-        let stored = self
-            .handler
-            .accounting_request(packet, src.ip(), &client.name, now_unix());
         let status = packet.get_u32(AttrType::ACCT_STATUS_TYPE);
         let session = packet
             .get(AttrType::ACCT_SESSION_ID)
             .map(|v| String::from_utf8_lossy(v).into_owned());
         let shared = self.clone();
-        let client = client.clone();
+        let answer_to = client.clone();
         let socket = l.socket.clone();
         let bytes = packet.bytes().to_vec();
-        out.tracker.spawn(async move {
+        let stored: handler::Stored = Box::new(move |r| {
             let _permit = permit;
-            let packet = Packet::decode(&bytes).expect("decoded before");
+            let client = answer_to;
             // RFC 2866 §4.1: answer only once the record is safely stored.
-            match stored.await {
+            match r {
                 Ok(()) => {
                     debug!(client = %client.name, ?status, session = ?session, "accounting stored");
+                    let packet = Packet::decode(&bytes).expect("decoded before");
                     let reply = build_reply(Code::ACCOUNTING_RESPONSE, &packet, &client, false);
                     inc(&client.counters.accounting_responses);
-                    shared.send_reply(&socket, &client, src, &entry, reply).await;
+                    if let Some(reply) = shared.finish_entry(&client, &entry, reply)
+                        && let Err(e) = socket.send_to(&reply, src)
+                    {
+                        // A full send buffer too: the NAS retransmits and
+                        // the response cache answers.
+                        warn!(client = %client.name, destination = %src, error = %e, "sending reply failed");
+                    }
                 }
                 Err(e) => {
                     entry.finish(None);
@@ -940,6 +948,20 @@ impl<H: Handler> Shared<H> {
                 }
             }
         });
+        self.handler
+            .accounting_request(packet, src.ip(), &client.name, now_unix(), stored);
+    }
+
+    /// Keeps `reply` in the response cache for retransmissions; the bytes
+    /// to send, or `None` when it could not be encoded (counted).
+    fn finish_entry(&self, client: &Client, entry: &dedup::Entry, reply: Option<Vec<u8>>) -> Option<Arc<[u8]>> {
+        let Some(reply) = reply else {
+            self.encode_failed(client, entry);
+            return None;
+        };
+        let reply: Arc<[u8]> = reply.into();
+        entry.finish(Some(reply.clone()));
+        Some(reply)
     }
 
     async fn send_reply(
@@ -950,12 +972,9 @@ impl<H: Handler> Shared<H> {
         entry: &dedup::Entry,
         reply: Option<Vec<u8>>,
     ) {
-        let Some(reply) = reply else {
-            self.encode_failed(client, entry);
+        let Some(reply) = self.finish_entry(client, entry, reply) else {
             return;
         };
-        let reply: Arc<[u8]> = reply.into();
-        entry.finish(Some(reply.clone()));
         if let Err(e) = udp::send_to(socket, &reply, src).await {
             warn!(client = %client.name, destination = %src, error = %e, "sending reply failed");
         }

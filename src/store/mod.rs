@@ -167,6 +167,10 @@ pub enum StoreError {
     /// reachable), so the record was not written.
     #[error("the accounting writer thread has stopped")]
     Closed,
+
+    /// The accounting writer's queue is full; the record was not queued.
+    #[error("the accounting writer's queue is full")]
+    QueueFull,
 }
 
 /// Cheap clone handle on the database at `<state_dir>/entra-radius.db`.

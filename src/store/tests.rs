@@ -783,6 +783,47 @@ async fn writer_commits_1000_concurrent_records() {
         .expect("writer thread exits cleanly once all handles are dropped");
 }
 
+/// `record_then` calls back exactly once: on the writer thread once the
+/// record is committed, or at once, on the caller's thread, when the queue
+/// is full. The writer is held inside a callback so that the queue's state
+/// is known, not raced.
+#[test]
+fn record_then_calls_back_once_committed_or_at_once_when_the_queue_is_full() {
+    let (_tmp, store) = temp_store();
+    let (writer, handle) = AcctWriter::spawn(&store, 1).unwrap();
+    let (started, writer_busy) = std::sync::mpsc::channel();
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let (results, result) = std::sync::mpsc::channel();
+    let first = results.clone();
+    writer.record_then(rec("10.0.0.1", "s0", AcctStatus::Start, 1000), move |r| {
+        started.send(std::thread::current().name().map(str::to_string)).unwrap();
+        held.recv().unwrap();
+        first.send((0, r.map(|_| ()).map_err(|e| e.to_string()))).unwrap();
+    });
+    // The writer committed s0 and is inside its callback, on its own thread.
+    assert_eq!(writer_busy.recv().unwrap().as_deref(), Some("acct-writer"));
+    for i in 1..=2 {
+        let results = results.clone();
+        writer.record_then(rec("10.0.0.1", &format!("s{i}"), AcctStatus::Start, 1000), move |r| {
+            results.send((i, r.map(|_| ()).map_err(|e| e.to_string()))).unwrap();
+        });
+    }
+    // s1 fills the queue of one; s2 is refused at once, before anything
+    // else is answered.
+    assert_eq!(
+        result.try_recv().unwrap(),
+        (2, Err("the accounting writer's queue is full".to_string()))
+    );
+    release.send(()).unwrap();
+    assert_eq!(result.recv().unwrap(), (0, Ok(())));
+    assert_eq!(result.recv().unwrap(), (1, Ok(())));
+    drop(writer);
+    handle.join().unwrap();
+    drop(results);
+    assert!(result.recv().is_err(), "a callback was called twice");
+    assert_eq!(store.count_sessions().unwrap(), 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writer_returns_each_record_its_own_result() {
     let (_tmp, store) = temp_store();

@@ -1,10 +1,12 @@
 //! The accounting writer: one OS thread, one connection, group commit.
 //!
 //! SQLite calls block, and one commit per Accounting-Request would cap the
-//! server at the disk's commit rate. So the async side only queues records;
+//! server at the disk's commit rate. So the RADIUS side only queues records;
 //! this thread takes everything queued at that moment, writes it in a single
-//! transaction, and then acknowledges each record. Under load the batches
-//! grow by themselves, and the cost of a commit is shared among them.
+//! transaction, and then acknowledges each record (through a oneshot
+//! channel to a task, or a call made on this thread). Under load the
+//! batches grow by themselves, and the cost of a commit is shared among
+//! them.
 
 use std::thread::{self, JoinHandle};
 
@@ -22,7 +24,27 @@ const ACCT_CACHE_KIB: i64 = 4096;
 
 struct Job {
     rec: AcctRecord,
-    done: oneshot::Sender<Result<Applied, StoreError>>,
+    done: Done,
+}
+
+/// Who learns how a record's write went.
+enum Done {
+    /// A task waiting in [`AcctWriter::record`].
+    Answer(oneshot::Sender<Result<Applied, StoreError>>),
+    /// A call made on the writer thread ([`AcctWriter::record_then`]).
+    Call(Box<dyn FnOnce(Result<Applied, StoreError>) + Send>),
+}
+
+impl Done {
+    fn send(self, result: Result<Applied, StoreError>) {
+        match self {
+            // The caller may have gone away (cancelled); the write stands.
+            Done::Answer(a) => {
+                let _ = a.send(result);
+            }
+            Done::Call(f) => f(result),
+        }
+    }
 }
 
 /// Handle for queueing accounting records to the writer thread. Cheap to
@@ -74,8 +96,34 @@ impl AcctWriter {
     /// waiting for queue space, the record is not written.
     pub async fn record(&self, rec: AcctRecord) -> Result<Applied, StoreError> {
         let (done, answer) = oneshot::channel();
-        self.tx.send(Job { rec, done }).await.map_err(|_| StoreError::Closed)?;
+        self.tx
+            .send(Job {
+                rec,
+                done: Done::Answer(done),
+            })
+            .await
+            .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Queues the record without waiting, from any thread, and calls `then`
+    /// with the outcome: on the writer thread once the record's batch is
+    /// committed (so `then` must not block), or here at once when the
+    /// queue is full or the writer is gone. No task and no thread is woken
+    /// but the writer's, which is what makes it cheaper than
+    /// [`AcctWriter::record`] on the RADIUS path.
+    pub fn record_then(&self, rec: AcctRecord, then: impl FnOnce(Result<Applied, StoreError>) + Send + 'static) {
+        let job = Job {
+            rec,
+            done: Done::Call(Box::new(then)),
+        };
+        if let Err(e) = self.tx.try_send(job) {
+            let (job, error) = match e {
+                mpsc::error::TrySendError::Full(job) => (job, StoreError::QueueFull),
+                mpsc::error::TrySendError::Closed(job) => (job, StoreError::Closed),
+            };
+            job.done.send(Err(error));
+        }
     }
 }
 
@@ -94,8 +142,7 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>) {
         let results = write_batch(&mut conn, &recs);
         drop(recs);
         for (job, result) in batch.drain(..).zip(results) {
-            // The caller may have gone away (cancelled); the write stands.
-            let _ = job.done.send(result);
+            job.done.send(result);
         }
     }
     tracing::debug!("accounting writer stopped: all handles dropped");
