@@ -2,7 +2,9 @@
 //! client table, the RFC 5080 response cache, bounded concurrency and
 //! shutdown. Everything that can be decided from the packet alone (client,
 //! framing, authenticators, BlastRADIUS rules, duplicates) is decided in the
-//! thread reading the socket; only verified, new requests become tasks.
+//! thread reading the socket. Only verified, new requests that need slow
+//! work become tasks; an Accounting-Request goes to the handler, which
+//! calls back once it is stored.
 
 pub mod clients;
 pub mod counters;
@@ -60,7 +62,8 @@ struct Listener {
     dropped: std::sync::atomic::AtomicU32,
 }
 
-/// What the listener tasks and request tasks share.
+/// What the reader threads, the request tasks and the accounting
+/// callbacks share.
 struct Shared<H> {
     /// Swapped whole on SIGHUP; a packet in progress keeps the table it began with.
     clients: ArcSwap<ClientTable>,
