@@ -3,10 +3,10 @@
 //! SQLite calls block, and one commit per Accounting-Request would cap the
 //! server at the disk's commit rate. So the RADIUS side only queues records;
 //! this thread takes everything queued at that moment, writes it in a single
-//! transaction, and then acknowledges each record (through a oneshot
-//! channel to a task, or a call made on this thread). Under load the
-//! batches grow by themselves, and the cost of a commit is shared among
-//! them.
+//! transaction, and then acknowledges each record with a call made on this
+//! thread (which [`AcctWriter::record`] turns into an answer to its task).
+//! Under load the batches grow by themselves, and the cost of a commit is
+//! shared among them.
 
 use std::thread::{self, JoinHandle};
 
@@ -24,27 +24,8 @@ const ACCT_CACHE_KIB: i64 = 4096;
 
 struct Job {
     rec: AcctRecord,
-    done: Done,
-}
-
-/// Who learns how a record's write went.
-enum Done {
-    /// A task waiting in [`AcctWriter::record`].
-    Answer(oneshot::Sender<Result<Applied, StoreError>>),
-    /// A call made on the writer thread ([`AcctWriter::record_then`]).
-    Call(Box<dyn FnOnce(Result<Applied, StoreError>) + Send>),
-}
-
-impl Done {
-    fn send(self, result: Result<Applied, StoreError>) {
-        match self {
-            // The caller may have gone away (cancelled); the write stands.
-            Done::Answer(a) => {
-                let _ = a.send(result);
-            }
-            Done::Call(f) => f(result),
-        }
-    }
+    /// Told how the write went, on the writer thread.
+    done: Box<dyn FnOnce(Result<Applied, StoreError>) + Send>,
 }
 
 /// Handle for queueing accounting records to the writer thread. Cheap to
@@ -96,13 +77,11 @@ impl AcctWriter {
     /// waiting for queue space, the record is not written.
     pub async fn record(&self, rec: AcctRecord) -> Result<Applied, StoreError> {
         let (done, answer) = oneshot::channel();
-        self.tx
-            .send(Job {
-                rec,
-                done: Done::Answer(done),
-            })
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        let done = Box::new(move |result| {
+            // The caller may have gone away (cancelled); the write stands.
+            let _ = done.send(result);
+        });
+        self.tx.send(Job { rec, done }).await.map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -115,14 +94,14 @@ impl AcctWriter {
     pub fn record_then(&self, rec: AcctRecord, then: impl FnOnce(Result<Applied, StoreError>) + Send + 'static) {
         let job = Job {
             rec,
-            done: Done::Call(Box::new(then)),
+            done: Box::new(then),
         };
         if let Err(e) = self.tx.try_send(job) {
             let (job, error) = match e {
                 mpsc::error::TrySendError::Full(job) => (job, StoreError::QueueFull),
                 mpsc::error::TrySendError::Closed(job) => (job, StoreError::Closed),
             };
-            job.done.send(Err(error));
+            (job.done)(Err(error));
         }
     }
 }
@@ -142,7 +121,7 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>) {
         let results = write_batch(&mut conn, &recs);
         drop(recs);
         for (job, result) in batch.drain(..).zip(results) {
-            job.done.send(result);
+            (job.done)(result);
         }
     }
     tracing::debug!("accounting writer stopped: all handles dropped");
