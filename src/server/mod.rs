@@ -375,19 +375,60 @@ fn active_readers(readers: usize, cpus: Option<usize>) -> usize {
     cpus.map_or(readers, |c| readers.min(c)).max(1)
 }
 
+/// Tells when a burst of traffic is over, from the response cache's live
+/// entries once a second: they are the requests of the last TTL (one per
+/// NAS source and identifier), so they fall once the traffic falls.
+#[derive(Debug, Default)]
+struct BurstEnd {
+    /// Most live entries since the burst's end was last seen.
+    peak: u64,
+}
+
+/// Live entries below which a fall is no burst's end worth acting on
+/// (a few NASes coming and going).
+const BURST_PEAK: u64 = 1024;
+
+impl BurstEnd {
+    /// True once the live entries have fallen to a quarter of their peak
+    /// (itself at least [`BURST_PEAK`]); the peak then starts again from
+    /// here, so a steady load never says so and one burst says so once.
+    fn over(&mut self, live: u64) -> bool {
+        self.peak = self.peak.max(live);
+        if self.peak >= BURST_PEAK && live <= self.peak / 4 {
+            self.peak = live;
+            return true;
+        }
+        false
+    }
+}
+
 /// Once a second: follows the CPUs the process may run on (an affinity
 /// mask is narrowed by hand or by a cgroup, rarely) and sets how many
-/// readers read; and lets the response cache drop what has outlived its
-/// TTL even when no request comes to do it.
+/// readers read; lets the response cache drop what has outlived its TTL
+/// even when no request comes to do it; and once a burst is over, hands
+/// the heap pages it freed back to the kernel (glibc would keep them, and
+/// they would count as resident memory until the next burst).
 async fn every_second<H: Handler>(shared: Arc<Shared<H>>, readers: usize, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut burst = BurstEnd::default();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        shared.responses.sweep();
+        let live = shared.responses.sweep();
+        if burst.over(live) {
+            // About 0.8 ms with a 45 MiB heap, on this worker, once per
+            // burst, when the load has just fallen.
+            let started = std::time::Instant::now();
+            crate::sys::release_freed_memory();
+            debug!(
+                live,
+                took_us = started.elapsed().as_micros() as u64,
+                "a burst is over: freed heap pages given back"
+            );
+        }
         // With one reader this finds nothing to change.
         let cpus = crate::sys::allowed_cpus();
         let active = active_readers(readers, cpus);
@@ -1027,7 +1068,35 @@ fn build_reply_with(
 
 #[cfg(test)]
 mod tests {
-    use super::active_readers;
+    use super::{BURST_PEAK, BurstEnd, active_readers};
+
+    #[test]
+    fn a_burst_is_over_once_when_its_entries_fall_to_a_quarter() {
+        let mut b = BurstEnd::default();
+        // A steady load, however large, never ends a burst.
+        for live in [0, 500, 4000, 4096, 3900, 4096] {
+            assert!(!b.over(live), "{live}");
+        }
+        assert!(!b.over(1025), "not yet a quarter of 4096");
+        assert!(b.over(1024));
+        // Said once: the peak starts again from there.
+        assert!(!b.over(1024));
+        // What was left of it ends too (1024 is still a burst), then quiet.
+        assert!(b.over(0));
+        assert!(!b.over(0));
+        // Small fleets coming and going say nothing.
+        let mut b = BurstEnd::default();
+        for live in [BURST_PEAK - 1, 0, BURST_PEAK - 1, 0] {
+            assert!(!b.over(live), "{live}");
+        }
+        // The next burst is seen on its own.
+        let mut b = BurstEnd::default();
+        assert!(!b.over(8000));
+        assert!(b.over(10));
+        assert!(!b.over(2000));
+        assert!(!b.over(600));
+        assert!(b.over(400), "2000 / 4 = 500");
+    }
 
     #[test]
     fn readers_beyond_the_allowed_cpus_stand_by() {
