@@ -1,6 +1,6 @@
 //! What the authentication history's writer thread costs per decision
 //! written: records handed to `HistoryWriter` as the RADIUS path does, then
-//! waited for until written (a batch a row, `store/history/chunk.rs`), on
+//! waited for until written (a chunk a row, `store/history/chunk.rs`), on
 //! a history that already holds a realistic number of decisions.
 //!
 //! `cargo bench --bench history`
@@ -53,41 +53,36 @@ fn wait_written(w: &HistoryWriter, n: u64) {
     }
 }
 
-/// CPU time of this process's thread named `name`: the scheduler's count
-/// of the time it ran (`/proc/.../schedstat`, in nanoseconds; `stat`'s
-/// ticks of 10 ms were too coarse for a thread that wakes for short spells).
-fn thread_cpu(name: &str) -> Duration {
+/// `/proc/self/task/<tid>` of this process's thread named `name`.
+fn thread_dir(name: &str) -> std::path::PathBuf {
     for task in std::fs::read_dir("/proc/self/task").unwrap() {
         let task = task.unwrap().path();
         let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
-        if comm.trim_end() != name {
-            continue;
+        if comm.trim_end() == name {
+            return task;
         }
-        let stat = std::fs::read_to_string(task.join("schedstat")).unwrap();
-        let ns: u64 = stat.split(' ').next().unwrap().parse().unwrap();
-        return Duration::from_nanos(ns);
     }
     panic!("no thread named {name}");
+}
+
+/// CPU time of this process's thread named `name`: the scheduler's count
+/// of the time it ran (`schedstat`, in nanoseconds; `stat`'s ticks of
+/// 10 ms were too coarse for a thread that wakes for short spells).
+fn thread_cpu(name: &str) -> Duration {
+    let stat = std::fs::read_to_string(thread_dir(name).join("schedstat")).unwrap();
+    Duration::from_nanos(stat.split(' ').next().unwrap().parse().unwrap())
 }
 
 /// The I/O counters (`rchar`, `wchar`, `syscr`, `syscw`) of this process's
 /// thread named `name`.
 fn thread_io(name: &str) -> [u64; 4] {
-    for task in std::fs::read_dir("/proc/self/task").unwrap() {
-        let task = task.unwrap().path();
-        let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
-        if comm.trim_end() != name {
-            continue;
-        }
-        let io = std::fs::read_to_string(task.join("io")).unwrap();
-        let get = |k: &str| {
-            io.lines()
-                .find_map(|l| l.strip_prefix(k)?.strip_prefix(": ")?.parse().ok())
-                .unwrap_or(0)
-        };
-        return [get("rchar"), get("wchar"), get("syscr"), get("syscw")];
-    }
-    panic!("no thread named {name}");
+    let io = std::fs::read_to_string(thread_dir(name).join("io")).unwrap();
+    let get = |k: &str| {
+        io.lines()
+            .find_map(|l| l.strip_prefix(k)?.strip_prefix(": ")?.parse().ok())
+            .unwrap_or(0)
+    };
+    [get("rchar"), get("wchar"), get("syscr"), get("syscw")]
 }
 
 /// Hands `n` records over at once (the queue holds them all, so none is

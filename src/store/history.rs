@@ -120,9 +120,9 @@ pub const QUEUE: usize = 2048;
 /// then to the database at the checkpoint: with chunks of the 390 or so
 /// decisions that gathered in 10 ms at 39,000/s, that was 3–4 pages of
 /// 16 KiB for 23 KB of decisions. The writer's time is nearly all in
-/// those system calls, and a reader woken while the writer runs on its
-/// CPU waits for it to leave the kernel, so the history cost the p99 at
-/// partial load (`README.md`, "Authentication history").
+/// those system calls; chunks of up to this many wrote 38 % fewer bytes
+/// in 43 % fewer calls at that rate, and the writer ran a quarter less
+/// (`README.md`, "History chunks, and memory given back after a burst").
 const MAX_CHUNK: usize = 4096;
 /// Most bytes of encoded decisions in one chunk: its pages must fit in the
 /// connection's page cache ([`HISTORY_CACHE_KIB`]), or the transaction
@@ -133,8 +133,8 @@ const MAX_CHUNK_BYTES: usize = 256 * 1024;
 /// finds it asleep on the channel (a sender must then wake it: a system
 /// call on the RADIUS path).
 const GATHER: Duration = Duration::from_millis(10);
-/// A chunk is written once it has [`MAX_CHUNK`] decisions, or this long
-/// after its first: how late `auth log` may see a decision, and what a
+/// A chunk is written once it has [`MAX_CHUNK`] decisions or
+/// [`MAX_CHUNK_BYTES`], or this long after its first: how late `auth log` may see a decision, and what a
 /// crash may lose (besides the queue).
 const FLUSH_AFTER: Duration = Duration::from_millis(250);
 /// How often retention runs.
