@@ -1,6 +1,6 @@
 //! What the authentication history's writer thread costs per decision
 //! written: records handed to `HistoryWriter` as the RADIUS path does, then
-//! waited for until written (a chunk a row, `store/history/chunk.rs`), on
+//! waited for until written (a batch a row, `store/history/chunk.rs`), on
 //! a history that already holds a realistic number of decisions.
 //!
 //! `cargo bench --bench history`
@@ -87,9 +87,9 @@ fn thread_io(name: &str) -> [u64; 4] {
 
 /// Hands `n` records over at once (the queue holds them all, so none is
 /// dropped), then waits until they are written: the writer works flat out,
-/// in full chunks, undisturbed by the waiting (which polls every 5 ms; a
-/// thread that polled every 200 µs, as this bench once did, preempted the
-/// writer often enough to double its CPU time per decision).
+/// in full batches, little disturbed by the waiting (which polls every
+/// 5 ms; polling every 200 µs preempts the writer, which runs under
+/// `SCHED_IDLE`, and inflates its CPU time).
 fn feed(w: &HistoryWriter, from: u64, n: u64) {
     for i in from..from + n {
         w.record(record(i));

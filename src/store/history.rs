@@ -1,5 +1,5 @@
 //! The authentication history: every Access-Request decision, written by a
-//! thread of its own a chunk at a time (one row a chunk, [`chunk`]), read
+//! thread of its own a batch at a time (one row a batch, [`chunk`]), read
 //! by `auth log`.
 //!
 //! It lives in a database of its own, `history.db` beside the store's
@@ -106,37 +106,17 @@ const HISTORY_PAGE_SIZE: i64 = 16384;
 const HISTORY_CACHE_KIB: i64 = 512;
 
 /// Records waiting for the writer; more are dropped and counted. At
-/// 100,000 decisions a second this is 20 ms of decisions, twice what
-/// gathers while the writer sleeps ([`GATHER`]).
+/// 100,000 decisions a second this is 20 ms of decisions, twice a batch.
 /// A queued record is about 300 bytes with its text ([`Pending`]); the
-/// queue is most of what the history adds to the resident memory once the
-/// server has been busy (a chunk being gathered is encoded, about 60 bytes
-/// a decision).
+/// queue and a batch in the writer's hands are most of what the history
+/// adds to the resident memory once the server has been busy.
 pub const QUEUE: usize = 2048;
-/// Most decisions in one chunk, and so in one transaction.
-///
-/// Each transaction writes the table's last leaf page again and the
-/// chunk's overflow pages, the last of them partly empty, to the WAL and
-/// then to the database at the checkpoint: with chunks of the 390 or so
-/// decisions that gathered in 10 ms at 39,000/s, that was 3–4 pages of
-/// 16 KiB for 23 KB of decisions. The writer's time is nearly all in
-/// those system calls; chunks of up to this many wrote 38 % fewer bytes
-/// in 43 % fewer calls at that rate, and the writer ran a quarter less
-/// (`README.md`, "History chunks, and memory given back after a burst").
-const MAX_CHUNK: usize = 4096;
-/// Most bytes of encoded decisions in one chunk: its pages must fit in the
-/// connection's page cache ([`HISTORY_CACHE_KIB`]), or the transaction
-/// spills them to the WAL and reads them back.
-const MAX_CHUNK_BYTES: usize = 256 * 1024;
-/// How long the writer sleeps after taking everything queued, so that it
-/// wakes a hundred times a second at most, and so that a record rarely
-/// finds it asleep on the channel (a sender must then wake it: a system
-/// call on the RADIUS path).
+/// Most records in one transaction, and so in one chunk (about 0.4 ms of
+/// the writer's CPU).
+const MAX_BATCH: usize = 1024;
+/// How long the writer lets records gather after a batch that did not fill
+/// ([`MAX_BATCH`]); [`QUEUE`] holds several times this at full load.
 const GATHER: Duration = Duration::from_millis(10);
-/// A chunk is written once it has [`MAX_CHUNK`] decisions or
-/// [`MAX_CHUNK_BYTES`], or this long after its first: how late `auth log` may see a decision, and what a
-/// crash may lose (besides the queue).
-const FLUSH_AFTER: Duration = Duration::from_millis(250);
 /// How often retention runs.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// Rows of the version 1 table deleted per statement while pruning.
@@ -480,101 +460,45 @@ impl HistoryWriter {
     }
 }
 
-/// The chunk the writer is gathering: its decisions encoded as they are
-/// taken from the queue (so the queue's records are freed at once).
-#[derive(Default)]
-struct Gathering {
-    data: Vec<u8>,
-    encoder: chunk::Encoder,
-    rows: usize,
-    /// Its earliest and latest decision times (the clock may be set back
-    /// while it gathers).
-    times: Option<(i64, i64)>,
-    /// When its first decision was taken.
-    since: Option<Instant>,
-}
-
-impl Gathering {
-    fn push(&mut self, r: Pending) {
-        let t = r.time_ms;
-        self.times = Some(self.times.map_or((t, t), |(lo, hi)| (lo.min(t), hi.max(t))));
-        self.since.get_or_insert_with(Instant::now);
-        self.encoder.push(r, &mut self.data);
-        self.rows += 1;
-    }
-
-    fn full(&self) -> bool {
-        self.rows >= MAX_CHUNK || self.data.len() >= MAX_CHUNK_BYTES
-    }
-
-    /// How long until it must be written; `None` while it is empty.
-    fn due_in(&self) -> Option<Duration> {
-        if self.full() {
-            return Some(Duration::ZERO);
-        }
-        self.since.map(|s| FLUSH_AFTER.saturating_sub(s.elapsed()))
-    }
-
-    /// Writes it as one chunk (if it has any decision) and starts the next.
-    fn write(&mut self, conn: &mut Connection, stats: &HistoryStats, last_error: &mut Option<Instant>) {
-        if let Some((first_time, last_time)) = self.times {
-            let n = self.rows as u64;
-            match write_chunk(conn, self.rows, first_time, last_time, &self.data) {
-                Ok(()) => stats.written.fetch_add(n, Ordering::Relaxed),
-                Err(e) => {
-                    if last_error.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
-                        tracing::error!("authentication history: {n} records lost: {e}");
-                        *last_error = Some(Instant::now());
-                    }
-                    stats.failed.fetch_add(n, Ordering::Relaxed)
-                }
-            };
-        }
-        self.data.clear();
-        self.encoder.restart();
-        self.rows = 0;
-        self.times = None;
-        self.since = None;
-    }
-}
-
 fn run(mut conn: Connection, rx: &Receiver<Pending>, retention: Retention, stats: &HistoryStats, queued: &AtomicUsize) {
-    let mut chunk = Gathering::default();
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut buf = Vec::new();
     let mut last_prune: Option<Instant> = None;
     let mut last_error: Option<Instant> = None;
     loop {
-        match rx.recv_timeout(chunk.due_in().unwrap_or(PRUNE_EVERY)) {
+        match rx.recv_timeout(PRUNE_EVERY) {
             Ok(first) => {
-                chunk.push(first);
-                let mut taken = 1;
-                while !chunk.full() {
+                batch.push(first);
+                while batch.len() < MAX_BATCH {
                     match rx.try_recv() {
-                        Ok(r) => {
-                            chunk.push(r);
-                            taken += 1;
-                        }
+                        Ok(r) => batch.push(r),
                         Err(_) => break,
                     }
                 }
-                queued.fetch_sub(taken, Ordering::Relaxed);
-                if !chunk.full() {
-                    // The queue is empty (the chunk is not full).
-                    // Let the next records gather while we sleep rather
-                    // than waiting in `recv`: a writer blocked in the
-                    // channel must be woken by the sender, a system call
-                    // on the RADIUS path for every record that finds it
-                    // asleep.
-                    thread::sleep(chunk.due_in().map_or(GATHER, |d| d.min(GATHER)));
+                queued.fetch_sub(batch.len(), Ordering::Relaxed);
+                let n = batch.len() as u64;
+                match write_batch(&mut conn, &batch, &mut buf) {
+                    Ok(()) => stats.written.fetch_add(n, Ordering::Relaxed),
+                    Err(e) => {
+                        if last_error.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+                            tracing::error!("authentication history: {n} records lost: {e}");
+                            last_error = Some(Instant::now());
+                        }
+                        stats.failed.fetch_add(n, Ordering::Relaxed)
+                    }
+                };
+                let full = batch.len() == MAX_BATCH;
+                batch.clear();
+                if !full {
+                    // Let the next batch gather while we sleep rather than
+                    // waiting in `recv`: a writer blocked in the channel
+                    // must be woken by the sender, a syscall on the RADIUS
+                    // path for every record that finds it asleep.
+                    thread::sleep(GATHER);
                 }
             }
             Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => {
-                chunk.write(&mut conn, stats, &mut last_error);
-                return;
-            }
-        }
-        if chunk.due_in() == Some(Duration::ZERO) {
-            chunk.write(&mut conn, stats, &mut last_error);
+            Err(RecvTimeoutError::Disconnected) => return,
         }
         if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
             let now_ms = crate::clock::now_unix() * 1000;
@@ -589,34 +513,23 @@ fn run(mut conn: Connection, rx: &Receiver<Pending>, retention: Retention, stats
     }
 }
 
-/// Writes `batch` as one chunk (tests write chunks of their own making).
-#[cfg(test)]
+/// Writes `batch` as one chunk, its first id after every id already given
+/// (in chunks, or in the table of rows of the versions before them).
 fn write_batch(conn: &mut Connection, batch: &[Pending], buf: &mut Vec<u8>) -> rusqlite::Result<()> {
+    // The chunk's time range: its first and last decisions' times, unless
+    // the clock was set back while the batch gathered.
     let times = batch.iter().map(|r| r.time_ms);
     let (Some(first_time), Some(last_time)) = (times.clone().min(), times.max()) else {
         return Ok(());
     };
     chunk::encode(batch, buf);
-    write_chunk(conn, batch.len(), first_time, last_time, buf)
-}
-
-/// Writes `rows` decisions encoded in `data` as one chunk, its first id
-/// after every id already given (in chunks, or in the table of rows of the
-/// versions before them).
-fn write_chunk(
-    conn: &mut Connection,
-    rows: usize,
-    first_time: i64,
-    last_time: i64,
-    data: &[u8],
-) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let first_id = newest_id(&tx)?.map_or(1, |n| n + 1);
     tx.prepare_cached(
         "INSERT INTO auth_history_chunk (first_id, rows, first_time_ms, last_time_ms, data)
          VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
-    .execute(params![first_id, rows as i64, first_time, last_time, data])?;
+    .execute(params![first_id, batch.len() as i64, first_time, last_time, &buf[..]])?;
     tx.commit()
 }
 
@@ -636,7 +549,7 @@ fn newest_id(conn: &Connection) -> rusqlite::Result<Option<i64>> {
 /// Deletes decisions older than `keep` and beyond the newest `max_rows`,
 /// oldest first; returns how many went. A chunk goes whole, once every
 /// decision in it is to go: retention keeps up to one batch more than it
-/// says (at most 4,096 decisions, written within 250 ms of each other).
+/// says (at most 1,024 decisions, written within 10 ms of each other).
 pub(crate) fn prune(conn: &Connection, retention: Retention, now_ms: i64) -> rusqlite::Result<u64> {
     let keep_ms = i64::try_from(retention.keep.as_millis()).unwrap_or(i64::MAX);
     let cutoff = now_ms.saturating_sub(keep_ms);
