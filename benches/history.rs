@@ -1,6 +1,7 @@
 //! What the authentication history's writer thread costs per decision
-//! written: records handed to `HistoryWriter` as the RADIUS path does, then
-//! waited for until written (a batch a row, `store/history/chunk.rs`), on
+//! written: records handed to `HistoryWriter` all at once (the RADIUS path
+//! hands them one by one, through the same call), then waited for until
+//! written (a batch a row, `store/history/chunk.rs`), on
 //! a history that already holds a realistic number of decisions.
 //!
 //! `cargo bench --bench history`
@@ -73,16 +74,29 @@ fn thread_cpu(name: &str) -> Duration {
     Duration::from_nanos(stat.split(' ').next().unwrap().parse().unwrap())
 }
 
-/// The I/O counters (`rchar`, `wchar`, `syscr`, `syscw`) of this process's
-/// thread named `name`.
-fn thread_io(name: &str) -> [u64; 4] {
+/// A thread's I/O counters, from `/proc/.../io`.
+#[derive(Clone, Copy)]
+struct ThreadIo {
+    read_bytes: u64,
+    written_bytes: u64,
+    read_calls: u64,
+    write_calls: u64,
+}
+
+/// The I/O counters of this process's thread named `name`.
+fn thread_io(name: &str) -> ThreadIo {
     let io = std::fs::read_to_string(thread_dir(name).join("io")).unwrap();
     let get = |k: &str| {
         io.lines()
             .find_map(|l| l.strip_prefix(k)?.strip_prefix(": ")?.parse().ok())
             .unwrap_or(0)
     };
-    [get("rchar"), get("wchar"), get("syscr"), get("syscw")]
+    ThreadIo {
+        read_bytes: get("rchar"),
+        written_bytes: get("wchar"),
+        read_calls: get("syscr"),
+        write_calls: get("syscw"),
+    }
 }
 
 /// Hands `n` records over at once (the queue holds them all, so none is
@@ -112,13 +126,13 @@ fn main() {
     feed(&w, PRELOAD, MEASURED);
     let cpu = thread_cpu("history-writer") - cpu0;
     let io1 = thread_io("history-writer");
-    let per_row = |i: usize| (io1[i] - io0[i]) as f64 / MEASURED as f64;
+    let per_row = |f: fn(ThreadIo) -> u64| (f(io1) - f(io0)) as f64 / MEASURED as f64;
     println!(
         "writer I/O per decision: {:.0} bytes read in {:.3} calls, {:.0} bytes written in {:.3} calls",
-        per_row(0),
-        per_row(2),
-        per_row(1),
-        per_row(3)
+        per_row(|t| t.read_bytes),
+        per_row(|t| t.read_calls),
+        per_row(|t| t.written_bytes),
+        per_row(|t| t.write_calls)
     );
     let size: u64 = ["history.db", "history.db-wal"]
         .iter()
