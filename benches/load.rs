@@ -85,10 +85,11 @@ fn ratio(a: f64, b: f64) -> String {
 
 /// Paired by round, entra-radius's p99 against another server's: in how
 /// many of the rounds both ran it was at most theirs, of how many, and the
-/// geometric mean of its per-round ratio. The servers take turns within a
+/// geometric mean of its per-round ratio (`None` without a round to
+/// compare). The servers take turns within a
 /// round, so each pair met the same machine; the medians of separate runs
 /// move with the machine's noise by more than the differences asked about.
-fn paired_p99(e: &[Row], other: &[Row]) -> (usize, usize, f64) {
+fn paired_p99(e: &[Row], other: &[Row]) -> (usize, usize, Option<f64>) {
     let pairs: Vec<(f64, f64)> = e
         .iter()
         .zip(other)
@@ -96,11 +97,11 @@ fn paired_p99(e: &[Row], other: &[Row]) -> (usize, usize, f64) {
         .filter(|&(a, b)| a > 0.0 && b > 0.0)
         .collect();
     if pairs.is_empty() {
-        return (0, 0, f64::NAN);
+        return (0, 0, None);
     }
     let at_most = pairs.iter().filter(|(a, b)| a <= b).count();
     let log_mean = pairs.iter().map(|(a, b)| (a / b).ln()).sum::<f64>() / pairs.len() as f64;
-    (at_most, pairs.len(), log_mean.exp())
+    (at_most, pairs.len(), Some(log_mean.exp()))
 }
 
 /// Median over the rounds of each column on its own.
@@ -165,8 +166,9 @@ fn print_table(title: &str, names: &[&'static str], results: &BTreeMap<&'static 
                 continue;
             }
             let (at_most, rounds, mean) = paired_p99(&results["entra-radius"], &results[name]);
+            let mean = mean.map_or_else(|| "-".to_string(), |m| format!("{m:.2}"));
             println!(
-                "\nentra-radius / {name}: req/s ×{}, p99 ×{} (by round: at most theirs in {at_most} of {rounds}, ratio's geometric mean ×{mean:.2}), CPU per request ×{}, RSS ready ×{}, after ×{}",
+                "\nentra-radius / {name}: req/s ×{}, p99 ×{} (by round: at most theirs in {at_most} of {rounds}, ratio's geometric mean ×{mean}), CPU per request ×{}, RSS ready ×{}, after ×{}",
                 ratio(e.rate, p.rate),
                 ratio(e.p99.as_secs_f64(), p.p99.as_secs_f64()),
                 ratio(e.cpu_100k.as_secs_f64(), p.cpu_100k.as_secs_f64()),
